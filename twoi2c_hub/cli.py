@@ -1,0 +1,97 @@
+"""The `twoi2c-hub` command: check-config and demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from .config.loading import ConfigError, load_config
+from .paths import examples_dir
+
+
+def check_config(args) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as e:
+        for line in e.errors:
+            print(f"{e.path}: {line}", file=sys.stderr)
+        print(f"{len(e.errors)} error(s) in {e.path}", file=sys.stderr)
+        return 1
+    profiles = config.profile_list()
+    choices = sum(len(o.get("choices", {})) for p in profiles for o in p.get("profile_options", {}).values())
+    print(f"{args.file}: OK ({len(profiles)} profiles, {choices} choices)")
+    return 0
+
+
+def demo(args) -> int:
+    from .localhub import LocalHub
+
+    password = args.password or os.environ.get("TWOI2C_DEMO_PASSWORD") or secrets.token_urlsafe(9)
+    config_path = Path(args.config) if args.config else examples_dir() / "demo-community.yaml"
+    try:
+        config = load_config(config_path)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="twoi2c-demo-"))
+    hub = LocalHub(config_path, data_dir, port=args.port, password=password)
+    print(f"Starting the {config.hub.name} demo hub (log: {hub.log_file}) ...", flush=True)
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        hub.start(timeout=120)
+        users = ", ".join(
+            f"{name} ({'hub admin' if u.admin else ', '.join(u.groups) or 'no group'})"
+            for name, u in config.auth.users.items()
+        )
+        print(
+            f"\n  {config.hub.name} is running at {hub.url}/\n"
+            f"  Log in as {users}\n"
+            f"  Password: {password}\n\n"
+            "  Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+        hub.process.wait()
+        print(f"JupyterHub exited with status {hub.process.returncode}; see {hub.log_file}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nStopping the demo hub ...", flush=True)
+        return 0
+    except RuntimeError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans
+        hub.stop()
+        print("Stopped.", flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="twoi2c-hub", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser("check-config", help="validate a community config file")
+    check.add_argument("file")
+    check.set_defaults(run=check_config)
+
+    run_demo = commands.add_parser("demo", help="run the demo hub on 127.0.0.1")
+    run_demo.add_argument("--port", type=int, default=8000)
+    run_demo.add_argument("--data-dir", help="where the hub keeps its files (default: a new temp dir)")
+    run_demo.add_argument("--password", help="the demo users' password (default: $TWOI2C_DEMO_PASSWORD or random)")
+    run_demo.add_argument("--config", help="a community config file (default: examples/demo-community.yaml)")
+    run_demo.set_defaults(run=demo)
+
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Reading a community config file and turning every problem into a message with a path."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from .models import CommunityConfig, Strict
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; `errors` holds one line per problem."""
+
+    def __init__(self, path: str | os.PathLike, errors: list[str]):
+        self.path = str(path)
+        self.errors = errors
+        super().__init__(f"{self.path}: {len(errors)} error(s)\n" + "\n".join(f"  {e}" for e in errors))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key '{key}' is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _path(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z0-9_-]+", str(part)):
+            text += f".{part}" if text else str(part)
+        else:
+            text += f'["{part}"]'
+    return text
+
+
+def _message(error: dict) -> str:
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "twoi2c":
+        return error["msg"]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known setting"
+    if kind == "greater_than":
+        return f"must be > {ctx['gt']}"
+    if kind == "greater_than_equal":
+        return f"must be >= {ctx['ge']}"
+    if kind == "less_than_equal":
+        return f"must be <= {ctx['le']}"
+    if kind == "string_pattern_mismatch":
+        return "must be lowercase letters, digits, '-' and '_', starting and ending with a letter or digit"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}"
+    message = error["msg"]
+    return message[0].lower() + message[1:]
+
+
+def _models(cls=Strict):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _models(sub)
+
+
+def _setting_names() -> set[str]:
+    return {name for model in _models() for name in model.model_fields}
+
+
+def validation_messages(error: ValidationError) -> list[str]:
+    lines = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        # union members add their type to the location (e.g. "list[NodeShare]"): drop it
+        model_names = {m.__name__ for m in _models()}
+        loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in model_names)))
+        message = _message(item)
+        if item["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(loc[-1]), _setting_names(), n=1)
+            if close:
+                message += f" (did you mean '{close[0]}'?)"
+        if message.startswith(("profiles[", "profiles:")):
+            lines.append(message)  # a whole-file check that names its own path
+        else:
+            lines.append(f"{_path(loc)}: {message}" if loc else message)
+    return lines
+
+
+def parse_config(text: str, source: str = "<config>") -> CommunityConfig:
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(source, [f"{where}not valid YAML: {problem}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["the file must be a mapping of sections (hub:, profiles:, ...)"])
+    try:
+        return CommunityConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(source, validation_messages(e)) from None
+
+
+def load_config(path: str | os.PathLike) -> CommunityConfig:
+    """The validated config in `path`, or a ConfigError listing every problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(path, [f"cannot read the file: {e.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, ["the file is not UTF-8 text"]) from None
+    return parse_config(text, str(path))

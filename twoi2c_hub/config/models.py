@@ -1,0 +1,398 @@
+"""The community config: one YAML file describing a community's hub, validated.
+
+Sections: `hub` (identity and branding), `auth` (who logs in), `community_admin_groups`,
+`profiles` (KubeSpawner's profile_list format with `allowed_groups` and `node_share`),
+`instance_types` (capacity figures added to the built-in table), `spawner` (local or
+Kubernetes, per-user environment) and `culling`.
+
+Every model forbids unknown keys, so a typo (`alowed_groups`) is an error with its path
+instead of a setting silently ignored, which for `allowed_groups` would open a profile to
+everyone.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from ..spawners import profiles as catalog_functions
+from ..spawners.instances import INSTANCE_TYPES, InstanceType
+
+SLUG_PATTERN = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$"
+
+
+def _error(message: str) -> PydanticCustomError:
+    # the type name is what check-config prints before nothing: the message stands alone
+    return PydanticCustomError("twoi2c", message)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --- KubeSpawner overrides ----------------------------------------------------------
+
+
+@functools.cache
+def kubespawner_traits() -> dict[str, Any]:
+    """KubeSpawner's configurable traits by name (what a kubespawner_override may set)."""
+    from kubespawner import KubeSpawner
+
+    return KubeSpawner.class_traits(config=True)
+
+
+def _positive_number(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _error(f"{name} must be a number of CPU cores, like 0.5 or 2")
+    if value <= 0:
+        raise _error(f"{name} must be > 0")
+
+
+def _check_override(override: dict[str, Any], *, write_in: bool = False) -> dict[str, Any]:
+    traits = kubespawner_traits()
+    for key, value in override.items():
+        if key not in traits:
+            close = difflib.get_close_matches(key, traits, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise _error(f"'{key}' is not a KubeSpawner setting{hint}")
+        if write_in or value is None:
+            continue  # `{value}` placeholders are filled in at spawn time
+        if key in ("cpu_guarantee", "cpu_limit"):
+            _positive_number(value, key)
+        elif key in ("mem_guarantee", "mem_limit"):
+            try:
+                size = catalog_functions.parse_bytes(value)
+            except Exception:
+                raise _error(f"{key} must be a size like 512M, 4G or a number of bytes, not {value!r}")
+            if size <= 0:
+                raise _error(f"{key} must be > 0")
+        elif key == "image" and (not isinstance(value, str) or not value.strip()):
+            raise _error("image must be an image name such as quay.io/jupyter/scipy-notebook:2025-01-06")
+        elif key in ("node_selector", "environment", "extra_resource_limits", "extra_resource_guarantees"):
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                raise _error(f"{key} must be a mapping of names to values")
+            if key == "node_selector" and not all(isinstance(v, str) for v in value.values()):
+                raise _error("node_selector values must be strings (quote numbers and booleans)")
+            if key.startswith("extra_resource"):
+                for name, amount in value.items():
+                    if name.endswith("/gpu"):
+                        try:
+                            count = float(amount)
+                        except (TypeError, ValueError):
+                            raise _error(f"{key}.{name} must be a whole number of GPUs")
+                        if count < 0 or count != int(count):
+                            raise _error(f"{key}.{name} must be a whole number of GPUs")
+    cpu_g, cpu_l = override.get("cpu_guarantee"), override.get("cpu_limit")
+    if not write_in and isinstance(cpu_g, (int, float)) and isinstance(cpu_l, (int, float)) and cpu_g > cpu_l:
+        raise _error(f"cpu_guarantee ({cpu_g}) must not exceed cpu_limit ({cpu_l})")
+    mem_g, mem_l = override.get("mem_guarantee"), override.get("mem_limit")
+    if not write_in and mem_g is not None and mem_l is not None:
+        if catalog_functions.parse_bytes(mem_g) > catalog_functions.parse_bytes(mem_l):
+            raise _error(f"mem_guarantee ({mem_g}) must not exceed mem_limit ({mem_l})")
+    return override
+
+
+def _check_groups(groups: list[str] | None) -> list[str] | None:
+    if groups is not None and not groups:
+        raise _error(
+            "an empty allowed_groups offers this to nobody; "
+            "remove the key to offer it to everyone, or name the groups"
+        )
+    return groups
+
+
+class Overridable(Strict):
+    kubespawner_override: dict[str, Any] = Field(default_factory=dict)
+    allowed_groups: list[str] | None = None
+
+    @field_validator("kubespawner_override")
+    @classmethod
+    def _valid_override(cls, value):
+        return _check_override(value)
+
+    @field_validator("allowed_groups")
+    @classmethod
+    def _valid_groups(cls, value):
+        return _check_groups(value)
+
+
+class Choice(Overridable):
+    display_name: str
+    description: str | None = None
+    default: bool = False
+
+
+class UnlistedChoice(Overridable):
+    enabled: bool = False
+    display_name: str | None = None
+    display_name_in_choices: str | None = None
+    description_in_choices: str | None = None  # jupyterhub-fancy-profiles
+    validation_regex: str | None = None
+    validation_message: str | None = None
+
+    @field_validator("kubespawner_override")
+    @classmethod
+    def _valid_override(cls, value):
+        return _check_override(value, write_in=True)
+
+    @field_validator("validation_regex")
+    @classmethod
+    def _compiles(cls, value):
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as e:
+                raise _error(f"is not a valid regular expression: {e}")
+        return value
+
+
+class NodeShare(Strict):
+    """`node_share: {instance: n2-highmem-16, choices: 5}` instead of five choices."""
+
+    instance: str
+    choices: int = Field(ge=1, le=10)
+    default: int | None = Field(default=None, ge=0)
+    daemonset_cpu: float = Field(default=0.1, ge=0)
+    daemonset_memory: str | int = "256M"
+    allowed_groups: list[str] | None = None
+
+    @field_validator("daemonset_memory")
+    @classmethod
+    def _size(cls, value):
+        try:
+            catalog_functions.parse_bytes(value)
+        except Exception:
+            raise _error(f"must be a size like 256M or 1G, not {value!r}")
+        return value
+
+    @field_validator("allowed_groups")
+    @classmethod
+    def _valid_groups(cls, value):
+        return _check_groups(value)
+
+
+class ProfileOption(Strict):
+    display_name: str
+    choices: dict[str, Choice] = Field(default_factory=dict)
+    unlisted_choice: UnlistedChoice | None = None
+    node_share: NodeShare | list[NodeShare] | None = None
+    dynamic_image_building: dict[str, Any] | None = None  # jupyterhub-fancy-profiles
+
+    @model_validator(mode="after")
+    def _has_something_to_choose(self):
+        enabled = self.unlisted_choice is not None and self.unlisted_choice.enabled
+        if not self.choices and not self.node_share and not enabled:
+            raise _error("an option needs choices, a node_share, or an enabled unlisted_choice")
+        if sum(c.default for c in self.choices.values()) > 1:
+            raise _error("only one choice may be the default")
+        return self
+
+
+class Profile(Overridable):
+    display_name: str
+    slug: str | None = Field(default=None, pattern=SLUG_PATTERN)
+    description: str | None = None
+    default: bool = False
+    profile_options: dict[str, ProfileOption] = Field(default_factory=dict)
+
+    @field_validator("profile_options")
+    @classmethod
+    def _option_keys(cls, value):
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z0-9_]+(-[A-Za-z0-9_]+)*", key):
+                raise _error(
+                    f"option name '{key}' must be letters, digits, '_' and single '-' "
+                    "(it becomes part of the form field names)"
+                )
+        return value
+
+
+# --- other sections -------------------------------------------------------------------
+
+
+class Funder(Strict):
+    name: str
+    url: str | None = None
+    logo_url: str | None = None
+
+
+class HubSection(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    logo_url: str | None = None
+    url: str | None = None
+    support_url: str | None = None
+    funders: list[Funder] = Field(default_factory=list)
+    announcement: str | None = None
+
+
+class DemoUser(Strict):
+    groups: list[str] = Field(default_factory=list)
+    admin: bool = False
+
+
+class AuthSection(Strict):
+    """Who may log in. The demo provider knows a fixed set of users and one password."""
+
+    provider: Literal["demo"] = "demo"
+    users: dict[str, DemoUser] = Field(default_factory=dict)
+    admin_users: list[str] = Field(default_factory=list)
+    blocked_users: list[str] = Field(default_factory=list)
+
+
+class InstanceTypeSpec(Strict):
+    provider: Literal["gcp", "aws", "azure", "other"] = "other"
+    cpu: float = Field(gt=0)
+    memory: str | int
+    allocatable_cpu: float | None = Field(default=None, gt=0)
+    allocatable_memory: str | int | None = None
+    gpu_count: int = Field(default=0, ge=0)
+    gpu_type: str | None = None
+
+    @field_validator("memory", "allocatable_memory")
+    @classmethod
+    def _size(cls, value):
+        if value is not None:
+            try:
+                size = catalog_functions.parse_bytes(value)
+            except Exception:
+                raise _error(f"must be a size like 64G, not {value!r}")
+            if size <= 0:
+                raise _error("must be > 0")
+        return value
+
+    def to_instance_type(self, name: str) -> InstanceType:
+        allocatable = self.allocatable_memory
+        return InstanceType(
+            name=name, provider=self.provider, cpu=self.cpu,
+            memory_bytes=catalog_functions.parse_bytes(self.memory),
+            allocatable_cpu=self.allocatable_cpu,
+            allocatable_memory_bytes=None if allocatable is None else catalog_functions.parse_bytes(allocatable),
+            gpu_count=self.gpu_count, gpu_type=self.gpu_type,
+        )
+
+
+class LocalSpawnerSection(Strict):
+    """How the local-process spawner applies profiles on this machine."""
+
+    # image name -> the Python executable of an environment with jupyter-server;
+    # images not listed are shown as "not available on this hub" and run the default
+    images: dict[str, str] = Field(default_factory=dict)
+    python: str | None = None  # default: the hub's own Python
+    apply_memory_limit: bool = True
+    apply_cpu_limit: bool = True
+
+
+class SpawnerSection(Strict):
+    kind: Literal["local", "kube"] = "local"
+    default_url: str | None = None
+    start_timeout: int = Field(default=120, gt=0)
+    # environment for every server; {username} and {escaped_username} are filled in
+    user_environment: dict[str, str] = Field(default_factory=dict)
+    # environment and (Kubernetes) volume mounts for hub admins only
+    admin_environment: dict[str, str] = Field(default_factory=dict)
+    admin_volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
+    local: LocalSpawnerSection = Field(default_factory=LocalSpawnerSection)
+
+    @field_validator("user_environment", "admin_environment")
+    @classmethod
+    def _placeholders(cls, value):
+        for name, template in value.items():
+            for field_name in re.findall(r"\{([^{}]*)\}", template):
+                if field_name not in ("username", "escaped_username"):
+                    raise _error(
+                        f"{name}: unknown placeholder {{{field_name}}}; "
+                        "use {username} or {escaped_username}"
+                    )
+        return value
+
+
+class CullingSection(Strict):
+    enabled: bool = True
+    timeout: int = Field(default=3600, gt=0)  # seconds without activity
+    every: int = Field(default=0, ge=0)  # seconds between checks; 0: timeout / 2
+    max_age: int = Field(default=0, ge=0)  # seconds; 0: no maximum
+    cull_users: bool = False
+    cull_admin_users: bool = True
+    concurrency: int = Field(default=10, ge=1)
+
+
+class CommunityConfig(Strict):
+    hub: HubSection
+    auth: AuthSection = Field(default_factory=AuthSection)
+    community_admin_groups: list[str] = Field(default_factory=list)
+    instance_types: dict[str, InstanceTypeSpec] = Field(default_factory=dict)
+    profiles: list[Profile] = Field(default_factory=list)
+    spawner: SpawnerSection = Field(default_factory=SpawnerSection)
+    culling: CullingSection = Field(default_factory=CullingSection)
+
+    @model_validator(mode="after")
+    def _profiles_consistent(self):
+        slugs: dict[str, int] = {}
+        for i, profile in enumerate(self.profiles):
+            slug = profile.slug or catalog_functions.initialize([{"display_name": profile.display_name}])[0]["slug"]
+            if slug in slugs:
+                raise PydanticCustomError(
+                    "twoi2c",
+                    "profiles[{i}]: slug '{slug}' is also the slug of profiles[{j}]; give one a different slug",
+                    {"i": i, "slug": slug, "j": slugs[slug]},
+                )
+            slugs[slug] = i
+        if sum(p.default for p in self.profiles) > 1:
+            raise _error("profiles: only one profile may be the default")
+        known = self.instance_catalog()
+        for i, profile in enumerate(self.profiles):
+            for key, option in profile.profile_options.items():
+                shares = option.node_share
+                for share in shares if isinstance(shares, list) else [shares] if shares else []:
+                    if share.instance not in known:
+                        close = difflib.get_close_matches(share.instance, known, n=3)
+                        hint = f"; did you mean {', '.join(close)}?" if close else (
+                            "; describe it under instance_types")
+                        raise _error(
+                            f"profiles[{i}].profile_options.{key}.node_share.instance: "
+                            f"unknown instance type '{share.instance}'{hint}"
+                        )
+        return self
+
+    def instance_catalog(self) -> dict[str, InstanceType]:
+        table = dict(INSTANCE_TYPES)
+        table.update({name: spec.to_instance_type(name) for name, spec in self.instance_types.items()})
+        return table
+
+    def profile_list(self) -> list[dict]:
+        """The profiles as KubeSpawner's profile_list, node shares expanded into choices.
+
+        Keys are kept as the file wrote them (nothing filled in), so a profile list taken
+        from an existing hub comes out as it went in.
+        """
+        instances = self.instance_catalog()
+        result = []
+        for profile in self.profiles:
+            data = profile.model_dump(exclude_unset=True)
+            for key, option in profile.profile_options.items():
+                shares = option.node_share
+                if not shares:
+                    continue
+                generated: dict[str, dict] = {}
+                for share in shares if isinstance(shares, list) else [shares]:
+                    choices = catalog_functions.node_share_choices(
+                        instances[share.instance], share.choices,
+                        daemonset_cpu=share.daemonset_cpu,
+                        daemonset_memory_bytes=catalog_functions.parse_bytes(share.daemonset_memory),
+                        default=share.default,
+                    )
+                    if share.allowed_groups is not None:
+                        for choice in choices.values():
+                            choice["allowed_groups"] = list(share.allowed_groups)
+                    generated.update(choices)
+                option_data = data["profile_options"][key]
+                option_data.pop("node_share")
+                option_data["choices"] = {**generated, **option_data.get("choices", {})}
+            result.append(data)
+        return result
+

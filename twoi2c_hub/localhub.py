@@ -1,0 +1,178 @@
+"""Run a whole hub on 127.0.0.1: JupyterHub, the Python proxy, local servers, services.
+
+Used by `twoi2c-hub demo` and by the end-to-end tests. JupyterHub starts the proxy and
+every server in process sessions of their own, so stopping the hub's process group is
+not enough: every process started for this hub carries an environment tag, and `stop()`
+ends whatever still carries it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+TAG_VARIABLE = "TWOI2C_HUB_TAG"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proxy_command() -> str:
+    """The Python configurable-http-proxy next to this Python (not Node's, if on PATH)."""
+    candidate = Path(sys.executable).parent / "configurable-http-proxy"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("configurable-http-proxy")
+    if not found:
+        raise RuntimeError("configurable-http-proxy is not installed next to this Python")
+    return found
+
+
+def tagged_processes(tag: str) -> list[int]:
+    """PIDs of processes whose environment carries TAG_VARIABLE=tag."""
+    marker = f"{TAG_VARIABLE}={tag}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def end_tagged_processes(tag: str, grace: float = 5.0) -> list[int]:
+    """SIGTERM, then SIGKILL, every process tagged `tag`; returns those found."""
+    found = tagged_processes(tag)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in tagged_processes(tag):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while tagged_processes(tag) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    return found
+
+
+class LocalHub:
+    """A JupyterHub process configured from a community config file."""
+
+    def __init__(
+        self,
+        community_config: str | os.PathLike,
+        data_dir: str | os.PathLike,
+        *,
+        port: int | None = None,
+        password: str | None = None,
+        extra_config: str = "",
+        tag: str | None = None,
+        log_file: str | os.PathLike | None = None,
+    ):
+        self.community_config = Path(community_config).resolve()
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port or free_port()
+        self.password = password
+        self.extra_config = extra_config
+        self.tag = tag or uuid.uuid4().hex
+        self.log_file = Path(log_file) if log_file else self.data_dir / "jupyterhub.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def write_config(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        homes = self.data_dir / "homes"
+        homes.mkdir(exist_ok=True)
+        path = self.data_dir / "jupyterhub_config.py"
+        path.write_text(f'''\
+# Written by twoi2c_hub.localhub for a hub on 127.0.0.1; see {self.community_config}
+from twoi2c_hub import configure
+
+configure(c, {str(self.community_config)!r})
+
+c.JupyterHub.bind_url = "http://127.0.0.1:{self.port}"
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = {free_port()}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
+c.ConfigurableHTTPProxy.command = [{proxy_command()!r}]
+c.ConfigurableHTTPProxy.pid_file = {str(self.data_dir / "proxy.pid")!r}
+c.JupyterHub.db_url = {"sqlite:///" + str(self.data_dir / "jupyterhub.sqlite")!r}
+c.JupyterHub.cookie_secret_file = {str(self.data_dir / "jupyterhub_cookie_secret")!r}
+c.JupyterHub.pid_file = {str(self.data_dir / "jupyterhub.pid")!r}
+c.ProfileLocalSpawner.system_users = False
+c.ProfileLocalSpawner.home_dir_template = {str(homes) + "/{username}"!r}
+c.Spawner.environment = {{{TAG_VARIABLE!r}: {self.tag!r}}}
+for _service in c.JupyterHub.get("services", []):
+    _service.setdefault("environment", {{}})[{TAG_VARIABLE!r}] = {self.tag!r}
+
+{self.extra_config}
+''')
+        return path
+
+    def start(self, timeout: float = 60) -> None:
+        config = self.write_config()
+        env = dict(os.environ)
+        env[TAG_VARIABLE] = self.tag
+        if self.password is not None:
+            env["TWOI2C_DEMO_PASSWORD"] = self.password
+        log = open(self.log_file, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(config)],
+            cwd=self.data_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"JupyterHub exited with status {self.process.returncode}; see {self.log_file}:\n"
+                    + self.log_tail()
+                )
+            try:
+                # through the proxy: ready once the hub has registered its route
+                with urllib.request.urlopen(f"{self.url}/hub/api/", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"JupyterHub did not answer within {timeout} s; see {self.log_file}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 20) -> None:
+        """Stop the hub (it stops the proxy and, with cleanup_servers, the servers),
+        then end anything left that was started for it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        end_tagged_processes(self.tag)

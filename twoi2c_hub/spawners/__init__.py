@@ -1,0 +1,1 @@
+"""Profile-aware spawners: the catalog (profiles.py), Kubernetes (kube.py) and local (local.py)."""

@@ -1,0 +1,142 @@
+"""What both profile-aware spawners share: the form, the refusals, per-user environment.
+
+The spawner classes combine `ProfileSpawnerMixin` with KubeSpawner or a local-process
+spawner; each says where its catalog comes from (`get_catalog`) and applies the resolved
+server in its own way.
+"""
+
+from __future__ import annotations
+
+import json
+
+import escapism
+import jinja2
+from jupyterhub.spawner import SpawnException
+from tornado import web
+from traitlets import Dict, default
+
+from ..paths import templates_dir
+from . import profiles
+
+_SAFE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def escaped_username(name: str) -> str:
+    """The username as KubeSpawner's `{escaped_username}` writes it (safe in paths, URLs)."""
+    return escapism.escape(name, safe=_SAFE_CHARS, escape_char="-").lower()
+
+
+def user_groups(user) -> list[str]:
+    """Names of the JupyterHub groups of `user` (empty for a mock user without groups)."""
+    return [getattr(g, "name", g) for g in getattr(user, "groups", None) or []]
+
+
+_form_environment = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(templates_dir())),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+class ProfileRefused(SpawnException, ValueError):
+    """A refused selection: a 4xx with its message for JupyterHub, and still the
+    ValueError that code written for KubeSpawner's own validation expects."""
+
+
+class ProfileSpawnerMixin:
+    """Profiles filtered by group, checked on the server side, with readable refusals."""
+
+    user_environment = Dict(
+        config=True,
+        help="""Environment variables for every server. `{username}` and
+        `{escaped_username}` in a value are replaced, e.g.
+        `{"SCRATCH_BUCKET": "s3://my-bucket/{escaped_username}"}`.""",
+    )
+
+    admin_environment = Dict(
+        config=True,
+        help="Environment variables added to the servers of hub admins only.",
+    )
+
+    # the selection last resolved by `resolve_selection`, for labels and accounting
+    resolved_server: profiles.ResolvedServer | None = None
+
+    # --- the catalog ----------------------------------------------------------------
+
+    async def get_catalog(self) -> list[dict]:
+        """The whole catalog, before filtering by group. Spawner classes implement this."""
+        raise NotImplementedError
+
+    def get_groups(self) -> list[str]:
+        return user_groups(self.user)
+
+    async def offered_profiles(self) -> list[dict]:
+        return profiles.available(await self.get_catalog(), self.get_groups())
+
+    def profile_form_notes(self, profile: dict) -> dict[str, str]:
+        """Notes shown beside choices, keyed `option/choice` (e.g. 'not available here')."""
+        return {}
+
+    async def render_profile_form(self, spawner=None) -> str:
+        offered = await self.offered_profiles()
+        if not offered:
+            if await self.get_catalog():
+                # nothing for this person: say so instead of starting something
+                return _form_environment.get_template("profile_form_none.html").render(
+                    groups=sorted(self.get_groups()),
+                )
+            return ""
+        return _form_environment.get_template("profile_form.html").render(
+            profiles=offered,
+            selection=self.user_options or {},
+            notes={p["slug"]: self.profile_form_notes(p) for p in offered},
+            unlisted_sentinel=profiles.UNLISTED_SENTINEL,
+            unlisted_suffix=profiles.UNLISTED_SUFFIX,
+        )
+
+    @default("options_form")
+    def _default_options_form(self):
+        return self.render_profile_form
+
+    # --- checking a selection --------------------------------------------------------
+
+    async def resolve_selection(self, selection) -> profiles.ResolvedServer:
+        """The server `selection` starts for this user; a SpawnException (4xx) if refused."""
+        if selection is not None and not isinstance(selection, dict):
+            raise ProfileRefused(
+                "user_options must be a JSON object like {\"profile\": \"...\"}.",
+                reason="profile", status_code=400,
+            )
+        try:
+            resolved = profiles.resolve(await self.get_catalog(), self.get_groups(), selection)
+        except profiles.ProfileError as e:
+            raise ProfileRefused(e.message, reason="profile", status_code=e.status) from None
+        self.resolved_server = resolved
+        return resolved
+
+    @default("options_from_form")
+    def _default_options_from_form(self):
+        return self.selection_from_form
+
+    async def selection_from_form(self, formdata):
+        """Parse the posted form and refuse a forged or invalid selection right away:
+        the form is shown again with the message, and nothing starts."""
+        selection = profiles.selection_from_form(formdata)
+        try:
+            await self.resolve_selection(selection)
+        except SpawnException as e:
+            raise web.HTTPError(e.status_code, e.message) from None
+        return selection
+
+    # --- environment -----------------------------------------------------------------
+
+    def community_environment(self) -> dict[str, str]:
+        """`user_environment` (and `admin_environment` for admins), placeholders filled."""
+        values = {"username": self.user.name, "escaped_username": escaped_username(self.user.name)}
+        env = {k: v.format(**values) for k, v in self.user_environment.items()}
+        if getattr(self.user, "admin", False):
+            env.update({k: v.format(**values) for k, v in self.admin_environment.items()})
+        return env
+
+    def resolved_annotation(self) -> str:
+        return json.dumps(self.resolved_server.summary() if self.resolved_server else {}, sort_keys=True)
