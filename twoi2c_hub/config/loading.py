@@ -10,7 +10,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from .models import CommunityConfig, Strict
+from ..spawners.instances import INSTANCE_TYPES
+from .models import CommunityConfig, Strict, catalog_problems
 
 
 class ConfigError(Exception):
@@ -112,10 +113,16 @@ def parse_config(text: str, source: str = "<config>") -> CommunityConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(source, ["the file must be a mapping of sections (hub:, profiles:, ...)"])
+    errors = [f"{_path(loc)}: {message}" for loc, message in catalog_problems(data)]
+    instance_types = data.get("instance_types")
+    context = {"instance_types": set(INSTANCE_TYPES) | set(instance_types if isinstance(instance_types, dict) else {})}
     try:
-        return CommunityConfig.model_validate(data)
+        config = CommunityConfig.model_validate(data, context=context)
     except ValidationError as e:
-        raise ConfigError(source, validation_messages(e)) from None
+        errors = validation_messages(e) + errors
+    if errors:
+        raise ConfigError(source, errors)
+    return config
 
 
 def load_config(path: str | os.PathLike) -> CommunityConfig:

@@ -46,55 +46,100 @@ def kubespawner_traits() -> dict[str, Any]:
     return KubeSpawner.class_traits(config=True)
 
 
-def _positive_number(value: Any, name: str) -> None:
+def _number_problem(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _error(f"{name} must be a number of CPU cores, like 0.5 or 2")
+        return "must be a number of CPU cores, like 0.5 or 2"
     if value <= 0:
-        raise _error(f"{name} must be > 0")
+        return "must be > 0"
+    return None
 
 
-def _check_override(override: dict[str, Any], *, write_in: bool = False) -> dict[str, Any]:
+def override_problems(override: Any, *, write_in: bool = False) -> list[tuple[tuple, str]]:
+    """Every problem in one kubespawner_override, as (path inside it, message).
+
+    Keys must be KubeSpawner settings; resource figures must be what KubeSpawner accepts
+    and be positive; a guarantee must not exceed its limit. A write-in's override is
+    only checked for its keys: its `{value}` placeholders are filled in at spawn time.
+    """
+    if not isinstance(override, dict):
+        return [((), "must be a mapping of KubeSpawner settings to values")]
     traits = kubespawner_traits()
+    problems: list[tuple[tuple, str]] = []
+    sizes: dict[str, int] = {}
     for key, value in override.items():
         if key not in traits:
-            close = difflib.get_close_matches(key, traits, n=1)
+            close = difflib.get_close_matches(str(key), traits, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise _error(f"'{key}' is not a KubeSpawner setting{hint}")
+            problems.append(((key,), f"is not a KubeSpawner setting{hint}"))
+            continue
         if write_in or value is None:
-            continue  # `{value}` placeholders are filled in at spawn time
+            continue
+        problem = None
         if key in ("cpu_guarantee", "cpu_limit"):
-            _positive_number(value, key)
+            problem = _number_problem(value)
         elif key in ("mem_guarantee", "mem_limit"):
             try:
-                size = catalog_functions.parse_bytes(value)
+                sizes[key] = catalog_functions.parse_bytes(value)
             except Exception:
-                raise _error(f"{key} must be a size like 512M, 4G or a number of bytes, not {value!r}")
-            if size <= 0:
-                raise _error(f"{key} must be > 0")
+                problem = f"must be a size like 512M, 4G or a number of bytes, not {value!r}"
+            else:
+                if sizes[key] <= 0:
+                    problem = "must be > 0"
         elif key == "image" and (not isinstance(value, str) or not value.strip()):
-            raise _error("image must be an image name such as quay.io/jupyter/scipy-notebook:2025-01-06")
+            problem = "must be an image name such as quay.io/jupyter/scipy-notebook:2025-01-06"
         elif key in ("node_selector", "environment", "extra_resource_limits", "extra_resource_guarantees"):
-            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-                raise _error(f"{key} must be a mapping of names to values")
-            if key == "node_selector" and not all(isinstance(v, str) for v in value.values()):
-                raise _error("node_selector values must be strings (quote numbers and booleans)")
-            if key.startswith("extra_resource"):
+            if not isinstance(value, dict):
+                problem = "must be a mapping of names to values"
+            elif key == "node_selector" and not all(isinstance(v, str) for v in value.values()):
+                problem = "values must be strings (quote numbers and booleans)"
+            elif key.startswith("extra_resource"):
                 for name, amount in value.items():
-                    if name.endswith("/gpu"):
-                        try:
-                            count = float(amount)
-                        except (TypeError, ValueError):
-                            raise _error(f"{key}.{name} must be a whole number of GPUs")
-                        if count < 0 or count != int(count):
-                            raise _error(f"{key}.{name} must be a whole number of GPUs")
+                    if str(name).endswith("/gpu") and not _whole_number(amount):
+                        problems.append(((key, name), "must be a whole number of GPUs, like \"1\""))
+        if problem:
+            problems.append(((key,), problem))
     cpu_g, cpu_l = override.get("cpu_guarantee"), override.get("cpu_limit")
-    if not write_in and isinstance(cpu_g, (int, float)) and isinstance(cpu_l, (int, float)) and cpu_g > cpu_l:
-        raise _error(f"cpu_guarantee ({cpu_g}) must not exceed cpu_limit ({cpu_l})")
-    mem_g, mem_l = override.get("mem_guarantee"), override.get("mem_limit")
-    if not write_in and mem_g is not None and mem_l is not None:
-        if catalog_functions.parse_bytes(mem_g) > catalog_functions.parse_bytes(mem_l):
-            raise _error(f"mem_guarantee ({mem_g}) must not exceed mem_limit ({mem_l})")
-    return override
+    if not write_in and not _number_problem(cpu_g) and not _number_problem(cpu_l) and cpu_g > cpu_l:
+        problems.append((("cpu_guarantee",), f"{cpu_g} must not exceed cpu_limit ({cpu_l})"))
+    if "mem_guarantee" in sizes and "mem_limit" in sizes and sizes["mem_guarantee"] > sizes["mem_limit"]:
+        problems.append((("mem_guarantee",), f"{override['mem_guarantee']} must not exceed mem_limit "
+                                             f"({override['mem_limit']})"))
+    return problems
+
+
+def _whole_number(amount: Any) -> bool:
+    try:
+        count = float(amount)
+    except (TypeError, ValueError):
+        return False
+    return count >= 0 and count == int(count)
+
+
+def catalog_problems(data: Any) -> list[tuple[tuple, str]]:
+    """Problems in every kubespawner_override of the raw `profiles:` section, with paths."""
+    problems: list[tuple[tuple, str]] = []
+    profiles = data.get("profiles") if isinstance(data, dict) else None
+    if not isinstance(profiles, list):
+        return problems
+
+    def check(where: tuple, item: Any, write_in: bool = False):
+        if isinstance(item, dict) and "kubespawner_override" in item:
+            base = where + ("kubespawner_override",)
+            problems.extend((base + loc, msg) for loc, msg in
+                            override_problems(item["kubespawner_override"], write_in=write_in))
+
+    for i, profile in enumerate(profiles):
+        check(("profiles", i), profile)
+        options = profile.get("profile_options") if isinstance(profile, dict) else None
+        for key, option in (options or {}).items() if isinstance(options, dict) else []:
+            if not isinstance(option, dict):
+                continue
+            where = ("profiles", i, "profile_options", key)
+            choices = option.get("choices")
+            for choice_key, choice in (choices or {}).items() if isinstance(choices, dict) else []:
+                check(where + ("choices", choice_key), choice)
+            check(where + ("unlisted_choice",), option.get("unlisted_choice"), write_in=True)
+    return problems
 
 
 def _check_groups(groups: list[str] | None) -> list[str] | None:
@@ -107,13 +152,9 @@ def _check_groups(groups: list[str] | None) -> list[str] | None:
 
 
 class Overridable(Strict):
+    # checked by `catalog_problems`, which reports every bad key with its own path
     kubespawner_override: dict[str, Any] = Field(default_factory=dict)
     allowed_groups: list[str] | None = None
-
-    @field_validator("kubespawner_override")
-    @classmethod
-    def _valid_override(cls, value):
-        return _check_override(value)
 
     @field_validator("allowed_groups")
     @classmethod
@@ -134,11 +175,6 @@ class UnlistedChoice(Overridable):
     description_in_choices: str | None = None  # jupyterhub-fancy-profiles
     validation_regex: str | None = None
     validation_message: str | None = None
-
-    @field_validator("kubespawner_override")
-    @classmethod
-    def _valid_override(cls, value):
-        return _check_override(value, write_in=True)
 
     @field_validator("validation_regex")
     @classmethod
@@ -161,6 +197,16 @@ class NodeShare(Strict):
     daemonset_memory: str | int = "256M"
     allowed_groups: list[str] | None = None
 
+    @field_validator("instance")
+    @classmethod
+    def _known_instance(cls, value, info):
+        known = (info.context or {}).get("instance_types") or set(INSTANCE_TYPES)
+        if value not in known:
+            close = difflib.get_close_matches(value, known, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; describe it under instance_types"
+            raise _error(f"unknown instance type '{value}'{hint}")
+        return value
+
     @field_validator("daemonset_memory")
     @classmethod
     def _size(cls, value):
@@ -180,8 +226,14 @@ class ProfileOption(Strict):
     display_name: str
     choices: dict[str, Choice] = Field(default_factory=dict)
     unlisted_choice: UnlistedChoice | None = None
-    node_share: NodeShare | list[NodeShare] | None = None
+    # one instance type, or several whose choices are offered together
+    node_share: list[NodeShare] | None = None
     dynamic_image_building: dict[str, Any] | None = None  # jupyterhub-fancy-profiles
+
+    @field_validator("node_share", mode="before")
+    @classmethod
+    def _one_or_more(cls, value):
+        return [value] if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _has_something_to_choose(self):
@@ -344,19 +396,6 @@ class CommunityConfig(Strict):
             slugs[slug] = i
         if sum(p.default for p in self.profiles) > 1:
             raise _error("profiles: only one profile may be the default")
-        known = self.instance_catalog()
-        for i, profile in enumerate(self.profiles):
-            for key, option in profile.profile_options.items():
-                shares = option.node_share
-                for share in shares if isinstance(shares, list) else [shares] if shares else []:
-                    if share.instance not in known:
-                        close = difflib.get_close_matches(share.instance, known, n=3)
-                        hint = f"; did you mean {', '.join(close)}?" if close else (
-                            "; describe it under instance_types")
-                        raise _error(
-                            f"profiles[{i}].profile_options.{key}.node_share.instance: "
-                            f"unknown instance type '{share.instance}'{hint}"
-                        )
         return self
 
     def instance_catalog(self) -> dict[str, InstanceType]:
@@ -375,11 +414,10 @@ class CommunityConfig(Strict):
         for profile in self.profiles:
             data = profile.model_dump(exclude_unset=True)
             for key, option in profile.profile_options.items():
-                shares = option.node_share
-                if not shares:
+                if not option.node_share:
                     continue
                 generated: dict[str, dict] = {}
-                for share in shares if isinstance(shares, list) else [shares]:
+                for share in option.node_share:
                     choices = catalog_functions.node_share_choices(
                         instances[share.instance], share.choices,
                         daemonset_cpu=share.daemonset_cpu,

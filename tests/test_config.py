@@ -1,0 +1,208 @@
+"""The community config: check-config messages, and what configure() sets."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from traitlets.config import Config
+
+from twoi2c_hub.config import ConfigError, configure, load_config, parse_config
+from twoi2c_hub.paths import examples_dir
+
+EXAMPLE = examples_dir() / "demo-community.yaml"
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as failed:
+        parse_config(textwrap.dedent(text))
+    return failed.value.errors
+
+
+def check_config(path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "twoi2c_hub.cli", "check-config", str(path)],
+        capture_output=True, text=True,
+    )
+
+
+def test_the_demo_config_is_valid():
+    result = check_config(EXAMPLE)
+    assert result.returncode == 0, result.stderr
+    assert "OK (2 profiles, 6 choices)" in result.stdout
+
+
+def test_check_config_reports_every_error_with_its_path(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(textwrap.dedent("""\
+        hub:
+          name: X
+          funder: []
+        profiles:
+          - display_name: A
+            alowed_groups: [x]
+          - display_name: B
+            profile_options:
+              image:
+                display_name: Image
+                choices:
+                  big:
+                    display_name: Big
+                    kubespawner_override: {cpu_limit: 0, mem_limit: lots, cpu_gurantee: 1}
+                unlisted_choice: {enabled: true, validation_regex: "([a-z"}
+              size:
+                display_name: Size
+                node_share: {instance: n2-highmem-61, choices: 0}
+          - display_name: C
+            allowed_groups: []
+        culling: {timeout: -5}
+        spawner: {kind: docker}
+    """))
+    result = check_config(broken)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    p = f"{broken}: "
+    expected = [
+        p + "hub.funder: is not a known setting (did you mean 'funders'?)",
+        p + "profiles[0].alowed_groups: is not a known setting (did you mean 'allowed_groups'?)",
+        p + "profiles[1].profile_options.image.unlisted_choice.validation_regex: "
+            "is not a valid regular expression: unterminated character set at position 1",
+        p + "profiles[1].profile_options.size.node_share[0].instance: unknown instance type "
+            "'n2-highmem-61'; did you mean n2-highmem-64, n2-highmem-16, n2-highmem-8?",
+        p + "profiles[1].profile_options.size.node_share[0].choices: must be >= 1",
+        p + "profiles[2].allowed_groups: an empty allowed_groups offers this to nobody; "
+            "remove the key to offer it to everyone, or name the groups",
+        p + "spawner.kind: must be one of 'local' or 'kube'",
+        p + "culling.timeout: must be > 0",
+        p + "profiles[1].profile_options.image.choices.big.kubespawner_override.cpu_limit: must be > 0",
+        p + "profiles[1].profile_options.image.choices.big.kubespawner_override.mem_limit: "
+            "must be a size like 512M, 4G or a number of bytes, not 'lots'",
+        p + "profiles[1].profile_options.image.choices.big.kubespawner_override.cpu_gurantee: "
+            "is not a KubeSpawner setting (did you mean 'cpu_guarantee'?)",
+        f"11 error(s) in {broken}",
+    ]
+    assert lines == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("hub: {name: X}\nhub: {name: Y}\n", "line 2, column 1: not valid YAML: the key 'hub' is given twice"),
+    ("hub: [unclosed\n", "line 2, column 1: not valid YAML: expected ',' or ']', but got '<stream end>'"),
+    ("- just\n- a list\n", "the file must be a mapping of sections (hub:, profiles:, ...)"),
+    ("profiles: []\n", "hub: is required"),
+    ("hub: {name: X}\nprofiles: [{display_name: A, slug: Bad Slug}]\n",
+     "profiles[0].slug: must be lowercase letters, digits, '-' and '_', starting and ending with a letter or digit"),
+    ("hub: {name: X}\nprofiles: [{display_name: A, profile_options: {o: {display_name: O}}}]\n",
+     "profiles[0].profile_options.o: an option needs choices, a node_share, or an enabled unlisted_choice"),
+    ("hub: {name: X}\nprofiles: [{display_name: A}, {display_name: a}]\n",
+     "profiles[1]: slug 'a' is also the slug of profiles[0]; give one a different slug"),
+    ("hub: {name: X}\nprofiles: [{display_name: A, kubespawner_override: {cpu_guarantee: 4, cpu_limit: 2}}]\n",
+     "profiles[0].kubespawner_override.cpu_guarantee: 4 must not exceed cpu_limit (2)"),
+    ("hub: {name: X}\nprofiles: [{display_name: A, kubespawner_override: "
+     "{extra_resource_limits: {nvidia.com/gpu: half}}}]\n",
+     'profiles[0].kubespawner_override.extra_resource_limits["nvidia.com/gpu"]: '
+     'must be a whole number of GPUs, like "1"'),
+    ("hub: {name: X}\nspawner: {user_environment: {X: '{user}'}}\n",
+     "spawner.user_environment: X: unknown placeholder {user}; use {username} or {escaped_username}"),
+])
+def test_each_kind_of_mistake_has_a_message(text, expected):
+    assert errors_of(text) == [expected]
+
+
+def test_unreadable_file_is_an_error_not_a_traceback(tmp_path):
+    result = check_config(tmp_path / "missing.yaml")
+    assert result.returncode == 1
+    assert "cannot read the file: No such file or directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_existing_kubespawner_profile_list_loads_unchanged():
+    # a profile list as zero-to-jupyterhub's singleuser.profileList has it
+    z2jh_profile = {
+        "display_name": "Datascience",
+        "description": "Bigger machine",
+        "kubespawner_override": {"image": "jupyter/datascience-notebook:2343e33dec46", "cpu_limit": 2},
+        "profile_options": {
+            "image": {
+                "display_name": "Image",
+                "choices": {"a": {"display_name": "A", "kubespawner_override": {"image": "a:1"}}},
+                "unlisted_choice": {
+                    "enabled": True, "display_name": "Custom",
+                    "validation_regex": "^.+:.+$", "validation_message": "need a tag",
+                    "kubespawner_override": {"image": "{value}"},
+                },
+            }
+        },
+    }
+    import yaml
+
+    config = parse_config(yaml.safe_dump({"hub": {"name": "X"}, "profiles": [z2jh_profile]}))
+    assert config.profile_list() == [z2jh_profile]
+
+
+def test_node_share_expands_into_choices_before_written_ones():
+    config = load_config(EXAMPLE)
+    (cpu, gpu) = config.profile_list()
+    choices = cpu["profile_options"]["resources"]["choices"]
+    assert list(choices) == ["mem_6_9_gib", "mem_14_gib", "mem_28_gib", "whole-node"]
+    assert "node_share" not in cpu["profile_options"]["resources"]
+    assert gpu["allowed_groups"] == ["researchers"]
+
+
+def test_configure_sets_spawner_profiles_templates_and_culler():
+    c = Config()
+    config = configure(c, EXAMPLE)
+    from twoi2c_hub.spawners.local import ProfileLocalSpawner
+
+    assert c.JupyterHub.spawner_class is ProfileLocalSpawner
+    assert c.ProfileLocalSpawner.profile_list == config.profile_list()
+    assert c.ProfileLocalSpawner.user_environment == {
+        "SCRATCH_BUCKET": "s3://demo-community-scratch/{escaped_username}"}
+    assert Path(c.JupyterHub.template_paths[0], "profile_form.html").exists()
+    assert c.JupyterHub.template_vars["community_name"] == "Demo Community Hub"
+    assert c.DemoAuthenticator.users["alice"] == {"groups": ["researchers"], "admin": False}
+
+    (culler,) = c.JupyterHub.services
+    assert culler["name"] == "idle-culler"
+    assert culler["command"][1:] == [
+        "-m", "jupyterhub_idle_culler", "--timeout=3600", "--cull-every=300", "--max-age=0",
+        "--concurrency=10", "--cull-users=false", "--cull-admin-users=true",
+    ]
+    (role,) = c.JupyterHub.load_roles
+    assert role["services"] == ["idle-culler"]
+    assert role["scopes"] == ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+
+
+def test_culler_gets_admin_users_scope_only_when_it_deletes_users(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("hub: {name: X}\nculling: {cull_users: true}\n")
+    c = Config()
+    configure(c, path)
+    assert "--cull-users=true" in c.JupyterHub.services[0]["command"]
+    assert "admin:users" in c.JupyterHub.load_roles[0]["scopes"]
+    path.write_text("hub: {name: X}\nculling: {enabled: false}\n")
+    c = Config()
+    configure(c, path)
+    assert "services" not in c.JupyterHub
+
+
+def test_configure_stops_the_hub_with_the_same_messages(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("hub: {name: X}\nculling: {timeout: 0}\n")
+    with pytest.raises(SystemExit) as stopped:
+        configure(Config(), path)
+    assert stopped.value.code == 1
+    assert "culling.timeout: must be > 0" in capsys.readouterr().err
+
+
+def test_the_idle_culler_parses_the_flags_configure_writes():
+    c = Config()
+    configure(c, EXAMPLE)
+    command = c.JupyterHub.services[0]["command"] + ["--IdleCuller.show_config_json=True"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["IdleCuller"] == {
+        "timeout": 3600, "cull_every": 300, "max_age": 0, "concurrency": 10,
+        "cull_users": False, "cull_admin_users": True,
+    }
