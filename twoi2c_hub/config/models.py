@@ -90,8 +90,10 @@ def override_problems(override: Any, *, write_in: bool = False) -> list[tuple[tu
         elif key in ("node_selector", "environment", "extra_resource_limits", "extra_resource_guarantees"):
             if not isinstance(value, dict):
                 problem = "must be a mapping of names to values"
-            elif key == "node_selector" and not all(isinstance(v, str) for v in value.values()):
-                problem = "values must be strings (quote numbers and booleans)"
+            elif key in ("node_selector", "environment") and not all(
+                isinstance(v, str) or v is None for v in value.values()
+            ):
+                problem = "values must be strings (quote numbers, booleans and lists)"
             elif key.startswith("extra_resource"):
                 for name, amount in value.items():
                     if str(name).endswith("/gpu") and not _whole_number(amount):

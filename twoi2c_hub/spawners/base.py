@@ -14,6 +14,7 @@ import jinja2
 from jupyterhub.spawner import SpawnException
 from tornado import web
 from traitlets import Dict, default
+from traitlets.config import LoggingConfigurable
 
 from ..paths import templates_dir
 from . import profiles
@@ -43,7 +44,7 @@ class ProfileRefused(SpawnException, ValueError):
     ValueError that code written for KubeSpawner's own validation expects."""
 
 
-class ProfileSpawnerMixin:
+class ProfileSpawnerMixin(LoggingConfigurable):
     """Profiles filtered by group, checked on the server side, with readable refusals."""
 
     user_environment = Dict(

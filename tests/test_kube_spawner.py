@@ -1,0 +1,203 @@
+"""ProfileKubeSpawner up to the API call: manifests KubeSpawner itself builds, validated
+against the Kubernetes schemas, for every profile and choice of every example config."""
+
+import itertools
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import kubernetes_validate
+import pytest
+from kubernetes_asyncio.client import ApiClient
+from traitlets.config import Config
+
+from twoi2c_hub.config import load_config
+from twoi2c_hub.paths import examples_dir
+from twoi2c_hub.spawners import profiles
+from twoi2c_hub.spawners.kube import LABEL_PREFIX, ProfileKubeSpawner, label_value
+
+KUBERNETES_VERSION = "1.31.0"
+EXAMPLES = sorted(examples_dir().glob("*.yaml"))
+
+
+def make_user(name="alice", groups=("researchers",), admin=False):
+    return SimpleNamespace(
+        name=name, id=7, url=f"/user/{name}/", admin=admin,
+        groups=[SimpleNamespace(name=g) for g in groups],
+    )
+
+
+def make_spawner(config_path, user, **settings):
+    community = load_config(config_path)
+    c = Config()
+    c.ProfileKubeSpawner.profile_list = community.profile_list()
+    c.ProfileKubeSpawner.user_environment = community.spawner.user_environment
+    c.ProfileKubeSpawner.admin_environment = community.spawner.admin_environment
+    for key, value in settings.items():
+        setattr(c.ProfileKubeSpawner, key, value)
+    return ProfileKubeSpawner(_mock=True, user=user, config=c)
+
+
+async def as_dict(pod) -> dict:
+    async with ApiClient() as api:
+        data = api.sanitize_for_serialization(pod)
+    return {"apiVersion": "v1", "kind": "Pod", **data}
+
+
+def selections(config_path):
+    """(profile, selection, groups) for every profile and every choice of each option."""
+    for profile in profiles.initialize(load_config(config_path).profile_list()):
+        groups = profile.get("allowed_groups") or ["everyone"]
+        options = profile.get("profile_options", {})
+        if not options:
+            yield profile, {"profile": profile["slug"]}, groups
+        for option_key, option in options.items():
+            for choice_key, choice in option.get("choices", {}).items():
+                choice_groups = choice.get("allowed_groups") or []
+                yield profile, {"profile": profile["slug"], option_key: choice_key}, list(groups) + choice_groups
+
+
+CASES = [
+    pytest.param(path, profile, selection, groups, id=f"{path.stem}-{'-'.join(selection.values())}")
+    for path in EXAMPLES
+    for profile, selection, groups in selections(path)
+]
+
+
+@pytest.mark.parametrize("config_path, profile, selection, groups", CASES)
+async def test_every_example_choice_builds_a_valid_pod(config_path, profile, selection, groups):
+    user = make_user(groups=groups)
+    spawner = make_spawner(config_path, user)
+    spawner.user_options = selection
+    await spawner.load_user_options()
+    pod = await as_dict(await spawner.get_pod_manifest())
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+
+    # what the catalog says, KubeSpawner put in the manifest
+    expected = profiles.resolve(load_config(config_path).profile_list(), groups, selection)
+    container = pod["spec"]["containers"][0]
+    resources = container.get("resources", {})
+    if expected.cpu_limit is not None:
+        assert float(resources["limits"]["cpu"]) == pytest.approx(expected.cpu_limit)
+    if expected.cpu_guarantee is not None:
+        assert float(resources["requests"]["cpu"]) == pytest.approx(expected.cpu_guarantee)
+    if expected.mem_limit is not None:
+        assert int(resources["limits"]["memory"]) == expected.mem_limit
+    if expected.mem_guarantee is not None:
+        assert int(resources["requests"]["memory"]) == expected.mem_guarantee
+    if expected.gpu_count:
+        assert resources["limits"]["nvidia.com/gpu"] == str(expected.gpu_count)
+    assert container["image"] == expected.image
+    assert pod["spec"].get("nodeSelector", {}) == {**expected.node_selector}
+    labels = pod["metadata"]["labels"]
+    assert labels[LABEL_PREFIX + "profile"] == label_value(profile["slug"])
+    for option_key, picked in expected.choices.items():
+        assert labels[LABEL_PREFIX + label_value(f"option-{option_key}")] == label_value(picked["choice"])
+    annotation = json.loads(pod["metadata"]["annotations"][LABEL_PREFIX + "server"])
+    assert annotation == json.loads(json.dumps(expected.summary()))
+
+
+DEMO = examples_dir() / "demo-community.yaml"
+
+
+async def test_gpu_profile_manifest_requests_a_gpu_on_a_gpu_node():
+    spawner = make_spawner(DEMO, make_user())
+    spawner.user_options = {"profile": "gpu"}
+    await spawner.load_user_options()
+    pod = await as_dict(await spawner.get_pod_manifest())
+    container = pod["spec"]["containers"][0]
+    assert container["resources"]["limits"] == {"cpu": 4.0, "memory": 14 * 1024**3, "nvidia.com/gpu": "1"}
+    assert container["resources"]["requests"] == {"cpu": 3.5, "memory": 14 * 1024**3}
+    assert pod["spec"]["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+    assert pod["metadata"]["labels"][LABEL_PREFIX + "gpu-count"] == "1"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
+
+
+@pytest.mark.parametrize("selection, status, message", [
+    ({"profile": "gpu"}, 403, "The server profile 'GPU server' is only for members of researchers. Your groups: students."),
+    ({"profile": "cpu", "resources": "made-up"}, 400, "'made-up' is not a choice of 'Memory and CPU'."),
+    ({"profile": "cpu", "resources": "whole-node"}, 403, "is only for members of researchers"),
+    ({"profile": "cpu", "image--unlisted-choice": "not an image"}, 400, "is not a valid value for 'Image'"),
+])
+async def test_student_selection_not_theirs_is_refused_with_4xx(selection, status, message):
+    spawner = make_spawner(DEMO, make_user("bob", ["students"]))
+    spawner.user_options = selection
+    with pytest.raises(profiles_refused()) as refused:
+        await spawner.load_user_options()
+    assert refused.value.status_code == status
+    assert message in refused.value.message
+    # KubeSpawner's own callers expect a ValueError for a bad selection
+    assert isinstance(refused.value, ValueError)
+
+
+def profiles_refused():
+    from twoi2c_hub.spawners.base import ProfileRefused
+
+    return ProfileRefused
+
+
+async def test_kubespawner_sees_only_the_offered_profiles():
+    spawner = make_spawner(DEMO, make_user("bob", ["students"]))
+    offered = await spawner.profile_list(spawner)
+    assert [p["slug"] for p in offered] == ["cpu"]
+    assert "whole-node" not in offered[0]["profile_options"]["resources"]["choices"]
+    # and its own form, when an operator asks for it, renders that filtered list
+    spawner.profile_form_template = "{% for p in profile_list %}[{{ p.slug }}]{% endfor %}"
+    form = await spawner._render_options_form_dynamically(spawner)
+    assert form == "[cpu]"
+
+
+async def test_our_form_lists_only_what_bob_may_start():
+    spawner = make_spawner(DEMO, make_user("bob", ["students"]))
+    form = await spawner.get_options_form()
+    assert 'value="cpu"' in form and 'value="gpu"' not in form
+    assert "whole-node" not in form and 'value="mem_6_9_gib"' in form
+
+
+async def test_user_and_admin_environment_and_admin_mounts():
+    mount = {"name": "home", "mountPath": "/home/jovyan/shared-readwrite", "subPath": "_shared"}
+    for admin in (False, True):
+        user = make_user("Ünïcode <b>", ["students"], admin=admin)
+        spawner = make_spawner(DEMO, user, admin_volume_mounts=[mount],
+                               volumes=[{"name": "home", "emptyDir": {}}])
+        spawner.user_options = {"profile": "cpu"}
+        await spawner.load_user_options()
+        pod = await as_dict(await spawner.get_pod_manifest())
+        kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+        container = pod["spec"]["containers"][0]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["SCRATCH_BUCKET"] == "s3://demo-community-scratch/-c3-9cn-c3-afcode-20-3cb-3e"
+        assert ("HUB_ROLE" in env) is admin
+        mounts = [m["mountPath"] for m in container.get("volumeMounts", [])]
+        assert ("/home/jovyan/shared-readwrite" in mounts) is admin
+
+
+@pytest.mark.parametrize("value", ["researchers", "Ünïcode/<script>", "x" * 200, "-leading.dot.", ""])
+def test_label_values_are_always_valid(value):
+    from kubespawner.slugs import is_valid_label
+
+    escaped = label_value(value)
+    assert is_valid_label(escaped) or escaped == ""
+    assert len(escaped) <= 63
+
+
+def test_hostile_label_values_do_not_collide():
+    values = ["a/b", "a-b", "a.b", "A_b", "a" * 100, "a" * 101]
+    assert len({label_value(v) for v in values}) == len(values)
+
+
+async def test_a_plain_kubespawner_profile_list_without_groups_behaves_as_kubespawner():
+    plain = [
+        {"display_name": "One", "kubespawner_override": {"cpu_limit": 1}},
+        {"display_name": "Two", "default": True, "kubespawner_override": {"cpu_limit": 2}},
+    ]
+    c = Config()
+    c.ProfileKubeSpawner.profile_list = {"b": plain[1], "a": plain[0]}  # a dict, as KubeSpawner 7.1 allows
+    spawner = ProfileKubeSpawner(_mock=True, config=c)
+    spawner.user_options = {}
+    await spawner.load_user_options()
+    assert spawner.cpu_limit == 2
+    spawner.user_options = {"profile": "one"}
+    await spawner.load_user_options()
+    assert spawner.cpu_limit == 1
