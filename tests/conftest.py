@@ -3,3 +3,96 @@ from pathlib import Path
 
 # kubernetes_asyncio reads KUBECONFIG when it is imported: set it before anything does
 os.environ["KUBECONFIG"] = str(Path(__file__).parent / "data" / "fake-kubeconfig.yaml")
+
+import secrets
+import time
+import uuid
+
+import pytest
+import requests
+
+from twoi2c_hub.localhub import LocalHub, end_tagged_processes
+from twoi2c_hub.paths import examples_dir
+
+TEST_TAG_PREFIX = "pytest-"
+
+
+def pytest_sessionstart(session):
+    # a pytest killed with SIGKILL leaves its hubs, proxies and servers behind
+    end_tagged_processes(TEST_TAG_PREFIX, prefix=True)
+
+
+class HubClient:
+    """A running test hub and the ways a person or a program talks to it."""
+
+    def __init__(self, hub: LocalHub, password: str, service_token: str):
+        self.hub = hub
+        self.url = hub.url
+        self.password = password
+        self.service_token = service_token
+
+    def api(self, method: str, path: str, token: str | None = None, **kwargs) -> requests.Response:
+        headers = {"Authorization": f"token {token or self.service_token}"}
+        return requests.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=30, **kwargs)
+
+    def login(self, username: str) -> requests.Session:
+        session = requests.Session()
+        session.get(f"{self.url}/hub/login", timeout=30)
+        response = session.post(
+            f"{self.url}/hub/login?next=",
+            data={"username": username, "password": self.password,
+                  "_xsrf": session.cookies.get("_xsrf", path="/hub/")},
+            allow_redirects=False, timeout=30,
+        )
+        assert response.status_code == 302, f"login as {username} failed: {response.status_code}"
+        return session
+
+    def user_token(self, username: str) -> str:
+        response = self.api("POST", f"/users/{username}/tokens", json={"note": "e2e test", "expires_in": 600})
+        assert response.status_code == 201, response.text
+        return response.json()["token"]
+
+    def server(self, username: str) -> dict | None:
+        model = self.api("GET", f"/users/{username}").json()
+        return model["servers"].get("")
+
+    def wait_for(self, predicate, timeout: float = 30, what: str = "condition"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}\n{self.hub.log_tail()}")
+
+    def stop_server(self, username: str):
+        response = self.api("DELETE", f"/users/{username}/server")
+        assert response.status_code in (202, 204), response.text
+        self.wait_for(lambda: self.server(username) is None, what=f"{username}'s server to stop")
+
+
+@pytest.fixture(scope="session")
+def demo_hub(tmp_path_factory):
+    """The demo community's hub, with a service token that may manage users and servers."""
+    password = secrets.token_urlsafe(12)
+    service_token = secrets.token_hex(32)
+    extra = f'''
+c.JupyterHub.services.append({{"name": "e2e-tests", "api_token": {service_token!r}}})
+c.JupyterHub.load_roles.append({{
+    "name": "e2e-tests",
+    "scopes": ["admin:users", "admin:servers", "admin:server_state", "tokens", "list:users"],
+    "services": ["e2e-tests"],
+}})
+'''
+    hub = LocalHub(
+        examples_dir() / "demo-community.yaml",
+        tmp_path_factory.mktemp("demo-hub"),
+        password=password,
+        extra_config=extra,
+        tag=TEST_TAG_PREFIX + uuid.uuid4().hex,
+    )
+    hub.start(timeout=90)
+    try:
+        yield HubClient(hub, password, service_token)
+    finally:
+        hub.stop()

@@ -40,8 +40,9 @@ def proxy_command() -> str:
     return found
 
 
-def tagged_processes(tag: str) -> list[int]:
-    """PIDs of processes whose environment carries TAG_VARIABLE=tag."""
+def tagged_processes(tag: str, *, prefix: bool = False) -> list[int]:
+    """PIDs of processes whose environment carries TAG_VARIABLE=tag (or a tag starting
+    with `tag`, with prefix=True)."""
     marker = f"{TAG_VARIABLE}={tag}".encode()
     pids = []
     for entry in Path("/proc").iterdir():
@@ -51,22 +52,23 @@ def tagged_processes(tag: str) -> list[int]:
             environ = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if marker in environ.split(b"\0"):
+        variables = environ.split(b"\0")
+        if any(v.startswith(marker) for v in variables) if prefix else marker in variables:
             pids.append(int(entry.name))
     return pids
 
 
-def end_tagged_processes(tag: str, grace: float = 5.0) -> list[int]:
+def end_tagged_processes(tag: str, *, prefix: bool = False, grace: float = 5.0) -> list[int]:
     """SIGTERM, then SIGKILL, every process tagged `tag`; returns those found."""
-    found = tagged_processes(tag)
+    found = tagged_processes(tag, prefix=prefix)
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in tagged_processes(tag):
+        for pid in tagged_processes(tag, prefix=prefix):
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + grace
-        while tagged_processes(tag) and time.monotonic() < deadline:
+        while tagged_processes(tag, prefix=prefix) and time.monotonic() < deadline:
             time.sleep(0.1)
     return found
 

@@ -1,0 +1,57 @@
+"""`twoi2c-hub demo`: one command, the whole stack on 127.0.0.1, stopped cleanly by Ctrl-C."""
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from twoi2c_hub.localhub import free_port, tagged_processes
+
+pytestmark = pytest.mark.hub
+
+
+def test_demo_runs_prints_url_and_password_and_ctrl_c_leaves_nothing_behind(tmp_path):
+    port = free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "twoi2c_hub.cli", "demo", "--port", str(port), "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    tag = None
+    try:
+        output = ""
+        deadline = time.monotonic() + 120
+        while "Password:" not in output and time.monotonic() < deadline and demo.poll() is None:
+            output += demo.stdout.readline()
+        assert f"is running at http://127.0.0.1:{port}/" in output, output
+        password = re.search(r"Password: (\S+)", output).group(1)
+        assert "alice (researchers)" in output and "bob (students)" in output and "admin (hub admin)" in output
+        tag = re.search(r"TWOI2C_HUB_TAG': '([0-9a-f]+)'", (tmp_path / "jupyterhub_config.py").read_text()).group(1)
+
+        # alice logs in with the printed password and starts a server
+        url = f"http://127.0.0.1:{port}"
+        session = requests.Session()
+        session.get(f"{url}/hub/login", timeout=30)
+        session.post(f"{url}/hub/login", data={
+            "username": "alice", "password": password, "_xsrf": session.cookies.get("_xsrf", path="/hub/"),
+        }, timeout=30)
+        response = session.post(f"{url}/hub/spawn", data={
+            "profile": "cpu", "_xsrf": session.cookies.get("_xsrf", path="/hub/"),
+        }, timeout=60)
+        assert response.status_code == 200
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if session.get(f"{url}/user/alice/api", timeout=30).status_code == 200:
+                break
+            time.sleep(0.3)
+        running = tagged_processes(tag)
+        assert len(running) >= 2  # at least the proxy and alice's server (the hub itself is tagged too)
+    finally:
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 0, rest
+    assert "Stopped." in rest
+    assert tagged_processes(tag) == []

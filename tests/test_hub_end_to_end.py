@@ -1,0 +1,161 @@
+"""The demo hub as people use it: a real JupyterHub, the real proxy, real servers.
+
+bob (students) and alice (researchers) log in with the form, see their spawn pages, try
+to start what they may and may not start through the form and the REST API.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+
+pytestmark = pytest.mark.hub
+
+
+def spawn_page(session, hub) -> BeautifulSoup:
+    response = session.get(f"{hub.url}/hub/spawn", timeout=30)
+    assert response.status_code == 200
+    return BeautifulSoup(response.text, "html.parser")
+
+
+def offered(page: BeautifulSoup) -> dict[str, list[str]]:
+    """profile slug -> the values of every choice select in its card."""
+    result = {}
+    for card in page.select(".twoi2c-profile"):
+        slug = card["data-profile"]
+        result[slug] = [o["value"] for o in card.select("select option")]
+    return result
+
+
+def post_spawn(session, hub, fields: dict):
+    data = {"_xsrf": session.cookies.get("_xsrf", path="/hub/"), **fields}
+    return session.post(f"{hub.url}/hub/spawn", data=data, allow_redirects=False, timeout=60)
+
+
+def test_bob_sees_only_the_student_profiles(demo_hub):
+    page = spawn_page(demo_hub.login("bob"), demo_hub)
+    assert offered(page) == {"cpu": ["mem_6_9_gib", "mem_14_gib", "mem_28_gib", "scipy", "r", "unlisted-choice"]}
+    assert "GPU server" not in page.get_text()
+
+
+def test_alice_also_sees_the_gpu_profile_and_the_whole_node(demo_hub):
+    page = spawn_page(demo_hub.login("alice"), demo_hub)
+    choices = offered(page)
+    assert list(choices) == ["cpu", "gpu"]
+    assert "whole-node" in choices["cpu"]
+    # this hub runs local processes: what it cannot give is said on the form
+    assert "no GPU on this hub" in page.get_text()
+
+
+@pytest.mark.parametrize("fields, status, message", [
+    ({"profile": "gpu"}, 403,
+     "The server profile 'GPU server' is only for members of researchers. Your groups: students."),
+    ({"profile": "cpu", "profile-option-cpu--resources": "mem_999_gib"}, 400,
+     "'mem_999_gib' is not a choice of 'Memory and CPU'."),
+    ({"profile": "cpu", "profile-option-cpu--resources": "whole-node"}, 403,
+     "is only for members of researchers"),
+    ({"profile": "cpu", "profile-option-cpu--image": "unlisted-choice",
+      "profile-option-cpu--image--unlisted-choice": "<script>alert(1)</script>"}, 400,
+     "'<script>alert(1)</script>' is not a valid value for 'Image': Write an image as registry/name:tag"),
+])
+def test_bob_forged_form_is_refused_and_starts_nothing(demo_hub, fields, status, message):
+    session = demo_hub.login("bob")
+    response = post_spawn(session, demo_hub, fields)
+    assert response.status_code == status
+    page = BeautifulSoup(response.text, "html.parser")
+    assert message in page.get_text()
+    # the hostile value is shown as text, never as markup
+    assert not page.find("script", string="alert(1)")
+    assert demo_hub.server("bob") is None
+
+
+@pytest.mark.parametrize("user_options, status, message", [
+    ({"profile": "gpu"}, 403, "The server profile 'GPU server' is only for members of researchers"),
+    ({"profile": "cpu", "resources": "made-up"}, 400, "'made-up' is not a choice of 'Memory and CPU'"),
+    ({"profile": "cpu", "image--unlisted-choice": "no spaces allowed:1"}, 400, "is not a valid value for 'Image'"),
+    ({"profile": "nope"}, 400, "There is no server profile 'nope'"),
+    ({"profile": {"nested": "object"}}, 400, "The selection 'profile' must be a string"),
+])
+def test_bob_forged_rest_api_spawn_is_refused_and_starts_nothing(demo_hub, user_options, status, message):
+    token = demo_hub.user_token("bob")
+    response = demo_hub.api("POST", "/users/bob/server", token=token, json={"user_options": user_options})
+    assert response.status_code == status, response.text
+    assert message in response.json()["message"]
+    assert demo_hub.server("bob") is None
+
+
+def server_process(demo_hub, username) -> int:
+    model = demo_hub.api("GET", f"/users/{username}").json()
+    return model["servers"][""]["state"]["pid"]
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def test_alice_spawn_starts_a_server_with_the_resolved_profile_then_stops(demo_hub):
+    session = demo_hub.login("alice")
+    response = post_spawn(session, demo_hub, {
+        "profile": "cpu",
+        "profile-option-cpu--resources": "mem_6_9_gib",
+        "profile-option-cpu--image": "scipy",
+    })
+    assert response.status_code == 302, response.text
+    demo_hub.wait_for(lambda: (demo_hub.server("alice") or {}).get("ready"), timeout=60, what="alice's server")
+    server = demo_hub.server("alice")
+    assert server["user_options"] == {"profile": "cpu", "resources": "mem_6_9_gib", "image": "scipy"}
+
+    # the server answers through the proxy
+    assert session.get(f"{demo_hub.url}/user/alice/api", timeout=30).json()["version"]
+
+    pid = server_process(demo_hub, "alice")
+    env = environ_of(pid)
+    assert env["SCRATCH_BUCKET"] == "s3://demo-community-scratch/alice"
+    assert env["TWOI2C_PROFILE"] == "cpu"
+    assert env["TWOI2C_IMAGE"] == "quay.io/jupyter/scipy-notebook:2025-01-06"
+    assert "HUB_ROLE" not in env  # alice is not an admin
+    # node share on n2-highmem-4, a quarter of the node (figures in test_profiles)
+    mem_limit = int(env["MEM_LIMIT"])
+    assert mem_limit == pytest.approx(28191.2288 * 1024**2 / 4, abs=1)
+    assert float(env["CPU_LIMIT"]) == pytest.approx(3.744, abs=0.001)
+    # the limits are applied to the process itself
+    limits = Path(f"/proc/{pid}/limits").read_text()
+    address_space = next(line for line in limits.splitlines() if line.startswith("Max address space"))
+    assert address_space.split()[3] == str(mem_limit)
+    assert len(os.sched_getaffinity(pid)) == min(4, len(os.sched_getaffinity(0)))
+
+    demo_hub.stop_server("alice")
+    assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/status").read_text().find("zombie") >= 0
+
+
+def test_alice_rest_api_spawn_of_her_own_image_is_refused_when_not_in_the_regex(demo_hub):
+    token = demo_hub.user_token("alice")
+    response = demo_hub.api("POST", "/users/alice/server", token=token,
+                            json={"user_options": {"profile": "cpu", "image--unlisted-choice": "UPPER/Case:1"}})
+    assert response.status_code == 400
+    assert demo_hub.server("alice") is None
+
+
+def test_admin_server_gets_admin_environment(demo_hub):
+    token = demo_hub.user_token("admin")
+    response = demo_hub.api("POST", "/users/admin/server", token=token,
+                            json={"user_options": {"profile": "cpu", "image": "r"}})
+    assert response.status_code in (201, 202), response.text
+    demo_hub.wait_for(lambda: (demo_hub.server("admin") or {}).get("ready"), timeout=60, what="admin's server")
+    env = environ_of(server_process(demo_hub, "admin"))
+    assert env["HUB_ROLE"] == "admin"
+    # the R image is not on this machine: the default environment runs, and says which image was asked for
+    assert env["TWOI2C_IMAGE"] == "quay.io/jupyter/r-notebook:2025-01-06"
+    demo_hub.stop_server("admin")
+
+
+def test_pages_carry_the_community_name_announcement_and_funders(demo_hub):
+    response = demo_hub.login("bob").get(f"{demo_hub.url}/hub/spawn", timeout=30)
+    page = BeautifulSoup(response.text, "html.parser")
+    assert page.title.get_text(strip=True) == "Demo Community Hub"
+    assert page.select_one(".twoi2c-community-name").get_text(strip=True) == "Demo Community Hub"
+    assert "Servers are stopped after an hour without activity." in page.select_one(".announcement").get_text()
+    funder = page.select_one(".twoi2c-footer a")
+    assert (funder.get_text(), funder["href"]) == ("The Example Foundation", "https://example.org/foundation")
