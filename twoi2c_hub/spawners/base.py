@@ -119,15 +119,11 @@ class ProfileSpawnerMixin(LoggingConfigurable):
     def _default_options_from_form(self):
         return self.selection_from_form
 
-    async def selection_from_form(self, formdata):
-        """Parse the posted form and refuse a forged or invalid selection right away:
-        the form is shown again with the message, and nothing starts."""
-        selection = profiles.selection_from_form(formdata)
-        try:
-            await self.resolve_selection(selection)
-        except SpawnException as e:
-            raise web.HTTPError(e.status_code, e.message) from None
-        return selection
+    def selection_from_form(self, formdata):
+        """The selection in a posted spawn form. It is checked when the server starts,
+        first thing: a refusal there reaches the form as a 4xx with its message, as it
+        reaches a REST API client, and nothing starts."""
+        return profiles.selection_from_form(formdata)
 
     # --- environment -----------------------------------------------------------------
 

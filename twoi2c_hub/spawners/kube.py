@@ -56,6 +56,7 @@ class ProfileKubeSpawner(ProfileSpawnerMixin, KubeSpawner):
         return await self.offered_profiles()
 
     async def get_catalog(self) -> list[dict]:
+        """The configured profile_list: a list, a dict, or what its callable returns."""
         source = self._catalog_source if self._catalog_source is not None else self.profile_list
         if source == self._offered_profile_list:
             return []
