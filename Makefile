@@ -1,10 +1,13 @@
 # make demo: set up .venv and run the demo hub.  make test: set up and run every test.
+# Both bootstrap a fresh Debian machine: Python packages go into .venv, Debian packages
+# (Chromium for the browser tests) are installed with apt-get when missing (as root).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEBIAN_PACKAGES := chromium
 
-.PHONY: demo test clean
+.PHONY: demo test system-packages clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,10 +15,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+system-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "Please install as root: apt-get install$$missing"; exit 1; fi; \
+	  echo "Installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/twoi2c-hub demo $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) system-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -72,27 +72,39 @@ class HubClient:
 
 
 @pytest.fixture(scope="session")
-def demo_hub(tmp_path_factory):
-    """The demo community's hub, with a service token that may manage users and servers."""
-    password = secrets.token_urlsafe(12)
-    service_token = secrets.token_hex(32)
-    extra = f'''
+def hub_factory(tmp_path_factory):
+    """Start a hub from a community config file; every hub started is stopped at the end.
+
+    Each hub has a service token that may manage users, servers and tokens.
+    """
+    hubs = []
+
+    def start(config_path, name="hub", extra_config="") -> HubClient:
+        password = secrets.token_urlsafe(12)
+        service_token = secrets.token_hex(32)
+        extra = f'''
 c.JupyterHub.services.append({{"name": "e2e-tests", "api_token": {service_token!r}}})
 c.JupyterHub.load_roles.append({{
     "name": "e2e-tests",
     "scopes": ["admin:users", "admin:servers", "admin:server_state", "tokens", "list:users"],
     "services": ["e2e-tests"],
 }})
+{extra_config}
 '''
-    hub = LocalHub(
-        examples_dir() / "demo-community.yaml",
-        tmp_path_factory.mktemp("demo-hub"),
-        password=password,
-        extra_config=extra,
-        tag=TEST_TAG_PREFIX + uuid.uuid4().hex,
-    )
-    hub.start(timeout=90)
-    try:
-        yield HubClient(hub, password, service_token)
-    finally:
+        hub = LocalHub(
+            config_path, tmp_path_factory.mktemp(name), password=password,
+            extra_config=extra, tag=TEST_TAG_PREFIX + uuid.uuid4().hex,
+        )
+        hubs.append(hub)
+        hub.start(timeout=90)
+        return HubClient(hub, password, service_token)
+
+    yield start
+    for hub in hubs:
         hub.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_hub(hub_factory):
+    """The demo community's hub (examples/demo-community.yaml)."""
+    return hub_factory(examples_dir() / "demo-community.yaml", "demo-hub")

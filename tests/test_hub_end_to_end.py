@@ -45,7 +45,7 @@ def test_alice_also_sees_the_gpu_profile_and_the_whole_node(demo_hub):
     assert list(choices) == ["cpu", "gpu"]
     assert "whole-node" in choices["cpu"]
     # this hub runs local processes: what it cannot give is said on the form
-    assert "no GPU on this hub" in page.get_text()
+    assert "Not available on this hub: this image (the default environment runs instead) and a GPU." in page.get_text()
 
 
 @pytest.mark.parametrize("fields, status, message", [

@@ -96,13 +96,13 @@ class ProfileLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
         notes = {}
 
         def note(override) -> str | None:
+            missing = []
             image = override.get("image")
-            parts = []
             if image and not self.python_for_image(image):
-                parts.append("this image is not available on this hub; the default environment runs")
+                missing.append("this image (the default environment runs instead)")
             if profiles.gpu_count(override):
-                parts.append("no GPU on this hub")
-            return "; ".join(parts) or None
+                missing.append("a GPU")
+            return f"Not available on this hub: {' and '.join(missing)}." if missing else None
 
         if text := note(profile.get("kubespawner_override") or {}):
             notes[""] = text

@@ -1,0 +1,113 @@
+"""The spawn page in a real browser (Debian's Chromium driven by Playwright)."""
+
+import pytest
+import yaml
+from playwright.sync_api import expect, sync_playwright
+
+pytestmark = pytest.mark.hub
+
+CHROMIUM_ARGS = [
+    "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, tmp_path):
+    context = browser.new_context()
+    page = context.new_page()
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.dialogs = dialogs
+    yield page
+    page.screenshot(path=str(tmp_path / "last-page.png"), full_page=True)
+    context.close()
+
+
+def log_in(page, hub_url, username, password):
+    page.goto(f"{hub_url}/hub/login")
+    page.fill("#username_input", username)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+    page.wait_for_url(f"{hub_url}/hub/**")
+
+
+def test_bob_picks_his_own_image_and_the_browser_checks_it_first(page, demo_hub):
+    log_in(page, demo_hub.url, "bob", demo_hub.password)
+    page.goto(f"{demo_hub.url}/hub/spawn")
+    expect(page.locator(".twoi2c-profile")).to_have_count(1)
+    expect(page.get_by_text("Shared CPU server")).to_be_visible()
+    expect(page.get_by_text("GPU server")).to_have_count(0)
+
+    write_in = page.locator("#profile-option-cpu--image--unlisted-choice")
+    expect(write_in).to_be_hidden()
+    page.select_option("#profile-option-cpu--image", "unlisted-choice")
+    expect(write_in).to_be_visible()
+
+    # the operator's regex is checked in the browser too, before anything is sent
+    write_in.fill("Not An Image")
+    assert write_in.evaluate("input => input.checkValidity()") is False
+    write_in.fill("quay.io/jupyter/base-notebook:2025-01-06")
+    assert write_in.evaluate("input => input.checkValidity()") is True
+
+    page.click("form#spawn_form input[type=submit], form#spawn_form button[type=submit]")
+    page.wait_for_url(f"{demo_hub.url}/user/bob/**", timeout=60_000)
+    assert demo_hub.server("bob")["user_options"] == {
+        "profile": "cpu", "resources": "mem_6_9_gib",
+        "image--unlisted-choice": "quay.io/jupyter/base-notebook:2025-01-06",
+    }
+    demo_hub.stop_server("bob")
+
+
+def test_refusal_is_shown_on_the_spawn_page(page, demo_hub):
+    log_in(page, demo_hub.url, "bob", demo_hub.password)
+    page.goto(f"{demo_hub.url}/hub/spawn")
+    # a forged choice, as a person editing the page would send it
+    page.evaluate("""() => {
+        const select = document.querySelector('#profile-option-cpu--resources');
+        select.add(new Option('forged', 'whole-node'));
+        select.value = 'whole-node';
+    }""")
+    page.click("form#spawn_form input[type=submit], form#spawn_form button[type=submit]")
+    expect(page.get_by_text("is only for members of researchers")).to_be_visible()
+    assert demo_hub.server("bob") is None
+
+
+HOSTILE = '<img src=x onerror=alert(1)>"\'&'
+
+
+@pytest.fixture(scope="module")
+def hostile_hub(hub_factory, tmp_path_factory):
+    """A hub whose config is full of markup, as a careless or hostile operator might write."""
+    config = tmp_path_factory.mktemp("hostile-config") / "community.yaml"
+    config.write_text(yaml.safe_dump({
+        "hub": {"name": HOSTILE, "announcement": HOSTILE, "funders": [{"name": HOSTILE, "url": "javascript:alert(1)"}]},
+        "auth": {"users": {"eve": {"groups": [HOSTILE]}}},
+        "profiles": [{
+            "display_name": HOSTILE, "description": HOSTILE, "allowed_groups": [HOSTILE],
+            "profile_options": {"image": {"display_name": HOSTILE, "choices": {
+                "a": {"display_name": HOSTILE, "description": HOSTILE}},
+                "unlisted_choice": {"enabled": True, "display_name": HOSTILE, "validation_message": HOSTILE}}},
+        }],
+        "culling": {"enabled": False},
+    }))
+    return hub_factory(config, "hostile-hub")
+
+
+def test_markup_in_the_config_is_shown_as_text_and_never_runs(page, hostile_hub):
+    log_in(page, hostile_hub.url, "eve", hostile_hub.password)
+    page.goto(f"{hostile_hub.url}/hub/spawn")
+    expect(page.locator(".twoi2c-community-name")).to_have_text(HOSTILE)
+    expect(page.locator(".twoi2c-profile label.fw-bold")).to_have_text(HOSTILE)
+    assert page.locator("img[src=x]").count() == 0
+    assert page.title() == HOSTILE
+    page.wait_for_timeout(300)
+    assert page.dialogs == []
