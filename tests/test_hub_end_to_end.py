@@ -159,3 +159,13 @@ def test_pages_carry_the_community_name_announcement_and_funders(demo_hub):
     assert "Servers are stopped after an hour without activity." in page.select_one(".announcement").get_text()
     funder = page.select_one(".twoi2c-footer a")
     assert (funder.get_text(), funder["href"]) == ("The Example Foundation", "https://example.org/foundation")
+
+
+def test_a_bad_config_file_stops_the_hub_at_start_with_its_messages(hub_factory, tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("hub: {name: Bad}\nprofiles: [{display_name: A, kubespawner_override: {cpu_limit: -1}}]\n")
+    with pytest.raises(RuntimeError) as failed:
+        hub_factory(config, "bad-hub")
+    message = str(failed.value)
+    assert "JupyterHub exited with status 1" in message
+    assert "profiles[0].kubespawner_override.cpu_limit: must be > 0" in message

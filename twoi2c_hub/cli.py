@@ -40,7 +40,7 @@ def demo(args) -> int:
         return 1
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="twoi2c-demo-"))
     hub = LocalHub(config_path, data_dir, port=args.port, password=password)
-    print(f"Starting the {config.hub.name} demo hub (log: {hub.log_file}) ...", flush=True)
+    print(f"Starting {config.hub.name} (demo, log: {hub.log_file}) ...", flush=True)
 
     def interrupted(signum, frame):
         raise KeyboardInterrupt
