@@ -94,8 +94,8 @@ def validation_messages(error: ValidationError) -> list[str]:
             close = difflib.get_close_matches(str(loc[-1]), _setting_names(), n=1)
             if close:
                 message += f" (did you mean '{close[0]}'?)"
-        if message.startswith(("profiles[", "profiles:")):
-            lines.append(message)  # a whole-file check that names its own path
+        if message.startswith(("profiles[", "profiles:", "auth.", "auth:")):
+            lines.extend(message.splitlines())  # checks across settings name their own paths
         else:
             lines.append(f"{_path(loc)}: {message}" if loc else message)
     return lines

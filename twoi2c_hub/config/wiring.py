@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ..paths import templates_dir
 from .loading import ConfigError, load_config
-from .models import CommunityConfig
+from .models import CommunityConfig, GitHubAuth, WorkshopAuth
 
 IDLE_CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 
@@ -23,7 +24,11 @@ def configure(c, path) -> CommunityConfig:
         print(f"twoi2c-hub: the community config cannot be used.\n{e}", file=sys.stderr)
         raise SystemExit(1) from None
     _spawner(c, config)
-    _authenticator(c, config)
+    try:
+        _authenticator(c, config)
+    except SettingError as e:
+        print(f"twoi2c-hub: {path}: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
     _templates(c, config)
     _culler(c, config)
     return config
@@ -56,6 +61,17 @@ def _spawner(c, config: CommunityConfig) -> None:
         section.default_url = spawner.default_url
 
 
+class SettingError(Exception):
+    """A setting the config file names but the environment does not provide."""
+
+
+def _secret(variable: str, what: str) -> str:
+    value = os.environ.get(variable, "")
+    if not value:
+        raise SettingError(f"{what}: set the environment variable {variable}")
+    return value
+
+
 def _authenticator(c, config: CommunityConfig) -> None:
     auth = config.auth
     if auth.provider == "demo":
@@ -63,10 +79,99 @@ def _authenticator(c, config: CommunityConfig) -> None:
 
         c.JupyterHub.authenticator_class = DemoAuthenticator
         c.DemoAuthenticator.users = {name: user.model_dump() for name, user in auth.users.items()}
+    elif auth.provider == "workshop":
+        _workshop(c, auth)
+    else:
+        _oauth(c, auth)
+    section = c.Authenticator
     if auth.admin_users:
-        c.Authenticator.admin_users = set(auth.admin_users)
+        section.admin_users = set(auth.admin_users)
     if auth.blocked_users:
-        c.Authenticator.blocked_users = set(auth.blocked_users)
+        section.blocked_users = set(auth.blocked_users)
+    if auth.allowed_users:
+        section.allowed_users = set(auth.allowed_users)
+    if auth.allow_all:
+        section.allow_all = True
+    section.auth_refresh_age = auth.refresh_age
+
+
+def _oauth(c, auth) -> None:
+    from ..authenticators import cilogon, github, oidc
+
+    cls = {
+        "github": github.GitHubOAuthenticator,
+        "cilogon": cilogon.CILogonOAuthenticator,
+        "oidc": oidc.GenericOAuthenticator,
+    }[auth.provider]
+    c.JupyterHub.authenticator_class = cls
+    section = c[cls.__name__]
+    section.client_id = auth.client_id
+    section.client_secret = _secret(auth.client_secret_env, f"auth.client_id ({auth.provider})")
+    if auth.callback_url:
+        section.oauth_callback_url = auth.callback_url
+    section.explain_refusals = True
+    section.group_patterns = auth.groups.import_
+    section.group_renames = auth.groups.rename
+    section.group_prefix = auth.groups.prefix
+    section.staff_users = auth.staff_users
+    section.anonymize_usernames = auth.anonymize_usernames
+    section.provider_down_policy = auth.provider_down
+    if auth.anonymize_usernames:
+        _secret("TWOI2C_USERNAME_SECRET", "auth.anonymize_usernames")
+    if auth.refresh_age:
+        # refreshing groups needs the provider's tokens, kept encrypted in auth_state
+        _secret("JUPYTERHUB_CRYPT_KEY", f"auth.refresh_age ({auth.refresh_age} s; 0 refreshes only at login)")
+        section.enable_auth_state = True
+    if auth.gives_groups():
+        section.manage_groups = True
+        if auth.allowed_groups:
+            section.allowed_groups = set(auth.allowed_groups)
+        if auth.admin_groups:
+            section.admin_groups = set(auth.admin_groups)
+    if auth.provider == "github":
+        github = auth.github or GitHubAuth()
+        section.allowed_organizations = set(github.allowed_organizations)
+        section.teams_as_groups = github.teams_as_groups
+        if github.teams_as_groups or any(":" in o for o in github.allowed_organizations):
+            section.scope = ["read:org"]
+    elif auth.provider == "cilogon":
+        section.idps = auth.cilogon.idps
+        if auth.cilogon.groups_claim:
+            section.groups_claim = auth.cilogon.groups_claim
+    else:
+        oidc = auth.oidc
+        section.discovery_url = oidc.discovery_url
+        section.username_claim = oidc.username_claim
+        section.scope = oidc.scopes
+        if oidc.groups_claim:
+            section.groups_claim = oidc.groups_claim
+        section.groups_from_scopes = oidc.groups_from_scopes
+
+
+def _workshop(c, auth) -> None:
+    from ..authenticators.workshop import WorkshopAuthenticator
+
+    workshop = auth.workshop or WorkshopAuth()
+    c.JupyterHub.authenticator_class = WorkshopAuthenticator
+    section = c.WorkshopAuthenticator
+    section.user_password = _secret(workshop.password_env, "auth.workshop.password_env")
+    if workshop.admin_password_env:
+        section.admin_password = _secret(workshop.admin_password_env, "auth.workshop.admin_password_env")
+    section.allow_all = True
+    if workshop.opens:
+        section.opens = workshop.opens.isoformat()
+    if workshop.closes:
+        section.closes = workshop.closes.isoformat()
+    if workshop.group:
+        section.attendee_group = workshop.group
+    section.temporary_accounts = workshop.temporary_accounts
+    section.max_failures = workshop.max_failures
+    section.failure_window = workshop.failure_window
+    c.JupyterHub.template_vars = {
+        **c.JupyterHub.get("template_vars", {}),
+        "workshop_temporary_accounts": workshop.temporary_accounts,
+        "workshop_closes": workshop.closes.isoformat(timespec="minutes") if workshop.closes else None,
+    }
 
 
 def _templates(c, config: CommunityConfig) -> None:
