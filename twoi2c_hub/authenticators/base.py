@@ -34,9 +34,8 @@ class LoginRefused(web.HTTPError):
 
     def __init__(self, reason: str, *, status_code: int = 403, switch_account_url: str | None = None):
         super().__init__(status_code, reason)
-        # JupyterHub's error page shows `jupyterhub_message`; %-signs in the reason are literal
+        # JupyterHub's error page shows `jupyterhub_message`
         self.jupyterhub_message = reason
-        self.log_message = reason.replace("%", "%%")
         self.switch_account_url = switch_account_url
 
 

@@ -7,6 +7,8 @@ as in GitHub's URLs), parent teams of nested teams included, without listing eac
 
 from __future__ import annotations
 
+import contextvars
+
 from oauthenticator import github as upstream
 from traitlets import Bool
 
@@ -33,6 +35,11 @@ def team_groups(teams: list[dict], organizations: set[str] | None = None) -> set
             parent = node.get("parent")
             node = by_slug.get((org, parent["slug"].lower()), parent) if parent else None
     return groups
+
+
+# the GitHub login of the person being checked: with anonymised usernames the hub
+# username is a hash, but GitHub's membership API needs the login
+_login_being_checked = contextvars.ContextVar("login_being_checked", default=None)
 
 
 class GitHubOAuthenticator(CommunityAuthenticatorMixin, upstream.GitHubOAuthenticator):
@@ -87,8 +94,17 @@ class GitHubOAuthenticator(CommunityAuthenticatorMixin, upstream.GitHubOAuthenti
             )
         return super().refusal_reason(username, auth_model)
 
+    async def check_allowed(self, username, auth_model):
+        login = ((auth_model or {}).get("auth_state") or {}).get("provider_username")
+        token = _login_being_checked.set(login)
+        try:
+            return await super().check_allowed(username, auth_model)
+        finally:
+            _login_being_checked.reset(token)
+
     async def _check_membership_allowed_organizations(self, org_team, username, access_token, token_type):
         # Answer an outage with a reason instead of treating it as "not a member".
+        username = _login_being_checked.get() or username
         headers = self.build_userdata_request_headers(access_token, token_type)
         org, _, team = org_team.partition(":")
         url = (f"{self.github_api}/orgs/{org}/teams/{team}/members/{username}" if team
