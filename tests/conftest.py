@@ -9,6 +9,7 @@ os.environ["KUBECONFIG"] = str(Path(__file__).parent / "data" / "fake-kubeconfig
 
 import secrets
 import time
+import urllib.parse
 import uuid
 
 import pytest
@@ -33,6 +34,10 @@ class HubClient:
         self.url = hub.url
         self.password = password
         self.service_token = service_token
+
+    def user_model(self, username: str) -> dict | None:
+        response = self.api("GET", f"/users/{urllib.parse.quote(username, safe='')}")
+        return response.json() if response.status_code == 200 else None
 
     def api(self, method: str, path: str, token: str | None = None, **kwargs) -> requests.Response:
         headers = {"Authorization": f"token {token or self.service_token}"}
@@ -82,7 +87,7 @@ def hub_factory(tmp_path_factory):
     """
     hubs = []
 
-    def start(config_path, name="hub", extra_config="") -> HubClient:
+    def start(config_path, name="hub", extra_config="", environment=None) -> HubClient:
         password = secrets.token_urlsafe(12)
         service_token = secrets.token_hex(32)
         extra = f'''
@@ -96,7 +101,7 @@ c.JupyterHub.load_roles.append({{
 '''
         hub = LocalHub(
             config_path, tmp_path_factory.mktemp(name), password=password,
-            extra_config=extra, tag=TEST_TAG_PREFIX + uuid.uuid4().hex,
+            extra_config=extra, tag=TEST_TAG_PREFIX + uuid.uuid4().hex, environment=environment,
         )
         hubs.append(hub)
         hub.start(timeout=90)
@@ -111,3 +116,12 @@ c.JupyterHub.load_roles.append({{
 def demo_hub(hub_factory):
     """The demo community's hub (examples/demo-community.yaml)."""
     return hub_factory(examples_dir() / "demo-community.yaml", "demo-hub")
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory):
+    from oidc_provider import OIDCProvider
+
+    provider = OIDCProvider(tmp_path_factory.mktemp("oidc"), TEST_TAG_PREFIX + uuid.uuid4().hex)
+    yield provider
+    provider.stop()

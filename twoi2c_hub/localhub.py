@@ -86,6 +86,7 @@ class LocalHub:
         extra_config: str = "",
         tag: str | None = None,
         log_file: str | os.PathLike | None = None,
+        environment: dict[str, str] | None = None,
     ):
         self.community_config = Path(community_config).resolve()
         self.data_dir = Path(data_dir).resolve()
@@ -94,6 +95,7 @@ class LocalHub:
         self.extra_config = extra_config
         self.tag = tag or uuid.uuid4().hex
         self.log_file = Path(log_file) if log_file else self.data_dir / "jupyterhub.log"
+        self.environment = dict(environment or {})
         self.process: subprocess.Popen | None = None
 
     @property
@@ -132,8 +134,7 @@ for _service in c.JupyterHub.get("services", []):
 
     def start(self, timeout: float = 60) -> None:
         config = self.write_config()
-        env = dict(os.environ)
-        env[TAG_VARIABLE] = self.tag
+        env = {**os.environ, **self.environment, TAG_VARIABLE: self.tag}
         if self.password is not None:
             env["TWOI2C_DEMO_PASSWORD"] = self.password
         log = open(self.log_file, "ab")

@@ -66,6 +66,14 @@ class GenericOAuthenticator(CommunityAuthenticatorMixin, upstream.GenericOAuthen
     def _discovered_userdata_url(self):
         return self.discovery.get("userinfo_endpoint") or super()._userdata_url_default()
 
+    @default("basic_auth")
+    def _basic_auth_from_discovery(self):
+        # OpenID Connect's default token-endpoint authentication is client_secret_basic
+        if not self.discovery_url:
+            return upstream.GenericOAuthenticator.class_traits()["basic_auth"].default()
+        methods = self.discovery.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+        return "client_secret_basic" in methods
+
     @default("scope")
     def _default_scope(self):
         return ["openid", "profile", "email"] if self.discovery_url else []
