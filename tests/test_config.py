@@ -206,3 +206,70 @@ def test_the_idle_culler_parses_the_flags_configure_writes():
         "timeout": 3600, "cull_every": 300, "max_age": 0, "concurrency": 10,
         "cull_users": False, "cull_admin_users": True,
     }
+
+
+@pytest.mark.parametrize("auth, expected", [
+    ({"provider": "facebook"},
+     ["auth.provider: must be one of 'demo', 'github', 'cilogon', 'oidc' or 'workshop'"]),
+    ({"provider": "github", "github": {"allowed_organizations": ["org"]}},
+     ["auth.client_id: is required for provider github (the secret goes in $OAUTH_CLIENT_SECRET)"]),
+    ({"provider": "oidc", "client_id": "x", "allowed_users": ["a"]},
+     ["auth.oidc: is required for provider oidc"]),
+    ({"provider": "github", "client_id": "x", "oidc": {"discovery_url": "https://id.example"},
+      "allow_all": True},
+     ["auth.oidc: is for provider oidc, but auth.provider is github"]),
+    ({"provider": "github", "client_id": "x"},
+     ["auth: nobody could log in; set allowed_users, allowed_groups, github.allowed_organizations, "
+      "an idp's allowed_domains, or allow_all"]),
+    ({"provider": "oidc", "client_id": "x", "allowed_groups": ["a"],
+      "oidc": {"discovery_url": "https://id.example"}},
+     ["auth.allowed_groups/admin_groups: oidc gives no groups here; set auth.oidc.groups_claim or "
+      "auth.oidc.groups_from_scopes"]),
+    ({"provider": "oidc", "client_id": "x", "allow_all": True,
+      "oidc": {"discovery_url": "https://id.example", "groups_claim": "g", "groups_from_scopes": True}},
+     ["auth.oidc: set groups_claim or groups_from_scopes, not both"]),
+    ({"provider": "workshop", "anonymize_usernames": True, "admin_users": ["boss"],
+      "workshop": {"temporary_accounts": True}},
+     ["auth.anonymize_usernames: the workshop provider has no use for it (everyone with the password is allowed)",
+      "auth.admin_users: temporary accounts get random names, so no admin could log in",
+      "auth.workshop.admin_password_env: is required when auth.admin_users is set"]),
+    ({"provider": "workshop", "workshop": {"opens": "2026-12-01T09:00:00", "closes": "2026-12-01T08:00:00Z"}},
+     ["auth.workshop.opens: needs a time zone, e.g. 2026-12-01T09:00:00+01:00 or ...Z"]),
+    ({"provider": "workshop", "workshop": {"opens": "2026-12-01T09:00:00Z", "closes": "2026-12-01T08:00:00Z"}},
+     ["auth.workshop: closes must be after opens"]),
+    ({"provider": "github", "client_id": "x", "users": {"a": {}}, "allow_all": True},
+     ["auth.users: only the demo provider has a fixed list of users"]),
+    ({"provider": "cilogon", "client_id": "x", "cilogon": {"idps": {}}},
+     ["auth.cilogon.idps: dictionary should have at least 1 item after validation, not 0"]),
+])
+def test_auth_mistakes_are_caught_by_check_config(auth, expected):
+    assert errors_of(yaml_text({"hub": {"name": "X"}, "auth": auth})) == expected
+
+
+def yaml_text(data) -> str:
+    import yaml
+
+    return yaml.safe_dump(data)
+
+
+def test_configure_needs_the_client_secret_in_the_environment(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text({"hub": {"name": "X"}, "auth": {
+        "provider": "github", "client_id": "abc", "client_secret_env": "MY_GITHUB_SECRET",
+        "refresh_age": 0, "github": {"allowed_organizations": ["org-a:team-1"]}}}))
+    monkeypatch.delenv("MY_GITHUB_SECRET", raising=False)
+    with pytest.raises(SystemExit):
+        configure(Config(), path)
+    assert "auth.client_id (github): set the environment variable MY_GITHUB_SECRET" in capsys.readouterr().err
+    monkeypatch.setenv("MY_GITHUB_SECRET", "s3cret")
+    c = Config()
+    configure(c, path)
+    from twoi2c_hub.authenticators.github import GitHubOAuthenticator
+
+    assert c.JupyterHub.authenticator_class is GitHubOAuthenticator
+    assert c.GitHubOAuthenticator.client_secret == "s3cret"
+    assert c.GitHubOAuthenticator.scope == ["read:org"]
+    assert c.GitHubOAuthenticator.allowed_organizations == {"org-a:team-1"}
+    assert c.GitHubOAuthenticator.manage_groups is True
+    assert c.GitHubOAuthenticator.explain_refusals is True
+    assert c.Authenticator.auth_refresh_age == 0
