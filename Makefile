@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := chromium
+DEBIAN_PACKAGES := chromium postgresql
 
 .PHONY: demo test system-packages clean
 

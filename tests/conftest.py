@@ -125,3 +125,25 @@ def oidc_provider(tmp_path_factory):
     provider = OIDCProvider(tmp_path_factory.mktemp("oidc"), TEST_TAG_PREFIX + uuid.uuid4().hex)
     yield provider
     provider.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    from postgres import PostgresServer
+
+    server = PostgresServer(TEST_TAG_PREFIX + uuid.uuid4().hex)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """An empty accounting database, migrated to the latest schema: SQLite and PostgreSQL."""
+    from twoi2c_hub.accounting.db import upgrade
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'usage.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres_server").new_database()
+    upgrade(url)
+    return url

@@ -1,0 +1,211 @@
+"""The accounting data layer on SQLite and on a real PostgreSQL: sessions recorded once,
+and every figure recomputed here, independently, from the raw events."""
+
+import random
+from collections import defaultdict
+
+import pytest
+from sqlalchemy import func, select
+
+from twoi2c_hub.accounting.db import make_engine, session_maker
+from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS, ServerSession
+from twoi2c_hub.accounting.recording import (
+    ServerStart,
+    groups_at,
+    record_start,
+    record_stop,
+    sync_membership,
+)
+from twoi2c_hub.accounting.reports import active_users, allocation, sessions
+from twoi2c_hub.accounting.rollups import roll_up
+
+GiB = 1024**3
+T0 = 20_000 * DAY_MS  # 2024-10-04T00:00Z
+NOW = T0 + 10 * DAY_MS + 7 * HOUR_MS
+
+
+@pytest.fixture
+def db(database_url):
+    engine = make_engine(database_url)
+    with session_maker(engine)() as session:
+        yield session
+    engine.dispose()
+
+
+def random_events(seed=7, count=300):
+    """Sessions over ten days: some cross midnight, some run for days, some still run."""
+    rng = random.Random(seed)
+    profiles = ["cpu", "gpu", "big", None]
+    events = []
+    for i in range(count):
+        user = f"user{rng.randrange(12)}"
+        start = T0 + rng.randrange(10 * DAY_MS)
+        duration = rng.choice([0, rng.randrange(HOUR_MS), rng.randrange(8 * HOUR_MS), rng.randrange(3 * DAY_MS)])
+        stop = start + duration if start + duration < NOW and rng.random() > 0.05 else None
+        events.append(dict(
+            start=ServerStart(
+                username=user, server_name=rng.choice(["", "", "second"]), started_ms=start,
+                profile=rng.choice(profiles), cpu_guarantee=rng.choice([None, 0.5, 2.0]),
+                cpu_limit=rng.choice([None, 4.0]), mem_guarantee_bytes=rng.choice([None, 2 * GiB]),
+                mem_limit_bytes=rng.choice([None, 8 * GiB]), gpu_count=rng.choice([0, 0, 1, 2]),
+                groups=rng.sample(["students", "researchers", "staff"], rng.randrange(3)),
+            ),
+            stop=stop,
+        ))
+    return events
+
+
+def record(db, events):
+    for event in events:
+        record_start(db, event["start"])
+    db.commit()
+    for event in events:
+        if event["stop"] is not None:
+            s = event["start"]
+            record_stop(db, s.username, s.server_name, event["stop"], "user", started_ms=s.started_ms)
+    db.commit()
+
+
+def expected(events, a, b, aggregate, username=None):
+    """The figures, straight from the events: clip every session to [a, b)."""
+    totals = defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0])
+    for event in events:
+        s, stop = event["start"], event["stop"] if event["stop"] is not None else NOW
+        if username and s.username != username:
+            continue
+        overlap = max(0, min(stop, b) - max(s.started_ms, a))
+        touches = s.started_ms < b and stop > a or (a <= s.started_ms < b)
+        if not touches:
+            continue
+        keys = {"user": [s.username], "profile": [s.profile or ""],
+                "group": s.groups or [""]}[aggregate]
+        hours = overlap / HOUR_MS
+        for key in keys:
+            row = totals[key]
+            row[0] += 1 if a <= s.started_ms < b else 0
+            row[1] += hours
+            row[2] += hours * (s.cpu_guarantee or s.cpu_limit or 0)
+            row[3] += hours * (s.mem_guarantee_bytes or s.mem_limit_bytes or 0) / GiB
+            row[4] += hours * s.gpu_count
+    return {k: v for k, v in totals.items()}
+
+
+def as_totals(rows):
+    return {r["name"]: [r["sessions"], r["server_hours"], r["cpu_core_hours"], r["memory_gib_hours"],
+                        r["gpu_hours"]] for r in rows}
+
+
+def assert_same(actual, wanted):
+    assert set(actual) == set(wanted)
+    for name, values in wanted.items():
+        assert actual[name][0] == values[0], name
+        assert actual[name][1:] == pytest.approx(values[1:], abs=1e-4), name
+
+
+WINDOWS = [
+    (T0, T0 + 10 * DAY_MS),  # whole days
+    (T0 + 5 * HOUR_MS, T0 + 7 * DAY_MS + 3 * HOUR_MS),  # partial days at both edges
+    (T0 + 2 * DAY_MS + HOUR_MS, T0 + 2 * DAY_MS + 5 * HOUR_MS),  # inside one day
+    (T0 + 9 * DAY_MS, NOW + DAY_MS),  # into the future: running sessions count until now
+]
+
+
+@pytest.mark.parametrize("aggregate", ["user", "group", "profile"])
+def test_allocation_matches_the_raw_events_before_and_after_rollup(db, aggregate):
+    events = random_events()
+    record(db, events)
+    for a, b in WINDOWS:
+        assert_same(as_totals(allocation(db, a, b, aggregate, NOW)), expected(events, a, b, aggregate))
+    # roll up part of history (what closed before day 6), then all of it: same figures
+    roll_up(db, now_ms=T0 + 6 * DAY_MS)
+    for a, b in WINDOWS:
+        assert_same(as_totals(allocation(db, a, b, aggregate, NOW)), expected(events, a, b, aggregate))
+    assert roll_up(db, now_ms=NOW) > 0
+    for a, b in WINDOWS:
+        assert_same(as_totals(allocation(db, a, b, aggregate, NOW)), expected(events, a, b, aggregate))
+
+
+def test_a_persons_own_figures_and_daily_steps(db):
+    events = random_events(seed=11)
+    record(db, events)
+    roll_up(db, now_ms=NOW)
+    a, b = T0 + 3 * HOUR_MS, T0 + 4 * DAY_MS
+    for aggregate in ("user", "profile", "group"):
+        rows = allocation(db, a, b, aggregate, NOW, username="user3")
+        assert_same(as_totals(rows), expected(events, a, b, aggregate, username="user3"))
+    daily = allocation(db, T0, T0 + 3 * DAY_MS, "user", NOW, step="1d")
+    for day in range(3):
+        start = T0 + day * DAY_MS
+        rows = [r for r in daily if r["window"]["start"] == allocation_iso(start)]
+        assert_same(as_totals(rows), expected(events, start, start + DAY_MS, "user"))
+
+
+def allocation_iso(ms):
+    from twoi2c_hub.accounting.reports import iso
+
+    return iso(ms)
+
+
+def test_the_same_start_and_stop_told_twice_are_recorded_once(db):
+    start = ServerStart(username="ada", server_name="", started_ms=T0, profile="cpu", groups=["students"])
+    _, created = record_start(db, start)
+    _, again = record_start(db, start, source="reconciled")
+    assert (created, again) == (True, False)
+    record_stop(db, "ada", "", T0 + HOUR_MS, "user")
+    record_stop(db, "ada", "", T0 + 2 * HOUR_MS, "culler")  # a late duplicate changes nothing
+    db.commit()
+    assert db.scalar(select(func.count()).select_from(ServerSession)) == 1
+    (row,) = sessions(db)
+    assert (row["stopped"], row["stop_reason"], row["groups"]) == ("2024-10-04T01:00:00Z", "user", ["students"])
+
+
+def test_an_exact_stop_replaces_a_reconciled_one(db):
+    record_start(db, ServerStart(username="ada", server_name="", started_ms=T0), source="reconciled")
+    record_stop(db, "ada", "", T0 + 2 * HOUR_MS, "reconciled")
+    record_stop(db, "ada", "", T0 + HOUR_MS, "culler", started_ms=T0)
+    db.commit()
+    (row,) = sessions(db)
+    assert (row["stopped"], row["stop_reason"]) == ("2024-10-04T01:00:00Z", "culler")
+
+
+def test_membership_is_dated(db):
+    sync_membership(db, "ada", ["students"], T0)
+    sync_membership(db, "ada", ["students", "researchers"], T0 + DAY_MS)
+    sync_membership(db, "ada", ["researchers"], T0 + 2 * DAY_MS)
+    db.commit()
+    assert groups_at(db, "ada", T0 + HOUR_MS) == {"students"}
+    assert groups_at(db, "ada", T0 + DAY_MS + HOUR_MS) == {"students", "researchers"}
+    assert groups_at(db, "ada", T0 + 3 * DAY_MS) == {"researchers"}
+    assert groups_at(db, "ada", T0 - 1) == set()
+
+
+def test_active_users_count_distinct_people_per_day_week_and_month(db):
+    events = random_events(seed=3)
+    record(db, events)
+    roll_up(db, now_ms=T0 + 5 * DAY_MS)
+    counts = active_users(db, T0, T0 + 10 * DAY_MS, NOW)
+    for entry, day in zip(counts, range(10)):
+        for name, days in (("daily", 1), ("weekly", 7), ("monthly", 30)):
+            a, b = T0 + (day - days + 1) * DAY_MS, T0 + (day + 1) * DAY_MS
+            people = {e["start"].username for e in events
+                      if e["start"].started_ms < b and (e["stop"] if e["stop"] is not None else NOW) > a
+                      or a <= e["start"].started_ms < b}
+            assert entry[name] == len(people), (day, name)
+
+
+def test_sessions_filters_and_paging(db):
+    events = random_events(seed=5, count=60)
+    record(db, events)
+    everyone = []
+    after = None
+    while True:
+        page = sessions(db, limit=7, after_id=after)
+        if not page:
+            break
+        everyone.extend(page)
+        after = page[-1]["id"]
+    assert len(everyone) == 60
+    running = sessions(db, state="running", limit=1000)
+    assert len(running) == sum(e["stop"] is None for e in events)
+    students = sessions(db, group="students", limit=1000)
+    assert len(students) == sum("students" in e["start"].groups for e in events)

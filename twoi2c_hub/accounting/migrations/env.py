@@ -1,0 +1,31 @@
+"""Alembic environment for the accounting database (run by twoi2c_hub.accounting.db)."""
+
+from alembic import context
+
+from twoi2c_hub.accounting.db import make_engine
+from twoi2c_hub.accounting.models import Base
+
+config = context.config
+
+
+def run_migrations_online():
+    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=Base.metadata,
+                          render_as_batch=connection.dialect.name == "sqlite")
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+def run_migrations_offline():
+    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=Base.metadata,
+                      literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

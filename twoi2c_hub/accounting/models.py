@@ -1,0 +1,158 @@
+"""What the usage service records: server sessions, dated group membership, rollups.
+
+Times are UTC epoch milliseconds (`*_ms`): the same arithmetic on SQLite and PostgreSQL,
+no time zone to get wrong. A session is identified by the hub's own start time of the
+server (`username`, `server_name`, `started_ms`), so an event and the reconciliation
+loop that both see a session record it once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+
+# how a session ended
+STOP_REASONS = ("user", "admin", "culler", "crash", "hub", "reconciled")
+
+
+def to_ms(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def from_ms(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ServerSession(Base):
+    """One run of one server, from its start to its stop."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (
+        UniqueConstraint("username", "server_name", "started_ms", name="one_session_per_start"),
+        Index("sessions_by_start", "started_ms"),
+        Index("sessions_by_user", "username", "started_ms"),
+        Index("sessions_open", "stopped_ms"),
+        Index("sessions_by_duration", "duration_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255))
+    server_name: Mapped[str] = mapped_column(String(255), default="")
+    profile: Mapped[str | None] = mapped_column(String(255))
+    # option -> choice key (or the written-in value), as JSON text
+    choices: Mapped[str | None] = mapped_column(Text)
+    image: Mapped[str | None] = mapped_column(Text)
+    cpu_guarantee: Mapped[float | None] = mapped_column(Float)
+    cpu_limit: Mapped[float | None] = mapped_column(Float)
+    mem_guarantee_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    mem_limit_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    gpu_count: Mapped[int] = mapped_column(Integer, default=0)
+    gpu_type: Mapped[str | None] = mapped_column(String(255))
+    started_ms: Mapped[int] = mapped_column(BigInteger)
+    stopped_ms: Mapped[int | None] = mapped_column(BigInteger)
+    # stopped - started, kept so that reports can bound how far back a window reaches
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    stop_reason: Mapped[str | None] = mapped_column(String(32))
+    # "event": told by the spawner; "reconciled": found by the reconciliation loop
+    source: Mapped[str] = mapped_column(String(32), default="event")
+    # last time the reconciliation loop saw the server running
+    seen_ms: Mapped[int | None] = mapped_column(BigInteger)
+    # counted in the daily rollups (only closed sessions are)
+    rolled_up: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    @property
+    def cpu_cores(self) -> float:
+        """Cores a session is charged for: its guarantee (request), else its limit."""
+        return self.cpu_guarantee or self.cpu_limit or 0.0
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.mem_guarantee_bytes or self.mem_limit_bytes or 0
+
+
+class SessionGroup(Base):
+    """The groups the person was in when the session started."""
+
+    __tablename__ = "session_groups"
+    __table_args__ = (Index("session_groups_by_group", "group_name"),)
+
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    group_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class GroupMembership(Base):
+    """Who was in which group, from when until when (open: still a member)."""
+
+    __tablename__ = "group_memberships"
+    __table_args__ = (Index("memberships_by_user", "username", "group_name", "until_ms"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255))
+    group_name: Mapped[str] = mapped_column(String(255))
+    since_ms: Mapped[int] = mapped_column(BigInteger)
+    until_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class DailyUserUsage(Base):
+    """Closed sessions' usage per UTC day, user and profile."""
+
+    __tablename__ = "usage_daily_user"
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)  # days since 1970-01-01 UTC
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    profile: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sessions: Mapped[int] = mapped_column(Integer, default=0)  # sessions that started that day
+    server_hours: Mapped[float] = mapped_column(Float, default=0)
+    cpu_core_hours: Mapped[float] = mapped_column(Float, default=0)
+    memory_gib_hours: Mapped[float] = mapped_column(Float, default=0)
+    gpu_hours: Mapped[float] = mapped_column(Float, default=0)
+
+
+class DailyGroupUsage(Base):
+    """Closed sessions' usage per UTC day, group (at session start) and profile."""
+
+    __tablename__ = "usage_daily_group"
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    profile: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sessions: Mapped[int] = mapped_column(Integer, default=0)
+    server_hours: Mapped[float] = mapped_column(Float, default=0)
+    cpu_core_hours: Mapped[float] = mapped_column(Float, default=0)
+    memory_gib_hours: Mapped[float] = mapped_column(Float, default=0)
+    gpu_hours: Mapped[float] = mapped_column(Float, default=0)
+
+
+class DailyProfileUsage(Base):
+    """Closed sessions' usage per UTC day and profile."""
+
+    __tablename__ = "usage_daily_profile"
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    profile: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sessions: Mapped[int] = mapped_column(Integer, default=0)
+    server_hours: Mapped[float] = mapped_column(Float, default=0)
+    cpu_core_hours: Mapped[float] = mapped_column(Float, default=0)
+    memory_gib_hours: Mapped[float] = mapped_column(Float, default=0)
+    gpu_hours: Mapped[float] = mapped_column(Float, default=0)

@@ -1,0 +1,139 @@
+"""Recording sessions and membership, idempotently: the same start or stop told twice (by
+the spawner and by the reconciliation loop, or again after a restart) is recorded once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session as DB
+
+from .models import GroupMembership, ServerSession, SessionGroup
+
+
+@dataclass
+class ServerStart:
+    """A server that started: who, when (the hub's start time), with what."""
+
+    username: str
+    server_name: str
+    started_ms: int
+    profile: str | None = None
+    choices: dict = field(default_factory=dict)
+    image: str | None = None
+    cpu_guarantee: float | None = None
+    cpu_limit: float | None = None
+    mem_guarantee_bytes: int | None = None
+    mem_limit_bytes: int | None = None
+    gpu_count: int = 0
+    gpu_type: str | None = None
+    groups: list[str] = field(default_factory=list)
+
+    RESOURCE_FIELDS = ("profile", "image", "cpu_guarantee", "cpu_limit", "mem_guarantee_bytes",
+                       "mem_limit_bytes", "gpu_count", "gpu_type")
+
+    @classmethod
+    def from_summary(cls, username, server_name, started_ms, summary: dict, groups) -> "ServerStart":
+        """From `ResolvedServer.summary()` (what the spawners annotate their servers with)."""
+        return cls(
+            username=username, server_name=server_name, started_ms=started_ms,
+            profile=summary.get("profile"), choices=summary.get("choices") or {},
+            image=summary.get("image"), cpu_guarantee=summary.get("cpu_guarantee"),
+            cpu_limit=summary.get("cpu_limit"), mem_guarantee_bytes=summary.get("mem_guarantee"),
+            mem_limit_bytes=summary.get("mem_limit"), gpu_count=summary.get("gpu_count") or 0,
+            gpu_type=summary.get("gpu_type"), groups=sorted(groups),
+        )
+
+
+def find_session(db: DB, username: str, server_name: str, started_ms: int) -> ServerSession | None:
+    return db.scalar(select(ServerSession).where(
+        ServerSession.username == username,
+        ServerSession.server_name == server_name,
+        ServerSession.started_ms == started_ms,
+    ))
+
+
+def record_start(db: DB, start: ServerStart, *, source: str = "event", seen_ms: int | None = None
+                 ) -> tuple[ServerSession, bool]:
+    """The session for `start`, created if new. Returns (session, created)."""
+    existing = find_session(db, start.username, start.server_name, start.started_ms)
+    if existing is not None:
+        if seen_ms is not None:
+            existing.seen_ms = seen_ms
+        if source == "event" and existing.source != "event":
+            # the spawner knows the resources exactly: its figures replace inferred ones
+            for name in ServerStart.RESOURCE_FIELDS:
+                setattr(existing, name, getattr(start, name))
+            existing.choices = json.dumps(start.choices, sort_keys=True)
+            existing.source = "event"
+        return existing, False
+    session = ServerSession(
+        username=start.username, server_name=start.server_name, started_ms=start.started_ms,
+        choices=json.dumps(start.choices, sort_keys=True), source=source, seen_ms=seen_ms,
+        **{name: getattr(start, name) for name in ServerStart.RESOURCE_FIELDS},
+    )
+    db.add(session)
+    db.flush()
+    db.add_all(SessionGroup(session_id=session.id, group_name=g) for g in sorted(set(start.groups)))
+    return session, True
+
+
+def record_stop(db: DB, username: str, server_name: str, stopped_ms: int, reason: str,
+                *, started_ms: int | None = None) -> ServerSession | None:
+    """Close the open session of this server (the one started at `started_ms`, if given).
+
+    A stop the reconciliation loop inferred is replaced by the spawner's exact one if
+    that arrives later (and the session is not yet in the rollups)."""
+    query = select(ServerSession).where(
+        ServerSession.username == username, ServerSession.server_name == server_name,
+    )
+    if started_ms is not None:
+        query = query.where(ServerSession.started_ms == started_ms)
+    else:
+        query = query.where(ServerSession.stopped_ms.is_(None))
+    session = db.scalars(query.order_by(ServerSession.started_ms.desc())).first()
+    if session is None:
+        return None
+    if session.stopped_ms is not None and not (session.stop_reason == "reconciled" and not session.rolled_up):
+        return session
+    close(session, max(stopped_ms, session.started_ms), reason)
+    return session
+
+
+def close(session: ServerSession, stopped_ms: int, reason: str) -> None:
+    session.stopped_ms = stopped_ms
+    session.duration_ms = stopped_ms - session.started_ms
+    session.stop_reason = reason
+
+
+def open_sessions(db: DB) -> list[ServerSession]:
+    return list(db.scalars(select(ServerSession).where(ServerSession.stopped_ms.is_(None))))
+
+
+def sync_membership(db: DB, username: str, groups, now_ms: int) -> tuple[set[str], set[str]]:
+    """Make `username`'s current memberships `groups`, dating changes `now_ms`.
+    Returns (added, removed)."""
+    current = {
+        m.group_name: m for m in db.scalars(select(GroupMembership).where(
+            GroupMembership.username == username, GroupMembership.until_ms.is_(None)))
+    }
+    groups = set(groups)
+    added, removed = groups - set(current), set(current) - groups
+    for name in removed:
+        current[name].until_ms = now_ms
+    db.add_all(GroupMembership(username=username, group_name=g, since_ms=now_ms) for g in sorted(added))
+    return added, removed
+
+
+def groups_at(db: DB, username: str, at_ms: int) -> set[str]:
+    """The groups `username` was in at `at_ms`, from the dated memberships."""
+    return set(db.scalars(select(GroupMembership.group_name).where(
+        GroupMembership.username == username,
+        GroupMembership.since_ms <= at_ms,
+        (GroupMembership.until_ms.is_(None)) | (GroupMembership.until_ms > at_ms),
+    )))
+
+
+def mark_rolled_up(db: DB, session_ids) -> None:
+    db.execute(update(ServerSession).where(ServerSession.id.in_(list(session_ids))).values(rolled_up=True))

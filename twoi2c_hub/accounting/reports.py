@@ -1,0 +1,232 @@
+"""Usage figures over any window: per user, group or profile, per step; sessions; active users.
+
+Figures (OpenCost's names): `sessions` (sessions that started in the window),
+`server_hours`, `cpu_core_hours` (hours x the CPU guarantee, else the limit),
+`memory_gib_hours` (hours x the memory guarantee, else the limit, in GiB) and
+`gpu_hours`. Whole UTC days inside a window are read from the daily rollups; the
+partial days at its edges, running sessions and sessions not yet rolled up are computed
+from the sessions table, clipped to the window.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+from collections import defaultdict
+from datetime import datetime, timezone
+
+from sqlalchemy import and_, case, func, literal, select
+from sqlalchemy.orm import Session as DB
+
+from .models import (
+    DAY_MS,
+    HOUR_MS,
+    DailyGroupUsage,
+    DailyProfileUsage,
+    DailyUserUsage,
+    ServerSession,
+    SessionGroup,
+    from_ms,
+    to_ms,
+)
+from .rollups import FIGURES, GiB, NO_GROUP
+
+AGGREGATES = ("user", "group", "profile")
+STEPS = {"1h": HOUR_MS, "1d": DAY_MS, "1w": 7 * DAY_MS}
+
+
+def iso(ms: int | None) -> str | None:
+    moment = from_ms(ms)
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def buckets(start_ms: int, end_ms: int, step: str | None) -> list[tuple[int, int]]:
+    """The window split into steps: fixed lengths from its start, or calendar months."""
+    if not step:
+        return [(start_ms, end_ms)]
+    if step == "1mo":
+        result, moment = [], start_ms
+        while moment < end_ms:
+            at = from_ms(moment)
+            year, month = (at.year + at.month // 12, at.month % 12 + 1)
+            first = datetime(year, month, 1, tzinfo=timezone.utc)
+            next_ms = min(to_ms(first), end_ms)
+            result.append((moment, next_ms))
+            moment = next_ms
+        return result
+    size = STEPS[step]
+    return [(s, min(s + size, end_ms)) for s in range(start_ms, end_ms, size)]
+
+
+def _least(a, b):
+    return case((a < b, a), else_=b)
+
+
+def _greatest(a, b):
+    return case((a > b, a), else_=b)
+
+
+def _key_column(aggregate: str):
+    if aggregate == "user":
+        return ServerSession.username
+    if aggregate == "profile":
+        return func.coalesce(ServerSession.profile, "")
+    return func.coalesce(SessionGroup.group_name, NO_GROUP)
+
+
+def _raw(db: DB, totals, aggregate, a: int, b: int, now_ms: int, *, unrolled_only: bool,
+         username: str | None, max_duration_ms: int) -> None:
+    """Add sessions overlapping [a, b), clipped to it, to `totals`."""
+    stop = func.coalesce(ServerSession.stopped_ms, now_ms)
+    overlap = _least(stop, b) - _greatest(ServerSession.started_ms, literal(a))
+    cpu = func.coalesce(ServerSession.cpu_guarantee, ServerSession.cpu_limit, 0.0)
+    memory = func.coalesce(ServerSession.mem_guarantee_bytes, ServerSession.mem_limit_bytes, 0)
+    key = _key_column(aggregate)
+    columns = (
+        key,
+        func.sum(case((and_(ServerSession.started_ms >= a, ServerSession.started_ms < b), 1), else_=0)),
+        func.sum(overlap) / HOUR_MS,
+        func.sum(overlap * cpu) / HOUR_MS,
+        func.sum(overlap * 1.0 * memory) / HOUR_MS / GiB,
+        func.sum(overlap * ServerSession.gpu_count) / HOUR_MS,
+    )
+    closed = and_(ServerSession.stopped_ms.is_not(None), ServerSession.started_ms >= a - max_duration_ms,
+                  ServerSession.started_ms < b, ServerSession.stopped_ms > a)
+    running = and_(ServerSession.stopped_ms.is_(None), ServerSession.started_ms < b, literal(now_ms) > a)
+    for condition in (closed, running):
+        query = select(*columns).where(condition)
+        if aggregate == "group":
+            query = query.select_from(ServerSession).outerjoin(
+                SessionGroup, SessionGroup.session_id == ServerSession.id)
+        if unrolled_only:
+            query = query.where(ServerSession.rolled_up.is_(False))
+        if username is not None:
+            query = query.where(ServerSession.username == username)
+        for name, *values in db.execute(query.group_by(key)):
+            row = totals[name]
+            for i, value in enumerate(values):
+                row[i] += float(value or 0)
+
+
+def _rolled(db: DB, totals, aggregate, first_day: int, end_day: int, username: str | None) -> bool:
+    """Add the rollups of days [first_day, end_day) to `totals`; False if none apply."""
+    if username is not None:
+        if aggregate == "group":
+            return False
+        table, key = DailyUserUsage, DailyUserUsage.username if aggregate == "user" else DailyUserUsage.profile
+    else:
+        table, key = {
+            "user": (DailyUserUsage, DailyUserUsage.username),
+            "group": (DailyGroupUsage, DailyGroupUsage.group_name),
+            "profile": (DailyProfileUsage, DailyProfileUsage.profile),
+        }[aggregate]
+    query = select(key, *(func.sum(getattr(table, f)) for f in FIGURES)).where(
+        table.day >= first_day, table.day < end_day)
+    if username is not None:
+        query = query.where(DailyUserUsage.username == username)
+    for name, *values in db.execute(query.group_by(key)):
+        row = totals[name]
+        for i, value in enumerate(values):
+            row[i] += float(value or 0)
+    return True
+
+
+def usage(db: DB, start_ms: int, end_ms: int, aggregate: str, now_ms: int,
+          username: str | None = None) -> dict[str, list[float]]:
+    """name -> [sessions, server_hours, cpu_core_hours, memory_gib_hours, gpu_hours]."""
+    totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0])
+    max_duration_ms = db.scalar(select(func.max(ServerSession.duration_ms))) or 0
+    raw = dict(now_ms=now_ms, username=username, max_duration_ms=max_duration_ms)
+    first_day, end_day = -(-start_ms // DAY_MS), end_ms // DAY_MS
+    if first_day < end_day and _rolled(db, totals, aggregate, first_day, end_day, username):
+        _raw(db, totals, aggregate, start_ms, first_day * DAY_MS, unrolled_only=False, **raw)
+        _raw(db, totals, aggregate, first_day * DAY_MS, end_day * DAY_MS, unrolled_only=True, **raw)
+        _raw(db, totals, aggregate, end_day * DAY_MS, end_ms, unrolled_only=False, **raw)
+    else:
+        _raw(db, totals, aggregate, start_ms, end_ms, unrolled_only=False, **raw)
+    return totals
+
+
+def allocation(db: DB, start_ms: int, end_ms: int, aggregate: str, now_ms: int, *,
+               step: str | None = None, username: str | None = None) -> list[dict]:
+    """OpenCost-shaped allocation: one row per step and name, largest usage first."""
+    result = []
+    for bucket_start, bucket_end in buckets(start_ms, end_ms, step):
+        totals = usage(db, bucket_start, bucket_end, aggregate, now_ms, username)
+        rows = []
+        for name, values in totals.items():
+            row = {"name": name, "window": {"start": iso(bucket_start), "end": iso(bucket_end)}}
+            row.update({f: (int(v) if f == "sessions" else round(v, 6)) for f, v in zip(FIGURES, values)})
+            rows.append(row)
+        rows.sort(key=lambda r: (-r["server_hours"], r["name"]))
+        result.extend(rows)
+    return result
+
+
+def sessions(db: DB, *, start_ms: int | None = None, end_ms: int | None = None, username: str | None = None,
+             profile: str | None = None, group: str | None = None, state: str | None = None,
+             limit: int = 100, after_id: int | None = None) -> list[dict]:
+    """Sessions overlapping the window, oldest first, `limit` at a time after `after_id`."""
+    query = select(ServerSession).order_by(ServerSession.id).limit(limit)
+    if after_id is not None:
+        query = query.where(ServerSession.id > after_id)
+    if end_ms is not None:
+        query = query.where(ServerSession.started_ms < end_ms)
+    if start_ms is not None:
+        query = query.where((ServerSession.stopped_ms.is_(None)) | (ServerSession.stopped_ms > start_ms))
+    if username is not None:
+        query = query.where(ServerSession.username == username)
+    if profile is not None:
+        query = query.where(ServerSession.profile == profile)
+    if group is not None:
+        query = query.where(ServerSession.id.in_(
+            select(SessionGroup.session_id).where(SessionGroup.group_name == group)))
+    if state == "running":
+        query = query.where(ServerSession.stopped_ms.is_(None))
+    elif state == "stopped":
+        query = query.where(ServerSession.stopped_ms.is_not(None))
+    rows = db.scalars(query).all()
+    groups = defaultdict(list)
+    if rows:
+        for session_id, name in db.execute(select(SessionGroup.session_id, SessionGroup.group_name)
+                                           .where(SessionGroup.session_id.in_([r.id for r in rows]))):
+            groups[session_id].append(name)
+    return [{
+        "id": r.id, "user": r.username, "server_name": r.server_name, "profile": r.profile,
+        "choices": json.loads(r.choices or "{}"), "image": r.image,
+        "cpu_guarantee": r.cpu_guarantee, "cpu_limit": r.cpu_limit,
+        "mem_guarantee_bytes": r.mem_guarantee_bytes, "mem_limit_bytes": r.mem_limit_bytes,
+        "gpu_count": r.gpu_count, "gpu_type": r.gpu_type,
+        "started": iso(r.started_ms), "stopped": iso(r.stopped_ms), "stop_reason": r.stop_reason,
+        "source": r.source, "groups": sorted(groups[r.id]),
+    } for r in rows]
+
+
+def active_users(db: DB, start_ms: int, end_ms: int, now_ms: int) -> list[dict]:
+    """Daily, weekly (7 days ending that day) and monthly (30 days) active users, per day."""
+    first_day, last_day = start_ms // DAY_MS, (end_ms - 1) // DAY_MS
+    per_day: dict[int, set[str]] = defaultdict(set)
+    for day, name in db.execute(select(DailyUserUsage.day, DailyUserUsage.username).where(
+            DailyUserUsage.day >= first_day - 29, DailyUserUsage.day <= last_day).distinct()):
+        per_day[day].add(name)
+    stop = func.coalesce(ServerSession.stopped_ms, now_ms)
+    for name, started, stopped in db.execute(select(ServerSession.username, ServerSession.started_ms, stop).where(
+            ServerSession.rolled_up.is_(False), ServerSession.started_ms <= (last_day + 1) * DAY_MS,
+            stop >= (first_day - 29) * DAY_MS)):
+        for day in range(started // DAY_MS, max(started, stopped - 1) // DAY_MS + 1):
+            per_day[day].add(name)
+    result = []
+    for day in range(first_day, last_day + 1):
+        def active(days):
+            return len(set().union(*(per_day.get(d, set()) for d in range(day - days + 1, day + 1))))
+
+        result.append({"date": iso(day * DAY_MS)[:10], "daily": active(1), "weekly": active(7), "monthly": active(30)})
+    return result
+
+
+def month_start_ms(year: int, month: int) -> int:
+    return to_ms(datetime(year, month, 1, tzinfo=timezone.utc))
+
+
+def month_days(year: int, month: int) -> int:
+    return calendar.monthrange(year, month)[1]

@@ -1,0 +1,112 @@
+"""Daily rollups of closed sessions, so reports over long windows stay fast.
+
+A closed session adds its usage to one row per UTC day it ran (per user and profile, per
+group and profile, per profile). Sessions are rolled up once, a little after they close,
+so that a late exact stop from the spawner can still replace an inferred one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session as DB
+
+from .models import (
+    DAY_MS,
+    HOUR_MS,
+    DailyGroupUsage,
+    DailyProfileUsage,
+    DailyUserUsage,
+    ServerSession,
+    SessionGroup,
+)
+from .recording import mark_rolled_up
+
+GiB = 1024**3
+FIGURES = ("sessions", "server_hours", "cpu_core_hours", "memory_gib_hours", "gpu_hours")
+NO_GROUP = ""  # sessions of people in no group
+
+
+def day_parts(started_ms: int, stopped_ms: int):
+    """(day, milliseconds run that day) for every UTC day the interval touches."""
+    day = started_ms // DAY_MS
+    moment = started_ms
+    while moment < stopped_ms:
+        end = min((day + 1) * DAY_MS, stopped_ms)
+        yield day, end - moment
+        moment = end
+        day += 1
+
+
+def _add(totals: dict, key, hours: float, cpu: float, memory_gib: float, gpus: int, started: bool):
+    row = totals[key]
+    row[0] += 1 if started else 0
+    row[1] += hours
+    row[2] += hours * cpu
+    row[3] += hours * memory_gib
+    row[4] += hours * gpus
+
+
+def _upsert_add(db: DB, table, keys: tuple[str, ...], totals: dict) -> None:
+    if not totals:
+        return
+    dialect = db.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    rows = [dict(zip(keys, key), **dict(zip(FIGURES, values))) for key, values in totals.items()]
+    for i in range(0, len(rows), 5000):
+        statement = insert(table).values(rows[i:i + 5000])
+        statement = statement.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={name: getattr(table.__table__.c, name) + getattr(statement.excluded, name) for name in FIGURES},
+        )
+        db.execute(statement)
+
+
+def roll_up(db: DB, now_ms: int, grace_ms: int = 0, batch: int = 20_000) -> int:
+    """Add sessions closed before `now_ms - grace_ms` to the rollups; returns how many."""
+    cutoff = now_ms - grace_ms
+    done = 0
+    while True:
+        rows = db.execute(
+            select(ServerSession.id, ServerSession.username, ServerSession.profile,
+                   ServerSession.started_ms, ServerSession.stopped_ms, ServerSession.cpu_guarantee,
+                   ServerSession.cpu_limit, ServerSession.mem_guarantee_bytes,
+                   ServerSession.mem_limit_bytes, ServerSession.gpu_count)
+            .where(ServerSession.rolled_up.is_(False), ServerSession.stopped_ms.is_not(None),
+                   ServerSession.stopped_ms <= cutoff)
+            .order_by(ServerSession.id).limit(batch)
+        ).all()
+        if not rows:
+            return done
+        ids = [r.id for r in rows]
+        groups = defaultdict(list)
+        for session_id, group in db.execute(
+            select(SessionGroup.session_id, SessionGroup.group_name).where(SessionGroup.session_id.in_(ids))
+        ):
+            groups[session_id].append(group)
+        by_user, by_group, by_profile = (defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0]) for _ in range(3))
+        for r in rows:
+            cpu = r.cpu_guarantee or r.cpu_limit or 0.0
+            memory_gib = (r.mem_guarantee_bytes or r.mem_limit_bytes or 0) / GiB
+            profile = r.profile or ""
+            start_day = r.started_ms // DAY_MS
+            for day, ms in day_parts(r.started_ms, r.stopped_ms):
+                hours = ms / HOUR_MS
+                first = day == start_day
+                _add(by_user, (day, r.username, profile), hours, cpu, memory_gib, r.gpu_count, first)
+                _add(by_profile, (day, profile), hours, cpu, memory_gib, r.gpu_count, first)
+                for group in groups.get(r.id) or [NO_GROUP]:
+                    _add(by_group, (day, group, profile), hours, cpu, memory_gib, r.gpu_count, first)
+            if r.started_ms == r.stopped_ms:  # a session that ended as it began still counts
+                _add(by_user, (start_day, r.username, profile), 0, 0, 0, 0, True)
+                _add(by_profile, (start_day, profile), 0, 0, 0, 0, True)
+                for group in groups.get(r.id) or [NO_GROUP]:
+                    _add(by_group, (start_day, group, profile), 0, 0, 0, 0, True)
+        _upsert_add(db, DailyUserUsage, ("day", "username", "profile"), by_user)
+        _upsert_add(db, DailyGroupUsage, ("day", "group_name", "profile"), by_group)
+        _upsert_add(db, DailyProfileUsage, ("day", "profile"), by_profile)
+        mark_rolled_up(db, ids)
+        db.commit()
+        done += len(rows)
