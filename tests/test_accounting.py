@@ -156,7 +156,7 @@ def test_the_same_start_and_stop_told_twice_are_recorded_once(db):
     db.commit()
     assert db.scalar(select(func.count()).select_from(ServerSession)) == 1
     (row,) = sessions(db)
-    assert (row["stopped"], row["stop_reason"], row["groups"]) == ("2024-10-04T01:00:00Z", "user", ["students"])
+    assert (row["stopped"], row["stop_reason"], row["groups"]) == ("2024-10-04T01:00:00.000Z", "user", ["students"])
 
 
 def test_an_exact_stop_replaces_a_reconciled_one(db):
@@ -165,7 +165,7 @@ def test_an_exact_stop_replaces_a_reconciled_one(db):
     record_stop(db, "ada", "", T0 + HOUR_MS, "culler", started_ms=T0)
     db.commit()
     (row,) = sessions(db)
-    assert (row["stopped"], row["stop_reason"]) == ("2024-10-04T01:00:00Z", "culler")
+    assert (row["stopped"], row["stop_reason"]) == ("2024-10-04T01:00:00.000Z", "culler")
 
 
 def test_membership_is_dated(db):

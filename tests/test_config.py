@@ -163,15 +163,26 @@ def test_configure_sets_spawner_profiles_templates_and_culler():
     assert c.JupyterHub.template_vars["community_name"] == "Demo Community Hub"
     assert c.DemoAuthenticator.users["alice"] == {"groups": ["researchers"], "admin": False}
 
-    (culler,) = c.JupyterHub.services
-    assert culler["name"] == "idle-culler"
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    assert set(services) == {"idle-culler", "usage"}
+    culler = services["idle-culler"]
     assert culler["command"][1:] == [
         "-m", "jupyterhub_idle_culler", "--timeout=3600", "--cull-every=300", "--max-age=0",
         "--concurrency=10", "--cull-users=false", "--cull-admin-users=true",
     ]
-    (role,) = c.JupyterHub.load_roles
-    assert role["services"] == ["idle-culler"]
-    assert role["scopes"] == ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["idle-culler"]["services"] == ["idle-culler"]
+    assert roles["idle-culler"]["scopes"] == ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+    # the usage service reads servers and groups; community admins read everyone's usage
+    assert roles["usage-service"]["scopes"] == ["list:users", "read:users", "read:servers"]
+    assert roles["usage-readers"] == {
+        "name": "usage-readers", "description": "Community admins: everyone's usage",
+        "scopes": ["custom:usage:read-all", "access:services!service=usage"], "groups": ["researchers"]}
+    assert "access:services!service=usage" in c.JupyterHub.extra_user_scopes
+    usage = services["usage"]
+    assert usage["environment"]["TWOI2C_USAGE_EVENTS_TOKEN"] == c.ProfileLocalSpawner.usage_events_token
+    port = usage["url"].rsplit(":", 1)[1]
+    assert c.ProfileLocalSpawner.usage_events_url == f"http://127.0.0.1:{port}/services/usage/api/v1/events"
 
 
 def test_culler_gets_admin_users_scope_only_when_it_deletes_users(tmp_path):
@@ -181,7 +192,7 @@ def test_culler_gets_admin_users_scope_only_when_it_deletes_users(tmp_path):
     configure(c, path)
     assert "--cull-users=true" in c.JupyterHub.services[0]["command"]
     assert "admin:users" in c.JupyterHub.load_roles[0]["scopes"]
-    path.write_text("hub: {name: X}\nculling: {enabled: false}\n")
+    path.write_text("hub: {name: X}\nculling: {enabled: false}\nusage: {enabled: false}\n")
     c = Config()
     configure(c, path)
     assert "services" not in c.JupyterHub
@@ -200,6 +211,7 @@ def test_the_idle_culler_parses_the_flags_configure_writes():
     c = Config()
     configure(c, EXAMPLE)
     command = c.JupyterHub.services[0]["command"] + ["--IdleCuller.show_config_json=True"]
+    assert c.JupyterHub.services[0]["name"] == "idle-culler"
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["IdleCuller"] == {

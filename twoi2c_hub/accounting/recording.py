@@ -126,6 +126,23 @@ def sync_membership(db: DB, username: str, groups, now_ms: int) -> tuple[set[str
     return added, removed
 
 
+def sync_all_memberships(db: DB, groups_by_user: dict[str, list[str]], now_ms: int) -> int:
+    """sync_membership for many people at once (one query); returns how many changed."""
+    current: dict[str, dict[str, GroupMembership]] = {}
+    for membership in db.scalars(select(GroupMembership).where(
+            GroupMembership.until_ms.is_(None), GroupMembership.username.in_(list(groups_by_user)))):
+        current.setdefault(membership.username, {})[membership.group_name] = membership
+    changed = 0
+    for username, groups in groups_by_user.items():
+        mine, groups = current.get(username, {}), set(groups)
+        for name in set(mine) - groups:
+            mine[name].until_ms = now_ms
+        added = groups - set(mine)
+        db.add_all(GroupMembership(username=username, group_name=g, since_ms=now_ms) for g in sorted(added))
+        changed += bool(added or set(mine) - groups)
+    return changed
+
+
 def groups_at(db: DB, username: str, at_ms: int) -> set[str]:
     """The groups `username` was in at `at_ms`, from the dated memberships."""
     return set(db.scalars(select(GroupMembership.group_name).where(

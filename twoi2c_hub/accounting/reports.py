@@ -37,7 +37,7 @@ STEPS = {"1h": HOUR_MS, "1d": DAY_MS, "1w": 7 * DAY_MS}
 
 def iso(ms: int | None) -> str | None:
     moment = from_ms(ms)
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+    return None if moment is None else moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def buckets(start_ms: int, end_ms: int, step: str | None) -> list[tuple[int, int]]:

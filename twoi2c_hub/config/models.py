@@ -520,6 +520,24 @@ class CullingSection(Strict):
     concurrency: int = Field(default=10, ge=1)
 
 
+class UsageSection(Strict):
+    """The usage-accounting service (/services/usage/)."""
+
+    enabled: bool = True
+    # SQLite (a path relative to the hub's working directory) or PostgreSQL
+    # (postgresql+psycopg://user@host/db); the password, if any, from the environment
+    database_url: str = "sqlite:///twoi2c-usage.sqlite"
+    reconcile_interval: float = Field(default=30, gt=0)  # seconds
+    port: int = Field(default=0, ge=0, le=65535)  # 0: any free port on 127.0.0.1
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported(cls, value):
+        if not value.startswith(("sqlite:///", "postgresql")):
+            raise _error("must be a sqlite:///PATH or postgresql+psycopg://... URL")
+        return value
+
+
 class CommunityConfig(Strict):
     hub: HubSection
     auth: AuthSection = Field(default_factory=AuthSection)
@@ -528,6 +546,7 @@ class CommunityConfig(Strict):
     profiles: list[Profile] = Field(default_factory=list)
     spawner: SpawnerSection = Field(default_factory=SpawnerSection)
     culling: CullingSection = Field(default_factory=CullingSection)
+    usage: UsageSection = Field(default_factory=UsageSection)
 
     @model_validator(mode="after")
     def _profiles_consistent(self):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
+from pathlib import Path
 
 from ..paths import templates_dir
 from .loading import ConfigError, load_config
@@ -31,6 +33,7 @@ def configure(c, path) -> CommunityConfig:
         raise SystemExit(1) from None
     _templates(c, config)
     _culler(c, config)
+    _usage_service(c, config, Path(path).resolve())
     return config
 
 
@@ -208,12 +211,68 @@ def _culler(c, config: CommunityConfig) -> None:
     scopes = list(IDLE_CULLER_SCOPES)
     if culling.cull_users:
         scopes.append("admin:users")
-    services = [s for s in c.JupyterHub.get("services", []) if s.get("name") != "idle-culler"]
-    c.JupyterHub.services = services + [{"name": "idle-culler", "command": command}]
-    roles = [r for r in c.JupyterHub.get("load_roles", []) if r.get("name") != "idle-culler"]
-    c.JupyterHub.load_roles = roles + [{
+    _service(c, {"name": "idle-culler", "command": command}, {
         "name": "idle-culler",
         "description": "Stop servers that have been idle too long (jupyterhub-idle-culler)",
         "scopes": scopes,
         "services": ["idle-culler"],
-    }]
+    })
+
+
+READ_ALL_USAGE = "custom:usage:read-all"
+
+
+def _service(c, service: dict, role: dict | None) -> None:
+    """Add (or replace) a hub-managed service, and the role with the scopes it needs."""
+    name = service["name"]
+    c.JupyterHub.services = [s for s in c.JupyterHub.get("services", []) if s.get("name") != name] + [service]
+    if role:
+        c.JupyterHub.load_roles = [r for r in c.JupyterHub.get("load_roles", []) if r.get("name") != role["name"]]
+        c.JupyterHub.load_roles = c.JupyterHub.load_roles + [role]
+
+
+def _usage_service(c, config: CommunityConfig, config_path: Path) -> None:
+    from ..localhub import free_port
+
+    usage = config.usage
+    if not usage.enabled:
+        return
+    port = usage.port or free_port()
+    # shared with the spawners for their start/stop events; new at every hub start
+    events_token = secrets.token_hex(32)
+    base_url = c.JupyterHub.get("base_url", "/")
+    _service(c, {
+        "name": "usage",
+        "display": True,
+        "info": {"description": "Server usage for each person and for the community"},
+        "url": f"http://127.0.0.1:{port}",
+        "command": [sys.executable, "-m", "twoi2c_hub.services.usage", "--config", str(config_path)],
+        "environment": {
+            "TWOI2C_USAGE_EVENTS_TOKEN": events_token,
+            "TWOI2C_USAGE_DATABASE_URL": usage.database_url,
+            "TWOI2C_USAGE_RECONCILE_INTERVAL": str(usage.reconcile_interval),
+        },
+        "oauth_no_confirm": True,
+        "oauth_client_allowed_scopes": [READ_ALL_USAGE],
+    }, {
+        "name": "usage-service",
+        "description": "Read servers and groups to reconcile recorded sessions",
+        "scopes": ["list:users", "read:users", "read:servers"],
+        "services": ["usage"],
+    })
+    c.JupyterHub.custom_scopes = {
+        **c.JupyterHub.get("custom_scopes", {}),
+        READ_ALL_USAGE: {"description": "Read everyone's usage in the usage service"},
+    }
+    readers = {
+        "name": "usage-readers",
+        "description": "Community admins: everyone's usage",
+        "scopes": [READ_ALL_USAGE, "access:services!service=usage"],
+        "groups": list(config.community_admin_groups),
+    }
+    c.JupyterHub.load_roles = [r for r in c.JupyterHub.get("load_roles", []) if r.get("name") != "usage-readers"]
+    c.JupyterHub.load_roles = c.JupyterHub.load_roles + [readers]
+    c.JupyterHub.extra_user_scopes = set(c.JupyterHub.get("extra_user_scopes", set())) | {"access:services!service=usage"}
+    spawner = c.ProfileKubeSpawner if config.spawner.kind == "kube" else c.ProfileLocalSpawner
+    spawner.usage_events_url = f"http://127.0.0.1:{port}{base_url}services/usage/api/v1/events"
+    spawner.usage_events_token = events_token

@@ -7,13 +7,17 @@ server in its own way.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
+from datetime import datetime, timezone
 
 import escapism
 import jinja2
 from jupyterhub.spawner import SpawnException
 from tornado import web
-from traitlets import Dict, default
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from traitlets import Dict, Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..paths import templates_dir
@@ -58,6 +62,18 @@ class ProfileSpawnerMixin(LoggingConfigurable):
         config=True,
         help="Environment variables added to the servers of hub admins only.",
     )
+
+    usage_events_url = Unicode(
+        "",
+        config=True,
+        help="""Where to post start and stop events for accounting (the usage service's
+        api/v1/events). The spawn never waits for it: if the service is down, the event
+        is lost and the service's reconciliation loop records the session instead.""",
+    )
+
+    usage_events_token = Unicode("", config=True, help="The usage service's events token.")
+
+    usage_events_timeout = Float(5, config=True, help="Seconds before an event post is given up.")
 
     # the selection last resolved by `resolve_selection`, for labels and accounting
     resolved_server: profiles.ResolvedServer | None = None
@@ -124,6 +140,89 @@ class ProfileSpawnerMixin(LoggingConfigurable):
         first thing: a refusal there reaches the form as a 4xx with its message, as it
         reaches a REST API client, and nothing starts."""
         return profiles.selection_from_form(formdata)
+
+    # --- accounting events -----------------------------------------------------------
+
+    _event_tasks: set = set()
+
+    def post_usage_event(self, event: dict) -> None:
+        """Send an event in the background: nothing here waits for the usage service."""
+        if not self.usage_events_url:
+            return
+        task = asyncio.ensure_future(self._send_usage_event(event))
+        ProfileSpawnerMixin._event_tasks.add(task)
+        task.add_done_callback(ProfileSpawnerMixin._event_tasks.discard)
+
+    async def _send_usage_event(self, event: dict) -> None:
+        request = HTTPRequest(
+            self.usage_events_url, method="POST", body=json.dumps(event),
+            headers={"Authorization": f"token {self.usage_events_token}", "Content-Type": "application/json"},
+            request_timeout=self.usage_events_timeout, connect_timeout=self.usage_events_timeout,
+        )
+        try:
+            await AsyncHTTPClient().fetch(request)
+        except Exception as e:
+            self.log.warning("Usage event %s for %s not delivered (%s); reconciliation will catch up",
+                             event["type"], self._log_name, e)
+
+    def _started_iso(self) -> str | None:
+        started = getattr(getattr(self, "orm_spawner", None), "started", None)
+        return started.isoformat() + "Z" if started is not None else None
+
+    async def start(self):
+        result = await super().start()
+        started = self._started_iso()
+        if started is not None:
+            summary = self.resolved_server.summary() if self.resolved_server else {}
+            self.post_usage_event({
+                "type": "start", "username": self.user.name, "server_name": self.name or "",
+                "started": started, "server": summary, "groups": self.get_groups(),
+            })
+        return result
+
+    def stop_reason(self) -> str:
+        """Who stopped this server: the request handler on the stack tells (the person,
+        an admin, the idle culler). Without one the hub is stopping it itself."""
+        from tornado.web import RequestHandler
+
+        frame = inspect.currentframe()
+        try:
+            for _ in range(60):
+                frame = frame.f_back
+                if frame is None:
+                    break
+                handler = frame.f_locals.get("self")
+                if isinstance(handler, RequestHandler):
+                    who = getattr(handler, "current_user", None)
+                    if getattr(who, "kind", "user") == "service":
+                        return "culler" if "cull" in who.name else "admin"
+                    if who is not None and who.name == self.user.name:
+                        return "user"
+                    return "admin"
+        finally:
+            del frame
+        return "hub"
+
+    async def stop(self, now=False):
+        reason = self.stop_reason()
+        started = self._started_iso()
+        await super().stop(now=now)
+        if started is not None:
+            self.post_usage_event({
+                "type": "stop", "username": self.user.name, "server_name": self.name or "",
+                "started": started, "stopped": datetime.now(timezone.utc).isoformat(), "reason": reason,
+            })
+
+    async def poll_and_notify(self):
+        # the hub's poll finds a server that died on its own: the hub will not call stop()
+        started = self._started_iso()
+        status = await super().poll_and_notify()
+        if status is not None and started is not None:
+            self.post_usage_event({
+                "type": "stop", "username": self.user.name, "server_name": self.name or "",
+                "started": started, "stopped": datetime.now(timezone.utc).isoformat(), "reason": "crash",
+            })
+        return status
 
     # --- environment -----------------------------------------------------------------
 

@@ -1,0 +1,261 @@
+"""The usage service with a real hub, real single-user servers and the real service:
+what is recorded, who may read what, and that nothing is lost when the service is killed
+or the hub restarts."""
+
+import csv
+import io
+import os
+import signal
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from bs4 import BeautifulSoup
+
+from twoi2c_hub.localhub import tagged_processes
+from twoi2c_hub.paths import examples_dir
+
+pytestmark = pytest.mark.hub
+
+HOSTILE = "=sum(1+1)<img src=x onerror=alert(1)>"
+INTERVAL = 1.0
+
+
+def usage_config(tmp_path) -> Path:
+    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    config["auth"]["users"][HOSTILE] = {"groups": ["students"]}
+    config["auth"]["users"]["carol"] = {"groups": ["students"]}
+    config["culling"] = {"enabled": False}
+    config["usage"] = {"reconcile_interval": INTERVAL}
+    path = tmp_path / "usage-community.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+FAST = "c.Spawner.poll_interval = 2\n"  # notice dead servers and services quickly
+
+
+@pytest.fixture(scope="module")
+def hub(hub_factory, tmp_path_factory):
+    client = hub_factory(usage_config(tmp_path_factory.mktemp("usage-config")), "usage-hub", extra_config=FAST)
+    client.wait_for(lambda: usage_get(client, "/health").status_code == 200, what="the usage service")
+    return client
+
+
+def usage_get(hub, path, token=None, **params) -> requests.Response:
+    """GET api/v1/<path> of the usage service (or, with a leading /, <path> at its root)."""
+    headers = {"Authorization": f"token {token}"} if token else {}
+    url = f"{hub.url}/services/usage" + (path if path.startswith("/") else f"/api/v1/{path}")
+    return requests.get(url, params=params, headers=headers, timeout=30)
+
+
+def quoted(name):
+    return urllib.parse.quote(name, safe="")
+
+
+def start_server(hub, username, token, user_options):
+    response = hub.api("POST", f"/users/{quoted(username)}/server", token=token, json={"user_options": user_options})
+    assert response.status_code in (201, 202), response.text
+    hub.wait_for(lambda: (hub.user_model(username)["servers"].get("") or {}).get("ready"), timeout=60,
+                 what=f"{username}'s server")
+    return hub.user_model(username)["servers"][""]["started"]
+
+
+def stop_server(hub, username, token):
+    response = hub.api("DELETE", f"/users/{quoted(username)}/server", token=token)
+    assert response.status_code in (202, 204), response.text
+    hub.wait_for(lambda: not hub.user_model(username)["servers"], what=f"{username}'s server to stop")
+
+
+def sessions_of(hub, username, token):
+    response = usage_get(hub, "sessions", token, user=username, limit=1000)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+@pytest.fixture(scope="module")
+def tokens(hub):
+    names = ("admin", "alice", "bob", "carol", HOSTILE)
+    for name in names:
+        hub.login(name)  # the demo authenticator gives groups at login
+    return {name: hub.user_token(name) for name in names}
+
+
+def test_a_session_is_recorded_with_profile_resources_groups_and_who_stopped_it(hub, tokens):
+    started = start_server(hub, "alice", tokens["alice"], {"profile": "cpu", "resources": "mem_14_gib"})
+    running = hub.wait_for(lambda: [s for s in sessions_of(hub, "alice", tokens["alice"]) if s["stopped"] is None],
+                           what="alice's running session")
+    (session,) = running
+    assert session["profile"] == "cpu" and session["choices"] == {"resources": "mem_14_gib", "image": "scipy"}
+    assert same_moment(session["started"], started)
+    assert session["mem_guarantee_bytes"] == session["mem_limit_bytes"] == int(28191.2288 * 1024**2 / 2)
+    assert session["cpu_guarantee"] == pytest.approx(1.872, abs=0.001)
+    assert session["groups"] == ["researchers"] and session["source"] == "event"
+    stop_server(hub, "alice", tokens["alice"])
+    (session,) = hub.wait_for(lambda: [s for s in sessions_of(hub, "alice", tokens["alice"]) if s["stopped"]],
+                              what="alice's stop")
+    assert session["stop_reason"] == "user"
+
+
+def test_an_admin_stop_and_a_crash_are_told_apart(hub, tokens):
+    start_server(hub, "carol", tokens["carol"], {})
+    stop_server(hub, "carol", tokens["admin"])
+    start_server(hub, "carol", tokens["carol"], {})
+    pid = hub.api("GET", "/users/carol").json()["servers"][""]["state"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    hub.wait_for(lambda: not hub.user_model("carol")["servers"], timeout=30, what="the hub to notice the crash")
+    reasons = hub.wait_for(lambda: [s["stop_reason"] for s in sessions_of(hub, "carol", tokens["admin"])
+                                    if s["stopped"]] if len(sessions_of(hub, "carol", tokens["admin"])) == 2
+                           and all(s["stopped"] for s in sessions_of(hub, "carol", tokens["admin"])) else None,
+                           what="both of carol's sessions to close")
+    assert reasons == ["admin", "crash"]
+
+
+def test_a_person_reads_only_their_own_usage(hub, tokens):
+    start_server(hub, "bob", tokens["bob"], {"profile": "cpu"})
+    stop_server(hub, "bob", tokens["bob"])
+    hub.wait_for(lambda: sessions_of(hub, "bob", tokens["bob"]), what="bob's session")
+    # the API answers bob with bob's rows only, whatever he asks
+    for path, params in [("sessions", {}), ("allocation", {"aggregate": "user", "window": "1d"}),
+                         ("allocation", {"aggregate": "group", "window": "1d"})]:
+        response = usage_get(hub, path, tokens["bob"], **params)
+        assert response.status_code == 200
+        rows = response.json()["data"]
+        assert rows and all(r.get("user", "bob") == "bob" for r in rows)
+        if params.get("aggregate") == "user":
+            assert [r["name"] for r in rows] == ["bob"]
+    # and refuses every way of asking for someone else's
+    for path, params in [("sessions", {"user": "alice"}), ("allocation", {"user": "alice"}),
+                         ("active-users", {})]:
+        response = usage_get(hub, path, tokens["bob"], **params)
+        assert response.status_code == 403, (path, params)
+        assert response.json()["message"]
+    assert usage_get(hub, "sessions").status_code == 403  # no token at all
+
+
+def login(hub, username) -> requests.Session:
+    session = hub.login(username)
+    return session
+
+
+def test_pages_user_sees_own_rows_non_admin_gets_403_on_admin_page(hub, tokens):
+    start_server(hub, HOSTILE, tokens[HOSTILE], {})
+    stop_server(hub, HOSTILE, tokens[HOSTILE])
+    bob = login(hub, "bob")
+    page = bob.get(f"{hub.url}/services/usage/", timeout=30)
+    assert page.status_code == 200
+    soup = BeautifulSoup(page.content, "html.parser")
+    assert soup.select_one("#usage-user h1").get_text() == "Your usage"
+    assert soup.select("#usage-sessions tbody tr")  # bob's own session
+    assert "alice" not in soup.get_text() and HOSTILE not in soup.get_text()
+    assert bob.get(f"{hub.url}/services/usage/admin", timeout=30).status_code == 403
+
+    admin = login(hub, "admin")
+    page = admin.get(f"{hub.url}/services/usage/admin", params={"aggregate": "user"}, timeout=30)
+    assert page.status_code == 200
+    soup = BeautifulSoup(page.content, "html.parser")
+    names = [row.select_one("td").get_text() for row in soup.select("#usage-totals tbody tr")]
+    assert {"alice", "bob", "carol", HOSTILE} <= set(names)
+    assert soup.find("img", src="x") is None  # the hostile name is text, not markup
+    drill = admin.get(f"{hub.url}/services/usage/admin", params={"aggregate": "user", "user": "carol"}, timeout=30)
+    assert len(BeautifulSoup(drill.content, "html.parser").select("#usage-drill-sessions tbody tr")) == 2
+    # the chart library is served by the service, from the installed package
+    script = admin.get(f"{hub.url}/services/usage/static/plotly.min.js", timeout=30)
+    assert script.status_code == 200 and len(script.content) > 1_000_000
+
+
+def test_community_admins_read_everyone_and_csv_matches_json(hub, tokens):
+    # alice is in researchers, the demo's community-admin group
+    rows = usage_get(hub, "allocation", tokens["alice"], aggregate="user", window="1d").json()["data"]
+    assert {"alice", "bob", "carol"} <= {r["name"] for r in rows}
+    response = usage_get(hub, "allocation", tokens["admin"], aggregate="user", window="1d", format="csv")
+    assert response.headers["Content-Type"].startswith("text/csv")
+    table = list(csv.DictReader(io.StringIO(response.text)))
+    as_json = usage_get(hub, "allocation", tokens["admin"], aggregate="user", window="1d").json()["data"]
+    assert len(table) == len(as_json)
+    for line, row in zip(table, as_json):
+        expected_name = "'" + row["name"] if row["name"].startswith("=") else row["name"]
+        assert line["name"] == expected_name
+        assert float(line["server_hours"]) == pytest.approx(row["server_hours"])
+        assert int(line["sessions"]) == row["sessions"]
+    assert any(line["name"] == "'" + HOSTILE for line in table)  # no formula reaches a spreadsheet
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"window": "'; DROP TABLE sessions;--"}, "window: ''; DROP TABLE sessions;--' is not a window"),
+    ({"window": "2026-01-02T00:00:00Z,2026-01-01T00:00:00Z"}, "window: its end must be after its start"),
+    ({"aggregate": "user); DELETE FROM sessions"}, "aggregate: 'user); DELETE FROM sessions' is not one of"),
+    ({"step": "1s"}, "step: '1s' is not one of 1h, 1d, 1w, 1mo"),
+    ({"window": "365d", "step": "1h"}, "step: 1h steps over this window make more than 400"),
+    ({"format": "xml"}, "format: 'xml' is not json or csv"),
+])
+def test_bad_parameters_get_a_400_that_says_which_and_why(hub, tokens, params, message):
+    response = usage_get(hub, "allocation", tokens["admin"], **params)
+    assert response.status_code == 400
+    assert response.json()["message"].startswith(message)
+
+
+def test_injection_in_filters_finds_nothing_and_breaks_nothing(hub, tokens):
+    for params in ({"user": "' OR '1'='1"}, {"profile": "cpu' OR 1=1 --"}, {"group": "x\"; DROP TABLE sessions"}):
+        response = usage_get(hub, "sessions", tokens["admin"], **params)
+        assert response.status_code == 200 and response.json()["data"] == []
+    assert usage_get(hub, "sessions", tokens["admin"], limit="1 OR 1=1").status_code == 400
+    assert len(usage_get(hub, "sessions", tokens["admin"], limit=1000).json()["data"]) >= 4
+
+
+def test_metrics_and_health(hub, tokens):
+    health = requests.get(f"{hub.url}/services/usage/health", timeout=30)
+    assert health.status_code == 200 and health.json()["database"] == "ok"
+    assert usage_get(hub, "/metrics", tokens["bob"]).status_code == 403
+    metrics = usage_get(hub, "/metrics", tokens["admin"])
+    assert metrics.status_code == 200
+    for name in ("twoi2c_usage_running_sessions", "twoi2c_usage_recorded_sessions",
+                 "twoi2c_usage_reconcile_lag_seconds", "twoi2c_usage_reconcile_corrections_total",
+                 "twoi2c_usage_events_total"):
+        assert name in metrics.text
+
+
+def usage_service_pid(hub) -> int:
+    for pid in tagged_processes(hub.hub.tag):
+        if b"twoi2c_hub.services.usage" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return pid
+    raise AssertionError("the usage service is not running")
+
+
+def same_moment(ours, hubs) -> bool:
+    """Ours is kept to the millisecond, the hub's to the microsecond."""
+    return abs(parse(ours) - parse(hubs)) < 0.001
+
+
+def parse(iso) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def test_service_killed_mid_session_loses_nothing(hub, tokens):
+    """kill -9 the service while servers start and stop; after the hub restarts it,
+    every session is there once, with start and stop within the reconciliation interval."""
+    before = {name: len(sessions_of(hub, name, tokens["admin"])) for name in ("bob", "carol")}
+    start_server(hub, "carol", tokens["carol"], {})  # recorded by its event
+    os.kill(usage_service_pid(hub), signal.SIGKILL)
+    bob_started = start_server(hub, "bob", tokens["bob"], {})  # no service to tell
+    stop_server(hub, "carol", tokens["carol"])  # nor this
+    carol_stopped = time.time()
+    # the hub restarts its service; the service reconciles
+    hub.wait_for(lambda: usage_get(hub, "/health").status_code == 200, timeout=60, what="the restarted service")
+    bob_sessions = hub.wait_for(lambda: [s for s in sessions_of(hub, "bob", tokens["admin"])
+                                         if same_moment(s["started"], bob_started)] or None, what="bob's reconciled session")
+    carol = hub.wait_for(lambda: [s for s in sessions_of(hub, "carol", tokens["admin"])][-1]
+                         if sessions_of(hub, "carol", tokens["admin"])[-1]["stopped"] else None,
+                         what="carol's reconciled stop")
+    assert len(bob_sessions) == 1 and bob_sessions[0]["source"] == "reconciled"
+    assert bob_sessions[0]["profile"] == "cpu" and bob_sessions[0]["mem_limit_bytes"]  # resolved resources
+    assert abs(parse(carol["stopped"]) - carol_stopped) <= INTERVAL + 2
+    stop_server(hub, "bob", tokens["bob"])
+    hub.wait_for(lambda: all(s["stopped"] for s in sessions_of(hub, "bob", tokens["admin"])), what="bob's stop")
+    after = {name: len(sessions_of(hub, name, tokens["admin"])) for name in ("bob", "carol")}
+    assert after == {"bob": before["bob"] + 1, "carol": before["carol"] + 1}

@@ -1,0 +1,1 @@
+"""The usage-accounting hub service (mounted at /services/usage/)."""
