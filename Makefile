@@ -12,7 +12,7 @@ DEBIAN_PACKAGES := chromium postgresql
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,demo,postgresql]'
 	touch $(STAMP)
 
 system-packages:

@@ -111,3 +111,29 @@ def test_markup_in_the_config_is_shown_as_text_and_never_runs(page, hostile_hub)
     assert page.title() == HOSTILE
     page.wait_for_timeout(300)
     assert page.dialogs == []
+
+
+def test_usage_pages_draw_their_charts_and_sort_their_tables(page, demo_hub):
+    token = demo_hub.user_token("bob")
+    response = demo_hub.api("POST", "/users/bob/server", token=token, json={"user_options": {"profile": "cpu"}})
+    assert response.status_code in (201, 202)
+    demo_hub.wait_for(lambda: (demo_hub.server("bob") or {}).get("ready"), what="bob's server")
+    demo_hub.stop_server("bob")
+    log_in(page, demo_hub.url, "admin", demo_hub.password)
+    page.goto(f"{demo_hub.url}/services/usage/admin?aggregate=user")
+    expect(page.locator("#usage-chart .main-svg").first).to_be_visible(timeout=15_000)
+    expect(page.locator("#active-chart .main-svg").first).to_be_visible()
+    rows = page.locator("#usage-totals tbody tr")
+    assert any(text.startswith("bob") for text in rows.all_inner_texts())
+    # sorting by sessions puts the largest first, then the smallest on a second click
+    header = page.locator("#usage-totals th", has_text="sessions")
+    header.click()
+    values = [float(v) for v in page.locator("#usage-totals tbody tr td:nth-child(2)").evaluate_all(
+        "cells => cells.map(c => c.dataset.value)")]
+    assert values == sorted(values, reverse=True)
+    header.click()
+    values = [float(v) for v in page.locator("#usage-totals tbody tr td:nth-child(2)").evaluate_all(
+        "cells => cells.map(c => c.dataset.value)")]
+    assert values == sorted(values)
+    page.goto(f"{demo_hub.url}/services/usage/")
+    expect(page.locator("#usage-chart .main-svg").first).to_be_visible(timeout=15_000)
