@@ -115,13 +115,12 @@ class GroupMembership(Base):
 
 
 class DailyUserUsage(Base):
-    """Closed sessions' usage per UTC day, user and profile."""
+    """Closed sessions' usage per UTC day and user."""
 
     __tablename__ = "usage_daily_user"
 
     day: Mapped[int] = mapped_column(Integer, primary_key=True)  # days since 1970-01-01 UTC
     username: Mapped[str] = mapped_column(String(255), primary_key=True)
-    profile: Mapped[str] = mapped_column(String(255), primary_key=True)
     sessions: Mapped[int] = mapped_column(Integer, default=0)  # sessions that started that day
     server_hours: Mapped[float] = mapped_column(Float, default=0)
     cpu_core_hours: Mapped[float] = mapped_column(Float, default=0)
@@ -130,13 +129,12 @@ class DailyUserUsage(Base):
 
 
 class DailyGroupUsage(Base):
-    """Closed sessions' usage per UTC day, group (at session start) and profile."""
+    """Closed sessions' usage per UTC day and group (the groups at session start)."""
 
     __tablename__ = "usage_daily_group"
 
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
     group_name: Mapped[str] = mapped_column(String(255), primary_key=True)
-    profile: Mapped[str] = mapped_column(String(255), primary_key=True)
     sessions: Mapped[int] = mapped_column(Integer, default=0)
     server_hours: Mapped[float] = mapped_column(Float, default=0)
     cpu_core_hours: Mapped[float] = mapped_column(Float, default=0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.orm import Session as DB
 
 from .models import GroupMembership, ServerSession, SessionGroup
@@ -154,3 +154,51 @@ def groups_at(db: DB, username: str, at_ms: int) -> set[str]:
 
 def mark_rolled_up(db: DB, session_ids) -> None:
     db.execute(update(ServerSession).where(ServerSession.id.in_(list(session_ids))).values(rolled_up=True))
+
+
+def record_starts(db: DB, starts: list[ServerStart]) -> int:
+    """record_start for many spawner events at once (a few statements, not a few per
+    event); returns how many sessions were new."""
+    if not starts:
+        return 0
+    keys = {(s.username, s.server_name, s.started_ms): s for s in starts}
+    existing = {
+        (row.username, row.server_name, row.started_ms)
+        for row in db.execute(select(ServerSession.username, ServerSession.server_name, ServerSession.started_ms)
+                              .where(ServerSession.started_ms.in_({k[2] for k in keys})))
+    }
+    for key in existing & set(keys):
+        record_start(db, keys[key], source="event")  # fills in resources of a reconciled one
+    new = [keys[k] for k in keys if k not in existing]
+    if not new:
+        return 0
+    rows = db.execute(
+        insert(ServerSession).returning(ServerSession.id, ServerSession.username, ServerSession.server_name,
+                                        ServerSession.started_ms, sort_by_parameter_order=True),
+        [dict(username=s.username, server_name=s.server_name, started_ms=s.started_ms,
+              choices=json.dumps(s.choices, sort_keys=True), source="event", gpu_count=s.gpu_count or 0,
+              rolled_up=False, **{n: getattr(s, n) for n in ServerStart.RESOURCE_FIELDS if n != "gpu_count"})
+         for s in new],
+    ).all()
+    groups = [dict(session_id=row.id, group_name=g) for row, s in zip(rows, new) for g in sorted(set(s.groups))]
+    if groups:
+        db.execute(insert(SessionGroup), groups)
+    return len(new)
+
+
+def record_stops(db: DB, stops: list[dict]) -> None:
+    """record_stop for many events that name their session's start, in one statement."""
+    if not stops:
+        return
+    table = ServerSession.__table__
+    stopped = case((table.c.started_ms > bindparam("stop_at"), table.c.started_ms), else_=bindparam("stop_at"))
+    db.connection().execute(
+        update(table)
+        .where(table.c.username == bindparam("who"), table.c.server_name == bindparam("server"),
+               table.c.started_ms == bindparam("start_at"),
+               table.c.stopped_ms.is_(None)
+               | ((table.c.stop_reason == "reconciled") & (table.c.rolled_up.is_(False))))
+        .values(stopped_ms=stopped, duration_ms=stopped - table.c.started_ms, stop_reason=bindparam("why")),
+        [dict(who=e["username"], server=e["server_name"], start_at=e["started_ms"],
+              stop_at=e["stopped_ms"], why=e["reason"]) for e in stops],
+    )

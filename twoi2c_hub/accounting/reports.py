@@ -109,21 +109,17 @@ def _raw(db: DB, totals, aggregate, a: int, b: int, now_ms: int, *, unrolled_onl
 
 
 def _rolled(db: DB, totals, aggregate, first_day: int, end_day: int, username: str | None) -> bool:
-    """Add the rollups of days [first_day, end_day) to `totals`; False if none apply."""
+    """Add the rollups of days [first_day, end_day) to `totals`; False if none apply
+    (one person's figures come from their sessions: there are few)."""
     if username is not None:
-        if aggregate == "group":
-            return False
-        table, key = DailyUserUsage, DailyUserUsage.username if aggregate == "user" else DailyUserUsage.profile
-    else:
-        table, key = {
-            "user": (DailyUserUsage, DailyUserUsage.username),
-            "group": (DailyGroupUsage, DailyGroupUsage.group_name),
-            "profile": (DailyProfileUsage, DailyProfileUsage.profile),
-        }[aggregate]
+        return False
+    table, key = {
+        "user": (DailyUserUsage, DailyUserUsage.username),
+        "group": (DailyGroupUsage, DailyGroupUsage.group_name),
+        "profile": (DailyProfileUsage, DailyProfileUsage.profile),
+    }[aggregate]
     query = select(key, *(func.sum(getattr(table, f)) for f in FIGURES)).where(
         table.day >= first_day, table.day < end_day)
-    if username is not None:
-        query = query.where(DailyUserUsage.username == username)
     for name, *values in db.execute(query.group_by(key)):
         row = totals[name]
         for i, value in enumerate(values):

@@ -1,7 +1,7 @@
 """Daily rollups of closed sessions, so reports over long windows stay fast.
 
-A closed session adds its usage to one row per UTC day it ran (per user and profile, per
-group and profile, per profile). Sessions are rolled up once, a little after they close,
+A closed session adds its usage to one row per UTC day it ran (per user, per group, per
+profile). Sessions are rolled up once, a little after they close,
 so that a late exact stop from the spawner can still replace an inferred one.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import defaultdict
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session as DB
 
 from .models import (
@@ -50,18 +49,19 @@ def _add(totals: dict, key, hours: float, cpu: float, memory_gib: float, gpus: i
 
 
 def _upsert_add(db: DB, table, keys: tuple[str, ...], totals: dict) -> None:
+    """Add `totals` to the rollup rows, creating missing ones (one executemany)."""
     if not totals:
         return
-    dialect = db.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    rows = [dict(zip(keys, key), **dict(zip(FIGURES, values))) for key, values in totals.items()]
-    for i in range(0, len(rows), 5000):
-        statement = insert(table).values(rows[i:i + 5000])
-        statement = statement.on_conflict_do_update(
-            index_elements=list(keys),
-            set_={name: getattr(table.__table__.c, name) + getattr(statement.excluded, name) for name in FIGURES},
-        )
-        db.execute(statement)
+    connection = db.connection()
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    columns = (*keys, *FIGURES)
+    name = table.__tablename__
+    statement = (
+        f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({', '.join([marker] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+        + ", ".join(f"{f} = {name}.{f} + excluded.{f}" for f in FIGURES)
+    )
+    connection.exec_driver_sql(statement, [(*key, *values) for key, values in totals.items()])
 
 
 def roll_up(db: DB, now_ms: int, grace_ms: int = 0, batch: int = 20_000) -> int:
@@ -95,17 +95,17 @@ def roll_up(db: DB, now_ms: int, grace_ms: int = 0, batch: int = 20_000) -> int:
             for day, ms in day_parts(r.started_ms, r.stopped_ms):
                 hours = ms / HOUR_MS
                 first = day == start_day
-                _add(by_user, (day, r.username, profile), hours, cpu, memory_gib, r.gpu_count, first)
+                _add(by_user, (day, r.username), hours, cpu, memory_gib, r.gpu_count, first)
                 _add(by_profile, (day, profile), hours, cpu, memory_gib, r.gpu_count, first)
                 for group in groups.get(r.id) or [NO_GROUP]:
-                    _add(by_group, (day, group, profile), hours, cpu, memory_gib, r.gpu_count, first)
+                    _add(by_group, (day, group), hours, cpu, memory_gib, r.gpu_count, first)
             if r.started_ms == r.stopped_ms:  # a session that ended as it began still counts
-                _add(by_user, (start_day, r.username, profile), 0, 0, 0, 0, True)
+                _add(by_user, (start_day, r.username), 0, 0, 0, 0, True)
                 _add(by_profile, (start_day, profile), 0, 0, 0, 0, True)
                 for group in groups.get(r.id) or [NO_GROUP]:
-                    _add(by_group, (start_day, group, profile), 0, 0, 0, 0, True)
-        _upsert_add(db, DailyUserUsage, ("day", "username", "profile"), by_user)
-        _upsert_add(db, DailyGroupUsage, ("day", "group_name", "profile"), by_group)
+                    _add(by_group, (start_day, group), 0, 0, 0, 0, True)
+        _upsert_add(db, DailyUserUsage, ("day", "username"), by_user)
+        _upsert_add(db, DailyGroupUsage, ("day", "group_name"), by_group)
         _upsert_add(db, DailyProfileUsage, ("day", "profile"), by_profile)
         mark_rolled_up(db, ids)
         db.commit()

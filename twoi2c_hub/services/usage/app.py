@@ -41,6 +41,16 @@ def chart_library_dir() -> Path:
     return Path(plotly.__file__).parent / "package_data"
 
 
+def _log_request(handler: web.RequestHandler) -> None:
+    # the spawners' events are many and routine: log them only when they fail
+    status = handler.get_status()
+    if isinstance(handler, handlers.EventsAPI) and status < 400:
+        return
+    level = logging.INFO if status < 400 else logging.WARNING
+    logging.getLogger("tornado.access").log(
+        level, "%d %s %.2fms", status, handler._request_summary(), 1000 * handler.request.request_time())
+
+
 class PageUser:
     """What JupyterHub's page template needs of the logged-in person."""
 
@@ -122,6 +132,7 @@ class UsageService:
             ],
             cookie_secret=secret,
             xsrf_cookies=True,
+            log_function=_log_request,
             usage_service=self,
             hub_auth=HubOAuth.instance(),
         )

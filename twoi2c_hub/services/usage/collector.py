@@ -9,6 +9,7 @@ was first seen gone), keeps dated group membership, and rolls closed sessions up
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -24,7 +25,9 @@ from ...accounting.recording import (
     close,
     open_sessions,
     record_start,
+    record_starts,
     record_stop,
+    record_stops,
     sync_all_memberships,
     sync_membership,
 )
@@ -77,28 +80,66 @@ class Collector:
         self.request_timeout = request_timeout
         self.metrics = metrics
         self.last_reconciled_ms: int | None = None
+        self._waiting: list[tuple[list[dict], asyncio.Future]] = []
+        self.commit_delay = 0.002  # seconds
 
     # --- events ------------------------------------------------------------------------
 
+    async def submit(self, events: list[dict]) -> int:
+        """Record events, answering once they are committed. Requests that arrive while
+        others wait share one transaction (group commit), so many spawners posting at
+        once cost one write, not one each."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((events, future))
+        if len(self._waiting) == 1:
+            # a few milliseconds' wait lets the requests already on their way join in
+            asyncio.get_running_loop().call_later(self.commit_delay, self._commit_waiting)
+        return await future
+
+    def _commit_waiting(self) -> None:
+        batch, self._waiting = self._waiting, []
+        try:
+            self.ingest([event for events, _ in batch for event in events])
+        except Exception:
+            # one bad request must not fail the others: record each request on its own
+            for events, future in batch:
+                try:
+                    future.set_result(self.ingest(events))
+                except Exception as e:
+                    future.set_exception(e)
+        else:
+            for events, future in batch:
+                future.set_result(len(events))
+
     def ingest(self, events: list[dict]) -> int:
-        """Record spawner events ({"type": "start"|"stop"|"groups", ...}); all or nothing."""
+        """Record spawner events ({"type": "start"|"stop"|"groups", ...}); all or nothing.
+        Starts are recorded before stops, so a stop can follow its start in one batch."""
+        starts, stops = [], []
         with self.sessions_factory() as db:
             for event in events:
                 kind = event["type"]
                 if kind == "start":
-                    start = ServerStart.from_summary(
+                    starts.append(ServerStart.from_summary(
                         event["username"], event.get("server_name") or "", parse_time(event["started"]),
                         event.get("server") or {}, event.get("groups") or [],
-                    )
-                    record_start(db, start, source="event")
+                    ))
                 elif kind == "stop":
-                    record_stop(db, event["username"], event.get("server_name") or "",
-                                parse_time(event["stopped"]), event.get("reason", "user"),
-                                started_ms=parse_time(event.get("started")))
+                    stops.append(event)
                 elif kind == "groups":
                     sync_membership(db, event["username"], event.get("groups") or [],
                                     parse_time(event.get("at")) or now_ms())
                 self.metrics.events.labels(kind).inc()
+            record_starts(db, starts)
+            exact = []
+            for event in stops:
+                server_name, reason = event.get("server_name") or "", event.get("reason", "user")
+                started = parse_time(event.get("started"))
+                if started is None:
+                    record_stop(db, event["username"], server_name, parse_time(event["stopped"]), reason)
+                else:
+                    exact.append({"username": event["username"], "server_name": server_name, "started_ms": started,
+                                  "stopped_ms": parse_time(event["stopped"]), "reason": reason})
+            record_stops(db, exact)
             db.commit()
         return len(events)
 

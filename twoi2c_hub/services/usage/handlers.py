@@ -235,20 +235,24 @@ class ActiveUsersAPI(APIHandler):
         self.respond(rows, ["date", "daily", "weekly", "monthly"], "active-users")
 
 
-class EventsAPI(UsageHandler):
+class EventsAPI(web.RequestHandler):
     """Start and stop events from the spawners, authenticated by the token the hub's
     configure() shared with this service (not hub OAuth: the hub itself posts them)."""
 
     def check_xsrf_cookie(self):
         pass  # token-authenticated, never a browser form
 
-    def get_current_user(self):
-        return None
+    def write_error(self, status_code, **kwargs):
+        exception = kwargs.get("exc_info", (None, None))[1]
+        message = getattr(exception, "message", None) or getattr(exception, "log_message", None) or self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": status_code, "message": message}))
 
-    def post(self):
+    async def post(self):
+        service = self.settings["usage_service"]
         header = self.request.headers.get("Authorization", "")
         token = header[len("token "):] if header.startswith("token ") else ""
-        if not self.service.events_token or not compare_digest(token.encode(), self.service.events_token.encode()):
+        if not service.events_token or not compare_digest(token.encode(), service.events_token.encode()):
             raise web.HTTPError(403, "Events need the service's events token.")
         try:
             body = json.loads(self.request.body)
@@ -261,9 +265,9 @@ class EventsAPI(UsageHandler):
             if not isinstance(event.get("username"), str):
                 raise BadRequest(f"events[{i}].username", "is required")
         try:
-            recorded = self.service.collector.ingest(events)
+            recorded = await service.collector.submit(events)
         except (KeyError, ValueError, TypeError) as e:
-            self.service.metrics.errors.labels("events").inc()
+            service.metrics.errors.labels("events").inc()
             raise BadRequest("events", f"cannot be recorded: {e!r}")
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"recorded": recorded}))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 07:24:07.878023
+Create Date: 2026-11-26 07:37:49.725608
 """
 
 from alembic import op
@@ -59,13 +59,12 @@ def upgrade():
     op.create_table('usage_daily_group',
     sa.Column('day', sa.Integer(), nullable=False),
     sa.Column('group_name', sa.String(length=255), nullable=False),
-    sa.Column('profile', sa.String(length=255), nullable=False),
     sa.Column('sessions', sa.Integer(), nullable=False),
     sa.Column('server_hours', sa.Float(), nullable=False),
     sa.Column('cpu_core_hours', sa.Float(), nullable=False),
     sa.Column('memory_gib_hours', sa.Float(), nullable=False),
     sa.Column('gpu_hours', sa.Float(), nullable=False),
-    sa.PrimaryKeyConstraint('day', 'group_name', 'profile')
+    sa.PrimaryKeyConstraint('day', 'group_name')
     )
     op.create_table('usage_daily_profile',
     sa.Column('day', sa.Integer(), nullable=False),
@@ -80,13 +79,12 @@ def upgrade():
     op.create_table('usage_daily_user',
     sa.Column('day', sa.Integer(), nullable=False),
     sa.Column('username', sa.String(length=255), nullable=False),
-    sa.Column('profile', sa.String(length=255), nullable=False),
     sa.Column('sessions', sa.Integer(), nullable=False),
     sa.Column('server_hours', sa.Float(), nullable=False),
     sa.Column('cpu_core_hours', sa.Float(), nullable=False),
     sa.Column('memory_gib_hours', sa.Float(), nullable=False),
     sa.Column('gpu_hours', sa.Float(), nullable=False),
-    sa.PrimaryKeyConstraint('day', 'username', 'profile')
+    sa.PrimaryKeyConstraint('day', 'username')
     )
     op.create_table('session_groups',
     sa.Column('session_id', sa.Integer(), nullable=False),
