@@ -193,3 +193,29 @@ def test_name_jupyterhub_cannot_take_is_refused_with_a_message(cilogon_hub, oidc
     text = " ".join(BeautifulSoup(response.text, "html.parser").get_text().split())
     assert "The username 'a/b' from your identity provider cannot be used on this hub" in text
     assert cilogon_hub.user_model("a/b") is None
+
+
+def test_group_changes_reach_the_usage_service_with_their_dates(oidc_hub, oidc_provider):
+    """The authenticator's group_change_hook posts each change to the usage service, which
+    keeps membership with dates (here, before its next reconciliation could have)."""
+    import sqlite3
+
+    subject = "dora-subject"
+    oidc_provider.set_claims(subject, {"preferred_username": "dora", "groups": ["students"]})
+    oidc_provider.log_in(oidc_hub.url, subject)
+    oidc_provider.set_claims(subject, {"preferred_username": "dora", "groups": ["lab-researchers"]})
+    oidc_provider.log_in(oidc_hub.url, subject)
+    name = hashed(subject)
+    database = oidc_hub.hub.data_dir / "twoi2c-usage.sqlite"
+
+    def memberships():
+        with sqlite3.connect(database) as connection:
+            return connection.execute(
+                "SELECT group_name, since_ms, until_ms FROM group_memberships WHERE username = ? ORDER BY since_ms",
+                (name,)).fetchall()
+
+    rows = oidc_hub.wait_for(lambda: memberships() if len(memberships()) == 2 else None,
+                             what="dora's dated memberships")
+    (first, first_since, first_until), (second, second_since, second_until) = rows
+    assert (first, second) == ("students", "researchers")
+    assert first_until == second_since and second_until is None and first_since < first_until

@@ -285,3 +285,19 @@ def test_configure_needs_the_client_secret_in_the_environment(tmp_path, capsys, 
     assert c.GitHubOAuthenticator.manage_groups is True
     assert c.GitHubOAuthenticator.explain_refusals is True
     assert c.Authenticator.auth_refresh_age == 0
+
+
+def test_db_upgrade_creates_and_migrates_the_accounting_database(tmp_path):
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'usage.sqlite'}"
+    for _ in range(2):  # a second run finds nothing to do
+        result = subprocess.run([sys.executable, "-m", "twoi2c_hub.cli", "db", "upgrade", "--url", url],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert "latest schema" in result.stdout
+    with sqlite3.connect(tmp_path / "usage.sqlite") as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+    assert {"sessions", "session_groups", "group_memberships", "usage_daily_user", "usage_daily_group",
+            "usage_daily_profile"} <= tables

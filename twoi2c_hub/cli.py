@@ -1,4 +1,4 @@
-"""The `twoi2c-hub` command: check-config and demo."""
+"""The `twoi2c-hub` command: check-config, demo, db upgrade."""
 
 from __future__ import annotations
 
@@ -74,6 +74,21 @@ def demo(args) -> int:
         print("Stopped.", flush=True)
 
 
+def db_upgrade(args) -> int:
+    from .accounting.db import upgrade
+
+    url = args.url
+    if url is None:
+        try:
+            url = load_config(args.config).usage.database_url
+        except ConfigError as e:
+            print(str(e), file=sys.stderr)
+            return 1
+    upgrade(url)
+    print("The accounting database is at the latest schema.")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="twoi2c-hub", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +103,14 @@ def main(argv=None) -> int:
     run_demo.add_argument("--password", help="the demo users' password (default: $TWOI2C_DEMO_PASSWORD or random)")
     run_demo.add_argument("--config", help="a community config file (default: examples/demo-community.yaml)")
     run_demo.set_defaults(run=demo)
+
+    database = commands.add_parser("db", help="the accounting database")
+    database_commands = database.add_subparsers(dest="db_command", required=True)
+    upgrade = database_commands.add_parser("upgrade", help="create or migrate it to the latest schema")
+    where = upgrade.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="a database URL, e.g. postgresql+psycopg://user@host/db")
+    where.add_argument("--config", help="a community config file (its usage.database_url)")
+    upgrade.set_defaults(run=db_upgrade)
 
     args = parser.parse_args(argv)
     return args.run(args)

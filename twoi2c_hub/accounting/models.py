@@ -54,6 +54,8 @@ class ServerSession(Base):
         Index("sessions_by_user", "username", "started_ms"),
         Index("sessions_open", "stopped_ms"),
         Index("sessions_by_duration", "duration_ms"),
+        # the few sessions not yet in the rollups, found without scanning the rest
+        Index("sessions_unrolled", "rolled_up", "started_ms"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -118,6 +120,7 @@ class DailyUserUsage(Base):
     """Closed sessions' usage per UTC day and user."""
 
     __tablename__ = "usage_daily_user"
+    __table_args__ = {"sqlite_with_rowid": False}  # rows stored in key order: a window is one range
 
     day: Mapped[int] = mapped_column(Integer, primary_key=True)  # days since 1970-01-01 UTC
     username: Mapped[str] = mapped_column(String(255), primary_key=True)
@@ -132,6 +135,7 @@ class DailyGroupUsage(Base):
     """Closed sessions' usage per UTC day and group (the groups at session start)."""
 
     __tablename__ = "usage_daily_group"
+    __table_args__ = {"sqlite_with_rowid": False}  # rows stored in key order: a window is one range
 
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
     group_name: Mapped[str] = mapped_column(String(255), primary_key=True)
@@ -146,6 +150,7 @@ class DailyProfileUsage(Base):
     """Closed sessions' usage per UTC day and profile."""
 
     __tablename__ = "usage_daily_profile"
+    __table_args__ = {"sqlite_with_rowid": False}  # rows stored in key order: a window is one range
 
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
     profile: Mapped[str] = mapped_column(String(255), primary_key=True)

@@ -74,7 +74,7 @@ def roll_up(db: DB, now_ms: int, grace_ms: int = 0, batch: int = 20_000) -> int:
                    ServerSession.started_ms, ServerSession.stopped_ms, ServerSession.cpu_guarantee,
                    ServerSession.cpu_limit, ServerSession.mem_guarantee_bytes,
                    ServerSession.mem_limit_bytes, ServerSession.gpu_count)
-            .where(ServerSession.rolled_up.is_(False), ServerSession.stopped_ms.is_not(None),
+            .where(ServerSession.rolled_up == False, ServerSession.stopped_ms.is_not(None),  # noqa: E712
                    ServerSession.stopped_ms <= cutoff)
             .order_by(ServerSession.id).limit(batch)
         ).all()

@@ -274,5 +274,31 @@ def _usage_service(c, config: CommunityConfig, config_path: Path) -> None:
     c.JupyterHub.load_roles = c.JupyterHub.load_roles + [readers]
     c.JupyterHub.extra_user_scopes = set(c.JupyterHub.get("extra_user_scopes", set())) | {"access:services!service=usage"}
     spawner = c.ProfileKubeSpawner if config.spawner.kind == "kube" else c.ProfileLocalSpawner
-    spawner.usage_events_url = f"http://127.0.0.1:{port}{base_url}services/usage/api/v1/events"
+    events_url = f"http://127.0.0.1:{port}{base_url}services/usage/api/v1/events"
+    spawner.usage_events_url = events_url
     spawner.usage_events_token = events_token
+    if config.auth.provider in ("github", "cilogon", "oidc"):
+        # group changes at login and refresh, dated exactly (the service also reads groups
+        # from the hub at every reconciliation)
+        authenticator = c.JupyterHub.authenticator_class.__name__
+        c[authenticator].group_change_hook = GroupChangePoster(events_url, events_token)
+
+
+class GroupChangePoster:
+    """An authenticator's group_change_hook that tells the usage service, in the background."""
+
+    def __init__(self, url: str, token: str):
+        self.url, self.token = url, token
+
+    def __call__(self, authenticator, username, added, removed):
+        import asyncio
+        import json
+        from datetime import datetime, timezone
+
+        from tornado.httpclient import AsyncHTTPClient
+
+        body = json.dumps({"type": "groups", "username": username, "added": sorted(added),
+                           "removed": sorted(removed), "at": datetime.now(timezone.utc).isoformat()})
+        request = AsyncHTTPClient().fetch(self.url, method="POST", body=body, request_timeout=5,
+                                          headers={"Authorization": f"token {self.token}"}, raise_error=False)
+        asyncio.ensure_future(request)

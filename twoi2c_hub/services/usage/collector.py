@@ -16,13 +16,14 @@ import time
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from ...accounting.models import ServerSession, to_ms
 from ...accounting.recording import (
     ServerStart,
     close,
+    groups_at,
     open_sessions,
     record_start,
     record_starts,
@@ -126,8 +127,13 @@ class Collector:
                 elif kind == "stop":
                     stops.append(event)
                 elif kind == "groups":
-                    sync_membership(db, event["username"], event.get("groups") or [],
-                                    parse_time(event.get("at")) or now_ms())
+                    at = parse_time(event.get("at")) or now_ms()
+                    if "groups" in event:
+                        groups = set(event["groups"] or [])
+                    else:  # a change: what was added and removed
+                        groups = (groups_at(db, event["username"], at) | set(event.get("added") or [])) - set(
+                            event.get("removed") or [])
+                    sync_membership(db, event["username"], groups, at)
                 self.metrics.events.labels(kind).inc()
             record_starts(db, starts)
             exact = []
@@ -222,6 +228,8 @@ class Collector:
                 log.info("Reconciled: %s's server %r stopped without a stop event", *key)
             db.commit()
             roll_up(db, now, grace_ms=int(2 * self.interval * 1000))
+            if db.get_bind().dialect.name == "sqlite":
+                db.execute(text("PRAGMA optimize"))  # keep the query planner's statistics current
             self.metrics.running.set(db.scalar(select(func.count()).select_from(ServerSession)
                                                .where(ServerSession.stopped_ms.is_(None))))
             self.metrics.recorded.set(db.scalar(select(func.count()).select_from(ServerSession)))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 07:37:49.725608
+Create Date: 2026-11-26 07:44:50.345261
 """
 
 from alembic import op
@@ -55,6 +55,7 @@ def upgrade():
         batch_op.create_index('sessions_by_start', ['started_ms'], unique=False)
         batch_op.create_index('sessions_by_user', ['username', 'started_ms'], unique=False)
         batch_op.create_index('sessions_open', ['stopped_ms'], unique=False)
+        batch_op.create_index('sessions_unrolled', ['rolled_up', 'started_ms'], unique=False)
 
     op.create_table('usage_daily_group',
     sa.Column('day', sa.Integer(), nullable=False),
@@ -64,7 +65,8 @@ def upgrade():
     sa.Column('cpu_core_hours', sa.Float(), nullable=False),
     sa.Column('memory_gib_hours', sa.Float(), nullable=False),
     sa.Column('gpu_hours', sa.Float(), nullable=False),
-    sa.PrimaryKeyConstraint('day', 'group_name')
+    sa.PrimaryKeyConstraint('day', 'group_name'),
+    sqlite_with_rowid=False
     )
     op.create_table('usage_daily_profile',
     sa.Column('day', sa.Integer(), nullable=False),
@@ -74,7 +76,8 @@ def upgrade():
     sa.Column('cpu_core_hours', sa.Float(), nullable=False),
     sa.Column('memory_gib_hours', sa.Float(), nullable=False),
     sa.Column('gpu_hours', sa.Float(), nullable=False),
-    sa.PrimaryKeyConstraint('day', 'profile')
+    sa.PrimaryKeyConstraint('day', 'profile'),
+    sqlite_with_rowid=False
     )
     op.create_table('usage_daily_user',
     sa.Column('day', sa.Integer(), nullable=False),
@@ -84,7 +87,8 @@ def upgrade():
     sa.Column('cpu_core_hours', sa.Float(), nullable=False),
     sa.Column('memory_gib_hours', sa.Float(), nullable=False),
     sa.Column('gpu_hours', sa.Float(), nullable=False),
-    sa.PrimaryKeyConstraint('day', 'username')
+    sa.PrimaryKeyConstraint('day', 'username'),
+    sqlite_with_rowid=False
     )
     op.create_table('session_groups',
     sa.Column('session_id', sa.Integer(), nullable=False),
@@ -106,6 +110,7 @@ def downgrade():
     op.drop_table('usage_daily_profile')
     op.drop_table('usage_daily_group')
     with op.batch_alter_table('sessions', schema=None) as batch_op:
+        batch_op.drop_index('sessions_unrolled')
         batch_op.drop_index('sessions_open')
         batch_op.drop_index('sessions_by_user')
         batch_op.drop_index('sessions_by_start')
