@@ -152,6 +152,20 @@ def main(argv=None):
         roll_up(db, now_ms)
     engine.dispose()
     figures["rollup_seconds"] = round(time.perf_counter() - began, 1)
+    with sqlite3.connect(database) as connection:
+        connection.execute("ANALYZE")  # as the service's PRAGMA optimize keeps it
+
+    # what a spawn-time budget check reads: one person's usage over 30 days
+    from twoi2c_hub.accounting.reports import usage
+
+    engine = make_engine(url)
+    with session_maker(engine)() as db:
+        people = [f"user{i}" for i in range(0, args.users, max(1, args.users // 50))]
+        figures["one_person_30d_ms"] = median_ms(
+            lambda: [usage(db, now_ms - 30 * DAY_MS, now_ms, "profile", now_ms, username=p) for p in people],
+            args.repeat) / len(people)
+        figures["one_person_30d_ms"] = round(figures["one_person_30d_ms"], 3)
+    engine.dispose()
 
     windows = {
         "30d": (now_ms - 30 * DAY_MS, now_ms),

@@ -259,3 +259,37 @@ def test_service_killed_mid_session_loses_nothing(hub, tokens):
     hub.wait_for(lambda: all(s["stopped"] for s in sessions_of(hub, "bob", tokens["admin"])), what="bob's stop")
     after = {name: len(sessions_of(hub, name, tokens["admin"])) for name in ("bob", "carol")}
     assert after == {"bob": before["bob"] + 1, "carol": before["carol"] + 1}
+
+
+def test_hub_restart_neither_duplicates_nor_drops_a_session(hub_factory, tmp_path):
+    client = hub_factory(usage_config(tmp_path), "restart-hub",
+                         extra_config=FAST + "c.JupyterHub.cleanup_servers = False\n")
+    local = client.hub
+    client.login("bob")
+    token = client.user_token("bob")
+    client.wait_for(lambda: usage_get(client, "/health").status_code == 200, what="the usage service")
+    started = start_server(client, "bob", token, {})
+    client.wait_for(lambda: sessions_of(client, "bob", token), what="bob's session")
+
+    # 1. the hub restarts, bob's server keeps running: still one open session
+    local.stop(end_leftovers=False)
+    local.start(timeout=90)
+    client.wait_for(lambda: usage_get(client, "/health").status_code == 200, what="the service after restart")
+    time.sleep(2 * INTERVAL + 1)  # a reconciliation or two after the restart
+    (session,) = sessions_of(client, "bob", token)
+    assert same_moment(session["started"], started) and session["stopped"] is None
+
+    # 2. the hub stops every server as it shuts down (the default): the stop is not lost
+    local.extra_config = local.extra_config.replace("c.JupyterHub.cleanup_servers = False", "")
+    local.stop(end_leftovers=False)
+    local.start(timeout=90)  # now with the default
+    client.wait_for(lambda: usage_get(client, "/health").status_code == 200, what="the service")
+    local.stop(end_leftovers=False)
+    shutdown = time.time()
+    local.start(timeout=90)
+    (session,) = client.wait_for(
+        lambda: [s for s in sessions_of(client, "bob", token) if s["stopped"]] or None, timeout=60,
+        what="bob's session closed after the restart")
+    assert session["stop_reason"] == "reconciled"
+    assert abs(parse(session["stopped"]) - shutdown) <= INTERVAL + 3
+    assert len(sessions_of(client, "bob", token)) == 1

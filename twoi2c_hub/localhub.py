@@ -168,9 +168,10 @@ for _service in c.JupyterHub.get("services", []):
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 20) -> None:
+    def stop(self, timeout: float = 20, *, end_leftovers: bool = True) -> None:
         """Stop the hub (it stops the proxy and, with cleanup_servers, the servers),
-        then end anything left that was started for it."""
+        then end anything left that was started for it (unless `end_leftovers` is False:
+        a restart with cleanup_servers = False keeps the servers running)."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -178,4 +179,5 @@ for _service in c.JupyterHub.get("services", []):
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        end_tagged_processes(self.tag)
+        if end_leftovers:
+            end_tagged_processes(self.tag)
