@@ -4,7 +4,6 @@ people, with mapped groups, anonymised names and changed memberships."""
 
 import secrets
 import time
-import urllib.parse
 
 import pytest
 import yaml
@@ -84,7 +83,7 @@ def test_refused_person_sees_why_and_can_try_another_account(oidc_hub, oidc_prov
     assert links["log out at your identity provider"] == f"{oidc_provider.url}/oauth2/end_session"
     assert links["log in again with another account"].endswith("/hub/login")
     assert oidc_hub.user_model(hashed("mallory-subject")) is None
-    assert f"Login refused: You are not a member" in oidc_hub.hub.log_tail(400)
+    assert "Login refused: You are not a member" in oidc_hub.hub.log_tail(400)
 
 
 def test_changed_membership_applies_at_the_next_login_and_at_refresh(oidc_hub, oidc_provider):

@@ -12,7 +12,6 @@ import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-import pytest
 
 UPSTREAM = Path(__file__).parent / "upstream"
 SUITES = ["oauthenticator.tests.test_github", "oauthenticator.tests.test_cilogon", "oauthenticator.tests.test_generic"]

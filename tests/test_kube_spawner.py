@@ -1,9 +1,7 @@
 """ProfileKubeSpawner up to the API call: manifests KubeSpawner itself builds, validated
 against the Kubernetes schemas, for every profile and choice of every example config."""
 
-import itertools
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import kubernetes_validate

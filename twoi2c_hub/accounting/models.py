@@ -116,14 +116,9 @@ class GroupMembership(Base):
     until_ms: Mapped[int | None] = mapped_column(BigInteger)
 
 
-class DailyUserUsage(Base):
-    """Closed sessions' usage per UTC day and user."""
+class UsageFigures:
+    """The figures every rollup row adds up, in OpenCost's names."""
 
-    __tablename__ = "usage_daily_user"
-    __table_args__ = {"sqlite_with_rowid": False}  # rows stored in key order: a window is one range
-
-    day: Mapped[int] = mapped_column(Integer, primary_key=True)  # days since 1970-01-01 UTC
-    username: Mapped[str] = mapped_column(String(255), primary_key=True)
     sessions: Mapped[int] = mapped_column(Integer, default=0)  # sessions that started that day
     server_hours: Mapped[float] = mapped_column(Float, default=0)
     cpu_core_hours: Mapped[float] = mapped_column(Float, default=0)
@@ -131,31 +126,35 @@ class DailyUserUsage(Base):
     gpu_hours: Mapped[float] = mapped_column(Float, default=0)
 
 
-class DailyGroupUsage(Base):
+# rows stored in key order (no rowid on SQLite): the days of a window are one range
+CLUSTERED = {"sqlite_with_rowid": False}
+
+
+class DailyUserUsage(UsageFigures, Base):
+    """Closed sessions' usage per UTC day and user."""
+
+    __tablename__ = "usage_daily_user"
+    __table_args__ = CLUSTERED
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)  # days since 1970-01-01 UTC
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class DailyGroupUsage(UsageFigures, Base):
     """Closed sessions' usage per UTC day and group (the groups at session start)."""
 
     __tablename__ = "usage_daily_group"
-    __table_args__ = {"sqlite_with_rowid": False}  # rows stored in key order: a window is one range
+    __table_args__ = CLUSTERED
 
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
     group_name: Mapped[str] = mapped_column(String(255), primary_key=True)
-    sessions: Mapped[int] = mapped_column(Integer, default=0)
-    server_hours: Mapped[float] = mapped_column(Float, default=0)
-    cpu_core_hours: Mapped[float] = mapped_column(Float, default=0)
-    memory_gib_hours: Mapped[float] = mapped_column(Float, default=0)
-    gpu_hours: Mapped[float] = mapped_column(Float, default=0)
 
 
-class DailyProfileUsage(Base):
+class DailyProfileUsage(UsageFigures, Base):
     """Closed sessions' usage per UTC day and profile."""
 
     __tablename__ = "usage_daily_profile"
-    __table_args__ = {"sqlite_with_rowid": False}  # rows stored in key order: a window is one range
+    __table_args__ = CLUSTERED
 
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
     profile: Mapped[str] = mapped_column(String(255), primary_key=True)
-    sessions: Mapped[int] = mapped_column(Integer, default=0)
-    server_hours: Mapped[float] = mapped_column(Float, default=0)
-    cpu_core_hours: Mapped[float] = mapped_column(Float, default=0)
-    memory_gib_hours: Mapped[float] = mapped_column(Float, default=0)
-    gpu_hours: Mapped[float] = mapped_column(Float, default=0)

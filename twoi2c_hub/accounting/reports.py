@@ -10,7 +10,6 @@ from the sessions table, clipped to the window.
 
 from __future__ import annotations
 
-import calendar
 import json
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -222,11 +221,3 @@ def active_users(db: DB, start_ms: int, end_ms: int, now_ms: int) -> list[dict]:
 
         result.append({"date": iso(day * DAY_MS)[:10], "daily": active(1), "weekly": active(7), "monthly": active(30)})
     return result
-
-
-def month_start_ms(year: int, month: int) -> int:
-    return to_ms(datetime(year, month, 1, tzinfo=timezone.utc))
-
-
-def month_days(year: int, month: int) -> int:
-    return calendar.monthrange(year, month)[1]

@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 import escapism
 import jinja2
 from jupyterhub.spawner import SpawnException
-from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from traitlets import Dict, Float, Unicode, default
 from traitlets.config import LoggingConfigurable
