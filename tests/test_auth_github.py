@@ -184,3 +184,12 @@ def test_anonymised_names_are_stable_and_keyed():
     assert one == anonymous_username(b"a" * 32, "github", "42")
     assert one != anonymous_username(b"b" * 32, "github", "42")
     assert one != anonymous_username(b"a" * 32, "oidc", "42")
+
+
+async def test_blocked_person_is_told_so(github):
+    authenticator = make_authenticator(blocked_users={"alice"})
+    with pytest.raises(LoginRefused) as refused:
+        await log_in(github, "alice", authenticator=authenticator)
+    assert refused.value.jupyterhub_message == (
+        "This account is blocked on this hub. Ask the hub's administrators if this is a mistake.")
+    assert (await log_in(github, "dave", authenticator=authenticator))["name"] == "dave"
