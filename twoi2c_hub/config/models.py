@@ -528,7 +528,16 @@ class UsageSection(Strict):
     # (postgresql+psycopg://user@host/db); the password, if any, from the environment
     database_url: str = "sqlite:///twoi2c-usage.sqlite"
     reconcile_interval: float = Field(default=30, gt=0)  # seconds
-    port: int = Field(default=0, ge=0, le=65535)  # 0: any free port on 127.0.0.1
+    port: int = Field(default=0, ge=0, le=65535)  # 0: any free port
+    # where the proxy reaches the service: 127.0.0.1 when the proxy runs beside the hub;
+    # on zero-to-jupyterhub the proxy is another pod: http://hub:PORT (set port too)
+    host: str = "127.0.0.1"
+
+    @model_validator(mode="after")
+    def _fixed_port_off_loopback(self):
+        if self.host not in ("127.0.0.1", "localhost") and not self.port:
+            raise _error("usage.port: a fixed port is required when usage.host is not 127.0.0.1")
+        return self
 
     @field_validator("database_url")
     @classmethod

@@ -245,7 +245,7 @@ def _usage_service(c, config: CommunityConfig, config_path: Path) -> None:
         "name": "usage",
         "display": True,
         "info": {"description": "Server usage for each person and for the community"},
-        "url": f"http://127.0.0.1:{port}",
+        "url": f"http://{usage.host}:{port}",
         "command": [sys.executable, "-m", "twoi2c_hub.services.usage", "--config", str(config_path)],
         "environment": {
             "TWOI2C_USAGE_EVENTS_TOKEN": events_token,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import ipaddress
 import json
 import logging
 import os
@@ -151,7 +152,14 @@ async def serve(args) -> None:
     service = UsageService(community_config=args.config, database_url=args.database_url, interval=args.interval)
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
     server = HTTPServer(service.application(), xheaders=True)
-    server.listen(url.port, url.hostname)
+    # a name such as "hub" (zero-to-jupyterhub's hub service) is reached on the pod's own
+    # addresses: listen on all of them; an address is listened on as given
+    try:
+        ipaddress.ip_address(url.hostname)
+        host = url.hostname
+    except ValueError:
+        host = "" if url.hostname != "localhost" else "127.0.0.1"
+    server.listen(url.port, host)
     log.info("Usage service at %s%s, database %s, reconciling every %ss",
              url.geturl(), service.prefix, service.engine.url.render_as_string(hide_password=True), args.interval)
     stopped = asyncio.Event()
