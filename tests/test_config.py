@@ -103,6 +103,8 @@ def test_check_config_reports_every_error_with_its_path(tmp_path):
      "{extra_resource_limits: {nvidia.com/gpu: half}}}]\n",
      'profiles[0].kubespawner_override.extra_resource_limits["nvidia.com/gpu"]: '
      'must be a whole number of GPUs, like "1"'),
+    ("hub: {name: X}\nusage: {host: hub}\n",
+     "usage: set port: a fixed port is needed when host is not 127.0.0.1"),
     ("hub: {name: X}\nspawner: {user_environment: {X: '{user}'}}\n",
      "spawner.user_environment: X: unknown placeholder {user}; use {username} or {escaped_username}"),
 ])

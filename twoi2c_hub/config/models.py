@@ -536,7 +536,7 @@ class UsageSection(Strict):
     @model_validator(mode="after")
     def _fixed_port_off_loopback(self):
         if self.host not in ("127.0.0.1", "localhost") and not self.port:
-            raise _error("usage.port: a fixed port is required when usage.host is not 127.0.0.1")
+            raise _error("set port: a fixed port is needed when host is not 127.0.0.1")
         return self
 
     @field_validator("database_url")
