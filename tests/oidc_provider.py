@@ -9,7 +9,8 @@ from pathlib import Path
 
 import requests
 
-from twoi2c_hub.localhub import TAG_VARIABLE, free_port
+from twoi2c_hub.localhub import TAG_VARIABLE
+from twoi2c_hub.network import free_port
 
 
 class OIDCProvider:

@@ -9,7 +9,8 @@ import time
 import uuid
 from pathlib import Path
 
-from twoi2c_hub.localhub import TAG_VARIABLE, free_port
+from twoi2c_hub.localhub import TAG_VARIABLE
+from twoi2c_hub.network import free_port
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 

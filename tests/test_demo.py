@@ -9,7 +9,8 @@ import time
 import pytest
 import requests
 
-from twoi2c_hub.localhub import free_port, tagged_processes
+from twoi2c_hub.localhub import tagged_processes
+from twoi2c_hub.network import free_port
 
 pytestmark = pytest.mark.hub
 

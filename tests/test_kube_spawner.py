@@ -11,7 +11,7 @@ from traitlets.config import Config
 
 from twoi2c_hub.config import load_config
 from twoi2c_hub.paths import examples_dir
-from twoi2c_hub.spawners import profiles
+from twoi2c_hub import catalog
 from twoi2c_hub.spawners.kube import LABEL_PREFIX, ProfileKubeSpawner, label_value
 
 KUBERNETES_VERSION = "1.31.0"
@@ -44,7 +44,7 @@ async def as_dict(pod) -> dict:
 
 def selections(config_path):
     """(profile, selection, groups) for every profile and every choice of each option."""
-    for profile in profiles.initialize(load_config(config_path).profile_list()):
+    for profile in catalog.initialize(load_config(config_path).profile_list()):
         groups = profile.get("allowed_groups") or ["everyone"]
         options = profile.get("profile_options", {})
         if not options:
@@ -72,7 +72,7 @@ async def test_every_example_choice_builds_a_valid_pod(config_path, profile, sel
     kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
 
     # what the catalog says, KubeSpawner put in the manifest
-    expected = profiles.resolve(load_config(config_path).profile_list(), groups, selection)
+    expected = catalog.resolve(load_config(config_path).profile_list(), groups, selection)
     container = pod["spec"]["containers"][0]
     resources = container.get("resources", {})
     if expected.cpu_limit is not None:

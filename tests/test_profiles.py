@@ -2,9 +2,9 @@
 
 import pytest
 
-from twoi2c_hub.spawners import profiles
-from twoi2c_hub.spawners.instances import GiB, MiB, INSTANCE_TYPES, InstanceType
-from twoi2c_hub.spawners.profiles import ProfileError, available, resolve
+from twoi2c_hub import catalog
+from twoi2c_hub.catalog.instances import GiB, MiB, INSTANCE_TYPES, InstanceType
+from twoi2c_hub.catalog import ProfileError, available, resolve
 
 CATALOG = [
     {
@@ -204,7 +204,7 @@ def test_form_selection_keeps_only_the_chosen_profile_fields():
         "profile-option-gpu--size": ["s"],
         "profile-option-small--image": ["secret"],
     }
-    assert profiles.selection_from_form(form) == {"profile": "gpu", "size": "s"}
+    assert catalog.selection_from_form(form) == {"profile": "gpu", "size": "s"}
 
 
 def test_form_write_in_counts_only_when_its_select_says_so():
@@ -213,9 +213,9 @@ def test_form_write_in_counts_only_when_its_select_says_so():
         "profile-option-small--image": ["base"],
         "profile-option-small--image--unlisted-choice": ["img/ignored:1"],
     }
-    assert profiles.selection_from_form(form) == {"profile": "small", "image": "base"}
+    assert catalog.selection_from_form(form) == {"profile": "small", "image": "base"}
     form["profile-option-small--image"] = ["unlisted-choice"]
-    assert profiles.selection_from_form(form) == {"profile": "small", "image--unlisted-choice": "img/ignored:1"}
+    assert catalog.selection_from_form(form) == {"profile": "small", "image--unlisted-choice": "img/ignored:1"}
 
 
 # --- node share ------------------------------------------------------------------------
@@ -227,7 +227,7 @@ def test_node_share_figures_match_hand_computed_values():
     # margin 2% = 0.0764 -> 3.7436 cores.
     # Memory reserved: 4*0.25 + 4*0.20 + 8*0.10 + 16*0.06 = 3.56 GiB, + 100 MiB eviction;
     # daemonsets 256 MiB -> (32 - 3.56) GiB - 356 MiB = 28766.56 MiB; margin 2% -> 28191.2288 MiB.
-    choices = profiles.node_share_choices(INSTANCE_TYPES["n2-highmem-4"], 3)
+    choices = catalog.node_share_choices(INSTANCE_TYPES["n2-highmem-4"], 3)
     whole = 28191.2288 * MiB
     assert list(choices) == ["mem_6_9_gib", "mem_14_gib", "mem_28_gib"]
     for (key, choice), share in zip(choices.items(), [4, 2, 1]):
@@ -245,7 +245,7 @@ def test_node_share_figures_match_hand_computed_values():
 def test_node_share_uses_measured_allocatable_figures_when_given():
     measured = InstanceType("custom", "other", cpu=8, memory_bytes=64 * GiB,
                             allocatable_cpu=7.9, allocatable_memory_bytes=60 * GiB)
-    choices = profiles.node_share_choices(measured, 2, daemonset_cpu=0, daemonset_memory_bytes=0, default=0)
+    choices = catalog.node_share_choices(measured, 2, daemonset_cpu=0, daemonset_memory_bytes=0, default=0)
     # 2% margins: 7.9 - 0.158 = 7.742 cores; 60 GiB - 1.2 GiB = 58.8 GiB
     small, large = choices.values()
     assert large["kubespawner_override"]["mem_limit"] == int(58.8 * GiB)
@@ -257,19 +257,19 @@ def test_node_share_uses_measured_allocatable_figures_when_given():
 def test_node_share_margin_is_capped_at_2_gib_and_one_core():
     big = InstanceType("big", "other", cpu=96, memory_bytes=768 * GiB,
                        allocatable_cpu=95, allocatable_memory_bytes=760 * GiB)
-    (whole,) = profiles.node_share_choices(big, 1, daemonset_cpu=0, daemonset_memory_bytes=0).values()
+    (whole,) = catalog.node_share_choices(big, 1, daemonset_cpu=0, daemonset_memory_bytes=0).values()
     assert whole["kubespawner_override"]["mem_limit"] == 758 * GiB
     assert whole["kubespawner_override"]["cpu_limit"] == 94
 
 
 def test_gpu_instance_node_share_asks_for_its_gpus():
-    choices = profiles.node_share_choices(INSTANCE_TYPES["g4dn.xlarge"], 2)
+    choices = catalog.node_share_choices(INSTANCE_TYPES["g4dn.xlarge"], 2)
     for choice in choices.values():
         assert choice["kubespawner_override"]["extra_resource_limits"] == {"nvidia.com/gpu": "1"}
 
 
 def test_reserved_cpu_and_memory_tiers():
-    from twoi2c_hub.spawners.instances import reserved_cpu, reserved_memory_bytes
+    from twoi2c_hub.catalog.instances import reserved_cpu, reserved_memory_bytes
 
     assert reserved_cpu(1) == pytest.approx(0.06)
     assert reserved_cpu(16) == pytest.approx(0.06 + 0.01 + 0.01 + 12 * 0.0025)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,13 +19,9 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from .network import free_port
+
 TAG_VARIABLE = "TWOI2C_HUB_TAG"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def proxy_command() -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from ..spawners.instances import INSTANCE_TYPES
+from ..catalog.instances import INSTANCE_TYPES
 from .models import CommunityConfig, Strict, catalog_problems
 
 

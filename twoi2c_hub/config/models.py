@@ -21,8 +21,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from ..spawners import profiles as catalog_functions
-from ..spawners.instances import INSTANCE_TYPES, InstanceType
+from .. import catalog
+from ..catalog.instances import INSTANCE_TYPES, InstanceType
 
 SLUG_PATTERN = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$"
 
@@ -80,7 +80,7 @@ def override_problems(override: Any, *, write_in: bool = False) -> list[tuple[tu
             problem = _number_problem(value)
         elif key in ("mem_guarantee", "mem_limit"):
             try:
-                sizes[key] = catalog_functions.parse_bytes(value)
+                sizes[key] = catalog.parse_bytes(value)
             except Exception:
                 problem = f"must be a size like 512M, 4G or a number of bytes, not {value!r}"
             else:
@@ -214,7 +214,7 @@ class NodeShare(Strict):
     @classmethod
     def _size(cls, value):
         try:
-            catalog_functions.parse_bytes(value)
+            catalog.parse_bytes(value)
         except Exception:
             raise _error(f"must be a size like 256M or 1G, not {value!r}")
         return value
@@ -457,7 +457,7 @@ class InstanceTypeSpec(Strict):
     def _size(cls, value):
         if value is not None:
             try:
-                size = catalog_functions.parse_bytes(value)
+                size = catalog.parse_bytes(value)
             except Exception:
                 raise _error(f"must be a size like 64G, not {value!r}")
             if size <= 0:
@@ -468,9 +468,9 @@ class InstanceTypeSpec(Strict):
         allocatable = self.allocatable_memory
         return InstanceType(
             name=name, provider=self.provider, cpu=self.cpu,
-            memory_bytes=catalog_functions.parse_bytes(self.memory),
+            memory_bytes=catalog.parse_bytes(self.memory),
             allocatable_cpu=self.allocatable_cpu,
-            allocatable_memory_bytes=None if allocatable is None else catalog_functions.parse_bytes(allocatable),
+            allocatable_memory_bytes=None if allocatable is None else catalog.parse_bytes(allocatable),
             gpu_count=self.gpu_count, gpu_type=self.gpu_type,
         )
 
@@ -561,7 +561,7 @@ class CommunityConfig(Strict):
     def _profiles_consistent(self):
         slugs: dict[str, int] = {}
         for i, profile in enumerate(self.profiles):
-            slug = profile.slug or catalog_functions.initialize([{"display_name": profile.display_name}])[0]["slug"]
+            slug = profile.slug or catalog.initialize([{"display_name": profile.display_name}])[0]["slug"]
             if slug in slugs:
                 raise PydanticCustomError(
                     "twoi2c",
@@ -593,10 +593,10 @@ class CommunityConfig(Strict):
                     continue
                 generated: dict[str, dict] = {}
                 for share in option.node_share:
-                    choices = catalog_functions.node_share_choices(
+                    choices = catalog.node_share_choices(
                         instances[share.instance], share.choices,
                         daemonset_cpu=share.daemonset_cpu,
-                        daemonset_memory_bytes=catalog_functions.parse_bytes(share.daemonset_memory),
+                        daemonset_memory_bytes=catalog.parse_bytes(share.daemonset_memory),
                         default=share.default,
                     )
                     if share.allowed_groups is not None:

@@ -7,6 +7,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from ..network import free_port
 from ..paths import templates_dir
 from .loading import ConfigError, load_config
 from .models import CommunityConfig, GitHubAuth, WorkshopAuth
@@ -232,8 +233,6 @@ def _service(c, service: dict, role: dict | None) -> None:
 
 
 def _usage_service(c, config: CommunityConfig, config_path: Path) -> None:
-    from ..localhub import free_port
-
     usage = config.usage
     if not usage.enabled:
         return

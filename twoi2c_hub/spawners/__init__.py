@@ -1,1 +1,1 @@
-"""Profile-aware spawners: the catalog (profiles.py), Kubernetes (kube.py) and local (local.py)."""
+"""Profile-aware spawners: the shared mixin (base.py), Kubernetes (kube.py) and local processes (local.py)."""

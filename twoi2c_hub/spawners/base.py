@@ -20,7 +20,7 @@ from traitlets import Dict, Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..paths import templates_dir
-from . import profiles
+from .. import catalog
 
 _SAFE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789")
 
@@ -75,7 +75,7 @@ class ProfileSpawnerMixin(LoggingConfigurable):
     usage_events_timeout = Float(5, config=True, help="Seconds before an event post is given up.")
 
     # the selection last resolved by `resolve_selection`, for labels and accounting
-    resolved_server: profiles.ResolvedServer | None = None
+    resolved_server: catalog.ResolvedServer | None = None
 
     # --- the catalog ----------------------------------------------------------------
 
@@ -87,7 +87,7 @@ class ProfileSpawnerMixin(LoggingConfigurable):
         return user_groups(self.user)
 
     async def offered_profiles(self) -> list[dict]:
-        return profiles.available(await self.get_catalog(), self.get_groups())
+        return catalog.available(await self.get_catalog(), self.get_groups())
 
     def profile_form_notes(self, profile: dict) -> dict[str, str]:
         """Notes shown beside choices, keyed `option/choice` (e.g. 'not available here')."""
@@ -106,8 +106,8 @@ class ProfileSpawnerMixin(LoggingConfigurable):
             profiles=offered,
             selection=self.user_options or {},
             notes={p["slug"]: self.profile_form_notes(p) for p in offered},
-            unlisted_sentinel=profiles.UNLISTED_SENTINEL,
-            unlisted_suffix=profiles.UNLISTED_SUFFIX,
+            unlisted_sentinel=catalog.UNLISTED_SENTINEL,
+            unlisted_suffix=catalog.UNLISTED_SUFFIX,
         )
 
     @default("options_form")
@@ -116,7 +116,7 @@ class ProfileSpawnerMixin(LoggingConfigurable):
 
     # --- checking a selection --------------------------------------------------------
 
-    async def resolve_selection(self, selection) -> profiles.ResolvedServer:
+    async def resolve_selection(self, selection) -> catalog.ResolvedServer:
         """The server `selection` starts for this user; a SpawnException (4xx) if refused."""
         if selection is not None and not isinstance(selection, dict):
             raise ProfileRefused(
@@ -124,8 +124,8 @@ class ProfileSpawnerMixin(LoggingConfigurable):
                 reason="profile", status_code=400,
             )
         try:
-            resolved = profiles.resolve(await self.get_catalog(), self.get_groups(), selection)
-        except profiles.ProfileError as e:
+            resolved = catalog.resolve(await self.get_catalog(), self.get_groups(), selection)
+        except catalog.ProfileError as e:
             raise ProfileRefused(e.message, reason="profile", status_code=e.status) from None
         self.resolved_server = resolved
         return resolved
@@ -138,7 +138,7 @@ class ProfileSpawnerMixin(LoggingConfigurable):
         """The selection in a posted spawn form. It is checked when the server starts,
         first thing: a refusal there reaches the form as a 4xx with its message, as it
         reaches a REST API client, and nothing starts."""
-        return profiles.selection_from_form(formdata)
+        return catalog.selection_from_form(formdata)
 
     # --- accounting events -----------------------------------------------------------
 

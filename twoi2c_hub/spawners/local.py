@@ -17,7 +17,7 @@ import sys
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Bool, Dict, List, Unicode, Union, default
 
-from . import profiles
+from .. import catalog
 from .base import ProfileSpawnerMixin, escaped_username
 
 
@@ -100,7 +100,7 @@ class ProfileLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
             image = override.get("image")
             if image and not self.python_for_image(image):
                 missing.append("this image (the default environment runs instead)")
-            if profiles.gpu_count(override):
+            if catalog.gpu_count(override):
                 missing.append("a GPU")
             return f"Not available on this hub: {' and '.join(missing)}." if missing else None
 

@@ -33,7 +33,7 @@ from ...accounting.recording import (
     sync_membership,
 )
 from ...accounting.rollups import roll_up
-from ...spawners import profiles
+from ... import catalog
 
 log = logging.getLogger("twoi2c.usage")
 
@@ -175,9 +175,9 @@ class Collector:
         """What a server found running was started with, resolved from its user options."""
         groups = user.get("groups") or []
         try:
-            resolved = profiles.resolve(self.catalog, groups, server.get("user_options") or {})
+            resolved = catalog.resolve(self.catalog, groups, server.get("user_options") or {})
             summary = resolved.summary()
-        except profiles.ProfileError:
+        except catalog.ProfileError:
             summary = {"profile": (server.get("user_options") or {}).get("profile")}
         return ServerStart.from_summary(user["name"], server_name, started_ms, summary, groups)
 

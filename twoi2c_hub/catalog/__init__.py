@@ -1,0 +1,41 @@
+"""The profile catalog as plain data and pure functions.
+
+Which servers a person may start (profiles filtered by their groups), what a selection
+starts (`resolve`), node-share choices and instance capacities. Both spawners, the
+config checks and the services use it; it imports nothing else of this package.
+"""
+
+from .instances import INSTANCE_TYPES, GiB, InstanceType, MiB
+from .node_share import node_share_choices
+from .profiles import (
+    GPU_TYPE_LABELS,
+    UNLISTED_SENTINEL,
+    UNLISTED_SUFFIX,
+    ProfileError,
+    available,
+    initialize,
+    is_allowed,
+    selection_from_form,
+)
+from .selection import ResolvedServer, gpu_count, merge_override, parse_bytes, resolve
+
+__all__ = [
+    "GPU_TYPE_LABELS",
+    "INSTANCE_TYPES",
+    "UNLISTED_SENTINEL",
+    "UNLISTED_SUFFIX",
+    "GiB",
+    "InstanceType",
+    "MiB",
+    "ProfileError",
+    "ResolvedServer",
+    "available",
+    "gpu_count",
+    "initialize",
+    "is_allowed",
+    "merge_override",
+    "node_share_choices",
+    "parse_bytes",
+    "resolve",
+    "selection_from_form",
+]
