@@ -9,13 +9,8 @@ from sqlalchemy import func, select
 
 from twoi2c_hub.accounting.db import make_engine, session_maker
 from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS, ServerSession
-from twoi2c_hub.accounting.recording import (
-    ServerStart,
-    groups_at,
-    record_start,
-    record_stop,
-    sync_membership,
-)
+from twoi2c_hub.accounting.events import GroupsChanged, ServerStart, ServerStarted, ServerStopped
+from twoi2c_hub.accounting.recording import groups_at, record
 from twoi2c_hub.accounting.reports import active_users, allocation, sessions
 from twoi2c_hub.accounting.rollups import roll_up
 
@@ -55,14 +50,11 @@ def random_events(seed=7, count=300):
     return events
 
 
-def record(db, events):
-    for event in events:
-        record_start(db, event["start"])
+def record_all(db, events):
+    record(db, [ServerStarted(event["start"]) for event in events])
     db.commit()
-    for event in events:
-        if event["stop"] is not None:
-            s = event["start"]
-            record_stop(db, s.username, s.server_name, event["stop"], "user", started_ms=s.started_ms)
+    record(db, [ServerStopped(e["start"].username, e["start"].server_name, e["stop"], "user",
+                              started_ms=e["start"].started_ms) for e in events if e["stop"] is not None])
     db.commit()
 
 
@@ -113,7 +105,7 @@ WINDOWS = [
 @pytest.mark.parametrize("aggregate", ["user", "group", "profile"])
 def test_allocation_matches_the_raw_events_before_and_after_rollup(db, aggregate):
     events = random_events()
-    record(db, events)
+    record_all(db, events)
     for a, b in WINDOWS:
         assert_same(as_totals(allocation(db, a, b, aggregate, NOW)), expected(events, a, b, aggregate))
     # roll up part of history (what closed before day 6), then all of it: same figures
@@ -127,7 +119,7 @@ def test_allocation_matches_the_raw_events_before_and_after_rollup(db, aggregate
 
 def test_a_persons_own_figures_and_daily_steps(db):
     events = random_events(seed=11)
-    record(db, events)
+    record_all(db, events)
     roll_up(db, now_ms=NOW)
     a, b = T0 + 3 * HOUR_MS, T0 + 4 * DAY_MS
     for aggregate in ("user", "profile", "group"):
@@ -147,12 +139,13 @@ def allocation_iso(ms):
 
 
 def test_the_same_start_and_stop_told_twice_are_recorded_once(db):
-    start = ServerStart(username="ada", server_name="", started_ms=T0, profile="cpu", groups=["students"])
-    _, created = record_start(db, start)
-    _, again = record_start(db, start, source="reconciled")
-    assert (created, again) == (True, False)
-    record_stop(db, "ada", "", T0 + HOUR_MS, "user")
-    record_stop(db, "ada", "", T0 + 2 * HOUR_MS, "culler")  # a late duplicate changes nothing
+    start = ServerStarted(ServerStart(username="ada", server_name="", started_ms=T0, profile="cpu",
+                                      groups=["students"]))
+    created = record(db, [start]).sessions_opened
+    again = record(db, [start], source="reconciled").sessions_opened
+    assert (created, again) == (1, 0)
+    record(db, [ServerStopped("ada", "", T0 + HOUR_MS, "user")])
+    record(db, [ServerStopped("ada", "", T0 + 2 * HOUR_MS, "culler")])  # a late duplicate changes nothing
     db.commit()
     assert db.scalar(select(func.count()).select_from(ServerSession)) == 1
     (row,) = sessions(db)
@@ -160,18 +153,18 @@ def test_the_same_start_and_stop_told_twice_are_recorded_once(db):
 
 
 def test_an_exact_stop_replaces_a_reconciled_one(db):
-    record_start(db, ServerStart(username="ada", server_name="", started_ms=T0), source="reconciled")
-    record_stop(db, "ada", "", T0 + 2 * HOUR_MS, "reconciled")
-    record_stop(db, "ada", "", T0 + HOUR_MS, "culler", started_ms=T0)
+    record(db, [ServerStarted(ServerStart(username="ada", server_name="", started_ms=T0))], source="reconciled")
+    record(db, [ServerStopped("ada", "", T0 + 2 * HOUR_MS, "reconciled")])
+    record(db, [ServerStopped("ada", "", T0 + HOUR_MS, "culler", started_ms=T0)])
     db.commit()
     (row,) = sessions(db)
     assert (row["stopped"], row["stop_reason"]) == ("2024-10-04T01:00:00.000Z", "culler")
 
 
 def test_membership_is_dated(db):
-    sync_membership(db, "ada", ["students"], T0)
-    sync_membership(db, "ada", ["students", "researchers"], T0 + DAY_MS)
-    sync_membership(db, "ada", ["researchers"], T0 + 2 * DAY_MS)
+    record(db, [GroupsChanged("ada", T0, groups=frozenset(["students"]))])
+    record(db, [GroupsChanged("ada", T0 + DAY_MS, added=frozenset(["researchers"]))])
+    record(db, [GroupsChanged("ada", T0 + 2 * DAY_MS, removed=frozenset(["students"]))])
     db.commit()
     assert groups_at(db, "ada", T0 + HOUR_MS) == {"students"}
     assert groups_at(db, "ada", T0 + DAY_MS + HOUR_MS) == {"students", "researchers"}
@@ -181,7 +174,7 @@ def test_membership_is_dated(db):
 
 def test_active_users_count_distinct_people_per_day_week_and_month(db):
     events = random_events(seed=3)
-    record(db, events)
+    record_all(db, events)
     roll_up(db, now_ms=T0 + 5 * DAY_MS)
     counts = active_users(db, T0, T0 + 10 * DAY_MS, NOW)
     for entry, day in zip(counts, range(10)):
@@ -195,7 +188,7 @@ def test_active_users_count_distinct_people_per_day_week_and_month(db):
 
 def test_sessions_filters_and_paging(db):
     events = random_events(seed=5, count=60)
-    record(db, events)
+    record_all(db, events)
     everyone = []
     after = None
     while True:

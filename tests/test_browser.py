@@ -109,7 +109,9 @@ def test_markup_in_the_config_is_shown_as_text_and_never_runs(page, hostile_hub)
     expect(page.locator(".twoi2c-profile label.fw-bold")).to_have_text(HOSTILE)
     assert page.locator("img[src=x]").count() == 0
     assert page.title() == HOSTILE
-    page.wait_for_timeout(300)
+    # every image has loaded or failed: any onerror handler has run by now
+    page.wait_for_load_state("load")
+    page.wait_for_function("Array.from(document.images).every(image => image.complete)")
     assert page.dialogs == []
 
 

@@ -70,6 +70,25 @@ def stop_server(hub, username, token):
     hub.wait_for(lambda: not hub.user_model(username)["servers"], what=f"{username}'s server to stop")
 
 
+def allocations(response) -> list[dict]:
+    """The allocations of an OpenCost-shaped answer: `data` is one {name: allocation} per step."""
+    assert response.status_code == 200, response.text
+    return [allocation for step in response.json()["data"] for allocation in step.values()]
+
+
+def last_reconciled(hub) -> float:
+    health = usage_get(hub, "/health")
+    value = health.json().get("last_reconciled") if health.status_code == 200 else None
+    return parse(value) if value else 0.0
+
+
+def wait_for_reconciliations(hub, count=2):
+    """Until the service has reconciled with the hub `count` times from now."""
+    for _ in range(count):
+        since = time.time()
+        hub.wait_for(lambda: last_reconciled(hub) > since, what="a reconciliation")
+
+
 def sessions_of(hub, username, token):
     response = usage_get(hub, "sessions", token, user=username, limit=1000)
     assert response.status_code == 200, response.text
@@ -123,7 +142,7 @@ def test_a_person_reads_only_their_own_usage(hub, tokens):
                          ("allocation", {"aggregate": "group", "window": "1d"})]:
         response = usage_get(hub, path, tokens["bob"], **params)
         assert response.status_code == 200
-        rows = response.json()["data"]
+        rows = allocations(response) if path == "allocation" else response.json()["data"]
         assert rows and all(r.get("user", "bob") == "bob" for r in rows)
         if params.get("aggregate") == "user":
             assert [r["name"] for r in rows] == ["bob"]
@@ -142,8 +161,12 @@ def login(hub, username) -> requests.Session:
 
 
 def test_pages_user_sees_own_rows_non_admin_gets_403_on_admin_page(hub, tokens):
-    start_server(hub, HOSTILE, tokens[HOSTILE], {})
-    stop_server(hub, HOSTILE, tokens[HOSTILE])
+    for name in (HOSTILE, "bob", "carol"):
+        start_server(hub, name, tokens[name], {})
+        stop_server(hub, name, tokens[name])
+    for name in ("alice", "bob", "carol", HOSTILE):
+        hub.wait_for(lambda: any(s["stopped"] for s in sessions_of(hub, name, tokens["admin"])) or name == "alice",
+                     what=f"{name}'s session")
     bob = login(hub, "bob")
     page = bob.get(f"{hub.url}/services/usage/", timeout=30)
     assert page.status_code == 200
@@ -158,29 +181,36 @@ def test_pages_user_sees_own_rows_non_admin_gets_403_on_admin_page(hub, tokens):
     assert page.status_code == 200
     soup = BeautifulSoup(page.content, "html.parser")
     names = [row.select_one("td").get_text() for row in soup.select("#usage-totals tbody tr")]
-    assert {"alice", "bob", "carol", HOSTILE} <= set(names)
+    assert {"bob", "carol", HOSTILE} <= set(names)
     assert soup.find("img", src="x") is None  # the hostile name is text, not markup
     drill = admin.get(f"{hub.url}/services/usage/admin", params={"aggregate": "user", "user": "carol"}, timeout=30)
-    assert len(BeautifulSoup(drill.content, "html.parser").select("#usage-drill-sessions tbody tr")) == 2
+    carols = sessions_of(hub, "carol", tokens["admin"])
+    assert len(BeautifulSoup(drill.content, "html.parser").select("#usage-drill-sessions tbody tr")) == len(carols)
     # the chart library is served by the service, from the installed package
     script = admin.get(f"{hub.url}/services/usage/static/plotly.min.js", timeout=30)
     assert script.status_code == 200 and len(script.content) > 1_000_000
 
 
 def test_community_admins_read_everyone_and_csv_matches_json(hub, tokens):
+    for name in ("bob", "carol", HOSTILE):
+        start_server(hub, name, tokens[name], {})
+        stop_server(hub, name, tokens[name])
+        hub.wait_for(lambda: sessions_of(hub, name, tokens["admin"]), what=f"{name}'s session")
     # alice is in researchers, the demo's community-admin group
-    rows = usage_get(hub, "allocation", tokens["alice"], aggregate="user", window="1d").json()["data"]
-    assert {"alice", "bob", "carol"} <= {r["name"] for r in rows}
+    rows = allocations(usage_get(hub, "allocation", tokens["alice"], aggregate="user", window="1d"))
+    assert {"bob", "carol", HOSTILE} <= {r["name"] for r in rows}
     response = usage_get(hub, "allocation", tokens["admin"], aggregate="user", window="1d", format="csv")
     assert response.headers["Content-Type"].startswith("text/csv")
     table = list(csv.DictReader(io.StringIO(response.text)))
-    as_json = usage_get(hub, "allocation", tokens["admin"], aggregate="user", window="1d").json()["data"]
+    as_json = allocations(usage_get(hub, "allocation", tokens["admin"], aggregate="user", window="1d"))
     assert len(table) == len(as_json)
     for line, row in zip(table, as_json):
         expected_name = "'" + row["name"] if row["name"].startswith("=") else row["name"]
         assert line["name"] == expected_name
-        assert float(line["server_hours"]) == pytest.approx(row["server_hours"])
+        for figure in ("serverHours", "cpuCoreHours", "ramByteHours", "gpuHours"):
+            assert float(line[figure]) == pytest.approx(row[figure])
         assert int(line["sessions"]) == row["sessions"]
+        assert (line["window.start"], line["window.end"]) == (row["window"]["start"], row["window"]["end"])
     assert any(line["name"] == "'" + HOSTILE for line in table)  # no formula reaches a spreadsheet
 
 
@@ -190,20 +220,25 @@ def test_community_admins_read_everyone_and_csv_matches_json(hub, tokens):
     ({"aggregate": "user); DELETE FROM sessions"}, "aggregate: 'user); DELETE FROM sessions' is not one of"),
     ({"step": "1s"}, "step: '1s' is not one of 1h, 1d, 1w, 1mo"),
     ({"window": "365d", "step": "1h"}, "step: 1h steps over this window make more than 400"),
-    ({"format": "xml"}, "format: 'xml' is not json or csv"),
+    ({"format": "xml"}, "format: 'xml' is not one of json, csv"),
 ])
 def test_bad_parameters_get_a_400_that_says_which_and_why(hub, tokens, params, message):
     response = usage_get(hub, "allocation", tokens["admin"], **params)
     assert response.status_code == 400
-    assert response.json()["message"].startswith(message)
+    body = response.json()
+    assert body["code"] == 400 and body["message"].startswith(message)
+    assert body["parameter"] == message.split(":")[0]
 
 
 def test_injection_in_filters_finds_nothing_and_breaks_nothing(hub, tokens):
+    start_server(hub, "bob", tokens["bob"], {})
+    stop_server(hub, "bob", tokens["bob"])
+    hub.wait_for(lambda: sessions_of(hub, "bob", tokens["admin"]), what="bob's session")
     for params in ({"user": "' OR '1'='1"}, {"profile": "cpu' OR 1=1 --"}, {"group": "x\"; DROP TABLE sessions"}):
         response = usage_get(hub, "sessions", tokens["admin"], **params)
         assert response.status_code == 200 and response.json()["data"] == []
     assert usage_get(hub, "sessions", tokens["admin"], limit="1 OR 1=1").status_code == 400
-    assert len(usage_get(hub, "sessions", tokens["admin"], limit=1000).json()["data"]) >= 4
+    assert len(usage_get(hub, "sessions", tokens["admin"], limit=1000).json()["data"]) >= 1
 
 
 def test_metrics_and_health(hub, tokens):
@@ -275,7 +310,7 @@ def test_hub_restart_neither_duplicates_nor_drops_a_session(hub_factory, tmp_pat
     local.stop(end_leftovers=False)
     local.start(timeout=90)
     client.wait_for(lambda: usage_get(client, "/health").status_code == 200, what="the service after restart")
-    time.sleep(2 * INTERVAL + 1)  # a reconciliation or two after the restart
+    wait_for_reconciliations(client)
     (session,) = sessions_of(client, "bob", token)
     assert same_moment(session["started"], started) and session["stopped"] is None
 

@@ -83,15 +83,6 @@ class ServerSession(Base):
     # counted in the daily rollups (only closed sessions are)
     rolled_up: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    @property
-    def cpu_cores(self) -> float:
-        """Cores a session is charged for: its guarantee (request), else its limit."""
-        return self.cpu_guarantee or self.cpu_limit or 0.0
-
-    @property
-    def memory_bytes(self) -> int:
-        return self.mem_guarantee_bytes or self.mem_limit_bytes or 0
-
 
 class SessionGroup(Base):
     """The groups the person was in when the session started."""

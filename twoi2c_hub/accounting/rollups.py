@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as DB
 
 from .models import (
@@ -52,16 +54,16 @@ def _upsert_add(db: DB, table, keys: tuple[str, ...], totals: dict) -> None:
     """Add `totals` to the rollup rows, creating missing ones (one executemany)."""
     if not totals:
         return
-    connection = db.connection()
-    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    columns = (*keys, *FIGURES)
-    name = table.__tablename__
-    statement = (
-        f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({', '.join([marker] * len(columns))}) "
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
-        + ", ".join(f"{f} = {name}.{f} + excluded.{f}" for f in FIGURES)
+    dialect = db.get_bind().dialect.name
+    insert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[dialect]
+    columns = table.__table__.c
+    statement = insert(table.__table__)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={f: columns[f] + statement.excluded[f] for f in FIGURES},
     )
-    connection.exec_driver_sql(statement, [(*key, *values) for key, values in totals.items()])
+    names = (*keys, *FIGURES)
+    db.connection().execute(statement, [dict(zip(names, (*key, *values))) for key, values in totals.items()])
 
 
 def roll_up(db: DB, now_ms: int, grace_ms: int = 0, batch: int = 20_000) -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import fnmatch
 import hashlib
-import hmac
 import os
 import re
 
@@ -314,7 +313,3 @@ class CommunityAuthenticatorMixin(LoggingConfigurable):
             self.refuse("This account is blocked on this hub. Ask the hub's administrators if this is a mistake.")
         return allowed
 
-
-def hmac_compare(a: str, b: str) -> bool:
-    """Constant-time comparison of two strings of any characters."""
-    return hmac.compare_digest(a.encode(), b.encode())

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..network import free_port
 from ..paths import templates_dir
+from ..usage_client import UsageEventPoster
 from .loading import ConfigError, load_config
 from .models import CommunityConfig, GitHubAuth, WorkshopAuth
 
@@ -280,24 +281,5 @@ def _usage_service(c, config: CommunityConfig, config_path: Path) -> None:
         # group changes at login and refresh, dated exactly (the service also reads groups
         # from the hub at every reconciliation)
         authenticator = c.JupyterHub.authenticator_class.__name__
-        c[authenticator].group_change_hook = GroupChangePoster(events_url, events_token)
+        c[authenticator].group_change_hook = UsageEventPoster(events_url, events_token)
 
-
-class GroupChangePoster:
-    """An authenticator's group_change_hook that tells the usage service, in the background."""
-
-    def __init__(self, url: str, token: str):
-        self.url, self.token = url, token
-
-    def __call__(self, authenticator, username, added, removed):
-        import asyncio
-        import json
-        from datetime import datetime, timezone
-
-        from tornado.httpclient import AsyncHTTPClient
-
-        body = json.dumps({"type": "groups", "username": username, "added": sorted(added),
-                           "removed": sorted(removed), "at": datetime.now(timezone.utc).isoformat()})
-        request = AsyncHTTPClient().fetch(self.url, method="POST", body=body, request_timeout=5,
-                                          headers={"Authorization": f"token {self.token}"}, raise_error=False)
-        asyncio.ensure_future(request)

@@ -15,11 +15,11 @@ from datetime import datetime, timezone
 import escapism
 import jinja2
 from jupyterhub.spawner import SpawnException
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from traitlets import Dict, Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..paths import templates_dir
+from ..usage_client import UsageEventPoster
 from .. import catalog
 
 _SAFE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789")
@@ -142,27 +142,9 @@ class ProfileSpawnerMixin(LoggingConfigurable):
 
     # --- accounting events -----------------------------------------------------------
 
-    _event_tasks: set = set()
-
     def post_usage_event(self, event: dict) -> None:
         """Send an event in the background: nothing here waits for the usage service."""
-        if not self.usage_events_url:
-            return
-        task = asyncio.ensure_future(self._send_usage_event(event))
-        ProfileSpawnerMixin._event_tasks.add(task)
-        task.add_done_callback(ProfileSpawnerMixin._event_tasks.discard)
-
-    async def _send_usage_event(self, event: dict) -> None:
-        request = HTTPRequest(
-            self.usage_events_url, method="POST", body=json.dumps(event),
-            headers={"Authorization": f"token {self.usage_events_token}", "Content-Type": "application/json"},
-            request_timeout=self.usage_events_timeout, connect_timeout=self.usage_events_timeout,
-        )
-        try:
-            await AsyncHTTPClient().fetch(request)
-        except Exception as e:
-            self.log.warning("Usage event %s for %s not delivered (%s); reconciliation will catch up",
-                             event["type"], self._log_name, e)
+        UsageEventPoster(self.usage_events_url, self.usage_events_token, self.usage_events_timeout).post(event)
 
     def _started_iso(self) -> str | None:
         started = getattr(getattr(self, "orm_spawner", None), "started", None)

@@ -1,0 +1,25 @@
+"""What every hub service of this package shares.
+
+- `HubService`: the service's settings from the hub's environment, its tornado
+  application (with the OAuth callback, `/health` and `/metrics`), database work off the
+  event loop, and a clean stop on SIGTERM;
+- `handlers`: hub OAuth and scopes on every request, one JSON error format
+  (`{"code": 400, "message": "...", "parameter": "window"}`), `APIHandler` and `PageHandler`;
+- `params`: typed query parameters whose errors are 400s naming the parameter;
+- `pages`: pages in the hub's own look (its `page.html`, our branding).
+"""
+
+from .handlers import APIHandler, BadParameter, HealthHandler, MetricsHandler, PageHandler, ServiceHandler
+from .pages import Pages
+from .service import HubService
+
+__all__ = [
+    "APIHandler",
+    "BadParameter",
+    "HealthHandler",
+    "HubService",
+    "MetricsHandler",
+    "PageHandler",
+    "Pages",
+    "ServiceHandler",
+]

@@ -1,0 +1,200 @@
+"""Base handlers of a hub service: hub OAuth and scopes on every request, one JSON shape
+for answers (`{"code": 200, "data": ...}`) and errors (`{"code": 4xx, "message": "...",
+"parameter": "..."}`), pages in the hub's look, `/health` and `/metrics`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import unicodedata
+from collections.abc import Callable
+from typing import Any
+
+from jupyterhub.services.auth import HubOAuthenticated
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from tornado import web
+
+from . import params
+from .params import BadParameter
+
+LOG_IN = "Log in through the hub, or send a hub API token (Authorization: token ...)"
+METRICS_SCOPE = "read:metrics"
+
+
+def error_body(status: int, message: str, parameter: str | None = None) -> str:
+    body: dict[str, Any] = {"code": status, "message": message}
+    if parameter:
+        body["parameter"] = parameter
+    return json.dumps(body)
+
+
+class ServiceHandler(HubOAuthenticated, web.RequestHandler):
+    """Every request of a service: the hub's OAuth cookie or a hub API token."""
+
+    @property
+    def service(self):
+        return self.settings["hub_service"]
+
+    def set_default_headers(self) -> None:
+        # as the hub's own pages: never framed by another site, types never sniffed
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Content-Security-Policy", "frame-ancestors 'self'")
+        self.set_header("Referrer-Policy", "same-origin")
+
+    def scopes(self, user: dict) -> set[str]:
+        return set(user.get("scopes") or [])
+
+    def may_read_all(self, user: dict) -> bool:
+        """Hub admins and holders of the service's read-all scope read everyone's figures."""
+        return bool(user.get("admin")) or self.service.read_all_scope in self.scopes(user)
+
+    # --- parameters --------------------------------------------------------------------
+
+    def param_choice(self, name: str, allowed, default: str | None = None) -> str | None:
+        return params.choice(name, self.get_argument(name, None), allowed, default)
+
+    def param_int(self, name: str, default: int | None, low: int, high: int | None = None) -> int | None:
+        return params.integer(name, self.get_argument(name, None), default, low, high)
+
+    def param_text(self, name: str, max_length: int = 255) -> str | None:
+        return params.text(name, self.get_argument(name, None), max_length)
+
+    # --- database work -----------------------------------------------------------------
+
+    async def run_db(self, work: Callable[..., Any], *args: Any) -> Any:
+        """`work(db, *args)` with a database session, in the service's pool (off the loop)."""
+        return await self.service.run_db(work, *args)
+
+    # --- errors ------------------------------------------------------------------------
+
+    def wants_json(self) -> bool:
+        return False
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        exception = kwargs.get("exc_info", (None, None))[1]
+        message = getattr(exception, "message", None) or getattr(exception, "log_message", None) or self._reason
+        if self.wants_json():
+            self.set_header("Content-Type", "application/json")
+            self.finish(error_body(status_code, message, getattr(exception, "parameter", None)))
+        else:
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.finish(
+                self.service.pages.render(
+                    self.service.error_template, self.get_current_user_safely(), self.xsrf_token.decode(),
+                    status_code=status_code, message=message, is_admin=False,
+                )
+            )
+
+    def get_current_user_safely(self) -> dict | None:
+        try:
+            return self.current_user
+        except Exception:
+            return None
+
+
+class APIHandler(ServiceHandler):
+    """JSON (or CSV) answers; never a redirect to a login page."""
+
+    def wants_json(self) -> bool:
+        return True
+
+    def get_login_url(self):
+        raise web.HTTPError(403, LOG_IN)
+
+    def check_xsrf_cookie(self) -> None:
+        # APIs are read with tokens or the OAuth cookie, only with GET
+        pass
+
+    def reader(self) -> dict:
+        """The person or service asking; 403 without one."""
+        user = self.current_user
+        if user is None:
+            raise web.HTTPError(403, LOG_IN)
+        return user
+
+    def subject(self, user: dict) -> str | None:
+        """Whose figures: None for everyone (allowed readers), else one username."""
+        asked = self.param_text("user")
+        if self.may_read_all(user):
+            return asked
+        if asked is not None and asked != user["name"]:
+            raise web.HTTPError(403, f"You may read only your own {self.service.what}.")
+        return user["name"]
+
+    def respond(self, data: Any, *, csv_rows: list[dict] | None = None, columns: list[str] = (), filename: str = "") -> None:
+        """`data` as `{"code": 200, "data": ...}`, or `csv_rows` as CSV with `format=csv`."""
+        fmt = self.param_choice("format", ("json", "csv"), "json")
+        if fmt == "csv":
+            self.set_header("Content-Type", "text/csv; charset=utf-8")
+            self.set_header("Content-Disposition", f'attachment; filename="{filename}.csv"')
+            self.finish(to_csv(csv_rows if csv_rows is not None else data, list(columns)))
+        else:
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"code": 200, "data": data}))
+
+
+class PageHandler(ServiceHandler):
+    """A page in the hub's look; errors are pages too."""
+
+    def render_page(self, name: str, **values: Any) -> None:
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(self.service.pages.render(name, self.current_user, self.xsrf_token.decode(), **values))
+
+
+class MetricsHandler(APIHandler):
+    """Prometheus text: for hub admins, the read-all scope and `read:metrics`."""
+
+    def get(self) -> None:
+        user = self.reader()
+        if not (self.may_read_all(user) or METRICS_SCOPE in self.scopes(user)):
+            raise web.HTTPError(403, f"Metrics need the {METRICS_SCOPE} scope, {self.service.read_all_scope}, or hub admin.")
+        self.service.update_metrics()
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(self.service.metrics_registry))
+
+
+class HealthHandler(web.RequestHandler):
+    """`{"status": "ok", ...}` (200) or `"error"` (503); needs no login."""
+
+    async def get(self) -> None:
+        health = await self.settings["hub_service"].health()
+        self.set_status(200 if health["status"] == "ok" else 503)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(health))
+
+
+# --- CSV ---------------------------------------------------------------------------------
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", " ")
+
+
+def csv_cell(value: Any) -> str:
+    """A cell a spreadsheet will not run: text that starts (after any spaces or line
+    breaks, in any width) with = + - @ is prefixed with an apostrophe."""
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    if not isinstance(value, str):
+        return str(value)
+    if unicodedata.normalize("NFKC", value).lstrip(" \t\r\n")[:1] in _FORMULA_START or value[:1] in _FORMULA_START:
+        return "'" + value
+    return value
+
+
+def _dotted(row: dict, column: str) -> Any:
+    value: Any = row
+    for part in column.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def to_csv(rows: list[dict], columns: list[str]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([csv_cell(_dotted(row, c)) for c in columns])
+    return out.getvalue()

@@ -1,0 +1,73 @@
+"""Typed query parameters: each parser takes the raw value (None when absent) and returns
+a typed one, or raises `BadParameter`, a 400 whose message names the parameter."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import date, datetime
+
+from tornado import web
+
+from ...accounting import windows
+
+
+class BadParameter(web.HTTPError):
+    """A 400 for one query parameter (or body field): `parameter` names it."""
+
+    def __init__(self, parameter: str, problem: str):
+        super().__init__(400, f"{parameter}: {problem}")
+        self.parameter = parameter
+        self.message = f"{parameter}: {problem}"
+
+
+def choice(name: str, value: str | None, allowed: Iterable[str], default: str | None = None) -> str | None:
+    """One of `allowed`, or `default` when absent."""
+    if value is None or value == "":
+        return default
+    allowed = list(allowed)
+    if value not in allowed:
+        raise BadParameter(name, f"'{value[:80]}' is not one of {', '.join(allowed)}")
+    return value
+
+
+def integer(name: str, value: str | None, default: int | None, low: int, high: int | None = None) -> int | None:
+    """A whole number in [low, high], or `default` when absent."""
+    if value is None or value == "":
+        return default
+    if not re.fullmatch(r"\d{1,12}", value):
+        raise BadParameter(name, f"'{value[:80]}' is not a whole number")
+    number = int(value)
+    if number < low or (high is not None and number > high):
+        raise BadParameter(name, f"must be between {low} and {high}" if high is not None else f"must be at least {low}")
+    return number
+
+
+def window(name: str, value: str | None, now: datetime, default: str | None = None, **limits) -> windows.Window | None:
+    """A window in OpenCost's grammar (see `accounting.windows`)."""
+    value = value or default
+    if value is None:
+        return None
+    try:
+        return windows.parse_window(value, now, **limits)
+    except ValueError as e:
+        raise BadParameter(name, str(e)) from None
+
+
+def day(name: str, value: str | None) -> date | None:
+    """A calendar date, YYYY-MM-DD."""
+    if value is None or value == "":
+        return None
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadParameter(name, f"'{value[:80]}' is not a date like 2026-11-01") from None
+
+
+def text(name: str, value: str | None, max_length: int = 255) -> str | None:
+    """Free text (a username, a profile slug), bounded in length."""
+    if value is not None and len(value) > max_length:
+        raise BadParameter(name, f"must be at most {max_length} characters")
+    return value

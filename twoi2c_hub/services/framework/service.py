@@ -1,0 +1,156 @@
+"""`HubService`: a tornado application run by the hub as a managed service.
+
+A service subclass names its routes, its read-all scope and its templates; this base
+reads the hub's environment (`JUPYTERHUB_SERVICE_PREFIX`, `JUPYTERHUB_SERVICE_URL`,
+`JUPYTERHUB_API_TOKEN`, ...), adds the OAuth callback, `/health` and `/metrics`, runs
+database work in a small thread pool so that the event loop (and `/health`) always
+answers, and stops cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import os
+import signal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urlparse
+
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
+from prometheus_client import CollectorRegistry
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
+from tornado import web
+from tornado.httpserver import HTTPServer
+
+from .handlers import HealthHandler, MetricsHandler
+from .pages import Pages
+
+log = logging.getLogger("twoi2c.service")
+
+
+class HubService:
+    """Settings and lifecycle every service of this package shares."""
+
+    # the service's name in the hub (JUPYTERHUB_SERVICE_NAME), e.g. "usage"
+    name = "service"
+    # what a person reads of it ("usage", "costs"), for messages
+    what = "figures"
+    # the custom scope that lets a reader see everyone's figures
+    read_all_scope = "custom:service:read-all"
+    error_template = "usage/error.html"
+    # database work at once; more requests wait for a free worker
+    db_workers = 4
+
+    def __init__(self, *, engine: Engine, sessions: sessionmaker, branding: dict[str, Any]):
+        self.prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{self.name}/")
+        self.base_url = os.environ.get("JUPYTERHUB_BASE_URL", "/")
+        self.engine = engine
+        self.sessions = sessions
+        self.metrics_registry = CollectorRegistry()
+        self.pages = Pages(base_url=self.base_url, service_prefix=self.prefix, branding=branding)
+        self._pool = ThreadPoolExecutor(self.db_workers, thread_name_prefix=f"{self.name}-db")
+
+    # --- to be filled in by a service ------------------------------------------------
+
+    def routes(self) -> list[tuple]:
+        """(path under the prefix, handler[, kwargs]) for the service's own pages and API."""
+        return []
+
+    def update_metrics(self) -> None:
+        """Bring gauges up to date before `/metrics` is read."""
+
+    def health_details(self) -> dict[str, Any]:
+        return {}
+
+    async def background(self) -> None:
+        """Work that runs while the service does (e.g. reconciliation)."""
+
+    def log_request(self, handler: web.RequestHandler) -> bool:
+        """False to keep a routine request out of the log."""
+        return True
+
+    # --- shared ------------------------------------------------------------------------
+
+    async def run_db(self, work: Callable[..., Any], *args: Any) -> Any:
+        """`work(db, *args)` with a fresh database session, in the pool."""
+
+        def run():
+            with self.sessions() as db:
+                return work(db, *args)
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, run)
+
+    async def health(self) -> dict[str, Any]:
+        def ping(db):
+            db.execute(text("SELECT 1"))
+
+        try:
+            await asyncio.wait_for(self.run_db(ping), timeout=5)
+            database = "ok"
+        except Exception as e:
+            database = f"error: {type(e).__name__}"
+        return {"status": "ok" if database == "ok" else "error", "database": database, **self.health_details()}
+
+    def _log_request(self, handler: web.RequestHandler) -> None:
+        status = handler.get_status()
+        if status < 400 and not self.log_request(handler):
+            return
+        level = logging.INFO if status < 400 else logging.WARNING
+        logging.getLogger("tornado.access").log(
+            level, "%d %s %.2fms", status, handler._request_summary(), 1000 * handler.request.request_time()
+        )
+
+    def application(self) -> web.Application:
+        prefix = self.prefix
+        secret = hashlib.sha256((os.environ.get("JUPYTERHUB_API_TOKEN", "") + self.name + "-cookie").encode())
+        routes = [(prefix + path, *rest) for path, *rest in self.routes()]
+        routes += [
+            (prefix + "metrics", MetricsHandler),
+            (prefix + "health", HealthHandler),
+            (prefix + "oauth_callback", HubOAuthCallbackHandler),
+        ]
+        return web.Application(
+            routes,
+            cookie_secret=secret.hexdigest(),
+            xsrf_cookies=True,
+            log_function=self._log_request,
+            hub_service=self,
+            hub_auth=HubOAuth.instance(),
+        )
+
+    def listen_address(self) -> tuple[int, str]:
+        url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
+        # a name such as "hub" (zero-to-jupyterhub's hub service) is reached on the pod's
+        # own addresses: listen on all of them; an address is listened on as given
+        try:
+            ipaddress.ip_address(url.hostname)
+            host = url.hostname
+        except ValueError:
+            host = "" if url.hostname != "localhost" else "127.0.0.1"
+        return url.port, host
+
+    async def serve(self) -> None:
+        """Serve until SIGTERM or SIGINT."""
+        port, host = self.listen_address()
+        server = HTTPServer(self.application(), xheaders=True)
+        server.listen(port, host)
+        log.info(
+            "%s service at %s:%s%s, database %s",
+            self.name, host or "*", port, self.prefix, self.engine.url.render_as_string(hide_password=True),
+        )
+        stopped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopped.set)
+        background = asyncio.create_task(self.background())
+        await stopped.wait()
+        background.cancel()
+        server.stop()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.engine.dispose()

@@ -1,0 +1,67 @@
+"""Posting events to the usage service, in the background.
+
+Used by the spawners (server start and stop) and by the authenticators' group-change
+hook. Nothing on the spawn or login path waits for the usage service: a post that fails
+is logged, and the service's reconciliation with the hub records what it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+log = logging.getLogger("twoi2c.usage-client")
+
+
+class UsageEventPoster:
+    """Sends events to the usage service's `api/v1/events` with its events token."""
+
+    # tasks still sending: held here, or the event loop (which keeps only weak
+    # references) may collect a task before it runs
+    _sending: set[asyncio.Task] = set()
+
+    def __init__(self, url: str, token: str, timeout: float = 5):
+        self.url = url
+        self.token = token
+        self.timeout = timeout
+
+    def post(self, event: dict[str, Any]) -> asyncio.Task | None:
+        """Send `event` in the background; returns the task (None if no URL is set)."""
+        if not self.url:
+            return None
+        task = asyncio.ensure_future(self.send(event))
+        UsageEventPoster._sending.add(task)
+        task.add_done_callback(UsageEventPoster._sending.discard)
+        return task
+
+    async def send(self, event: dict[str, Any]) -> bool:
+        request = HTTPRequest(
+            self.url,
+            method="POST",
+            body=json.dumps(event),
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+            request_timeout=self.timeout,
+            connect_timeout=self.timeout,
+        )
+        try:
+            await AsyncHTTPClient().fetch(request)
+        except Exception as e:
+            log.warning(
+                "Usage event %s for %s not delivered (%s); reconciliation will catch up",
+                event.get("type"), event.get("username"), e,
+            )
+            return False
+        return True
+
+    def __call__(self, authenticator, username: str, added, removed) -> None:
+        """An authenticator's `group_change_hook`: tell the service what changed, now."""
+        from datetime import datetime, timezone
+
+        self.post({
+            "type": "groups", "username": username, "added": sorted(added), "removed": sorted(removed),
+            "at": datetime.now(timezone.utc).isoformat(),
+        })
