@@ -7,6 +7,7 @@ pytest_plugins = ["oauthenticator.tests.conftest"]
 # kubernetes_asyncio reads KUBECONFIG when it is imported: set it before anything does
 os.environ["KUBECONFIG"] = str(Path(__file__).parent / "data" / "fake-kubeconfig.yaml")
 
+import re
 import secrets
 import time
 import urllib.parse
@@ -15,15 +16,28 @@ import uuid
 import pytest
 import requests
 
-from twoi2c_hub.localhub import LocalHub, end_tagged_processes
+from twoi2c_hub.localhub import LocalHub, end_tagged_processes, process_tags
 from twoi2c_hub.paths import examples_dir
 
-TEST_TAG_PREFIX = "pytest-"
+# every process a test run starts carries a tag naming the run's own pid:
+# pytest-<pid>-<unique>; another run on the same machine has another pid
+TEST_TAG_PREFIX = f"pytest-{os.getpid()}-"
+
+
+def _run_is_alive(pid: int) -> bool:
+    try:
+        return b"pytest" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def pytest_sessionstart(session):
-    # a pytest killed with SIGKILL leaves its hubs, proxies and servers behind
-    end_tagged_processes(TEST_TAG_PREFIX, prefix=True)
+    """End what earlier runs that died (SIGKILL) left behind: hubs, proxies, servers,
+    databases. Processes of runs still going, beside this one, are left alone."""
+    for tag in process_tags("pytest-"):
+        match = re.fullmatch(r"pytest-(\d+)-\w+", tag)
+        if match is None or not _run_is_alive(int(match.group(1))):
+            end_tagged_processes(tag)
 
 
 class HubClient:

@@ -35,35 +35,45 @@ def proxy_command() -> str:
     return found
 
 
-def tagged_processes(tag: str, *, prefix: bool = False) -> list[int]:
-    """PIDs of processes whose environment carries TAG_VARIABLE=tag (or a tag starting
-    with `tag`, with prefix=True)."""
-    marker = f"{TAG_VARIABLE}={tag}".encode()
-    pids = []
+def _environments():
+    """(pid, environment variables) of every process this user may read, but this one."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            environ = (entry / "environ").read_bytes()
+            yield int(entry.name), (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        variables = environ.split(b"\0")
-        if any(v.startswith(marker) for v in variables) if prefix else marker in variables:
-            pids.append(int(entry.name))
-    return pids
 
 
-def end_tagged_processes(tag: str, *, prefix: bool = False, grace: float = 5.0) -> list[int]:
+def tagged_processes(tag: str) -> list[int]:
+    """PIDs of processes whose environment carries TAG_VARIABLE=tag."""
+    marker = f"{TAG_VARIABLE}={tag}".encode()
+    return [pid for pid, variables in _environments() if marker in variables]
+
+
+def process_tags(prefix: str) -> set[str]:
+    """The tags starting with `prefix` that running processes carry."""
+    marker = f"{TAG_VARIABLE}={prefix}".encode()
+    return {
+        variable.split(b"=", 1)[1].decode(errors="replace")
+        for _, variables in _environments()
+        for variable in variables
+        if variable.startswith(marker)
+    }
+
+
+def end_tagged_processes(tag: str, *, grace: float = 5.0) -> list[int]:
     """SIGTERM, then SIGKILL, every process tagged `tag`; returns those found."""
-    found = tagged_processes(tag, prefix=prefix)
+    found = tagged_processes(tag)
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in tagged_processes(tag, prefix=prefix):
+        for pid in tagged_processes(tag):
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + grace
-        while tagged_processes(tag, prefix=prefix) and time.monotonic() < deadline:
+        while tagged_processes(tag) and time.monotonic() < deadline:
             time.sleep(0.1)
     return found
 

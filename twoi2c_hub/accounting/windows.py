@@ -97,7 +97,10 @@ def parse_moment(value: str) -> datetime:
     """An RFC 3339 time with its zone (`2026-11-01T00:00:00Z`) or Unix seconds, in UTC."""
     value = value.strip()
     if re.fullmatch(r"\d{1,12}(\.\d{1,9})?", value):
-        return datetime.fromtimestamp(float(value), tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(float(value), tz=timezone.utc)
+        except (ValueError, OSError):
+            raise OverflowError(value) from None
     moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"'{value}' has no time zone; end it with Z for UTC")
@@ -114,7 +117,7 @@ def _pair(value: str) -> tuple[datetime, datetime] | None:
         raise ValueError(f"'{value}' has more than one comma")
     try:
         return parse_moment(parts[0]), parse_moment(parts[1])
-    except (ValueError, OverflowError, OSError):
+    except ValueError:
         raise ValueError(
             f"'{value}' is not START,END in RFC 3339 (2026-11-01T00:00:00Z) or Unix seconds"
         ) from None
