@@ -7,9 +7,8 @@ as in GitHub's URLs), parent teams of nested teams included, without listing eac
 
 from __future__ import annotations
 
-import contextvars
-
 from oauthenticator import github as upstream
+from oauthenticator.oauth2 import OAuthenticator
 from traitlets import Bool
 
 from .base import CommunityAuthenticatorMixin, _names
@@ -37,12 +36,51 @@ def team_groups(teams: list[dict], organizations: set[str] | None = None) -> set
     return groups
 
 
-# the GitHub login of the person being checked: with anonymised usernames the hub
-# username is a hash, but GitHub's membership API needs the login
-_login_being_checked = contextvars.ContextVar("login_being_checked", default=None)
+class _OrganisationMembership(upstream.GitHubOAuthenticator):
+    """OAuthenticator's GitHub class with the organisation check done here.
+
+    Upstream's `check_allowed` asks GitHub about the hub username (a hash when usernames
+    are anonymised; GitHub needs the login) and treats an outage as "not a member".
+    This replaces that one step through public methods only: `OAuthenticator.check_allowed`
+    (allow_all, allowed_users, admins, existing users) and then our own membership check.
+    `tests/test_upstream_contracts.py` fails if upstream's `check_allowed` changes, so a
+    new OAuthenticator is reviewed before this is trusted with it.
+    """
+
+    async def check_allowed(self, username, auth_model):
+        if await OAuthenticator.check_allowed(self, username, auth_model):
+            return True
+        if not self.allowed_organizations:
+            return False
+        auth_state = auth_model["auth_state"]
+        login = auth_state.get("provider_username") or username
+        for org_team in sorted(self.allowed_organizations):
+            if await self.is_member(org_team, login, auth_state["token_response"]):
+                return True
+        self.log.warning("User %s is not part of allowed_organizations", username)
+        return False
+
+    async def is_member(self, org_team: str, login: str, token_response: dict) -> bool:
+        """Whether GitHub's `login` is in `org` or `org:team`; an outage is a 503 with a
+        reason, not a refusal."""
+        headers = self.build_userdata_request_headers(token_response["access_token"], token_response["token_type"])
+        org, _, team = org_team.partition(":")
+        url = (f"{self.github_api}/orgs/{org}/teams/{team}/members/{login}" if team
+               else f"{self.github_api}/orgs/{org}/members/{login}")
+        response = await self.httpfetch(
+            url, parse_json=False, raise_error=False, method="GET", headers=headers,
+            validate_cert=self.validate_server_cert,
+        )
+        if response.code >= 500 and self.explain_refusals:
+            self.refuse(
+                f"GitHub could not be reached to check your membership of {org_team} "
+                f"(HTTP {response.code}). Please try again in a few minutes.",
+                status_code=503,
+            )
+        return response.code == 204
 
 
-class GitHubOAuthenticator(CommunityAuthenticatorMixin, upstream.GitHubOAuthenticator):
+class GitHubOAuthenticator(CommunityAuthenticatorMixin, _OrganisationMembership):
     """GitHubOAuthenticator with teams as groups and refusals that explain themselves.
 
     It keeps the upstream name, so `c.GitHubOAuthenticator` settings and messages read
@@ -93,30 +131,3 @@ class GitHubOAuthenticator(CommunityAuthenticatorMixin, upstream.GitHubOAuthenti
                 "the organisation granted this hub access, then log in again."
             )
         return super().refusal_reason(username, auth_model)
-
-    async def check_allowed(self, username, auth_model):
-        login = ((auth_model or {}).get("auth_state") or {}).get("provider_username")
-        token = _login_being_checked.set(login)
-        try:
-            return await super().check_allowed(username, auth_model)
-        finally:
-            _login_being_checked.reset(token)
-
-    async def _check_membership_allowed_organizations(self, org_team, username, access_token, token_type):
-        # Answer an outage with a reason instead of treating it as "not a member".
-        username = _login_being_checked.get() or username
-        headers = self.build_userdata_request_headers(access_token, token_type)
-        org, _, team = org_team.partition(":")
-        url = (f"{self.github_api}/orgs/{org}/teams/{team}/members/{username}" if team
-               else f"{self.github_api}/orgs/{org}/members/{username}")
-        response = await self.httpfetch(
-            url, parse_json=False, raise_error=False, method="GET", headers=headers,
-            validate_cert=self.validate_server_cert,
-        )
-        if response.code >= 500 and self.explain_refusals:
-            self.refuse(
-                f"GitHub could not be reached to check your membership of {org_team} "
-                f"(HTTP {response.code}). Please try again in a few minutes.",
-                status_code=503,
-            )
-        return response.code == 204

@@ -7,8 +7,6 @@ server in its own way.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 from datetime import datetime, timezone
 
@@ -20,6 +18,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..paths import templates_dir
 from ..usage_client import UsageEventPoster
+from .stop_reason import stop_reason
 from .. import catalog
 
 _SAFE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789")
@@ -162,27 +161,8 @@ class ProfileSpawnerMixin(LoggingConfigurable):
         return result
 
     def stop_reason(self) -> str:
-        """Who stopped this server: the request handler on the stack tells (the person,
-        an admin, the idle culler). Without one the hub is stopping it itself."""
-        from tornado.web import RequestHandler
-
-        frame = inspect.currentframe()
-        try:
-            for _ in range(60):
-                frame = frame.f_back
-                if frame is None:
-                    break
-                handler = frame.f_locals.get("self")
-                if isinstance(handler, RequestHandler):
-                    who = getattr(handler, "current_user", None)
-                    if getattr(who, "kind", "user") == "service":
-                        return "culler" if "cull" in who.name else "admin"
-                    if who is not None and who.name == self.user.name:
-                        return "user"
-                    return "admin"
-        finally:
-            del frame
-        return "hub"
+        """Who stopped this server: the person, an admin, the idle culler, or the hub."""
+        return stop_reason(self.user.name)
 
     async def stop(self, now=False):
         reason = self.stop_reason()
