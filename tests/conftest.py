@@ -62,9 +62,9 @@ class HubClient:
         session.get(f"{self.url}/hub/login", timeout=30)
         response = session.post(
             f"{self.url}/hub/login?next=",
-            data={"username": username, "password": self.password,
-                  "_xsrf": session.cookies.get("_xsrf", path="/hub/")},
-            allow_redirects=False, timeout=30,
+            data={"username": username, "password": self.password, "_xsrf": session.cookies.get("_xsrf", path="/hub/")},
+            allow_redirects=False,
+            timeout=30,
         )
         assert response.status_code == 302, f"login as {username} failed: {response.status_code}"
         return session
@@ -104,7 +104,7 @@ def hub_factory(tmp_path_factory):
     def start(config_path, name="hub", extra_config="", environment=None) -> HubClient:
         password = secrets.token_urlsafe(12)
         service_token = secrets.token_hex(32)
-        extra = f'''
+        extra = f"""
 c.JupyterHub.services.append({{"name": "e2e-tests", "api_token": {service_token!r}}})
 c.JupyterHub.load_roles.append({{
     "name": "e2e-tests",
@@ -112,10 +112,14 @@ c.JupyterHub.load_roles.append({{
     "services": ["e2e-tests"],
 }})
 {extra_config}
-'''
+"""
         hub = LocalHub(
-            config_path, tmp_path_factory.mktemp(name), password=password,
-            extra_config=extra, tag=TEST_TAG_PREFIX + uuid.uuid4().hex, environment=environment,
+            config_path,
+            tmp_path_factory.mktemp(name),
+            password=password,
+            extra_config=extra,
+            tag=TEST_TAG_PREFIX + uuid.uuid4().hex,
+            environment=environment,
         )
         hubs.append(hub)
         hub.start(timeout=90)

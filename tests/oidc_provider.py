@@ -20,7 +20,8 @@ class OIDCProvider:
         command = Path(sys.executable).parent / "oidc-provider-mock"
         self.process = subprocess.Popen(
             [str(command), "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=open(log_dir / "oidc-provider.log", "wb"), stderr=subprocess.STDOUT,
+            stdout=open(log_dir / "oidc-provider.log", "wb"),
+            stderr=subprocess.STDOUT,
             env={**os.environ, TAG_VARIABLE: tag},
         )
         deadline = time.monotonic() + 30

@@ -23,16 +23,42 @@ class PostgresServer:
         self.directory = Path(tempfile.mkdtemp(prefix="twoi2c-pg-"))
         os.chown(self.directory, account.pw_uid, account.pw_gid)
         as_postgres = dict(user=account.pw_uid, group=account.pw_gid, extra_groups=[], cwd=self.directory)
-        subprocess.run([BIN / "initdb", "-D", self.directory / "data", "-U", "postgres", "--auth=trust",
-                        "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
-                       check=True, capture_output=True, **as_postgres)
+        subprocess.run(
+            [
+                BIN / "initdb",
+                "-D",
+                self.directory / "data",
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            **as_postgres,
+        )
         self.port = free_port()
         self.process = subprocess.Popen(
-            [BIN / "postgres", "-D", self.directory / "data", "-p", str(self.port),
-             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.directory}",
-             "-c", "fsync=off"],
-            stdout=open(self.directory / "postgres.log", "wb"), stderr=subprocess.STDOUT,
-            env={**os.environ, TAG_VARIABLE: tag}, **as_postgres,
+            [
+                BIN / "postgres",
+                "-D",
+                self.directory / "data",
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={self.directory}",
+                "-c",
+                "fsync=off",
+            ],
+            stdout=open(self.directory / "postgres.log", "wb"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, TAG_VARIABLE: tag},
+            **as_postgres,
         )
         deadline = time.monotonic() + 30
         while True:
@@ -41,7 +67,7 @@ class PostgresServer:
                 return
             except psycopg.OperationalError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError((self.directory / "postgres.log").read_text())
+                    raise RuntimeError((self.directory / "postgres.log").read_text()) from None
                 time.sleep(0.1)
 
     def url(self, database: str) -> str:
@@ -51,8 +77,9 @@ class PostgresServer:
         import psycopg
 
         name = "t" + uuid.uuid4().hex[:12]
-        with psycopg.connect(self.url("postgres").replace("postgresql+psycopg", "postgresql"),
-                             autocommit=True) as connection:
+        with psycopg.connect(
+            self.url("postgres").replace("postgresql+psycopg", "postgresql"), autocommit=True
+        ) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 

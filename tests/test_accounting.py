@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from twoi2c_hub.accounting.db import make_engine, session_maker
-from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS, ServerSession
 from twoi2c_hub.accounting.events import GroupsChanged, ServerStart, ServerStarted, ServerStopped
+from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS, ServerSession
 from twoi2c_hub.accounting.recording import groups_at, record
 from twoi2c_hub.accounting.reports import active_users, allocation, sessions
 from twoi2c_hub.accounting.rollups import roll_up
@@ -32,29 +32,44 @@ def random_events(seed=7, count=300):
     rng = random.Random(seed)
     profiles = ["cpu", "gpu", "big", None]
     events = []
-    for i in range(count):
+    for _ in range(count):
         user = f"user{rng.randrange(12)}"
         start = T0 + rng.randrange(10 * DAY_MS)
         duration = rng.choice([0, rng.randrange(HOUR_MS), rng.randrange(8 * HOUR_MS), rng.randrange(3 * DAY_MS)])
         stop = start + duration if start + duration < NOW and rng.random() > 0.05 else None
-        events.append(dict(
-            start=ServerStart(
-                username=user, server_name=rng.choice(["", "", "second"]), started_ms=start,
-                profile=rng.choice(profiles), cpu_guarantee=rng.choice([None, 0.5, 2.0]),
-                cpu_limit=rng.choice([None, 4.0]), mem_guarantee_bytes=rng.choice([None, 2 * GiB]),
-                mem_limit_bytes=rng.choice([None, 8 * GiB]), gpu_count=rng.choice([0, 0, 1, 2]),
-                groups=rng.sample(["students", "researchers", "staff"], rng.randrange(3)),
-            ),
-            stop=stop,
-        ))
+        events.append(
+            dict(
+                start=ServerStart(
+                    username=user,
+                    server_name=rng.choice(["", "", "second"]),
+                    started_ms=start,
+                    profile=rng.choice(profiles),
+                    cpu_guarantee=rng.choice([None, 0.5, 2.0]),
+                    cpu_limit=rng.choice([None, 4.0]),
+                    mem_guarantee_bytes=rng.choice([None, 2 * GiB]),
+                    mem_limit_bytes=rng.choice([None, 8 * GiB]),
+                    gpu_count=rng.choice([0, 0, 1, 2]),
+                    groups=rng.sample(["students", "researchers", "staff"], rng.randrange(3)),
+                ),
+                stop=stop,
+            )
+        )
     return events
 
 
 def record_all(db, events):
     record(db, [ServerStarted(event["start"]) for event in events])
     db.commit()
-    record(db, [ServerStopped(e["start"].username, e["start"].server_name, e["stop"], "user",
-                              started_ms=e["start"].started_ms) for e in events if e["stop"] is not None])
+    record(
+        db,
+        [
+            ServerStopped(
+                e["start"].username, e["start"].server_name, e["stop"], "user", started_ms=e["start"].started_ms
+            )
+            for e in events
+            if e["stop"] is not None
+        ],
+    )
     db.commit()
 
 
@@ -69,8 +84,7 @@ def expected(events, a, b, aggregate, username=None):
         touches = s.started_ms < b and stop > a or (a <= s.started_ms < b)
         if not touches:
             continue
-        keys = {"user": [s.username], "profile": [s.profile or ""],
-                "group": s.groups or [""]}[aggregate]
+        keys = {"user": [s.username], "profile": [s.profile or ""], "group": s.groups or [""]}[aggregate]
         hours = overlap / HOUR_MS
         for key in keys:
             row = totals[key]
@@ -83,8 +97,10 @@ def expected(events, a, b, aggregate, username=None):
 
 
 def as_totals(rows):
-    return {r["name"]: [r["sessions"], r["server_hours"], r["cpu_core_hours"], r["memory_gib_hours"],
-                        r["gpu_hours"]] for r in rows}
+    return {
+        r["name"]: [r["sessions"], r["server_hours"], r["cpu_core_hours"], r["memory_gib_hours"], r["gpu_hours"]]
+        for r in rows
+    }
 
 
 def assert_same(actual, wanted):
@@ -139,8 +155,9 @@ def allocation_iso(ms):
 
 
 def test_the_same_start_and_stop_told_twice_are_recorded_once(db):
-    start = ServerStarted(ServerStart(username="ada", server_name="", started_ms=T0, profile="cpu",
-                                      groups=["students"]))
+    start = ServerStarted(
+        ServerStart(username="ada", server_name="", started_ms=T0, profile="cpu", groups=["students"])
+    )
     created = record(db, [start]).sessions_opened
     again = record(db, [start], source="reconciled").sessions_opened
     assert (created, again) == (1, 0)
@@ -180,9 +197,13 @@ def test_active_users_count_distinct_people_per_day_week_and_month(db):
     for entry, day in zip(counts, range(10)):
         for name, days in (("daily", 1), ("weekly", 7), ("monthly", 30)):
             a, b = T0 + (day - days + 1) * DAY_MS, T0 + (day + 1) * DAY_MS
-            people = {e["start"].username for e in events
-                      if e["start"].started_ms < b and (e["stop"] if e["stop"] is not None else NOW) > a
-                      or a <= e["start"].started_ms < b}
+            people = {
+                e["start"].username
+                for e in events
+                if e["start"].started_ms < b
+                and (e["stop"] if e["stop"] is not None else NOW) > a
+                or a <= e["start"].started_ms < b
+            }
             assert entry[name] == len(people), (day, name)
 
 

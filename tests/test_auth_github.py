@@ -16,13 +16,21 @@ TEAM_MEMBERS = {("org-a", "team-x"): {"alice"}}
 
 
 def team(org, slug, parent=None):
-    return {"slug": slug, "name": slug.title(), "organization": {"login": org},
-            "parent": {"slug": parent, "name": parent} if parent else None}
+    return {
+        "slug": slug,
+        "name": slug.title(),
+        "organization": {"login": org},
+        "parent": {"slug": parent, "name": parent} if parent else None,
+    }
 
 
 TEAMS = {
-    "alice": [team("Org-A", "Team-X"), team("org-a", "grandchild", "child"),
-              team("org-a", "child", "parent"), team("org-c", "elsewhere")],
+    "alice": [
+        team("Org-A", "Team-X"),
+        team("org-a", "grandchild", "child"),
+        team("org-a", "child", "parent"),
+        team("org-c", "elsewhere"),
+    ],
     "carol": [],
     "dave": [team("org-b", "b-team")],
 }
@@ -34,8 +42,14 @@ def user_model(login, user_id):
 
 @pytest.fixture
 def github(client):
-    setup_oauth_mock(client, host=["github.com", "api.github.com"], access_token_path="/login/oauth/access_token",
-                     user_path="/user", token_type="token", scope="read:org")
+    setup_oauth_mock(
+        client,
+        host=["github.com", "api.github.com"],
+        access_token_path="/login/oauth/access_token",
+        user_path="/user",
+        token_type="token",
+        scope="read:org",
+    )
     state = {"down": False}
 
     def membership(request):
@@ -60,8 +74,13 @@ def github(client):
 
 def make_authenticator(**settings):
     defaults = dict(
-        manage_groups=True, client_id="id", client_secret="secret", scope=["read:org"], explain_refusals=True,
-        teams_as_groups=True, allowed_organizations={"org-a", "org-b"},
+        manage_groups=True,
+        client_id="id",
+        client_secret="secret",
+        scope=["read:org"],
+        explain_refusals=True,
+        teams_as_groups=True,
+        allowed_organizations={"org-a", "org-b"},
     )
     defaults.update(settings)
     return GitHubOAuthenticator(**defaults)
@@ -84,8 +103,7 @@ async def test_non_member_is_refused_with_the_organisations_named(github):
     with pytest.raises(LoginRefused) as refused:
         await log_in(github, "mallory")
     assert refused.value.status_code == 403
-    assert refused.value.jupyterhub_message.startswith(
-        "You (mallory) are not a member of any of: org-a, org-b.")
+    assert refused.value.jupyterhub_message.startswith("You (mallory) are not a member of any of: org-a, org-b.")
     assert refused.value.switch_account_url == "https://github.com/logout"
 
 
@@ -102,8 +120,8 @@ async def test_allowed_groups_use_the_team_groups(github):
     with pytest.raises(LoginRefused) as refused:
         await log_in(github, "dave", authenticator=authenticator)
     assert refused.value.jupyterhub_message == (
-        "You are not a member of any of the groups allowed on this hub: org-a:team-x. "
-        "Your groups: org-b:b-team.")
+        "You are not a member of any of the groups allowed on this hub: org-a:team-x. Your groups: org-b:b-team."
+    )
 
 
 async def test_github_api_down_at_login_says_so(github):
@@ -122,8 +140,9 @@ class FakeUser(SimpleNamespace):
 async def test_github_api_down_at_refresh_keeps_sessions_by_default(github):
     authenticator = make_authenticator(enable_auth_state=True)
     model = await log_in(github, "alice", authenticator=authenticator)
-    user = FakeUser(name="alice", auth_state=model["auth_state"],
-                    groups=[SimpleNamespace(name=g) for g in model["groups"]])
+    user = FakeUser(
+        name="alice", auth_state=model["auth_state"], groups=[SimpleNamespace(name=g) for g in model["groups"]]
+    )
     github.hosts["api.github.com"].insert(0, ("/user", lambda request: HTTPResponse(request, 503)))
     assert await authenticator.refresh_user(user) is True
     authenticator.provider_down_policy = "logout"
@@ -163,7 +182,8 @@ async def test_group_mapping_staff_and_anonymised_names(github, monkeypatch):
         group_prefix="gh-",
         staff_users=["carol"],
         allowed_organizations={"org-b"},
-        anonymize_usernames=True, anonymous_secret=secret,
+        anonymize_usernames=True,
+        anonymous_secret=secret,
     )
     with pytest.raises(LoginRefused):  # alice is not in org-b, the only allowed organisation
         await log_in(github, "alice", 1001, authenticator=authenticator)
@@ -191,5 +211,6 @@ async def test_blocked_person_is_told_so(github):
     with pytest.raises(LoginRefused) as refused:
         await log_in(github, "alice", authenticator=authenticator)
     assert refused.value.jupyterhub_message == (
-        "This account is blocked on this hub. Ask the hub's administrators if this is a mistake.")
+        "This account is blocked on this hub. Ask the hub's administrators if this is a mistake."
+    )
     assert (await log_in(github, "dave", authenticator=authenticator))["name"] == "dave"

@@ -27,23 +27,32 @@ def community_config(tmp_path, auth: dict):
 
 @pytest.fixture(scope="module")
 def oidc_hub(hub_factory, oidc_provider, tmp_path_factory):
-    config = community_config(tmp_path_factory.mktemp("oidc-config"), {
-        "provider": "oidc",
-        "client_id": "twoi2c-tests",
-        "client_secret_env": "TEST_OIDC_SECRET",
-        "allowed_groups": ["researchers", "students"],
-        "admin_groups": ["hub-admins"],
-        "anonymize_usernames": True,
-        "refresh_age": 2,
-        "groups": {"import": ["lab-*", "researchers", "students", "hub-admins"],
-                   "rename": [{"match": "^lab-", "replace": ""}]},
-        "oidc": {"discovery_url": oidc_provider.url, "groups_claim": "groups"},
-    })
-    return hub_factory(config, "oidc-hub", environment={
-        "TEST_OIDC_SECRET": "not-so-secret",
-        "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32),
-        "TWOI2C_USERNAME_SECRET": USERNAME_SECRET,
-    })
+    config = community_config(
+        tmp_path_factory.mktemp("oidc-config"),
+        {
+            "provider": "oidc",
+            "client_id": "twoi2c-tests",
+            "client_secret_env": "TEST_OIDC_SECRET",
+            "allowed_groups": ["researchers", "students"],
+            "admin_groups": ["hub-admins"],
+            "anonymize_usernames": True,
+            "refresh_age": 2,
+            "groups": {
+                "import": ["lab-*", "researchers", "students", "hub-admins"],
+                "rename": [{"match": "^lab-", "replace": ""}],
+            },
+            "oidc": {"discovery_url": oidc_provider.url, "groups_claim": "groups"},
+        },
+    )
+    return hub_factory(
+        config,
+        "oidc-hub",
+        environment={
+            "TEST_OIDC_SECRET": "not-so-secret",
+            "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32),
+            "TWOI2C_USERNAME_SECRET": USERNAME_SECRET,
+        },
+    )
 
 
 def hashed(subject):
@@ -56,10 +65,14 @@ def spawn_profiles(session, hub):
 
 
 def test_allowed_person_logs_in_with_mapped_groups_and_an_anonymised_name(oidc_hub, oidc_provider):
-    oidc_provider.set_claims("alice-subject", {
-        "preferred_username": "alice", "email": "alice@example.org",
-        "groups": ["lab-researchers", "some-mailing-list"],
-    })
+    oidc_provider.set_claims(
+        "alice-subject",
+        {
+            "preferred_username": "alice",
+            "email": "alice@example.org",
+            "groups": ["lab-researchers", "some-mailing-list"],
+        },
+    )
     session, response = oidc_provider.log_in(oidc_hub.url, "alice-subject")
     assert response.status_code == 200
     name = hashed("alice-subject")
@@ -76,8 +89,9 @@ def test_refused_person_sees_why_and_can_try_another_account(oidc_hub, oidc_prov
     assert response.status_code == 403
     page = BeautifulSoup(response.text, "html.parser")
     text = " ".join(page.get_text().split())
-    assert ("You are not a member of any of the groups allowed on this hub: researchers, students. "
-            "Your groups: (none).") in text
+    assert (
+        "You are not a member of any of the groups allowed on this hub: researchers, students. Your groups: (none)."
+    ) in text
     links = {a.get_text(" ", strip=True): a["href"] for a in page.select(".twoi2c-refusal a")}
     assert links["log out at your identity provider"] == f"{oidc_provider.url}/oauth2/end_session"
     assert links["log in again with another account"].endswith("/hub/login")
@@ -101,9 +115,14 @@ def test_changed_membership_applies_at_the_next_login_and_at_refresh(oidc_hub, o
 
     # and so does a refresh, once auth_refresh_age (2 s) has passed, without a new login
     oidc_provider.set_claims(subject, {"preferred_username": "carol", "groups": ["students"]})
-    oidc_hub.wait_for(lambda: session.get(f"{oidc_hub.url}/hub/home", timeout=30).status_code == 200
-                      and oidc_hub.user_model(name)["groups"] == ["students"], timeout=20,
-                      what="the refresh to bring the new groups")
+    oidc_hub.wait_for(
+        lambda: (
+            session.get(f"{oidc_hub.url}/hub/home", timeout=30).status_code == 200
+            and oidc_hub.user_model(name)["groups"] == ["students"]
+        ),
+        timeout=20,
+        what="the refresh to bring the new groups",
+    )
     log = oidc_hub.hub.log_tail(400)
     assert f"Groups of {name} changed: added students, removed hub-admins, researchers" in log
 
@@ -113,20 +132,28 @@ CILOGON_IDP = "https://idp.uni.example/idp/shibboleth"
 
 @pytest.fixture(scope="module")
 def cilogon_hub(hub_factory, oidc_provider, tmp_path_factory):
-    config = community_config(tmp_path_factory.mktemp("cilogon-config"), {
-        "provider": "cilogon",
-        "client_id": "cilogon-tests",
-        "client_secret_env": "TEST_CILOGON_SECRET",
-        "refresh_age": 0,
-        "cilogon": {
-            "idps": {CILOGON_IDP: {
-                "username_derivation": {"username_claim": "email", "action": "strip_idp_domain",
-                                        "domain": "uni.example"},
-                "allowed_domains": ["uni.example"],
-            }},
-            "groups_claim": "isMemberOf",
+    config = community_config(
+        tmp_path_factory.mktemp("cilogon-config"),
+        {
+            "provider": "cilogon",
+            "client_id": "cilogon-tests",
+            "client_secret_env": "TEST_CILOGON_SECRET",
+            "refresh_age": 0,
+            "cilogon": {
+                "idps": {
+                    CILOGON_IDP: {
+                        "username_derivation": {
+                            "username_claim": "email",
+                            "action": "strip_idp_domain",
+                            "domain": "uni.example",
+                        },
+                        "allowed_domains": ["uni.example"],
+                    }
+                },
+                "groups_claim": "isMemberOf",
+            },
         },
-    })
+    )
     # CILogon's endpoints, pointed at the provider on loopback
     endpoints = f'''
 c.CILogonOAuthenticator.authorize_url = "{oidc_provider.url}/oauth2/authorize"
@@ -134,13 +161,13 @@ c.CILogonOAuthenticator.token_url = "{oidc_provider.url}/oauth2/token"
 c.CILogonOAuthenticator.userdata_url = "{oidc_provider.url}/userinfo"
 c.CILogonOAuthenticator.basic_auth = True
 '''
-    return hub_factory(config, "cilogon-hub", extra_config=endpoints,
-                       environment={"TEST_CILOGON_SECRET": "not-so-secret"})
+    return hub_factory(
+        config, "cilogon-hub", extra_config=endpoints, environment={"TEST_CILOGON_SECRET": "not-so-secret"}
+    )
 
 
 def cilogon_claims(email, groups=()):
-    return {"idp": CILOGON_IDP, "idp_name": "University of Example", "email": email,
-            "isMemberOf": list(groups)}
+    return {"idp": CILOGON_IDP, "idp_name": "University of Example", "email": email, "isMemberOf": list(groups)}
 
 
 def test_cilogon_institution_member_gets_groups_from_the_claim(cilogon_hub, oidc_provider):
@@ -156,8 +183,10 @@ def test_cilogon_wrong_domain_is_refused_with_the_domains(cilogon_hub, oidc_prov
     _, response = oidc_provider.log_in(cilogon_hub.url, "eve-sub")
     assert response.status_code == 403
     text = " ".join(BeautifulSoup(response.text, "html.parser").get_text().split())
-    assert ("Accounts of University of Example may log in here only from the domains uni.example; "
-            "yours is 'elsewhere.example'.") in text
+    assert (
+        "Accounts of University of Example may log in here only from the domains uni.example; "
+        "yours is 'elsewhere.example'."
+    ) in text
 
 
 HOSTILE_LOCAL_PART = "<img src=x onerror=alert(1)>'\"ünï" + "x" * 170
@@ -210,10 +239,12 @@ def test_group_changes_reach_the_usage_service_with_their_dates(oidc_hub, oidc_p
         with sqlite3.connect(database) as connection:
             return connection.execute(
                 "SELECT group_name, since_ms, until_ms FROM group_memberships WHERE username = ? ORDER BY since_ms",
-                (name,)).fetchall()
+                (name,),
+            ).fetchall()
 
-    rows = oidc_hub.wait_for(lambda: memberships() if len(memberships()) == 2 else None,
-                             what="dora's dated memberships")
+    rows = oidc_hub.wait_for(
+        lambda: memberships() if len(memberships()) == 2 else None, what="dora's dated memberships"
+    )
     (first, first_since, first_until), (second, second_since, second_until) = rows
     assert (first, second) == ("students", "researchers")
     assert first_until == second_since and second_until is None and first_since < first_until

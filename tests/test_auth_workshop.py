@@ -1,6 +1,6 @@
 """Workshop logins: one password, a validity window, a group, rate limits, temporary accounts."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -24,7 +24,7 @@ def workshop(**settings):
 
 
 def iso(delta: timedelta) -> str:
-    return (datetime.now(timezone.utc) + delta).isoformat()
+    return (datetime.now(UTC) + delta).isoformat()
 
 
 async def test_attendee_with_the_password_is_put_in_the_group():
@@ -53,11 +53,16 @@ def test_window_needs_time_zones_and_an_order():
         workshop(opens=iso(timedelta(hours=2)), closes=iso(timedelta(hours=1)))
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"user_password": "short"}, "at least 8 characters"),
-    ({"user_password": PASSWORD, "admin_users": {"boss"}, "admin_password": "not-32-characters"},
-     "at least 32 characters"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"user_password": "short"}, "at least 8 characters"),
+        (
+            {"user_password": PASSWORD, "admin_users": {"boss"}, "admin_password": "not-32-characters"},
+            "at least 32 characters",
+        ),
+    ],
+)
 def test_short_passwords_are_refused_at_start(settings, message):
     with pytest.raises(ValueError, match=message):
         WorkshopAuthenticator(**settings)
@@ -98,8 +103,10 @@ async def test_temporary_accounts_give_each_visitor_a_new_name():
 
 def workshop_config(tmp_path, **workshop_settings):
     config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
-    config["auth"] = {"provider": "workshop", "workshop": {"password_env": "TEST_WORKSHOP_PASSWORD",
-                                                          "group": "attendees", **workshop_settings}}
+    config["auth"] = {
+        "provider": "workshop",
+        "workshop": {"password_env": "TEST_WORKSHOP_PASSWORD", "group": "attendees", **workshop_settings},
+    }
     config["culling"] = {"enabled": False}
     path = tmp_path / "workshop.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -109,17 +116,27 @@ def workshop_config(tmp_path, **workshop_settings):
 def log_in(hub, username, password):
     session = requests.Session()
     session.get(f"{hub.url}/hub/login", timeout=30)
-    response = session.post(f"{hub.url}/hub/login?next=", data={
-        "username": username, "password": password, "_xsrf": session.cookies.get("_xsrf", path="/hub/"),
-    }, allow_redirects=False, timeout=30)
+    response = session.post(
+        f"{hub.url}/hub/login?next=",
+        data={
+            "username": username,
+            "password": password,
+            "_xsrf": session.cookies.get("_xsrf", path="/hub/"),
+        },
+        allow_redirects=False,
+        timeout=30,
+    )
     return session, response
 
 
 @pytest.mark.hub
 def test_workshop_hub_login_group_and_rate_limit(hub_factory, tmp_path):
-    closes = datetime.now(timezone.utc) + timedelta(hours=3)
-    hub = hub_factory(workshop_config(tmp_path, closes=closes.isoformat(), max_failures=2),
-                      "workshop-hub", environment={"TEST_WORKSHOP_PASSWORD": PASSWORD})
+    closes = datetime.now(UTC) + timedelta(hours=3)
+    hub = hub_factory(
+        workshop_config(tmp_path, closes=closes.isoformat(), max_failures=2),
+        "workshop-hub",
+        environment={"TEST_WORKSHOP_PASSWORD": PASSWORD},
+    )
     login_page = BeautifulSoup(requests.get(f"{hub.url}/hub/login", timeout=30).content, "html.parser")
     assert "Logins to this workshop close at" in login_page.select_one(".twoi2c-workshop-closes").get_text()
 
@@ -137,9 +154,12 @@ def test_workshop_hub_login_group_and_rate_limit(hub_factory, tmp_path):
 
 @pytest.mark.hub
 def test_workshop_hub_that_has_ended_says_so(hub_factory, tmp_path):
-    ended = datetime(2026, 1, 10, 17, 0, tzinfo=timezone.utc)
-    hub = hub_factory(workshop_config(tmp_path, opens="2026-01-10T09:00:00Z", closes=ended.isoformat()),
-                      "ended-workshop-hub", environment={"TEST_WORKSHOP_PASSWORD": PASSWORD})
+    ended = datetime(2026, 1, 10, 17, 0, tzinfo=UTC)
+    hub = hub_factory(
+        workshop_config(tmp_path, opens="2026-01-10T09:00:00Z", closes=ended.isoformat()),
+        "ended-workshop-hub",
+        environment={"TEST_WORKSHOP_PASSWORD": PASSWORD},
+    )
     _, response = log_in(hub, "ada", PASSWORD)
     assert response.status_code == 403
     text = " ".join(BeautifulSoup(response.content, "html.parser").get_text().split())
@@ -149,16 +169,24 @@ def test_workshop_hub_that_has_ended_says_so(hub_factory, tmp_path):
 
 @pytest.mark.hub
 def test_workshop_hub_with_temporary_accounts_asks_only_for_the_password(hub_factory, tmp_path):
-    hub = hub_factory(workshop_config(tmp_path, temporary_accounts=True), "temporary-workshop-hub",
-                      environment={"TEST_WORKSHOP_PASSWORD": PASSWORD})
+    hub = hub_factory(
+        workshop_config(tmp_path, temporary_accounts=True),
+        "temporary-workshop-hub",
+        environment={"TEST_WORKSHOP_PASSWORD": PASSWORD},
+    )
     page = BeautifulSoup(requests.get(f"{hub.url}/hub/login", timeout=30).content, "html.parser")
     assert page.select_one("#username_input")["type"] == "hidden"
     names = set()
     for _ in range(2):
         session, response = log_in(hub, "guest", PASSWORD)
         assert response.status_code == 302
-        names.add(session.get(f"{hub.url}/hub/api/user", timeout=30,
-                              headers={"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/")}).json()["name"])
+        names.add(
+            session.get(
+                f"{hub.url}/hub/api/user",
+                timeout=30,
+                headers={"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/")},
+            ).json()["name"]
+        )
     assert len(names) == 2 and all(n.startswith("guest-") for n in names)
 
 

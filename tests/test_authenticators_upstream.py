@@ -12,7 +12,6 @@ import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-
 UPSTREAM = Path(__file__).parent / "upstream"
 SUITES = ["oauthenticator.tests.test_github", "oauthenticator.tests.test_cilogon", "oauthenticator.tests.test_generic"]
 
@@ -20,10 +19,26 @@ SUITES = ["oauthenticator.tests.test_github", "oauthenticator.tests.test_cilogon
 def outcomes(tmp_path, *plugin) -> dict[str, str]:
     report = tmp_path / f"report{len(plugin)}.xml"
     subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin,
-         "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function",
-         f"--junitxml={report}", "--pyargs", *SUITES],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *plugin,
+            "-o",
+            "asyncio_mode=auto",
+            "-o",
+            "asyncio_default_fixture_loop_scope=function",
+            f"--junitxml={report}",
+            "--pyargs",
+            *SUITES,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={"PYTHONPATH": str(UPSTREAM), "PATH": "/usr/bin:/bin"},
     )
     results = {}
@@ -40,6 +55,9 @@ def test_oauthenticator_suites_give_the_same_result_with_our_classes(tmp_path):
     ours = outcomes(tmp_path, "-p", "oauthenticator_as_ours")
     assert len(theirs) > 100
     assert sum(v == "passed" for v in theirs.values()) > 50
-    different = {name: (theirs.get(name), ours.get(name)) for name in theirs.keys() | ours.keys()
-                 if theirs.get(name) != ours.get(name)}
+    different = {
+        name: (theirs.get(name), ours.get(name))
+        for name in theirs.keys() | ours.keys()
+        if theirs.get(name) != ours.get(name)
+    }
     assert different == {}

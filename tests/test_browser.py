@@ -7,8 +7,11 @@ from playwright.sync_api import expect, sync_playwright
 pytestmark = pytest.mark.hub
 
 CHROMIUM_ARGS = [
-    "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 
 
@@ -61,7 +64,8 @@ def test_bob_picks_his_own_image_and_the_browser_checks_it_first(page, demo_hub)
     page.click("form#spawn_form input[type=submit], form#spawn_form button[type=submit]")
     page.wait_for_url(f"{demo_hub.url}/user/bob/**", timeout=60_000)
     assert demo_hub.server("bob")["user_options"] == {
-        "profile": "cpu", "resources": "mem_6_9_gib",
+        "profile": "cpu",
+        "resources": "mem_6_9_gib",
         "image--unlisted-choice": "quay.io/jupyter/base-notebook:2025-01-06",
     }
     demo_hub.stop_server("bob")
@@ -81,24 +85,44 @@ def test_refusal_is_shown_on_the_spawn_page(page, demo_hub):
     assert demo_hub.server("bob") is None
 
 
-HOSTILE = '<img src=x onerror=alert(1)>"\'&'
+HOSTILE = "<img src=x onerror=alert(1)>\"'&"
 
 
 @pytest.fixture(scope="module")
 def hostile_hub(hub_factory, tmp_path_factory):
     """A hub whose config is full of markup, as a careless or hostile operator might write."""
     config = tmp_path_factory.mktemp("hostile-config") / "community.yaml"
-    config.write_text(yaml.safe_dump({
-        "hub": {"name": HOSTILE, "announcement": HOSTILE, "funders": [{"name": HOSTILE, "url": "javascript:alert(1)"}]},
-        "auth": {"users": {"eve": {"groups": [HOSTILE]}}},
-        "profiles": [{
-            "display_name": HOSTILE, "description": HOSTILE, "allowed_groups": [HOSTILE],
-            "profile_options": {"image": {"display_name": HOSTILE, "choices": {
-                "a": {"display_name": HOSTILE, "description": HOSTILE}},
-                "unlisted_choice": {"enabled": True, "display_name": HOSTILE, "validation_message": HOSTILE}}},
-        }],
-        "culling": {"enabled": False},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "hub": {
+                    "name": HOSTILE,
+                    "announcement": HOSTILE,
+                    "funders": [{"name": HOSTILE, "url": "javascript:alert(1)"}],
+                },
+                "auth": {"users": {"eve": {"groups": [HOSTILE]}}},
+                "profiles": [
+                    {
+                        "display_name": HOSTILE,
+                        "description": HOSTILE,
+                        "allowed_groups": [HOSTILE],
+                        "profile_options": {
+                            "image": {
+                                "display_name": HOSTILE,
+                                "choices": {"a": {"display_name": HOSTILE, "description": HOSTILE}},
+                                "unlisted_choice": {
+                                    "enabled": True,
+                                    "display_name": HOSTILE,
+                                    "validation_message": HOSTILE,
+                                },
+                            }
+                        },
+                    }
+                ],
+                "culling": {"enabled": False},
+            }
+        )
+    )
     return hub_factory(config, "hostile-hub")
 
 
@@ -130,12 +154,20 @@ def test_usage_pages_draw_their_charts_and_sort_their_tables(page, demo_hub):
     # sorting by sessions puts the largest first, then the smallest on a second click
     header = page.locator("#usage-totals th", has_text="sessions")
     header.click()
-    values = [float(v) for v in page.locator("#usage-totals tbody tr td:nth-child(2)").evaluate_all(
-        "cells => cells.map(c => c.dataset.value)")]
+    values = [
+        float(v)
+        for v in page.locator("#usage-totals tbody tr td:nth-child(2)").evaluate_all(
+            "cells => cells.map(c => c.dataset.value)"
+        )
+    ]
     assert values == sorted(values, reverse=True)
     header.click()
-    values = [float(v) for v in page.locator("#usage-totals tbody tr td:nth-child(2)").evaluate_all(
-        "cells => cells.map(c => c.dataset.value)")]
+    values = [
+        float(v)
+        for v in page.locator("#usage-totals tbody tr td:nth-child(2)").evaluate_all(
+            "cells => cells.map(c => c.dataset.value)"
+        )
+    ]
     assert values == sorted(values)
     page.goto(f"{demo_hub.url}/services/usage/")
     expect(page.locator("#usage-chart .main-svg").first).to_be_visible(timeout=15_000)

@@ -24,7 +24,8 @@ def errors_of(text: str) -> list[str]:
 def check_config(path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "twoi2c_hub.cli", "check-config", str(path)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
 
 
@@ -36,7 +37,8 @@ def test_the_demo_config_is_valid():
 
 def test_check_config_reports_every_error_with_its_path(tmp_path):
     broken = tmp_path / "broken.yaml"
-    broken.write_text(textwrap.dedent("""\
+    broken.write_text(
+        textwrap.dedent("""\
         hub:
           name: X
           funder: []
@@ -59,7 +61,8 @@ def test_check_config_reports_every_error_with_its_path(tmp_path):
             allowed_groups: []
         culling: {timeout: -5}
         spawner: {kind: docker}
-    """))
+    """)
+    )
     result = check_config(broken)
     assert result.returncode == 1
     lines = result.stderr.splitlines()
@@ -68,46 +71,61 @@ def test_check_config_reports_every_error_with_its_path(tmp_path):
         p + "hub.funder: is not a known setting (did you mean 'funders'?)",
         p + "profiles[0].alowed_groups: is not a known setting (did you mean 'allowed_groups'?)",
         p + "profiles[1].profile_options.image.unlisted_choice.validation_regex: "
-            "is not a valid regular expression: unterminated character set at position 1",
+        "is not a valid regular expression: unterminated character set at position 1",
         p + "profiles[1].profile_options.size.node_share[0].instance: unknown instance type "
-            "'n2-highmem-61'; did you mean n2-highmem-64, n2-highmem-16, n2-highmem-8?",
+        "'n2-highmem-61'; did you mean n2-highmem-64, n2-highmem-16, n2-highmem-8?",
         p + "profiles[1].profile_options.size.node_share[0].choices: must be >= 1",
         p + "profiles[2].allowed_groups: an empty allowed_groups offers this to nobody; "
-            "remove the key to offer it to everyone, or name the groups",
+        "remove the key to offer it to everyone, or name the groups",
         p + "spawner.kind: must be one of 'local' or 'kube'",
         p + "culling.timeout: must be > 0",
         p + "profiles[1].profile_options.image.choices.big.kubespawner_override.cpu_limit: must be > 0",
         p + "profiles[1].profile_options.image.choices.big.kubespawner_override.mem_limit: "
-            "must be a size like 512M, 4G or a number of bytes, not 'lots'",
+        "must be a size like 512M, 4G or a number of bytes, not 'lots'",
         p + "profiles[1].profile_options.image.choices.big.kubespawner_override.cpu_gurantee: "
-            "is not a KubeSpawner setting (did you mean 'cpu_guarantee'?)",
+        "is not a KubeSpawner setting (did you mean 'cpu_guarantee'?)",
         f"11 error(s) in {broken}",
     ]
     assert lines == expected
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("hub: {name: X}\nhub: {name: Y}\n", "line 2, column 1: not valid YAML: the key 'hub' is given twice"),
-    ("hub: [unclosed\n", "line 2, column 1: not valid YAML: expected ',' or ']', but got '<stream end>'"),
-    ("- just\n- a list\n", "the file must be a mapping of sections (hub:, profiles:, ...)"),
-    ("profiles: []\n", "hub: is required"),
-    ("hub: {name: X}\nprofiles: [{display_name: A, slug: Bad Slug}]\n",
-     "profiles[0].slug: must be lowercase letters, digits, '-' and '_', starting and ending with a letter or digit"),
-    ("hub: {name: X}\nprofiles: [{display_name: A, profile_options: {o: {display_name: O}}}]\n",
-     "profiles[0].profile_options.o: an option needs choices, a node_share, or an enabled unlisted_choice"),
-    ("hub: {name: X}\nprofiles: [{display_name: A}, {display_name: a}]\n",
-     "profiles[1]: slug 'a' is also the slug of profiles[0]; give one a different slug"),
-    ("hub: {name: X}\nprofiles: [{display_name: A, kubespawner_override: {cpu_guarantee: 4, cpu_limit: 2}}]\n",
-     "profiles[0].kubespawner_override.cpu_guarantee: 4 must not exceed cpu_limit (2)"),
-    ("hub: {name: X}\nprofiles: [{display_name: A, kubespawner_override: "
-     "{extra_resource_limits: {nvidia.com/gpu: half}}}]\n",
-     'profiles[0].kubespawner_override.extra_resource_limits["nvidia.com/gpu"]: '
-     'must be a whole number of GPUs, like "1"'),
-    ("hub: {name: X}\nusage: {host: hub}\n",
-     "usage: set port: a fixed port is needed when host is not 127.0.0.1"),
-    ("hub: {name: X}\nspawner: {user_environment: {X: '{user}'}}\n",
-     "spawner.user_environment: X: unknown placeholder {user}; use {username} or {escaped_username}"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("hub: {name: X}\nhub: {name: Y}\n", "line 2, column 1: not valid YAML: the key 'hub' is given twice"),
+        ("hub: [unclosed\n", "line 2, column 1: not valid YAML: expected ',' or ']', but got '<stream end>'"),
+        ("- just\n- a list\n", "the file must be a mapping of sections (hub:, profiles:, ...)"),
+        ("profiles: []\n", "hub: is required"),
+        (
+            "hub: {name: X}\nprofiles: [{display_name: A, slug: Bad Slug}]\n",
+            "profiles[0].slug: must be lowercase letters, digits, '-' and '_', "
+            "starting and ending with a letter or digit",
+        ),
+        (
+            "hub: {name: X}\nprofiles: [{display_name: A, profile_options: {o: {display_name: O}}}]\n",
+            "profiles[0].profile_options.o: an option needs choices, a node_share, or an enabled unlisted_choice",
+        ),
+        (
+            "hub: {name: X}\nprofiles: [{display_name: A}, {display_name: a}]\n",
+            "profiles[1]: slug 'a' is also the slug of profiles[0]; give one a different slug",
+        ),
+        (
+            "hub: {name: X}\nprofiles: [{display_name: A, kubespawner_override: {cpu_guarantee: 4, cpu_limit: 2}}]\n",
+            "profiles[0].kubespawner_override.cpu_guarantee: 4 must not exceed cpu_limit (2)",
+        ),
+        (
+            "hub: {name: X}\nprofiles: [{display_name: A, kubespawner_override: "
+            "{extra_resource_limits: {nvidia.com/gpu: half}}}]\n",
+            'profiles[0].kubespawner_override.extra_resource_limits["nvidia.com/gpu"]: '
+            'must be a whole number of GPUs, like "1"',
+        ),
+        ("hub: {name: X}\nusage: {host: hub}\n", "usage: set port: a fixed port is needed when host is not 127.0.0.1"),
+        (
+            "hub: {name: X}\nspawner: {user_environment: {X: '{user}'}}\n",
+            "spawner.user_environment: X: unknown placeholder {user}; use {username} or {escaped_username}",
+        ),
+    ],
+)
 def test_each_kind_of_mistake_has_a_message(text, expected):
     assert errors_of(text) == [expected]
 
@@ -130,8 +148,10 @@ def test_an_existing_kubespawner_profile_list_loads_unchanged():
                 "display_name": "Image",
                 "choices": {"a": {"display_name": "A", "kubespawner_override": {"image": "a:1"}}},
                 "unlisted_choice": {
-                    "enabled": True, "display_name": "Custom",
-                    "validation_regex": "^.+:.+$", "validation_message": "need a tag",
+                    "enabled": True,
+                    "display_name": "Custom",
+                    "validation_regex": "^.+:.+$",
+                    "validation_message": "need a tag",
                     "kubespawner_override": {"image": "{value}"},
                 },
             }
@@ -160,7 +180,8 @@ def test_configure_sets_spawner_profiles_templates_and_culler():
     assert c.JupyterHub.spawner_class is ProfileLocalSpawner
     assert c.ProfileLocalSpawner.profile_list == config.profile_list()
     assert c.ProfileLocalSpawner.user_environment == {
-        "SCRATCH_BUCKET": "s3://demo-community-scratch/{escaped_username}"}
+        "SCRATCH_BUCKET": "s3://demo-community-scratch/{escaped_username}"
+    }
     assert Path(c.JupyterHub.template_paths[0], "profile_form.html").exists()
     assert c.JupyterHub.template_vars["community_name"] == "Demo Community Hub"
     assert c.DemoAuthenticator.users["alice"] == {"groups": ["researchers"], "admin": False}
@@ -169,8 +190,14 @@ def test_configure_sets_spawner_profiles_templates_and_culler():
     assert set(services) == {"idle-culler", "usage"}
     culler = services["idle-culler"]
     assert culler["command"][1:] == [
-        "-m", "jupyterhub_idle_culler", "--timeout=3600", "--cull-every=300", "--max-age=0",
-        "--concurrency=10", "--cull-users=false", "--cull-admin-users=true",
+        "-m",
+        "jupyterhub_idle_culler",
+        "--timeout=3600",
+        "--cull-every=300",
+        "--max-age=0",
+        "--concurrency=10",
+        "--cull-users=false",
+        "--cull-admin-users=true",
     ]
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     assert roles["idle-culler"]["services"] == ["idle-culler"]
@@ -178,8 +205,11 @@ def test_configure_sets_spawner_profiles_templates_and_culler():
     # the usage service reads servers and groups; community admins read everyone's usage
     assert roles["usage-service"]["scopes"] == ["list:users", "read:users", "read:servers"]
     assert roles["usage-readers"] == {
-        "name": "usage-readers", "description": "Community admins: everyone's usage",
-        "scopes": ["custom:usage:read-all", "access:services!service=usage"], "groups": ["researchers"]}
+        "name": "usage-readers",
+        "description": "Community admins: everyone's usage",
+        "scopes": ["custom:usage:read-all", "access:services!service=usage"],
+        "groups": ["researchers"],
+    }
     assert "access:services!service=usage" in c.JupyterHub.extra_user_scopes
     usage = services["usage"]
     assert usage["environment"]["TWOI2C_USAGE_EVENTS_TOKEN"] == c.ProfileLocalSpawner.usage_events_token
@@ -217,45 +247,93 @@ def test_the_idle_culler_parses_the_flags_configure_writes():
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["IdleCuller"] == {
-        "timeout": 3600, "cull_every": 300, "max_age": 0, "concurrency": 10,
-        "cull_users": False, "cull_admin_users": True,
+        "timeout": 3600,
+        "cull_every": 300,
+        "max_age": 0,
+        "concurrency": 10,
+        "cull_users": False,
+        "cull_admin_users": True,
     }
 
 
-@pytest.mark.parametrize("auth, expected", [
-    ({"provider": "facebook"},
-     ["auth.provider: must be one of 'demo', 'github', 'cilogon', 'oidc' or 'workshop'"]),
-    ({"provider": "github", "github": {"allowed_organizations": ["org"]}},
-     ["auth.client_id: is required for provider github (the secret goes in $OAUTH_CLIENT_SECRET)"]),
-    ({"provider": "oidc", "client_id": "x", "allowed_users": ["a"]},
-     ["auth.oidc: is required for provider oidc"]),
-    ({"provider": "github", "client_id": "x", "oidc": {"discovery_url": "https://id.example"},
-      "allow_all": True},
-     ["auth.oidc: is for provider oidc, but auth.provider is github"]),
-    ({"provider": "github", "client_id": "x"},
-     ["auth: nobody could log in; set allowed_users, allowed_groups, github.allowed_organizations, "
-      "an idp's allowed_domains, or allow_all"]),
-    ({"provider": "oidc", "client_id": "x", "allowed_groups": ["a"],
-      "oidc": {"discovery_url": "https://id.example"}},
-     ["auth.allowed_groups/admin_groups: oidc gives no groups here; set auth.oidc.groups_claim or "
-      "auth.oidc.groups_from_scopes"]),
-    ({"provider": "oidc", "client_id": "x", "allow_all": True,
-      "oidc": {"discovery_url": "https://id.example", "groups_claim": "g", "groups_from_scopes": True}},
-     ["auth.oidc: set groups_claim or groups_from_scopes, not both"]),
-    ({"provider": "workshop", "anonymize_usernames": True, "admin_users": ["boss"],
-      "workshop": {"temporary_accounts": True}},
-     ["auth.anonymize_usernames: the workshop provider has no use for it (everyone with the password is allowed)",
-      "auth.admin_users: temporary accounts get random names, so no admin could log in",
-      "auth.workshop.admin_password_env: is required when auth.admin_users is set"]),
-    ({"provider": "workshop", "workshop": {"opens": "2026-12-01T09:00:00", "closes": "2026-12-01T08:00:00Z"}},
-     ["auth.workshop.opens: needs a time zone, e.g. 2026-12-01T09:00:00+01:00 or ...Z"]),
-    ({"provider": "workshop", "workshop": {"opens": "2026-12-01T09:00:00Z", "closes": "2026-12-01T08:00:00Z"}},
-     ["auth.workshop: closes must be after opens"]),
-    ({"provider": "github", "client_id": "x", "users": {"a": {}}, "allow_all": True},
-     ["auth.users: only the demo provider has a fixed list of users"]),
-    ({"provider": "cilogon", "client_id": "x", "cilogon": {"idps": {}}},
-     ["auth.cilogon.idps: dictionary should have at least 1 item after validation, not 0"]),
-])
+@pytest.mark.parametrize(
+    "auth, expected",
+    [
+        ({"provider": "facebook"}, ["auth.provider: must be one of 'demo', 'github', 'cilogon', 'oidc' or 'workshop'"]),
+        (
+            {"provider": "github", "github": {"allowed_organizations": ["org"]}},
+            ["auth.client_id: is required for provider github (the secret goes in $OAUTH_CLIENT_SECRET)"],
+        ),
+        ({"provider": "oidc", "client_id": "x", "allowed_users": ["a"]}, ["auth.oidc: is required for provider oidc"]),
+        (
+            {
+                "provider": "github",
+                "client_id": "x",
+                "oidc": {"discovery_url": "https://id.example"},
+                "allow_all": True,
+            },
+            ["auth.oidc: is for provider oidc, but auth.provider is github"],
+        ),
+        (
+            {"provider": "github", "client_id": "x"},
+            [
+                "auth: nobody could log in; set allowed_users, allowed_groups, github.allowed_organizations, "
+                "an idp's allowed_domains, or allow_all"
+            ],
+        ),
+        (
+            {
+                "provider": "oidc",
+                "client_id": "x",
+                "allowed_groups": ["a"],
+                "oidc": {"discovery_url": "https://id.example"},
+            },
+            [
+                "auth.allowed_groups/admin_groups: oidc gives no groups here; set auth.oidc.groups_claim or "
+                "auth.oidc.groups_from_scopes"
+            ],
+        ),
+        (
+            {
+                "provider": "oidc",
+                "client_id": "x",
+                "allow_all": True,
+                "oidc": {"discovery_url": "https://id.example", "groups_claim": "g", "groups_from_scopes": True},
+            },
+            ["auth.oidc: set groups_claim or groups_from_scopes, not both"],
+        ),
+        (
+            {
+                "provider": "workshop",
+                "anonymize_usernames": True,
+                "admin_users": ["boss"],
+                "workshop": {"temporary_accounts": True},
+            },
+            [
+                "auth.anonymize_usernames: the workshop provider has no use for it "
+                "(everyone with the password is allowed)",
+                "auth.admin_users: temporary accounts get random names, so no admin could log in",
+                "auth.workshop.admin_password_env: is required when auth.admin_users is set",
+            ],
+        ),
+        (
+            {"provider": "workshop", "workshop": {"opens": "2026-12-01T09:00:00", "closes": "2026-12-01T08:00:00Z"}},
+            ["auth.workshop.opens: needs a time zone, e.g. 2026-12-01T09:00:00+01:00 or ...Z"],
+        ),
+        (
+            {"provider": "workshop", "workshop": {"opens": "2026-12-01T09:00:00Z", "closes": "2026-12-01T08:00:00Z"}},
+            ["auth.workshop: closes must be after opens"],
+        ),
+        (
+            {"provider": "github", "client_id": "x", "users": {"a": {}}, "allow_all": True},
+            ["auth.users: only the demo provider has a fixed list of users"],
+        ),
+        (
+            {"provider": "cilogon", "client_id": "x", "cilogon": {"idps": {}}},
+            ["auth.cilogon.idps: dictionary should have at least 1 item after validation, not 0"],
+        ),
+    ],
+)
 def test_auth_mistakes_are_caught_by_check_config(auth, expected):
     assert errors_of(yaml_text({"hub": {"name": "X"}, "auth": auth})) == expected
 
@@ -268,9 +346,20 @@ def yaml_text(data) -> str:
 
 def test_configure_needs_the_client_secret_in_the_environment(tmp_path, capsys, monkeypatch):
     path = tmp_path / "c.yaml"
-    path.write_text(yaml_text({"hub": {"name": "X"}, "auth": {
-        "provider": "github", "client_id": "abc", "client_secret_env": "MY_GITHUB_SECRET",
-        "refresh_age": 0, "github": {"allowed_organizations": ["org-a:team-1"]}}}))
+    path.write_text(
+        yaml_text(
+            {
+                "hub": {"name": "X"},
+                "auth": {
+                    "provider": "github",
+                    "client_id": "abc",
+                    "client_secret_env": "MY_GITHUB_SECRET",
+                    "refresh_age": 0,
+                    "github": {"allowed_organizations": ["org-a:team-1"]},
+                },
+            }
+        )
+    )
     monkeypatch.delenv("MY_GITHUB_SECRET", raising=False)
     with pytest.raises(SystemExit):
         configure(Config(), path)
@@ -294,12 +383,19 @@ def test_db_upgrade_creates_and_migrates_the_accounting_database(tmp_path):
 
     url = f"sqlite:///{tmp_path / 'usage.sqlite'}"
     for _ in range(2):  # a second run finds nothing to do
-        result = subprocess.run([sys.executable, "-m", "twoi2c_hub.cli", "db", "upgrade", "--url", url],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "twoi2c_hub.cli", "db", "upgrade", "--url", url], capture_output=True, text=True
+        )
         assert result.returncode == 0, result.stderr
         assert "latest schema" in result.stdout
     with sqlite3.connect(tmp_path / "usage.sqlite") as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
-    assert {"sessions", "session_groups", "group_memberships", "usage_daily_user", "usage_daily_group",
-            "usage_daily_profile"} <= tables
+    assert {
+        "sessions",
+        "session_groups",
+        "group_memberships",
+        "usage_daily_user",
+        "usage_daily_group",
+        "usage_daily_profile",
+    } <= tables

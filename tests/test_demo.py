@@ -19,7 +19,9 @@ def test_demo_runs_prints_url_and_password_and_ctrl_c_leaves_nothing_behind(tmp_
     port = free_port()
     demo = subprocess.Popen(
         [sys.executable, "-m", "twoi2c_hub.cli", "demo", "--port", str(port), "--data-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     tag = None
     try:
@@ -36,12 +38,23 @@ def test_demo_runs_prints_url_and_password_and_ctrl_c_leaves_nothing_behind(tmp_
         url = f"http://127.0.0.1:{port}"
         session = requests.Session()
         session.get(f"{url}/hub/login", timeout=30)
-        session.post(f"{url}/hub/login", data={
-            "username": "alice", "password": password, "_xsrf": session.cookies.get("_xsrf", path="/hub/"),
-        }, timeout=30)
-        response = session.post(f"{url}/hub/spawn", data={
-            "profile": "cpu", "_xsrf": session.cookies.get("_xsrf", path="/hub/"),
-        }, timeout=60)
+        session.post(
+            f"{url}/hub/login",
+            data={
+                "username": "alice",
+                "password": password,
+                "_xsrf": session.cookies.get("_xsrf", path="/hub/"),
+            },
+            timeout=30,
+        )
+        response = session.post(
+            f"{url}/hub/spawn",
+            data={
+                "profile": "cpu",
+                "_xsrf": session.cookies.get("_xsrf", path="/hub/"),
+            },
+            timeout=60,
+        )
         assert response.status_code == 200
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

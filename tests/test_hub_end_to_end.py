@@ -48,17 +48,31 @@ def test_alice_also_sees_the_gpu_profile_and_the_whole_node(demo_hub):
     assert "Not available on this hub: this image (the default environment runs instead) and a GPU." in page.get_text()
 
 
-@pytest.mark.parametrize("fields, status, message", [
-    ({"profile": "gpu"}, 403,
-     "The server profile 'GPU server' is only for members of researchers. Your groups: students."),
-    ({"profile": "cpu", "profile-option-cpu--resources": "mem_999_gib"}, 400,
-     "'mem_999_gib' is not a choice of 'Memory and CPU'."),
-    ({"profile": "cpu", "profile-option-cpu--resources": "whole-node"}, 403,
-     "is only for members of researchers"),
-    ({"profile": "cpu", "profile-option-cpu--image": "unlisted-choice",
-      "profile-option-cpu--image--unlisted-choice": "<script>alert(1)</script>"}, 400,
-     "'<script>alert(1)</script>' is not a valid value for 'Image': Write an image as registry/name:tag"),
-])
+@pytest.mark.parametrize(
+    "fields, status, message",
+    [
+        (
+            {"profile": "gpu"},
+            403,
+            "The server profile 'GPU server' is only for members of researchers. Your groups: students.",
+        ),
+        (
+            {"profile": "cpu", "profile-option-cpu--resources": "mem_999_gib"},
+            400,
+            "'mem_999_gib' is not a choice of 'Memory and CPU'.",
+        ),
+        ({"profile": "cpu", "profile-option-cpu--resources": "whole-node"}, 403, "is only for members of researchers"),
+        (
+            {
+                "profile": "cpu",
+                "profile-option-cpu--image": "unlisted-choice",
+                "profile-option-cpu--image--unlisted-choice": "<script>alert(1)</script>",
+            },
+            400,
+            "'<script>alert(1)</script>' is not a valid value for 'Image': Write an image as registry/name:tag",
+        ),
+    ],
+)
 def test_bob_forged_form_is_refused_and_starts_nothing(demo_hub, fields, status, message):
     session = demo_hub.login("bob")
     response = post_spawn(session, demo_hub, fields)
@@ -70,13 +84,16 @@ def test_bob_forged_form_is_refused_and_starts_nothing(demo_hub, fields, status,
     assert demo_hub.server("bob") is None
 
 
-@pytest.mark.parametrize("user_options, status, message", [
-    ({"profile": "gpu"}, 403, "The server profile 'GPU server' is only for members of researchers"),
-    ({"profile": "cpu", "resources": "made-up"}, 400, "'made-up' is not a choice of 'Memory and CPU'"),
-    ({"profile": "cpu", "image--unlisted-choice": "no spaces allowed:1"}, 400, "is not a valid value for 'Image'"),
-    ({"profile": "nope"}, 400, "There is no server profile 'nope'"),
-    ({"profile": {"nested": "object"}}, 400, "The selection 'profile' must be a string"),
-])
+@pytest.mark.parametrize(
+    "user_options, status, message",
+    [
+        ({"profile": "gpu"}, 403, "The server profile 'GPU server' is only for members of researchers"),
+        ({"profile": "cpu", "resources": "made-up"}, 400, "'made-up' is not a choice of 'Memory and CPU'"),
+        ({"profile": "cpu", "image--unlisted-choice": "no spaces allowed:1"}, 400, "is not a valid value for 'Image'"),
+        ({"profile": "nope"}, 400, "There is no server profile 'nope'"),
+        ({"profile": {"nested": "object"}}, 400, "The selection 'profile' must be a string"),
+    ],
+)
 def test_bob_forged_rest_api_spawn_is_refused_and_starts_nothing(demo_hub, user_options, status, message):
     token = demo_hub.user_token("bob")
     response = demo_hub.api("POST", "/users/bob/server", token=token, json={"user_options": user_options})
@@ -97,11 +114,15 @@ def environ_of(pid: int) -> dict[str, str]:
 
 def test_alice_spawn_starts_a_server_with_the_resolved_profile_then_stops(demo_hub):
     session = demo_hub.login("alice")
-    response = post_spawn(session, demo_hub, {
-        "profile": "cpu",
-        "profile-option-cpu--resources": "mem_6_9_gib",
-        "profile-option-cpu--image": "scipy",
-    })
+    response = post_spawn(
+        session,
+        demo_hub,
+        {
+            "profile": "cpu",
+            "profile-option-cpu--resources": "mem_6_9_gib",
+            "profile-option-cpu--image": "scipy",
+        },
+    )
     assert response.status_code == 302, response.text
     demo_hub.wait_for(lambda: (demo_hub.server("alice") or {}).get("ready"), timeout=60, what="alice's server")
     server = demo_hub.server("alice")
@@ -132,16 +153,21 @@ def test_alice_spawn_starts_a_server_with_the_resolved_profile_then_stops(demo_h
 
 def test_alice_rest_api_spawn_of_her_own_image_is_refused_when_not_in_the_regex(demo_hub):
     token = demo_hub.user_token("alice")
-    response = demo_hub.api("POST", "/users/alice/server", token=token,
-                            json={"user_options": {"profile": "cpu", "image--unlisted-choice": "UPPER/Case:1"}})
+    response = demo_hub.api(
+        "POST",
+        "/users/alice/server",
+        token=token,
+        json={"user_options": {"profile": "cpu", "image--unlisted-choice": "UPPER/Case:1"}},
+    )
     assert response.status_code == 400
     assert demo_hub.server("alice") is None
 
 
 def test_admin_server_gets_admin_environment(demo_hub):
     token = demo_hub.user_token("admin")
-    response = demo_hub.api("POST", "/users/admin/server", token=token,
-                            json={"user_options": {"profile": "cpu", "image": "r"}})
+    response = demo_hub.api(
+        "POST", "/users/admin/server", token=token, json={"user_options": {"profile": "cpu", "image": "r"}}
+    )
     assert response.status_code in (201, 202), response.text
     demo_hub.wait_for(lambda: (demo_hub.server("admin") or {}).get("ready"), timeout=60, what="admin's server")
     env = environ_of(server_process(demo_hub, "admin"))

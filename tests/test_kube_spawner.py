@@ -9,9 +9,9 @@ import pytest
 from kubernetes_asyncio.client import ApiClient
 from traitlets.config import Config
 
+from twoi2c_hub import catalog
 from twoi2c_hub.config import load_config
 from twoi2c_hub.paths import examples_dir
-from twoi2c_hub import catalog
 from twoi2c_hub.spawners.kube import LABEL_PREFIX, ProfileKubeSpawner, label_value
 
 KUBERNETES_VERSION = "1.31.0"
@@ -20,7 +20,10 @@ EXAMPLES = sorted(examples_dir().glob("*.yaml"))
 
 def make_user(name="alice", groups=("researchers",), admin=False):
     return SimpleNamespace(
-        name=name, id=7, url=f"/user/{name}/", admin=admin,
+        name=name,
+        id=7,
+        url=f"/user/{name}/",
+        admin=admin,
         groups=[SimpleNamespace(name=g) for g in groups],
     )
 
@@ -112,12 +115,19 @@ async def test_gpu_profile_manifest_requests_a_gpu_on_a_gpu_node():
     assert env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
 
 
-@pytest.mark.parametrize("selection, status, message", [
-    ({"profile": "gpu"}, 403, "The server profile 'GPU server' is only for members of researchers. Your groups: students."),
-    ({"profile": "cpu", "resources": "made-up"}, 400, "'made-up' is not a choice of 'Memory and CPU'."),
-    ({"profile": "cpu", "resources": "whole-node"}, 403, "is only for members of researchers"),
-    ({"profile": "cpu", "image--unlisted-choice": "not an image"}, 400, "is not a valid value for 'Image'"),
-])
+@pytest.mark.parametrize(
+    "selection, status, message",
+    [
+        (
+            {"profile": "gpu"},
+            403,
+            "The server profile 'GPU server' is only for members of researchers. Your groups: students.",
+        ),
+        ({"profile": "cpu", "resources": "made-up"}, 400, "'made-up' is not a choice of 'Memory and CPU'."),
+        ({"profile": "cpu", "resources": "whole-node"}, 403, "is only for members of researchers"),
+        ({"profile": "cpu", "image--unlisted-choice": "not an image"}, 400, "is not a valid value for 'Image'"),
+    ],
+)
 async def test_student_selection_not_theirs_is_refused_with_4xx(selection, status, message):
     spawner = make_spawner(DEMO, make_user("bob", ["students"]))
     spawner.user_options = selection
@@ -157,8 +167,7 @@ async def test_user_and_admin_environment_and_admin_mounts():
     mount = {"name": "home", "mountPath": "/home/jovyan/shared-readwrite", "subPath": "_shared"}
     for admin in (False, True):
         user = make_user("Ünïcode <b>", ["students"], admin=admin)
-        spawner = make_spawner(DEMO, user, admin_volume_mounts=[mount],
-                               volumes=[{"name": "home", "emptyDir": {}}])
+        spawner = make_spawner(DEMO, user, admin_volume_mounts=[mount], volumes=[{"name": "home", "emptyDir": {}}])
         spawner.user_options = {"profile": "cpu"}
         await spawner.load_user_options()
         pod = await as_dict(await spawner.get_pod_manifest())

@@ -3,8 +3,8 @@
 import pytest
 
 from twoi2c_hub import catalog
-from twoi2c_hub.catalog.instances import GiB, MiB, INSTANCE_TYPES, InstanceType
 from twoi2c_hub.catalog import ProfileError, available, resolve
+from twoi2c_hub.catalog.instances import INSTANCE_TYPES, GiB, InstanceType, MiB
 
 CATALOG = [
     {
@@ -97,13 +97,20 @@ def test_profile_whose_option_has_no_choice_left_is_not_offered():
 
 
 def test_filtered_default_choice_moves_to_first_remaining():
-    catalog = [{
-        "display_name": "P",
-        "profile_options": {"o": {"display_name": "O", "choices": {
-            "a": {"display_name": "A"},
-            "b": {"display_name": "B", "default": True, "allowed_groups": ["x"]},
-        }}},
-    }]
+    catalog = [
+        {
+            "display_name": "P",
+            "profile_options": {
+                "o": {
+                    "display_name": "O",
+                    "choices": {
+                        "a": {"display_name": "A"},
+                        "b": {"display_name": "B", "default": True, "allowed_groups": ["x"]},
+                    },
+                }
+            },
+        }
+    ]
     offered = available(catalog, [])
     assert offered[0]["profile_options"]["o"]["choices"]["a"]["default"] is True
     assert offered[0]["slug"] == "p"
@@ -156,28 +163,62 @@ def test_empty_catalog_resolves_to_no_profile():
 @pytest.mark.parametrize(
     "groups, selection, status, message",
     [
-        (["students"], {"profile": "nope"},
-         400, "There is no server profile 'nope'. Profiles on this hub: gpu, only-secret, small."),
-        (["students"], {"profile": "gpu"},
-         403, "The server profile 'GPU' is only for members of Researchers. Your groups: students."),
-        (["students"], {"profile": "only-secret"},
-         403, "The server profile 'only-secret' has no choice you may start. Your groups: students."),
-        (["students"], {"profile": "small", "image": "made-up"},
-         400, "'made-up' is not a choice of 'Image'. Choices: base."),
-        (["students"], {"profile": "small", "image": "secret"},
-         403, "The choice 'Secret lab image' of 'Image' is only for members of Lab. Your groups: students."),
-        (["students"], {"profile": "small", "image--unlisted-choice": "img/x:1"},
-         403, "Writing in a value for 'Image' is only for members of power-users. Your groups: students."),
-        (["power-users"], {"profile": "small", "image--unlisted-choice": "img/x:1; rm -rf /"},
-         400, "'img/x:1; rm -rf /' is not a valid value for 'Image': Use img/NAME:NUMBER."),
-        (["power-users"], {"profile": "small", "image": "unlisted-choice"},
-         400, "Write in a value for 'Image', or pick one of its choices."),
-        (["researchers"], {"profile": "gpu", "size--unlisted-choice": "huge"},
-         400, "'Size' does not take a written-in value; pick one of its choices."),
-        (["students"], {"profile": ["small"]},
-         400, "The selection 'profile' must be a string, not list."),
-        ([], {},
-         403, "No server profile on this hub is available to you. Your groups: (none)."),
+        (
+            ["students"],
+            {"profile": "nope"},
+            400,
+            "There is no server profile 'nope'. Profiles on this hub: gpu, only-secret, small.",
+        ),
+        (
+            ["students"],
+            {"profile": "gpu"},
+            403,
+            "The server profile 'GPU' is only for members of Researchers. Your groups: students.",
+        ),
+        (
+            ["students"],
+            {"profile": "only-secret"},
+            403,
+            "The server profile 'only-secret' has no choice you may start. Your groups: students.",
+        ),
+        (
+            ["students"],
+            {"profile": "small", "image": "made-up"},
+            400,
+            "'made-up' is not a choice of 'Image'. Choices: base.",
+        ),
+        (
+            ["students"],
+            {"profile": "small", "image": "secret"},
+            403,
+            "The choice 'Secret lab image' of 'Image' is only for members of Lab. Your groups: students.",
+        ),
+        (
+            ["students"],
+            {"profile": "small", "image--unlisted-choice": "img/x:1"},
+            403,
+            "Writing in a value for 'Image' is only for members of power-users. Your groups: students.",
+        ),
+        (
+            ["power-users"],
+            {"profile": "small", "image--unlisted-choice": "img/x:1; rm -rf /"},
+            400,
+            "'img/x:1; rm -rf /' is not a valid value for 'Image': Use img/NAME:NUMBER.",
+        ),
+        (
+            ["power-users"],
+            {"profile": "small", "image": "unlisted-choice"},
+            400,
+            "Write in a value for 'Image', or pick one of its choices.",
+        ),
+        (
+            ["researchers"],
+            {"profile": "gpu", "size--unlisted-choice": "huge"},
+            400,
+            "'Size' does not take a written-in value; pick one of its choices.",
+        ),
+        (["students"], {"profile": ["small"]}, 400, "The selection 'profile' must be a string, not list."),
+        ([], {}, 403, "No server profile on this hub is available to you. Your groups: (none)."),
     ],
 )
 def test_refusals_say_what_was_wrong(groups, selection, status, message):
@@ -230,7 +271,7 @@ def test_node_share_figures_match_hand_computed_values():
     choices = catalog.node_share_choices(INSTANCE_TYPES["n2-highmem-4"], 3)
     whole = 28191.2288 * MiB
     assert list(choices) == ["mem_6_9_gib", "mem_14_gib", "mem_28_gib"]
-    for (key, choice), share in zip(choices.items(), [4, 2, 1]):
+    for (_key, choice), share in zip(choices.items(), [4, 2, 1]):
         override = choice["kubespawner_override"]
         assert override["mem_limit"] == override["mem_guarantee"]
         assert override["mem_limit"] == pytest.approx(whole / share, abs=1)
@@ -243,8 +284,9 @@ def test_node_share_figures_match_hand_computed_values():
 
 
 def test_node_share_uses_measured_allocatable_figures_when_given():
-    measured = InstanceType("custom", "other", cpu=8, memory_bytes=64 * GiB,
-                            allocatable_cpu=7.9, allocatable_memory_bytes=60 * GiB)
+    measured = InstanceType(
+        "custom", "other", cpu=8, memory_bytes=64 * GiB, allocatable_cpu=7.9, allocatable_memory_bytes=60 * GiB
+    )
     choices = catalog.node_share_choices(measured, 2, daemonset_cpu=0, daemonset_memory_bytes=0, default=0)
     # 2% margins: 7.9 - 0.158 = 7.742 cores; 60 GiB - 1.2 GiB = 58.8 GiB
     small, large = choices.values()
@@ -255,8 +297,9 @@ def test_node_share_uses_measured_allocatable_figures_when_given():
 
 
 def test_node_share_margin_is_capped_at_2_gib_and_one_core():
-    big = InstanceType("big", "other", cpu=96, memory_bytes=768 * GiB,
-                       allocatable_cpu=95, allocatable_memory_bytes=760 * GiB)
+    big = InstanceType(
+        "big", "other", cpu=96, memory_bytes=768 * GiB, allocatable_cpu=95, allocatable_memory_bytes=760 * GiB
+    )
     (whole,) = catalog.node_share_choices(big, 1, daemonset_cpu=0, daemonset_memory_bytes=0).values()
     assert whole["kubespawner_override"]["mem_limit"] == 758 * GiB
     assert whole["kubespawner_override"]["cpu_limit"] == 94

@@ -17,21 +17,33 @@ def test_the_hubs_page_template_reads_only_the_names_services_provide():
 
 
 def test_a_service_page_renders_in_the_hubs_look_with_names_escaped():
-    pages = Pages(base_url="/", service_prefix="/services/usage/",
-                  branding={"community_name": "<b>Lab</b>", "community_funders": []})
-    html = pages.render("usage/error.html", {"name": "<i>x</i>", "admin": False}, "token",
-                        status_code=404, message="<script>no</script>", is_admin=False)
+    pages = Pages(
+        base_url="/",
+        service_prefix="/services/usage/",
+        branding={"community_name": "<b>Lab</b>", "community_funders": []},
+    )
+    html = pages.render(
+        "usage/error.html",
+        {"name": "<i>x</i>", "admin": False},
+        "token",
+        status_code=404,
+        message="<script>no</script>",
+        is_admin=False,
+    )
     assert "&lt;b&gt;Lab&lt;/b&gt;" in html and "<script>no</script>" not in html
     assert "/hub/static/" in html and "/hub/logout" in html  # the hub's own page around it
 
 
-@pytest.mark.parametrize("parse, args, message", [
-    (params.choice, ("aggregate", "nope", ("user", "group")), "aggregate: 'nope' is not one of user, group"),
-    (params.integer, ("limit", "1 OR 1=1", 100, 1, 1000), "limit: '1 OR 1=1' is not a whole number"),
-    (params.integer, ("limit", "0", 100, 1, 1000), "limit: must be between 1 and 1000"),
-    (params.day, ("start", "2026-13-01"), "start: '2026-13-01' is not a date like 2026-11-01"),
-    (params.text, ("user", "x" * 300), "user: must be at most 255 characters"),
-])
+@pytest.mark.parametrize(
+    "parse, args, message",
+    [
+        (params.choice, ("aggregate", "nope", ("user", "group")), "aggregate: 'nope' is not one of user, group"),
+        (params.integer, ("limit", "1 OR 1=1", 100, 1, 1000), "limit: '1 OR 1=1' is not a whole number"),
+        (params.integer, ("limit", "0", 100, 1, 1000), "limit: must be between 1 and 1000"),
+        (params.day, ("start", "2026-13-01"), "start: '2026-13-01' is not a date like 2026-11-01"),
+        (params.text, ("user", "x" * 300), "user: must be at most 255 characters"),
+    ],
+)
 def test_a_bad_parameter_is_a_400_naming_it(parse, args, message):
     with pytest.raises(BadParameter) as refused:
         parse(*args)
@@ -44,10 +56,23 @@ def test_one_error_shape():
     assert error_body(403, "no") == '{"code": 403, "message": "no"}'
 
 
-@pytest.mark.parametrize("value, cell", [
-    ("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@SUM(A1)", "'@SUM(A1)"),
-    (" =1+1", "' =1+1"), ("\n=1+1", "'\n=1+1"), ("\t=1", "'\t=1"), ("＝1+1", "'＝1+1"), ("＋1", "'＋1"),
-    ("alice", "alice"), (1.5, "1.5"), (None, ""), ({"a": 1}, '{"a": 1}'),
-])
+@pytest.mark.parametrize(
+    "value, cell",
+    [
+        ("=1+1", "'=1+1"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        (" =1+1", "' =1+1"),
+        ("\n=1+1", "'\n=1+1"),
+        ("\t=1", "'\t=1"),
+        ("＝1+1", "'＝1+1"),
+        ("＋1", "'＋1"),
+        ("alice", "alice"),
+        (1.5, "1.5"),
+        (None, ""),
+        ({"a": 1}, '{"a": 1}'),
+    ],
+)
 def test_csv_cells_never_start_a_formula(value, cell):
     assert csv_cell(value) == cell

@@ -14,11 +14,17 @@ from oauthenticator.github import GitHubOAuthenticator
 
 CONTRACTS = [
     # twoi2c_hub/authenticators/github.py replaces the organisation step of this method
-    (GitHubOAuthenticator.check_allowed, "twoi2c_hub/authenticators/github.py",
-     "6ee90185327dfad9f737cf3409b01ab2b4f51edb4634536a2655da760f07d575"),
+    (
+        GitHubOAuthenticator.check_allowed,
+        "twoi2c_hub/authenticators/github.py",
+        "6ee90185327dfad9f737cf3409b01ab2b4f51edb4634536a2655da760f07d575",
+    ),
     # twoi2c_hub/spawners/stop_reason.py finds the request handler on this method's stack
-    (BaseHandler.stop_single_user, "twoi2c_hub/spawners/stop_reason.py",
-     "d9be80b2d01fe054840735cfec06338d2b6419fdf5d82dd18faba785bb803494"),
+    (
+        BaseHandler.stop_single_user,
+        "twoi2c_hub/spawners/stop_reason.py",
+        "d9be80b2d01fe054840735cfec06338d2b6419fdf5d82dd18faba785bb803494",
+    ),
 ]
 
 

@@ -59,8 +59,11 @@ def quoted(name):
 def start_server(hub, username, token, user_options):
     response = hub.api("POST", f"/users/{quoted(username)}/server", token=token, json={"user_options": user_options})
     assert response.status_code in (201, 202), response.text
-    hub.wait_for(lambda: (hub.user_model(username)["servers"].get("") or {}).get("ready"), timeout=60,
-                 what=f"{username}'s server")
+    hub.wait_for(
+        lambda: (hub.user_model(username)["servers"].get("") or {}).get("ready"),
+        timeout=60,
+        what=f"{username}'s server",
+    )
     return hub.user_model(username)["servers"][""]["started"]
 
 
@@ -86,7 +89,7 @@ def wait_for_reconciliations(hub, count=2):
     """Until the service has reconciled with the hub `count` times from now."""
     for _ in range(count):
         since = time.time()
-        hub.wait_for(lambda: last_reconciled(hub) > since, what="a reconciliation")
+        hub.wait_for(lambda since=since: last_reconciled(hub) > since, what="a reconciliation")
 
 
 def sessions_of(hub, username, token):
@@ -105,8 +108,10 @@ def tokens(hub):
 
 def test_a_session_is_recorded_with_profile_resources_groups_and_who_stopped_it(hub, tokens):
     started = start_server(hub, "alice", tokens["alice"], {"profile": "cpu", "resources": "mem_14_gib"})
-    running = hub.wait_for(lambda: [s for s in sessions_of(hub, "alice", tokens["alice"]) if s["stopped"] is None],
-                           what="alice's running session")
+    running = hub.wait_for(
+        lambda: [s for s in sessions_of(hub, "alice", tokens["alice"]) if s["stopped"] is None],
+        what="alice's running session",
+    )
     (session,) = running
     assert session["profile"] == "cpu" and session["choices"] == {"resources": "mem_14_gib", "image": "scipy"}
     assert same_moment(session["started"], started)
@@ -114,8 +119,9 @@ def test_a_session_is_recorded_with_profile_resources_groups_and_who_stopped_it(
     assert session["cpu_guarantee"] == pytest.approx(1.872, abs=0.001)
     assert session["groups"] == ["researchers"] and session["source"] == "event"
     stop_server(hub, "alice", tokens["alice"])
-    (session,) = hub.wait_for(lambda: [s for s in sessions_of(hub, "alice", tokens["alice"]) if s["stopped"]],
-                              what="alice's stop")
+    (session,) = hub.wait_for(
+        lambda: [s for s in sessions_of(hub, "alice", tokens["alice"]) if s["stopped"]], what="alice's stop"
+    )
     assert session["stop_reason"] == "user"
 
 
@@ -126,10 +132,15 @@ def test_an_admin_stop_and_a_crash_are_told_apart(hub, tokens):
     pid = hub.api("GET", "/users/carol").json()["servers"][""]["state"]["pid"]
     os.kill(pid, signal.SIGKILL)
     hub.wait_for(lambda: not hub.user_model("carol")["servers"], timeout=30, what="the hub to notice the crash")
-    reasons = hub.wait_for(lambda: [s["stop_reason"] for s in sessions_of(hub, "carol", tokens["admin"])
-                                    if s["stopped"]] if len(sessions_of(hub, "carol", tokens["admin"])) == 2
-                           and all(s["stopped"] for s in sessions_of(hub, "carol", tokens["admin"])) else None,
-                           what="both of carol's sessions to close")
+    reasons = hub.wait_for(
+        lambda: (
+            [s["stop_reason"] for s in sessions_of(hub, "carol", tokens["admin"]) if s["stopped"]]
+            if len(sessions_of(hub, "carol", tokens["admin"])) == 2
+            and all(s["stopped"] for s in sessions_of(hub, "carol", tokens["admin"]))
+            else None
+        ),
+        what="both of carol's sessions to close",
+    )
     assert reasons == ["admin", "crash"]
 
 
@@ -138,8 +149,11 @@ def test_a_person_reads_only_their_own_usage(hub, tokens):
     stop_server(hub, "bob", tokens["bob"])
     hub.wait_for(lambda: sessions_of(hub, "bob", tokens["bob"]), what="bob's session")
     # the API answers bob with bob's rows only, whatever he asks
-    for path, params in [("sessions", {}), ("allocation", {"aggregate": "user", "window": "1d"}),
-                         ("allocation", {"aggregate": "group", "window": "1d"})]:
+    for path, params in [
+        ("sessions", {}),
+        ("allocation", {"aggregate": "user", "window": "1d"}),
+        ("allocation", {"aggregate": "group", "window": "1d"}),
+    ]:
         response = usage_get(hub, path, tokens["bob"], **params)
         assert response.status_code == 200
         rows = allocations(response) if path == "allocation" else response.json()["data"]
@@ -147,8 +161,7 @@ def test_a_person_reads_only_their_own_usage(hub, tokens):
         if params.get("aggregate") == "user":
             assert [r["name"] for r in rows] == ["bob"]
     # and refuses every way of asking for someone else's
-    for path, params in [("sessions", {"user": "alice"}), ("allocation", {"user": "alice"}),
-                         ("active-users", {})]:
+    for path, params in [("sessions", {"user": "alice"}), ("allocation", {"user": "alice"}), ("active-users", {})]:
         response = usage_get(hub, path, tokens["bob"], **params)
         assert response.status_code == 403, (path, params)
         assert response.json()["message"]
@@ -165,8 +178,10 @@ def test_pages_user_sees_own_rows_non_admin_gets_403_on_admin_page(hub, tokens):
         start_server(hub, name, tokens[name], {})
         stop_server(hub, name, tokens[name])
     for name in ("alice", "bob", "carol", HOSTILE):
-        hub.wait_for(lambda: any(s["stopped"] for s in sessions_of(hub, name, tokens["admin"])) or name == "alice",
-                     what=f"{name}'s session")
+        hub.wait_for(
+            lambda name=name: name == "alice" or any(s["stopped"] for s in sessions_of(hub, name, tokens["admin"])),
+            what=f"{name}'s session",
+        )
     bob = login(hub, "bob")
     page = bob.get(f"{hub.url}/services/usage/", timeout=30)
     assert page.status_code == 200
@@ -195,7 +210,7 @@ def test_community_admins_read_everyone_and_csv_matches_json(hub, tokens):
     for name in ("bob", "carol", HOSTILE):
         start_server(hub, name, tokens[name], {})
         stop_server(hub, name, tokens[name])
-        hub.wait_for(lambda: sessions_of(hub, name, tokens["admin"]), what=f"{name}'s session")
+        hub.wait_for(lambda name=name: sessions_of(hub, name, tokens["admin"]), what=f"{name}'s session")
     # alice is in researchers, the demo's community-admin group
     rows = allocations(usage_get(hub, "allocation", tokens["alice"], aggregate="user", window="1d"))
     assert {"bob", "carol", HOSTILE} <= {r["name"] for r in rows}
@@ -214,14 +229,17 @@ def test_community_admins_read_everyone_and_csv_matches_json(hub, tokens):
     assert any(line["name"] == "'" + HOSTILE for line in table)  # no formula reaches a spreadsheet
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"window": "'; DROP TABLE sessions;--"}, "window: ''; DROP TABLE sessions;--' is not a window"),
-    ({"window": "2026-01-02T00:00:00Z,2026-01-01T00:00:00Z"}, "window: its end must be after its start"),
-    ({"aggregate": "user); DELETE FROM sessions"}, "aggregate: 'user); DELETE FROM sessions' is not one of"),
-    ({"step": "1s"}, "step: '1s' is not one of 1h, 1d, 1w, 1mo"),
-    ({"window": "365d", "step": "1h"}, "step: 1h steps over this window make more than 400"),
-    ({"format": "xml"}, "format: 'xml' is not one of json, csv"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"window": "'; DROP TABLE sessions;--"}, "window: ''; DROP TABLE sessions;--' is not a window"),
+        ({"window": "2026-01-02T00:00:00Z,2026-01-01T00:00:00Z"}, "window: its end must be after its start"),
+        ({"aggregate": "user); DELETE FROM sessions"}, "aggregate: 'user); DELETE FROM sessions' is not one of"),
+        ({"step": "1s"}, "step: '1s' is not one of 1h, 1d, 1w, 1mo"),
+        ({"window": "365d", "step": "1h"}, "step: 1h steps over this window make more than 400"),
+        ({"format": "xml"}, "format: 'xml' is not one of json, csv"),
+    ],
+)
 def test_bad_parameters_get_a_400_that_says_which_and_why(hub, tokens, params, message):
     response = usage_get(hub, "allocation", tokens["admin"], **params)
     assert response.status_code == 400
@@ -234,7 +252,7 @@ def test_injection_in_filters_finds_nothing_and_breaks_nothing(hub, tokens):
     start_server(hub, "bob", tokens["bob"], {})
     stop_server(hub, "bob", tokens["bob"])
     hub.wait_for(lambda: sessions_of(hub, "bob", tokens["admin"]), what="bob's session")
-    for params in ({"user": "' OR '1'='1"}, {"profile": "cpu' OR 1=1 --"}, {"group": "x\"; DROP TABLE sessions"}):
+    for params in ({"user": "' OR '1'='1"}, {"profile": "cpu' OR 1=1 --"}, {"group": 'x"; DROP TABLE sessions'}):
         response = usage_get(hub, "sessions", tokens["admin"], **params)
         assert response.status_code == 200 and response.json()["data"] == []
     assert usage_get(hub, "sessions", tokens["admin"], limit="1 OR 1=1").status_code == 400
@@ -247,9 +265,13 @@ def test_metrics_and_health(hub, tokens):
     assert usage_get(hub, "/metrics", tokens["bob"]).status_code == 403
     metrics = usage_get(hub, "/metrics", tokens["admin"])
     assert metrics.status_code == 200
-    for name in ("twoi2c_usage_running_sessions", "twoi2c_usage_recorded_sessions",
-                 "twoi2c_usage_reconcile_lag_seconds", "twoi2c_usage_reconcile_corrections_total",
-                 "twoi2c_usage_events_total"):
+    for name in (
+        "twoi2c_usage_running_sessions",
+        "twoi2c_usage_recorded_sessions",
+        "twoi2c_usage_reconcile_lag_seconds",
+        "twoi2c_usage_reconcile_corrections_total",
+        "twoi2c_usage_events_total",
+    ):
         assert name in metrics.text
 
 
@@ -282,11 +304,18 @@ def test_service_killed_mid_session_loses_nothing(hub, tokens):
     carol_stopped = time.time()
     # the hub restarts its service; the service reconciles
     hub.wait_for(lambda: usage_get(hub, "/health").status_code == 200, timeout=60, what="the restarted service")
-    bob_sessions = hub.wait_for(lambda: [s for s in sessions_of(hub, "bob", tokens["admin"])
-                                         if same_moment(s["started"], bob_started)] or None, what="bob's reconciled session")
-    carol = hub.wait_for(lambda: [s for s in sessions_of(hub, "carol", tokens["admin"])][-1]
-                         if sessions_of(hub, "carol", tokens["admin"])[-1]["stopped"] else None,
-                         what="carol's reconciled stop")
+    bob_sessions = hub.wait_for(
+        lambda: [s for s in sessions_of(hub, "bob", tokens["admin"]) if same_moment(s["started"], bob_started)] or None,
+        what="bob's reconciled session",
+    )
+    carol = hub.wait_for(
+        lambda: (
+            [s for s in sessions_of(hub, "carol", tokens["admin"])][-1]
+            if sessions_of(hub, "carol", tokens["admin"])[-1]["stopped"]
+            else None
+        ),
+        what="carol's reconciled stop",
+    )
     assert len(bob_sessions) == 1 and bob_sessions[0]["source"] == "reconciled"
     assert bob_sessions[0]["profile"] == "cpu" and bob_sessions[0]["mem_limit_bytes"]  # resolved resources
     assert abs(parse(carol["stopped"]) - carol_stopped) <= INTERVAL + 2
@@ -297,8 +326,9 @@ def test_service_killed_mid_session_loses_nothing(hub, tokens):
 
 
 def test_hub_restart_neither_duplicates_nor_drops_a_session(hub_factory, tmp_path):
-    client = hub_factory(usage_config(tmp_path), "restart-hub",
-                         extra_config=FAST + "c.JupyterHub.cleanup_servers = False\n")
+    client = hub_factory(
+        usage_config(tmp_path), "restart-hub", extra_config=FAST + "c.JupyterHub.cleanup_servers = False\n"
+    )
     local = client.hub
     client.login("bob")
     token = client.user_token("bob")
@@ -323,8 +353,10 @@ def test_hub_restart_neither_duplicates_nor_drops_a_session(hub_factory, tmp_pat
     shutdown = time.time()
     local.start(timeout=90)
     (session,) = client.wait_for(
-        lambda: [s for s in sessions_of(client, "bob", token) if s["stopped"]] or None, timeout=60,
-        what="bob's session closed after the restart")
+        lambda: [s for s in sessions_of(client, "bob", token) if s["stopped"]] or None,
+        timeout=60,
+        what="bob's session closed after the restart",
+    )
     assert session["stop_reason"] == "reconciled"
     assert abs(parse(session["stopped"]) - shutdown) <= INTERVAL + 3
     assert len(sessions_of(client, "bob", token)) == 1

@@ -1,51 +1,53 @@
 """OpenCost's window grammar, with OpenCost's own documented examples
 (`core/pkg/opencost/window_test.go`, TestParseWindowUTC, and the /allocation API docs)."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from twoi2c_hub.accounting.windows import MAX_WINDOW_DAYS, parse_window
 
 # a Thursday afternoon (2026-11-26 was a Thursday)
-NOW = datetime(2026, 11, 26, 14, 37, 48, 123000, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 14, 37, 48, 123000, tzinfo=UTC)
 
 
 def utc(*parts) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
+    return datetime(*parts, tzinfo=UTC)
 
 
 def bounds(value, now=NOW):
     window = parse_window(value, now)
-    return (datetime.fromtimestamp(window.start_ms / 1000, timezone.utc),
-            datetime.fromtimestamp(window.end_ms / 1000, timezone.utc))
+    return (datetime.fromtimestamp(window.start_ms / 1000, UTC), datetime.fromtimestamp(window.end_ms / 1000, UTC))
 
 
-@pytest.mark.parametrize("value, start, end", [
-    ("today", utc(2026, 11, 26), utc(2026, 11, 27)),
-    ("yesterday", utc(2026, 11, 25), utc(2026, 11, 26)),
-    # OpenCost's weeks start on Sunday
-    ("week", utc(2026, 11, 22), NOW),
-    ("lastweek", utc(2026, 11, 15), utc(2026, 11, 22)),
-    ("month", utc(2026, 11, 1), NOW),
-    ("lastmonth", utc(2026, 10, 1), utc(2026, 11, 1)),
-    # durations are aligned to their unit: the current one in full and those before it
-    ("30m", utc(2026, 11, 26, 14, 8), utc(2026, 11, 26, 14, 38)),
-    ("12h", utc(2026, 11, 26, 3), utc(2026, 11, 26, 15)),
-    ("24h", utc(2026, 11, 25, 15), utc(2026, 11, 26, 15)),
-    ("2d", utc(2026, 11, 25), utc(2026, 11, 27)),
-    ("7d", utc(2026, 11, 20), utc(2026, 11, 27)),
-    ("1w", utc(2026, 11, 20), utc(2026, 11, 27)),
-    # not aligned: 24 hours ending 14 hours ago
-    ("24h offset 14h", NOW - timedelta(hours=38), NOW - timedelta(hours=14)),
-    # OpenCost's test pairs
-    ("2020-04-08T00:00:00Z,2020-04-12T00:00:00Z", utc(2020, 4, 8), utc(2020, 4, 12)),
-    ("1583712000,1583884800", utc(2020, 3, 9), utc(2020, 3, 11)),
-    ("1583712000-1583884800", utc(2020, 3, 9), utc(2020, 3, 11)),
-    # the API documentation's examples
-    ("2021-01-02T15:04:05Z,2021-02-02T15:04:05Z", utc(2021, 1, 2, 15, 4, 5), utc(2021, 2, 2, 15, 4, 5)),
-    ("1578002645,1580681045", utc(2020, 1, 2, 22, 4, 5), utc(2020, 2, 2, 22, 4, 5)),
-])
+@pytest.mark.parametrize(
+    "value, start, end",
+    [
+        ("today", utc(2026, 11, 26), utc(2026, 11, 27)),
+        ("yesterday", utc(2026, 11, 25), utc(2026, 11, 26)),
+        # OpenCost's weeks start on Sunday
+        ("week", utc(2026, 11, 22), NOW),
+        ("lastweek", utc(2026, 11, 15), utc(2026, 11, 22)),
+        ("month", utc(2026, 11, 1), NOW),
+        ("lastmonth", utc(2026, 10, 1), utc(2026, 11, 1)),
+        # durations are aligned to their unit: the current one in full and those before it
+        ("30m", utc(2026, 11, 26, 14, 8), utc(2026, 11, 26, 14, 38)),
+        ("12h", utc(2026, 11, 26, 3), utc(2026, 11, 26, 15)),
+        ("24h", utc(2026, 11, 25, 15), utc(2026, 11, 26, 15)),
+        ("2d", utc(2026, 11, 25), utc(2026, 11, 27)),
+        ("7d", utc(2026, 11, 20), utc(2026, 11, 27)),
+        ("1w", utc(2026, 11, 20), utc(2026, 11, 27)),
+        # not aligned: 24 hours ending 14 hours ago
+        ("24h offset 14h", NOW - timedelta(hours=38), NOW - timedelta(hours=14)),
+        # OpenCost's test pairs
+        ("2020-04-08T00:00:00Z,2020-04-12T00:00:00Z", utc(2020, 4, 8), utc(2020, 4, 12)),
+        ("1583712000,1583884800", utc(2020, 3, 9), utc(2020, 3, 11)),
+        ("1583712000-1583884800", utc(2020, 3, 9), utc(2020, 3, 11)),
+        # the API documentation's examples
+        ("2021-01-02T15:04:05Z,2021-02-02T15:04:05Z", utc(2021, 1, 2, 15, 4, 5), utc(2021, 2, 2, 15, 4, 5)),
+        ("1578002645,1580681045", utc(2020, 1, 2, 22, 4, 5), utc(2020, 2, 2, 22, 4, 5)),
+    ],
+)
 def test_opencost_windows(value, start, end):
     assert bounds(value) == (start, end)
 
@@ -70,20 +72,23 @@ def test_opencost_properties_hold_at_any_time_of_day():
         assert two_days[0] <= now - timedelta(hours=24) < two_days[1]
 
 
-@pytest.mark.parametrize("value, message", [
-    ("", "'' is not a window"),
-    ("'; DROP TABLE sessions;--", "''; DROP TABLE sessions;--' is not a window"),
-    ("7x", "'7x' is not a window"),
-    ("2026-01-02T00:00:00Z,2026-01-01T00:00:00Z", "its end must be after its start"),
-    ("2026-01-01T00:00:00,2026-01-02T00:00:00Z", "'2026-01-01T00:00:00,2026-01-02T00:00:00Z' is not START,END"),
-    ("a,b,c", "'a,b,c' has more than one comma"),
-    ("9999999d", "reaches outside the years"),
-    ("1w offset 9999999w", "reaches outside the years"),
-    ("2015-11-28T00:00:00Z,2026-11-26T00:00:00Z", f"at most {MAX_WINDOW_DAYS} days"),
-    ("0001-01-01T00:00:00Z,0001-01-02T00:00:00Z", "a window must lie between the years"),
-    ("9998-01-01T00:00:00Z,9999-12-31T00:00:00Z", "a window must lie between the years"),
-    ("99999999999,999999999999", "reaches outside the years"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("", "'' is not a window"),
+        ("'; DROP TABLE sessions;--", "''; DROP TABLE sessions;--' is not a window"),
+        ("7x", "'7x' is not a window"),
+        ("2026-01-02T00:00:00Z,2026-01-01T00:00:00Z", "its end must be after its start"),
+        ("2026-01-01T00:00:00,2026-01-02T00:00:00Z", "'2026-01-01T00:00:00,2026-01-02T00:00:00Z' is not START,END"),
+        ("a,b,c", "'a,b,c' has more than one comma"),
+        ("9999999d", "reaches outside the years"),
+        ("1w offset 9999999w", "reaches outside the years"),
+        ("2015-11-28T00:00:00Z,2026-11-26T00:00:00Z", f"at most {MAX_WINDOW_DAYS} days"),
+        ("0001-01-01T00:00:00Z,0001-01-02T00:00:00Z", "a window must lie between the years"),
+        ("9998-01-01T00:00:00Z,9999-12-31T00:00:00Z", "a window must lie between the years"),
+        ("99999999999,999999999999", "reaches outside the years"),
+    ],
+)
 def test_malformed_windows_say_what_is_wrong(value, message):
     with pytest.raises(ValueError) as refused:
         parse_window(value, NOW)

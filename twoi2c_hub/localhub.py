@@ -112,7 +112,7 @@ class LocalHub:
         homes = self.data_dir / "homes"
         homes.mkdir(exist_ok=True)
         path = self.data_dir / "jupyterhub_config.py"
-        path.write_text(f'''\
+        path.write_text(f"""\
 # Written by twoi2c_hub.localhub for a hub on 127.0.0.1; see {self.community_config}
 from twoi2c_hub import configure
 
@@ -134,7 +134,7 @@ for _service in c.JupyterHub.get("services", []):
     _service.setdefault("environment", {{}})[{TAG_VARIABLE!r}] = {self.tag!r}
 
 {self.extra_config}
-''')
+""")
         return path
 
     def start(self, timeout: float = 60) -> None:
@@ -145,7 +145,10 @@ for _service in c.JupyterHub.get("services", []):
         log = open(self.log_file, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(config)],
-            cwd=self.data_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=self.data_dir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
@@ -153,8 +156,7 @@ for _service in c.JupyterHub.get("services", []):
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(
-                    f"JupyterHub exited with status {self.process.returncode}; see {self.log_file}:\n"
-                    + self.log_tail()
+                    f"JupyterHub exited with status {self.process.returncode}; see {self.log_file}:\n" + self.log_tail()
                 )
             try:
                 # through the proxy: ready once the hub has registered its route

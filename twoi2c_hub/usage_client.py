@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import UTC
 from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
@@ -52,16 +53,23 @@ class UsageEventPoster:
         except Exception as e:
             log.warning(
                 "Usage event %s for %s not delivered (%s); reconciliation will catch up",
-                event.get("type"), event.get("username"), e,
+                event.get("type"),
+                event.get("username"),
+                e,
             )
             return False
         return True
 
     def __call__(self, authenticator, username: str, added, removed) -> None:
         """An authenticator's `group_change_hook`: tell the service what changed, now."""
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        self.post({
-            "type": "groups", "username": username, "added": sorted(added), "removed": sorted(removed),
-            "at": datetime.now(timezone.utc).isoformat(),
-        })
+        self.post(
+            {
+                "type": "groups",
+                "username": username,
+                "added": sorted(added),
+                "removed": sorted(removed),
+                "at": datetime.now(UTC).isoformat(),
+            }
+        )

@@ -9,15 +9,16 @@ usage service; `parse_event` turns one into a `ServerStarted`, `ServerStopped` o
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Mapping, Union
+from datetime import UTC, datetime
+from typing import Any, Union
 
 from .models import STOP_REASONS, to_ms
 
 # the earliest and latest start or stop times an event may carry
-_EARLIEST_MS = to_ms(datetime(2000, 1, 1, tzinfo=timezone.utc))
-_LATEST_MS = to_ms(datetime(2200, 1, 1, tzinfo=timezone.utc))
+_EARLIEST_MS = to_ms(datetime(2000, 1, 1, tzinfo=UTC))
+_LATEST_MS = to_ms(datetime(2200, 1, 1, tzinfo=UTC))
 MAX_NAME_LENGTH = 255
 MAX_GROUPS = 1000
 MAX_IMAGE_LENGTH = 2000
@@ -62,9 +63,7 @@ class ServerStart:
     )
 
     @classmethod
-    def from_summary(
-        cls, username: str, server_name: str, started_ms: int, summary: Mapping, groups
-    ) -> ServerStart:
+    def from_summary(cls, username: str, server_name: str, started_ms: int, summary: Mapping, groups) -> ServerStart:
         """From `ResolvedServer.summary()` (what the spawners annotate their servers with)."""
         return cls(
             username=username,
@@ -130,7 +129,7 @@ def parse_time(value: Any, where: str) -> int:
         except ValueError:
             raise EventError(where, f"'{value[:40]}' is not an ISO 8601 time") from None
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=UTC)
         ms = to_ms(moment)
     else:
         raise EventError(where, "must be an ISO 8601 time or epoch milliseconds")

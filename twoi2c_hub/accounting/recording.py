@@ -71,9 +71,7 @@ def _record_starts(db: DB, starts: list[ServerStart], *, source: str, seen_ms: i
     wanted = {(s.username, s.server_name, s.started_ms): s for s in starts}
     existing = {
         (row.username, row.server_name, row.started_ms): row
-        for row in db.scalars(
-            select(ServerSession).where(ServerSession.started_ms.in_({k[2] for k in wanted}))
-        )
+        for row in db.scalars(select(ServerSession).where(ServerSession.started_ms.in_({k[2] for k in wanted})))
     }
     for key in existing.keys() & wanted.keys():
         session, start = existing[key], wanted[key]
@@ -93,9 +91,7 @@ def _record_starts(db: DB, starts: list[ServerStart], *, source: str, seen_ms: i
         insert(ServerSession).returning(ServerSession.id, sort_by_parameter_order=True),
         [_session_values(s, source, seen_ms) for s in new],
     ).all()
-    groups = [
-        dict(session_id=row.id, group_name=g) for row, s in zip(rows, new) for g in sorted(set(s.groups))
-    ]
+    groups = [dict(session_id=row.id, group_name=g) for row, s in zip(rows, new) for g in sorted(set(s.groups))]
     if groups:
         db.execute(insert(SessionGroup), groups)
     return len(new)
@@ -136,17 +132,14 @@ def _record_stops(db: DB, stops: list[ServerStopped]) -> None:
         return
     db.flush()
     table = ServerSession.__table__
-    stopped = case(
-        (table.c.started_ms > bindparam("stop_at"), table.c.started_ms), else_=bindparam("stop_at")
-    )
+    stopped = case((table.c.started_ms > bindparam("stop_at"), table.c.started_ms), else_=bindparam("stop_at"))
     db.connection().execute(
         update(table)
         .where(
             table.c.username == bindparam("who"),
             table.c.server_name == bindparam("server"),
             table.c.started_ms == bindparam("start_at"),
-            table.c.stopped_ms.is_(None)
-            | ((table.c.stop_reason == "reconciled") & (table.c.rolled_up.is_(False))),
+            table.c.stopped_ms.is_(None) | ((table.c.stop_reason == "reconciled") & (table.c.rolled_up.is_(False))),
         )
         .values(stopped_ms=stopped, duration_ms=stopped - table.c.started_ms, stop_reason=bindparam("why")),
         exact,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from sqlalchemy import and_, case, func, literal, select
+from sqlalchemy import and_, case, false, func, literal, select
 from sqlalchemy.orm import Session as DB
 
 from .models import (
@@ -28,7 +28,7 @@ from .models import (
     from_ms,
     to_ms,
 )
-from .rollups import FIGURES, GiB, NO_GROUP
+from .rollups import FIGURES, NO_GROUP, GiB
 
 AGGREGATES = ("user", "group", "profile")
 STEPS = {"1h": HOUR_MS, "1d": DAY_MS, "1w": 7 * DAY_MS}
@@ -48,7 +48,7 @@ def buckets(start_ms: int, end_ms: int, step: str | None) -> list[tuple[int, int
         while moment < end_ms:
             at = from_ms(moment)
             year, month = (at.year + at.month // 12, at.month % 12 + 1)
-            first = datetime(year, month, 1, tzinfo=timezone.utc)
+            first = datetime(year, month, 1, tzinfo=UTC)
             next_ms = min(to_ms(first), end_ms)
             result.append((moment, next_ms))
             moment = next_ms
@@ -75,8 +75,18 @@ def _key_column(aggregate: str):
     return func.coalesce(SessionGroup.group_name, NO_GROUP)
 
 
-def _raw(db: DB, totals, aggregate, a: int, b: int, now_ms: int, *, unrolled_only: bool,
-         username: str | None, max_duration_ms: int) -> None:
+def _raw(
+    db: DB,
+    totals,
+    aggregate,
+    a: int,
+    b: int,
+    now_ms: int,
+    *,
+    unrolled_only: bool,
+    username: str | None,
+    max_duration_ms: int,
+) -> None:
     """Add sessions overlapping [a, b), clipped to it, to `totals`."""
     stop = func.coalesce(ServerSession.stopped_ms, now_ms)
     overlap = _least(stop, b) - _greatest(ServerSession.started_ms, literal(a))
@@ -91,16 +101,21 @@ def _raw(db: DB, totals, aggregate, a: int, b: int, now_ms: int, *, unrolled_onl
         func.sum(overlap * 1.0 * memory) / HOUR_MS / GiB,
         func.sum(overlap * ServerSession.gpu_count) / HOUR_MS,
     )
-    closed = and_(ServerSession.stopped_ms.is_not(None), ServerSession.started_ms >= a - max_duration_ms,
-                  ServerSession.started_ms < b, ServerSession.stopped_ms > a)
+    closed = and_(
+        ServerSession.stopped_ms.is_not(None),
+        ServerSession.started_ms >= a - max_duration_ms,
+        ServerSession.started_ms < b,
+        ServerSession.stopped_ms > a,
+    )
     running = and_(ServerSession.stopped_ms.is_(None), ServerSession.started_ms < b, literal(now_ms) > a)
     for condition in (closed, running):
         query = select(*columns).where(condition)
         if aggregate == "group":
             query = query.select_from(ServerSession).outerjoin(
-                SessionGroup, SessionGroup.session_id == ServerSession.id)
+                SessionGroup, SessionGroup.session_id == ServerSession.id
+            )
         if unrolled_only:
-            query = query.where(ServerSession.rolled_up == False)  # noqa: E712 (an indexable comparison)
+            query = query.where(ServerSession.rolled_up == false())  # an indexable comparison
         if username is not None:
             query = query.where(ServerSession.username == username)
         for name, *values in db.execute(query.group_by(key)):
@@ -120,7 +135,8 @@ def _rolled(db: DB, totals, aggregate, first_day: int, end_day: int, username: s
         "profile": (DailyProfileUsage, DailyProfileUsage.profile),
     }[aggregate]
     query = select(key, *(func.sum(getattr(table, f)) for f in FIGURES)).where(
-        table.day >= first_day, table.day < end_day)
+        table.day >= first_day, table.day < end_day
+    )
     for name, *values in db.execute(query.group_by(key)):
         row = totals[name]
         for i, value in enumerate(values):
@@ -128,8 +144,9 @@ def _rolled(db: DB, totals, aggregate, first_day: int, end_day: int, username: s
     return True
 
 
-def usage(db: DB, start_ms: int, end_ms: int, aggregate: str, now_ms: int,
-          username: str | None = None) -> dict[str, list[float]]:
+def usage(
+    db: DB, start_ms: int, end_ms: int, aggregate: str, now_ms: int, username: str | None = None
+) -> dict[str, list[float]]:
     """name -> [sessions, server_hours, cpu_core_hours, memory_gib_hours, gpu_hours]."""
     totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0])
     max_duration_ms = db.scalar(select(func.max(ServerSession.duration_ms))) or 0
@@ -144,17 +161,31 @@ def usage(db: DB, start_ms: int, end_ms: int, aggregate: str, now_ms: int,
     return totals
 
 
-def allocation(db: DB, start_ms: int, end_ms: int, aggregate: str, now_ms: int, *,
-               step: str | None = None, username: str | None = None) -> list[dict]:
+def allocation(
+    db: DB,
+    start_ms: int,
+    end_ms: int,
+    aggregate: str,
+    now_ms: int,
+    *,
+    step: str | None = None,
+    username: str | None = None,
+) -> list[dict]:
     """OpenCost-shaped allocation: one row per step and name, largest usage first."""
     result = []
     for bucket_start, bucket_end in buckets(start_ms, end_ms, step):
         totals = usage(db, bucket_start, bucket_end, aggregate, now_ms, username)
         window = {"start": iso(bucket_start), "end": iso(bucket_end)}
         rows = [
-            {"name": name, "window": window, "sessions": int(values[0]),
-             "server_hours": round(values[1], 6), "cpu_core_hours": round(values[2], 6),
-             "memory_gib_hours": round(values[3], 6), "gpu_hours": round(values[4], 6)}
+            {
+                "name": name,
+                "window": window,
+                "sessions": int(values[0]),
+                "server_hours": round(values[1], 6),
+                "cpu_core_hours": round(values[2], 6),
+                "memory_gib_hours": round(values[3], 6),
+                "gpu_hours": round(values[4], 6),
+            }
             for name, values in totals.items()
         ]
         rows.sort(key=lambda r: (-r["server_hours"], r["name"]))
@@ -162,9 +193,18 @@ def allocation(db: DB, start_ms: int, end_ms: int, aggregate: str, now_ms: int, 
     return result
 
 
-def sessions(db: DB, *, start_ms: int | None = None, end_ms: int | None = None, username: str | None = None,
-             profile: str | None = None, group: str | None = None, state: str | None = None,
-             limit: int = 100, after_id: int | None = None) -> list[dict]:
+def sessions(
+    db: DB,
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    username: str | None = None,
+    profile: str | None = None,
+    group: str | None = None,
+    state: str | None = None,
+    limit: int = 100,
+    after_id: int | None = None,
+) -> list[dict]:
     """Sessions overlapping the window, oldest first, `limit` at a time after `after_id`."""
     query = select(ServerSession).order_by(ServerSession.id).limit(limit)
     if after_id is not None:
@@ -178,8 +218,9 @@ def sessions(db: DB, *, start_ms: int | None = None, end_ms: int | None = None, 
     if profile is not None:
         query = query.where(ServerSession.profile == profile)
     if group is not None:
-        query = query.where(ServerSession.id.in_(
-            select(SessionGroup.session_id).where(SessionGroup.group_name == group)))
+        query = query.where(
+            ServerSession.id.in_(select(SessionGroup.session_id).where(SessionGroup.group_name == group))
+        )
     if state == "running":
         query = query.where(ServerSession.stopped_ms.is_(None))
     elif state == "stopped":
@@ -187,36 +228,60 @@ def sessions(db: DB, *, start_ms: int | None = None, end_ms: int | None = None, 
     rows = db.scalars(query).all()
     groups = defaultdict(list)
     if rows:
-        for session_id, name in db.execute(select(SessionGroup.session_id, SessionGroup.group_name)
-                                           .where(SessionGroup.session_id.in_([r.id for r in rows]))):
+        for session_id, name in db.execute(
+            select(SessionGroup.session_id, SessionGroup.group_name).where(
+                SessionGroup.session_id.in_([r.id for r in rows])
+            )
+        ):
             groups[session_id].append(name)
-    return [{
-        "id": r.id, "user": r.username, "server_name": r.server_name, "profile": r.profile,
-        "choices": json.loads(r.choices or "{}"), "image": r.image,
-        "cpu_guarantee": r.cpu_guarantee, "cpu_limit": r.cpu_limit,
-        "mem_guarantee_bytes": r.mem_guarantee_bytes, "mem_limit_bytes": r.mem_limit_bytes,
-        "gpu_count": r.gpu_count, "gpu_type": r.gpu_type,
-        "started": iso(r.started_ms), "stopped": iso(r.stopped_ms), "stop_reason": r.stop_reason,
-        "source": r.source, "groups": sorted(groups[r.id]),
-    } for r in rows]
+    return [
+        {
+            "id": r.id,
+            "user": r.username,
+            "server_name": r.server_name,
+            "profile": r.profile,
+            "choices": json.loads(r.choices or "{}"),
+            "image": r.image,
+            "cpu_guarantee": r.cpu_guarantee,
+            "cpu_limit": r.cpu_limit,
+            "mem_guarantee_bytes": r.mem_guarantee_bytes,
+            "mem_limit_bytes": r.mem_limit_bytes,
+            "gpu_count": r.gpu_count,
+            "gpu_type": r.gpu_type,
+            "started": iso(r.started_ms),
+            "stopped": iso(r.stopped_ms),
+            "stop_reason": r.stop_reason,
+            "source": r.source,
+            "groups": sorted(groups[r.id]),
+        }
+        for r in rows
+    ]
 
 
 def active_users(db: DB, start_ms: int, end_ms: int, now_ms: int) -> list[dict]:
     """Daily, weekly (7 days ending that day) and monthly (30 days) active users, per day."""
     first_day, last_day = start_ms // DAY_MS, (end_ms - 1) // DAY_MS
     per_day: dict[int, set[str]] = defaultdict(set)
-    for day, name in db.execute(select(DailyUserUsage.day, DailyUserUsage.username).where(
-            DailyUserUsage.day >= first_day - 29, DailyUserUsage.day <= last_day).distinct()):
+    for day, name in db.execute(
+        select(DailyUserUsage.day, DailyUserUsage.username)
+        .where(DailyUserUsage.day >= first_day - 29, DailyUserUsage.day <= last_day)
+        .distinct()
+    ):
         per_day[day].add(name)
     stop = func.coalesce(ServerSession.stopped_ms, now_ms)
-    for name, started, stopped in db.execute(select(ServerSession.username, ServerSession.started_ms, stop).where(
-            ServerSession.rolled_up == False, ServerSession.started_ms <= (last_day + 1) * DAY_MS,  # noqa: E712
-            stop >= (first_day - 29) * DAY_MS)):
+    for name, started, stopped in db.execute(
+        select(ServerSession.username, ServerSession.started_ms, stop).where(
+            ServerSession.rolled_up == false(),
+            ServerSession.started_ms <= (last_day + 1) * DAY_MS,
+            stop >= (first_day - 29) * DAY_MS,
+        )
+    ):
         for day in range(started // DAY_MS, max(started, stopped - 1) // DAY_MS + 1):
             per_day[day].add(name)
     result = []
     for day in range(first_day, last_day + 1):
-        def active(days):
+
+        def active(days, day=day):
             return len(set().union(*(per_day.get(d, set()) for d in range(day - days + 1, day + 1))))
 
         result.append({"date": iso(day * DAY_MS)[:10], "daily": active(1), "weekly": active(7), "monthly": active(30)})

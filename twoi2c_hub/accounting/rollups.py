@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import select
+from sqlalchemy import false, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as DB
@@ -72,13 +72,25 @@ def roll_up(db: DB, now_ms: int, grace_ms: int = 0, batch: int = 20_000) -> int:
     done = 0
     while True:
         rows = db.execute(
-            select(ServerSession.id, ServerSession.username, ServerSession.profile,
-                   ServerSession.started_ms, ServerSession.stopped_ms, ServerSession.cpu_guarantee,
-                   ServerSession.cpu_limit, ServerSession.mem_guarantee_bytes,
-                   ServerSession.mem_limit_bytes, ServerSession.gpu_count)
-            .where(ServerSession.rolled_up == False, ServerSession.stopped_ms.is_not(None),  # noqa: E712
-                   ServerSession.stopped_ms <= cutoff)
-            .order_by(ServerSession.id).limit(batch)
+            select(
+                ServerSession.id,
+                ServerSession.username,
+                ServerSession.profile,
+                ServerSession.started_ms,
+                ServerSession.stopped_ms,
+                ServerSession.cpu_guarantee,
+                ServerSession.cpu_limit,
+                ServerSession.mem_guarantee_bytes,
+                ServerSession.mem_limit_bytes,
+                ServerSession.gpu_count,
+            )
+            .where(
+                ServerSession.rolled_up == false(),
+                ServerSession.stopped_ms.is_not(None),
+                ServerSession.stopped_ms <= cutoff,
+            )
+            .order_by(ServerSession.id)
+            .limit(batch)
         ).all()
         if not rows:
             return done

@@ -20,7 +20,7 @@ wrong; nothing here knows about HTTP.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from .models import to_ms
@@ -38,8 +38,8 @@ _DURATION = re.compile(r"(\d{1,7})([mhdw])")
 _DURATION_OFFSET = re.compile(r"(\d{1,7})([mhdw]) offset (\d{1,7})([mhdw])")
 _UNIX_PAIR = re.compile(r"(\d{1,12})[,-](\d{1,12})")
 # the earliest and latest moments a window may touch (year 1 and 9999 overflow datetime)
-_EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 EXAMPLES = "7d, 24h, today, week, month, lastmonth, or 2026-11-01T00:00:00Z,2026-11-08T00:00:00Z"
 
@@ -57,7 +57,7 @@ def _midnight(moment: datetime) -> datetime:
 
 def _truncate(moment: datetime, unit: timedelta) -> datetime:
     seconds = unit.total_seconds()
-    return datetime.fromtimestamp(moment.timestamp() // seconds * seconds, tz=timezone.utc)
+    return datetime.fromtimestamp(moment.timestamp() // seconds * seconds, tz=UTC)
 
 
 def _named(value: str, now: datetime) -> tuple[datetime, datetime] | None:
@@ -98,13 +98,13 @@ def parse_moment(value: str) -> datetime:
     value = value.strip()
     if re.fullmatch(r"\d{1,12}(\.\d{1,9})?", value):
         try:
-            return datetime.fromtimestamp(float(value), tz=timezone.utc)
+            return datetime.fromtimestamp(float(value), tz=UTC)
         except (ValueError, OSError):
             raise OverflowError(value) from None
     moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"'{value}' has no time zone; end it with Z for UTC")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def _pair(value: str) -> tuple[datetime, datetime] | None:
@@ -118,15 +118,13 @@ def _pair(value: str) -> tuple[datetime, datetime] | None:
     try:
         return parse_moment(parts[0]), parse_moment(parts[1])
     except ValueError:
-        raise ValueError(
-            f"'{value}' is not START,END in RFC 3339 (2026-11-01T00:00:00Z) or Unix seconds"
-        ) from None
+        raise ValueError(f"'{value}' is not START,END in RFC 3339 (2026-11-01T00:00:00Z) or Unix seconds") from None
 
 
 def parse_window(value: str, now: datetime, *, max_days: int = MAX_WINDOW_DAYS) -> Window:
     """The window `value` names at `now` (an aware datetime); ValueError if it names none."""
     value = (value or "").strip()
-    now = now.astimezone(timezone.utc)
+    now = now.astimezone(UTC)
     try:
         bounds = _named(value, now) or _duration(value, now) or _pair(value)
     except OverflowError:

@@ -191,7 +191,8 @@ class CommunityAuthenticatorMixin(LoggingConfigurable):
         if subject in (None, ""):
             raise LoginRefused(
                 f"The identity provider did not send '{self.subject_claim}', which this hub "
-                "needs to give you a private username.", status_code=500,
+                "needs to give you a private username.",
+                status_code=500,
             )
         return anonymous_username(self.anonymous_secret.encode(), self.provider_name, str(subject))
 
@@ -267,10 +268,14 @@ class CommunityAuthenticatorMixin(LoggingConfigurable):
             if self.provider_down_policy == "keep":
                 self.log.warning(
                     "%s could not be reached to refresh %s (%s); keeping the session and groups",
-                    self.provider_name, user.name, e,
+                    self.provider_name,
+                    user.name,
+                    e,
                 )
                 return True
-            self.log.warning("%s could not be reached to refresh %s (%s); logging out", self.provider_name, user.name, e)
+            self.log.warning(
+                "%s could not be reached to refresh %s (%s); logging out", self.provider_name, user.name, e
+            )
             return False
         if isinstance(refreshed, dict) and self.manage_groups and "groups" in refreshed:
             old = {g.name for g in getattr(user, "groups", None) or []}
@@ -312,4 +317,3 @@ class CommunityAuthenticatorMixin(LoggingConfigurable):
         if not allowed and self.explain_refusals:
             self.refuse("This account is blocked on this hub. Ask the hub's administrators if this is a mistake.")
         return allowed
-

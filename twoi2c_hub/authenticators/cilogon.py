@@ -33,8 +33,5 @@ class CILogonOAuthenticator(CommunityAuthenticatorMixin, upstream.CILogonOAuthen
             raw = user_info.get(claim) if claim else self._user_info_to_unprocessed_username(user_info)
             domain = str(raw or "").split("@")[-1].lower()
             name = user_info.get("idp_name") or idp
-            return (
-                f"Accounts of {name} may log in here only from the domains {_names(domains)}; "
-                f"yours is '{domain}'."
-            )
+            return f"Accounts of {name} may log in here only from the domains {_names(domains)}; yours is '{domain}'."
         return super().refusal_reason(username, auth_model)

@@ -44,9 +44,7 @@ class DemoAuthenticator(Authenticator):
         username = self.normalize_username(data.get("username", ""))
         if username not in self.users:
             return None
-        if not self.password or not compare_digest(
-            str(data.get("password", "")).encode(), self.password.encode()
-        ):
+        if not self.password or not compare_digest(str(data.get("password", "")).encode(), self.password.encode()):
             return None
         spec = self.users[username]
         return {

@@ -65,10 +65,17 @@ class _OrganisationMembership(upstream.GitHubOAuthenticator):
         reason, not a refusal."""
         headers = self.build_userdata_request_headers(token_response["access_token"], token_response["token_type"])
         org, _, team = org_team.partition(":")
-        url = (f"{self.github_api}/orgs/{org}/teams/{team}/members/{login}" if team
-               else f"{self.github_api}/orgs/{org}/members/{login}")
+        url = (
+            f"{self.github_api}/orgs/{org}/teams/{team}/members/{login}"
+            if team
+            else f"{self.github_api}/orgs/{org}/members/{login}"
+        )
         response = await self.httpfetch(
-            url, parse_json=False, raise_error=False, method="GET", headers=headers,
+            url,
+            parse_json=False,
+            raise_error=False,
+            method="GET",
+            headers=headers,
             validate_cert=self.validate_server_cert,
         )
         if response.code >= 500 and self.explain_refusals:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import defaultdict, deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
 from traitlets import Bool, Int, Unicode, validate
@@ -33,11 +33,13 @@ class WorkshopAuthenticator(SharedPasswordAuthenticator):
     """SharedPasswordAuthenticator for a workshop: a window, a group, rate limits."""
 
     opens = Unicode(
-        "", config=True,
+        "",
+        config=True,
         help="When logins open, ISO 8601 with a time zone (e.g. 2026-12-01T09:00+01:00). Empty: already open.",
     )
     closes = Unicode(
-        "", config=True,
+        "",
+        config=True,
         help="When logins close, ISO 8601 with a time zone. Empty: never.",
     )
 
@@ -47,12 +49,14 @@ class WorkshopAuthenticator(SharedPasswordAuthenticator):
         return proposal.value
 
     attendee_group = Unicode(
-        "", config=True,
+        "",
+        config=True,
         help="Put everyone who logs in with the user password in this group (sets manage_groups).",
     )
 
     temporary_accounts = Bool(
-        False, config=True,
+        False,
+        config=True,
         help="""Give each visitor who knows the password a fresh random username
         (`username_prefix` + 8 hex digits) instead of the name they type.""",
     )
@@ -73,7 +77,7 @@ class WorkshopAuthenticator(SharedPasswordAuthenticator):
         self._failures: dict[str, deque] = defaultdict(deque)
 
     def window_problem(self, now: datetime | None = None) -> str | None:
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         opens, closes = _parse_time(self.opens), _parse_time(self.closes)
         if opens and now < opens:
             return f"Logins to this workshop open at {opens.isoformat(timespec='minutes')}."
@@ -102,7 +106,8 @@ class WorkshopAuthenticator(SharedPasswordAuthenticator):
                 wait = int(attempts[0] + self.failure_window - now) + 1
                 self.log.warning("Workshop login rate-limited for %s", key)
                 refusal = LoginRefused(
-                    f"Too many failed logins. Please wait {wait} seconds and try again.", status_code=429,
+                    f"Too many failed logins. Please wait {wait} seconds and try again.",
+                    status_code=429,
                 )
                 refusal.headers = {"Retry-After": str(wait)}
                 raise refusal

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .instances import GiB, MiB, InstanceType
+from .instances import GiB, InstanceType, MiB
 
 
 def _memory_label(memory_bytes: float) -> str:
@@ -68,11 +68,16 @@ def node_share_choices(
             else f"~{_cpu_label(cpu)} CPUs always available (a whole {instance.name} node)"
         )
         key = "mem_" + re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
-        choices.append((key, {
-            "display_name": f"~{label} RAM, ~{_cpu_label(cpu_guarantee)} CPUs",
-            "description": description,
-            "kubespawner_override": override,
-        }))
+        choices.append(
+            (
+                key,
+                {
+                    "display_name": f"~{label} RAM, ~{_cpu_label(cpu_guarantee)} CPUs",
+                    "description": description,
+                    "kubespawner_override": override,
+                },
+            )
+        )
     choices.reverse()
     result = dict(choices)
     if default is not None:
@@ -80,5 +85,3 @@ def node_share_choices(
             raise ValueError(f"node_share default must be between 0 and {len(choices) - 1}")
         result[choices[default][0]]["default"] = True
     return result
-
-

@@ -18,7 +18,7 @@ cluster. A selection ("user options") is what KubeSpawner receives:
 from __future__ import annotations
 
 import copy
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from slugify import slugify
 
@@ -102,9 +102,7 @@ def available(catalog: Iterable[Mapping], groups: Iterable[str]) -> list[dict]:
         startable = True
         for option in profile.get("profile_options", {}).values():
             choices = {
-                key: choice
-                for key, choice in (option.get("choices") or {}).items()
-                if is_allowed(choice, groups)
+                key: choice for key, choice in (option.get("choices") or {}).items() if is_allowed(choice, groups)
             }
             if choices and not any(c.get("default") for c in choices.values()):
                 next(iter(choices.values()))["default"] = True
@@ -136,7 +134,7 @@ def selection_from_form(formdata: Mapping[str, list[str]]) -> dict[str, str]:
     prefix = f"profile-option-{slug}--"
     for key, value in values.items():
         if key.startswith(prefix):
-            selection[key[len(prefix):]] = value
+            selection[key[len(prefix) :]] = value
     # a write-in field is only meant when its select says so (or has no select: no JS)
     for key in [k for k in selection if k.endswith(UNLISTED_SUFFIX)]:
         option_key = key[: -len(UNLISTED_SUFFIX)]

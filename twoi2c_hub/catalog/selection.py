@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from jupyterhub.traitlets import ByteSpecification
 
@@ -144,8 +145,7 @@ def _find_profile(catalog: list[dict], slug: str | None) -> dict:
         if profile["slug"] == slug:
             return profile
     raise ProfileError(
-        f"There is no server profile '{slug}'. Profiles on this hub: "
-        f"{_names(p['slug'] for p in catalog)}."
+        f"There is no server profile '{slug}'. Profiles on this hub: {_names(p['slug'] for p in catalog)}."
     )
 
 
@@ -224,9 +224,7 @@ def _resolve_option(
         if choice_key is None:
             raise ProfileError(f"Write in a value for '{option_name}'; it has no choices to pick from.")
     elif choice_key not in full_option.get("choices", {}):
-        raise ProfileError(
-            f"'{choice_key}' is not a choice of '{option_name}'. Choices: {_names(option['choices'])}."
-        )
+        raise ProfileError(f"'{choice_key}' is not a choice of '{option_name}'. Choices: {_names(option['choices'])}.")
     elif choice_key not in option["choices"]:
         choice = full_option["choices"][choice_key]
         raise ProfileError(
@@ -258,5 +256,3 @@ def _resolve_write_in(
         raise ProfileError(f"'{write_in}' is not a valid value for '{option_name}': {message}")
     override = _format_write_in(unlisted.get("kubespawner_override") or {}, write_in)
     return {"choice": None, "write_in": write_in, "display_name": write_in}, override
-
-

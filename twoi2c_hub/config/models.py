@@ -98,15 +98,16 @@ def override_problems(override: Any, *, write_in: bool = False) -> list[tuple[tu
             elif key.startswith("extra_resource"):
                 for name, amount in value.items():
                     if str(name).endswith("/gpu") and not _whole_number(amount):
-                        problems.append(((key, name), "must be a whole number of GPUs, like \"1\""))
+                        problems.append(((key, name), 'must be a whole number of GPUs, like "1"'))
         if problem:
             problems.append(((key,), problem))
     cpu_g, cpu_l = override.get("cpu_guarantee"), override.get("cpu_limit")
     if not write_in and not _number_problem(cpu_g) and not _number_problem(cpu_l) and cpu_g > cpu_l:
         problems.append((("cpu_guarantee",), f"{cpu_g} must not exceed cpu_limit ({cpu_l})"))
     if "mem_guarantee" in sizes and "mem_limit" in sizes and sizes["mem_guarantee"] > sizes["mem_limit"]:
-        problems.append((("mem_guarantee",), f"{override['mem_guarantee']} must not exceed mem_limit "
-                                             f"({override['mem_limit']})"))
+        problems.append(
+            (("mem_guarantee",), f"{override['mem_guarantee']} must not exceed mem_limit ({override['mem_limit']})")
+        )
     return problems
 
 
@@ -128,8 +129,9 @@ def catalog_problems(data: Any) -> list[tuple[tuple, str]]:
     def check(where: tuple, item: Any, write_in: bool = False):
         if isinstance(item, dict) and "kubespawner_override" in item:
             base = where + ("kubespawner_override",)
-            problems.extend((base + loc, msg) for loc, msg in
-                            override_problems(item["kubespawner_override"], write_in=write_in))
+            problems.extend(
+                (base + loc, msg) for loc, msg in override_problems(item["kubespawner_override"], write_in=write_in)
+            )
 
     for i, profile in enumerate(profiles):
         check(("profiles", i), profile)
@@ -148,8 +150,7 @@ def catalog_problems(data: Any) -> list[tuple[tuple, str]]:
 def _check_groups(groups: list[str] | None) -> list[str] | None:
     if groups is not None and not groups:
         raise _error(
-            "an empty allowed_groups offers this to nobody; "
-            "remove the key to offer it to everyone, or name the groups"
+            "an empty allowed_groups offers this to nobody; remove the key to offer it to everyone, or name the groups"
         )
     return groups
 
@@ -186,7 +187,7 @@ class UnlistedChoice(Overridable):
             try:
                 re.compile(value)
             except re.error as e:
-                raise _error(f"is not a valid regular expression: {e}")
+                raise _error(f"is not a valid regular expression: {e}") from None
         return value
 
 
@@ -216,7 +217,7 @@ class NodeShare(Strict):
         try:
             catalog.parse_bytes(value)
         except Exception:
-            raise _error(f"must be a size like 256M or 1G, not {value!r}")
+            raise _error(f"must be a size like 256M or 1G, not {value!r}") from None
         return value
 
     @field_validator("allowed_groups")
@@ -304,7 +305,7 @@ class GroupMapping(Strict):
             try:
                 re.compile(rule["match"])
             except re.error as e:
-                raise _error(f"rule {i}: match is not a valid regular expression: {e}")
+                raise _error(f"rule {i}: match is not a valid regular expression: {e}") from None
         return rules
 
 
@@ -407,8 +408,10 @@ class AuthSection(Strict):
             if self.provider in ("cilogon", "oidc"):
                 problems.append(f"auth.{self.provider}: is required for provider {self.provider}")
         if self.provider in OAUTH_PROVIDERS and not self.client_id:
-            problems.append(f"auth.client_id: is required for provider {self.provider} "
-                            f"(the secret goes in ${self.client_secret_env})")
+            problems.append(
+                f"auth.client_id: is required for provider {self.provider} "
+                f"(the secret goes in ${self.client_secret_env})"
+            )
         if self.users and self.provider != "demo":
             problems.append("auth.users: only the demo provider has a fixed list of users")
         if (self.allowed_groups or self.admin_groups) and not self.gives_groups():
@@ -422,22 +425,33 @@ class AuthSection(Strict):
         if self.provider == "workshop":
             for name in ("anonymize_usernames", "staff_users", "admin_groups", "allowed_users", "allowed_groups"):
                 if getattr(self, name):
-                    problems.append(f"auth.{name}: the workshop provider has no use for it "
-                                    "(everyone with the password is allowed)")
+                    problems.append(
+                        f"auth.{name}: the workshop provider has no use for it (everyone with the password is allowed)"
+                    )
             if self.workshop and self.workshop.temporary_accounts and self.admin_users:
                 problems.append("auth.admin_users: temporary accounts get random names, so no admin could log in")
             if self.admin_users and not (self.workshop and self.workshop.admin_password_env):
                 problems.append("auth.workshop.admin_password_env: is required when auth.admin_users is set")
         if self.provider in OAUTH_PROVIDERS and not (
-            self.allow_all or self.allowed_users or self.allowed_groups or self.admin_users
-            or self.staff_users or self.admin_groups
+            self.allow_all
+            or self.allowed_users
+            or self.allowed_groups
+            or self.admin_users
+            or self.staff_users
+            or self.admin_groups
             or (self.github and self.github.allowed_organizations)
-            or (self.cilogon and any(
-                isinstance(i, dict) and (i.get("allow_all") or i.get("allowed_domains"))
-                for i in self.cilogon.idps.values()))
+            or (
+                self.cilogon
+                and any(
+                    isinstance(i, dict) and (i.get("allow_all") or i.get("allowed_domains"))
+                    for i in self.cilogon.idps.values()
+                )
+            )
         ):
-            problems.append("auth: nobody could log in; set allowed_users, allowed_groups, "
-                            "github.allowed_organizations, an idp's allowed_domains, or allow_all")
+            problems.append(
+                "auth: nobody could log in; set allowed_users, allowed_groups, "
+                "github.allowed_organizations, an idp's allowed_domains, or allow_all"
+            )
         if problems:
             raise _error("\n".join(problems))
         return self
@@ -459,7 +473,7 @@ class InstanceTypeSpec(Strict):
             try:
                 size = catalog.parse_bytes(value)
             except Exception:
-                raise _error(f"must be a size like 64G, not {value!r}")
+                raise _error(f"must be a size like 64G, not {value!r}") from None
             if size <= 0:
                 raise _error("must be > 0")
         return value
@@ -467,11 +481,14 @@ class InstanceTypeSpec(Strict):
     def to_instance_type(self, name: str) -> InstanceType:
         allocatable = self.allocatable_memory
         return InstanceType(
-            name=name, provider=self.provider, cpu=self.cpu,
+            name=name,
+            provider=self.provider,
+            cpu=self.cpu,
             memory_bytes=catalog.parse_bytes(self.memory),
             allocatable_cpu=self.allocatable_cpu,
             allocatable_memory_bytes=None if allocatable is None else catalog.parse_bytes(allocatable),
-            gpu_count=self.gpu_count, gpu_type=self.gpu_type,
+            gpu_count=self.gpu_count,
+            gpu_type=self.gpu_type,
         )
 
 
@@ -504,8 +521,7 @@ class SpawnerSection(Strict):
             for field_name in re.findall(r"\{([^{}]*)\}", template):
                 if field_name not in ("username", "escaped_username"):
                     raise _error(
-                        f"{name}: unknown placeholder {{{field_name}}}; "
-                        "use {username} or {escaped_username}"
+                        f"{name}: unknown placeholder {{{field_name}}}; use {{username}} or {{escaped_username}}"
                     )
         return value
 
@@ -594,7 +610,8 @@ class CommunityConfig(Strict):
                 generated: dict[str, dict] = {}
                 for share in option.node_share:
                     choices = catalog.node_share_choices(
-                        instances[share.instance], share.choices,
+                        instances[share.instance],
+                        share.choices,
                         daemonset_cpu=share.daemonset_cpu,
                         daemonset_memory_bytes=catalog.parse_bytes(share.daemonset_memory),
                         default=share.default,
@@ -608,4 +625,3 @@ class CommunityConfig(Strict):
                 option_data["choices"] = {**generated, **option_data.get("choices", {})}
             result.append(data)
         return result
-

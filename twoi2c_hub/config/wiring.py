@@ -184,13 +184,15 @@ def _templates(c, config: CommunityConfig) -> None:
     c.JupyterHub.template_paths = paths + [p for p in c.JupyterHub.get("template_paths", []) if p not in paths]
     hub = config.hub
     template_vars = dict(c.JupyterHub.get("template_vars", {}))
-    template_vars.update({
-        "community_name": hub.name,
-        "community_logo_url": hub.logo_url,
-        "community_url": hub.url,
-        "community_support_url": hub.support_url,
-        "community_funders": [f.model_dump() for f in hub.funders],
-    })
+    template_vars.update(
+        {
+            "community_name": hub.name,
+            "community_logo_url": hub.logo_url,
+            "community_url": hub.url,
+            "community_support_url": hub.support_url,
+            "community_funders": [f.model_dump() for f in hub.funders],
+        }
+    )
     if hub.announcement:
         template_vars["announcement"] = hub.announcement
     c.JupyterHub.template_vars = template_vars
@@ -202,7 +204,9 @@ def _culler(c, config: CommunityConfig) -> None:
         return
     # idle-culler 2.0 takes boolean flags with a value (`--cull-users=true`), not bare
     command = [
-        sys.executable, "-m", "jupyterhub_idle_culler",
+        sys.executable,
+        "-m",
+        "jupyterhub_idle_culler",
         f"--timeout={culling.timeout}",
         f"--cull-every={culling.every}",
         f"--max-age={culling.max_age}",
@@ -213,12 +217,16 @@ def _culler(c, config: CommunityConfig) -> None:
     scopes = list(IDLE_CULLER_SCOPES)
     if culling.cull_users:
         scopes.append("admin:users")
-    _service(c, {"name": "idle-culler", "command": command}, {
-        "name": "idle-culler",
-        "description": "Stop servers that have been idle too long (jupyterhub-idle-culler)",
-        "scopes": scopes,
-        "services": ["idle-culler"],
-    })
+    _service(
+        c,
+        {"name": "idle-culler", "command": command},
+        {
+            "name": "idle-culler",
+            "description": "Stop servers that have been idle too long (jupyterhub-idle-culler)",
+            "scopes": scopes,
+            "services": ["idle-culler"],
+        },
+    )
 
 
 READ_ALL_USAGE = "custom:usage:read-all"
@@ -241,25 +249,29 @@ def _usage_service(c, config: CommunityConfig, config_path: Path) -> None:
     # shared with the spawners for their start/stop events; new at every hub start
     events_token = secrets.token_hex(32)
     base_url = c.JupyterHub.get("base_url", "/")
-    _service(c, {
-        "name": "usage",
-        "display": True,
-        "info": {"description": "Server usage for each person and for the community"},
-        "url": f"http://{usage.host}:{port}",
-        "command": [sys.executable, "-m", "twoi2c_hub.services.usage", "--config", str(config_path)],
-        "environment": {
-            "TWOI2C_USAGE_EVENTS_TOKEN": events_token,
-            "TWOI2C_USAGE_DATABASE_URL": usage.database_url,
-            "TWOI2C_USAGE_RECONCILE_INTERVAL": str(usage.reconcile_interval),
+    _service(
+        c,
+        {
+            "name": "usage",
+            "display": True,
+            "info": {"description": "Server usage for each person and for the community"},
+            "url": f"http://{usage.host}:{port}",
+            "command": [sys.executable, "-m", "twoi2c_hub.services.usage", "--config", str(config_path)],
+            "environment": {
+                "TWOI2C_USAGE_EVENTS_TOKEN": events_token,
+                "TWOI2C_USAGE_DATABASE_URL": usage.database_url,
+                "TWOI2C_USAGE_RECONCILE_INTERVAL": str(usage.reconcile_interval),
+            },
+            "oauth_no_confirm": True,
+            "oauth_client_allowed_scopes": [READ_ALL_USAGE],
         },
-        "oauth_no_confirm": True,
-        "oauth_client_allowed_scopes": [READ_ALL_USAGE],
-    }, {
-        "name": "usage-service",
-        "description": "Read servers and groups to reconcile recorded sessions",
-        "scopes": ["list:users", "read:users", "read:servers"],
-        "services": ["usage"],
-    })
+        {
+            "name": "usage-service",
+            "description": "Read servers and groups to reconcile recorded sessions",
+            "scopes": ["list:users", "read:users", "read:servers"],
+            "services": ["usage"],
+        },
+    )
     c.JupyterHub.custom_scopes = {
         **c.JupyterHub.get("custom_scopes", {}),
         READ_ALL_USAGE: {"description": "Read everyone's usage in the usage service"},
@@ -272,7 +284,9 @@ def _usage_service(c, config: CommunityConfig, config_path: Path) -> None:
     }
     c.JupyterHub.load_roles = [r for r in c.JupyterHub.get("load_roles", []) if r.get("name") != "usage-readers"]
     c.JupyterHub.load_roles = c.JupyterHub.load_roles + [readers]
-    c.JupyterHub.extra_user_scopes = set(c.JupyterHub.get("extra_user_scopes", set())) | {"access:services!service=usage"}
+    c.JupyterHub.extra_user_scopes = set(c.JupyterHub.get("extra_user_scopes", set())) | {
+        "access:services!service=usage"
+    }
     spawner = c.ProfileKubeSpawner if config.spawner.kind == "kube" else c.ProfileLocalSpawner
     events_url = f"http://127.0.0.1:{port}{base_url}services/usage/api/v1/events"
     spawner.usage_events_url = events_url
@@ -282,4 +296,3 @@ def _usage_service(c, config: CommunityConfig, config_path: Path) -> None:
         # from the hub at every reconciliation)
         authenticator = c.JupyterHub.authenticator_class.__name__
         c[authenticator].group_change_hook = UsageEventPoster(events_url, events_token)
-

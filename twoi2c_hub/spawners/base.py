@@ -8,7 +8,7 @@ server in its own way.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import escapism
 import jinja2
@@ -16,10 +16,10 @@ from jupyterhub.spawner import SpawnException
 from traitlets import Dict, Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from .. import catalog
 from ..paths import templates_dir
 from ..usage_client import UsageEventPoster
 from .stop_reason import stop_reason
-from .. import catalog
 
 _SAFE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789")
 
@@ -119,8 +119,9 @@ class ProfileSpawnerMixin(LoggingConfigurable):
         """The server `selection` starts for this user; a SpawnException (4xx) if refused."""
         if selection is not None and not isinstance(selection, dict):
             raise ProfileRefused(
-                "user_options must be a JSON object like {\"profile\": \"...\"}.",
-                reason="profile", status_code=400,
+                'user_options must be a JSON object like {"profile": "..."}.',
+                reason="profile",
+                status_code=400,
             )
         try:
             resolved = catalog.resolve(await self.get_catalog(), self.get_groups(), selection)
@@ -154,10 +155,16 @@ class ProfileSpawnerMixin(LoggingConfigurable):
         started = self._started_iso()
         if started is not None:
             summary = self.resolved_server.summary() if self.resolved_server else {}
-            self.post_usage_event({
-                "type": "start", "username": self.user.name, "server_name": self.name or "",
-                "started": started, "server": summary, "groups": self.get_groups(),
-            })
+            self.post_usage_event(
+                {
+                    "type": "start",
+                    "username": self.user.name,
+                    "server_name": self.name or "",
+                    "started": started,
+                    "server": summary,
+                    "groups": self.get_groups(),
+                }
+            )
         return result
 
     def stop_reason(self) -> str:
@@ -169,20 +176,32 @@ class ProfileSpawnerMixin(LoggingConfigurable):
         started = self._started_iso()
         await super().stop(now=now)
         if started is not None:
-            self.post_usage_event({
-                "type": "stop", "username": self.user.name, "server_name": self.name or "",
-                "started": started, "stopped": datetime.now(timezone.utc).isoformat(), "reason": reason,
-            })
+            self.post_usage_event(
+                {
+                    "type": "stop",
+                    "username": self.user.name,
+                    "server_name": self.name or "",
+                    "started": started,
+                    "stopped": datetime.now(UTC).isoformat(),
+                    "reason": reason,
+                }
+            )
 
     async def poll_and_notify(self):
         # the hub's poll finds a server that died on its own: the hub will not call stop()
         started = self._started_iso()
         status = await super().poll_and_notify()
         if status is not None and started is not None:
-            self.post_usage_event({
-                "type": "stop", "username": self.user.name, "server_name": self.name or "",
-                "started": started, "stopped": datetime.now(timezone.utc).isoformat(), "reason": "crash",
-            })
+            self.post_usage_event(
+                {
+                    "type": "stop",
+                    "username": self.user.name,
+                    "server_name": self.name or "",
+                    "started": started,
+                    "stopped": datetime.now(UTC).isoformat(),
+                    "reason": "crash",
+                }
+            )
         return status
 
     # --- environment -----------------------------------------------------------------

@@ -118,7 +118,6 @@ class ProfileKubeSpawner(ProfileSpawnerMixin, KubeSpawner):
     @staticmethod
     def _admin_mount(mount: dict):
         from kubernetes_asyncio.client.models import V1VolumeMount
-
         from kubespawner.objects import get_k8s_model
 
         return get_k8s_model(V1VolumeMount, mount)

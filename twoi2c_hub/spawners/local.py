@@ -65,12 +65,14 @@ class ProfileLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
     )
 
     apply_memory_limit = Bool(
-        True, config=True,
+        True,
+        config=True,
         help="Limit the server process's address space to the profile's mem_limit.",
     )
 
     apply_cpu_limit = Bool(
-        True, config=True,
+        True,
+        config=True,
         help="Pin the server process to ceil(cpu_limit) cores of this machine.",
     )
 

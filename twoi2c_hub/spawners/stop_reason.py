@@ -22,7 +22,7 @@ MAX_FRAMES = 60
 
 
 def stop_reason(owner: str) -> str:
-    """"user" (the owner stopped it), "admin", "culler", or "hub" (no request)."""
+    """ "user" (the owner stopped it), "admin", "culler", or "hub" (no request)."""
     frame = inspect.currentframe()
     try:
         for _ in range(MAX_FRAMES):

@@ -17,7 +17,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from tornado import web
 
 from . import params
-from .params import BadParameter
 
 LOG_IN = "Log in through the hub, or send a hub API token (Authorization: token ...)"
 METRICS_SCOPE = "read:metrics"
@@ -82,8 +81,12 @@ class ServiceHandler(HubOAuthenticated, web.RequestHandler):
             self.set_header("Content-Type", "text/html; charset=utf-8")
             self.finish(
                 self.service.pages.render(
-                    self.service.error_template, self.get_current_user_safely(), self.xsrf_token.decode(),
-                    status_code=status_code, message=message, is_admin=False,
+                    self.service.error_template,
+                    self.get_current_user_safely(),
+                    self.xsrf_token.decode(),
+                    status_code=status_code,
+                    message=message,
+                    is_admin=False,
                 )
             )
 
@@ -123,7 +126,9 @@ class APIHandler(ServiceHandler):
             raise web.HTTPError(403, f"You may read only your own {self.service.what}.")
         return user["name"]
 
-    def respond(self, data: Any, *, csv_rows: list[dict] | None = None, columns: list[str] = (), filename: str = "") -> None:
+    def respond(
+        self, data: Any, *, csv_rows: list[dict] | None = None, columns: list[str] = (), filename: str = ""
+    ) -> None:
         """`data` as `{"code": 200, "data": ...}`, or `csv_rows` as CSV with `format=csv`."""
         fmt = self.param_choice("format", ("json", "csv"), "json")
         if fmt == "csv":
@@ -149,7 +154,9 @@ class MetricsHandler(APIHandler):
     def get(self) -> None:
         user = self.reader()
         if not (self.may_read_all(user) or METRICS_SCOPE in self.scopes(user)):
-            raise web.HTTPError(403, f"Metrics need the {METRICS_SCOPE} scope, {self.service.read_all_scope}, or hub admin.")
+            raise web.HTTPError(
+                403, f"Metrics need the {METRICS_SCOPE} scope, {self.service.read_all_scope}, or hub admin."
+            )
         self.service.update_metrics()
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.finish(generate_latest(self.service.metrics_registry))

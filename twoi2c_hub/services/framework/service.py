@@ -142,7 +142,11 @@ class HubService:
         server.listen(port, host)
         log.info(
             "%s service at %s:%s%s, database %s",
-            self.name, host or "*", port, self.prefix, self.engine.url.render_as_string(hide_password=True),
+            self.name,
+            host or "*",
+            port,
+            self.prefix,
+            self.engine.url.render_as_string(hide_password=True),
         )
         stopped = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -5,7 +5,7 @@ are a hub admin or hold the read-all scope (the community-admin groups do)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from hmac import compare_digest
 
 from tornado import web
@@ -32,8 +32,12 @@ ALLOCATION_COLUMNS = ["window.start", "window.end", "name", *ALLOCATION_FIELDS.v
 
 def opencost_allocation(row: dict) -> dict:
     """One report row in OpenCost's allocation shape and field names."""
-    allocation = {"name": row["name"], "window": row["window"], "start": row["window"]["start"],
-                  "end": row["window"]["end"]}
+    allocation = {
+        "name": row["name"],
+        "window": row["window"],
+        "start": row["window"]["start"],
+        "end": row["window"]["end"],
+    }
     for ours, theirs in ALLOCATION_FIELDS.items():
         value = row[ours]
         allocation[theirs] = round(value * reports.GiB, 1) if ours == "memory_gib_hours" else value
@@ -57,7 +61,7 @@ def check_steps(window, step: str | None) -> None:
 class AllocationAPI(APIHandler):
     async def get(self):
         user = self.reader()
-        window = parse.window("window", self.get_argument("window", None), datetime.now(timezone.utc), "7d")
+        window = parse.window("window", self.get_argument("window", None), datetime.now(UTC), "7d")
         aggregate = self.param_choice("aggregate", reports.AGGREGATES, "user")
         step = self.param_choice("step", STEP_CHOICES)
         check_steps(window, step)
@@ -68,26 +72,51 @@ class AllocationAPI(APIHandler):
         for row in rows:
             if aggregate == "group" and row["name"] == NO_GROUP:
                 row["name"] = "(no group)"
-        self.respond(allocation_sets(rows), csv_rows=[opencost_allocation(r) for r in rows],
-                     columns=ALLOCATION_COLUMNS, filename=f"usage-by-{aggregate}")
+        self.respond(
+            allocation_sets(rows),
+            csv_rows=[opencost_allocation(r) for r in rows],
+            columns=ALLOCATION_COLUMNS,
+            filename=f"usage-by-{aggregate}",
+        )
 
 
-SESSION_COLUMNS = ["id", "user", "server_name", "profile", "choices", "image", "cpu_guarantee", "cpu_limit",
-                   "mem_guarantee_bytes", "mem_limit_bytes", "gpu_count", "gpu_type", "started", "stopped",
-                   "stop_reason", "source", "groups"]
+SESSION_COLUMNS = [
+    "id",
+    "user",
+    "server_name",
+    "profile",
+    "choices",
+    "image",
+    "cpu_guarantee",
+    "cpu_limit",
+    "mem_guarantee_bytes",
+    "mem_limit_bytes",
+    "gpu_count",
+    "gpu_type",
+    "started",
+    "stopped",
+    "stop_reason",
+    "source",
+    "groups",
+]
 
 
 class SessionsAPI(APIHandler):
     async def get(self):
         user = self.reader()
-        window = parse.window("window", self.get_argument("window", None), datetime.now(timezone.utc))
+        window = parse.window("window", self.get_argument("window", None), datetime.now(UTC))
         state = self.param_choice("state", ("running", "stopped"))
         limit = self.param_int("limit", 100, 1, 1000)
         after = self.param_int("after", None, 0)
         query = dict(
-            start_ms=window.start_ms if window else None, end_ms=window.end_ms if window else None,
-            username=self.subject(user), profile=self.param_text("profile"), group=self.param_text("group"),
-            state=state, limit=limit, after_id=after,
+            start_ms=window.start_ms if window else None,
+            end_ms=window.end_ms if window else None,
+            username=self.subject(user),
+            profile=self.param_text("profile"),
+            group=self.param_text("group"),
+            state=state,
+            limit=limit,
+            after_id=after,
         )
         rows = await self.run_db(lambda db: reports.sessions(db, **query))
         if rows and len(rows) == limit:
@@ -100,8 +129,7 @@ class ActiveUsersAPI(APIHandler):
         user = self.reader()
         if not self.may_read_all(user):
             raise web.HTTPError(403, "Active-user counts are for hub admins and the community admins.")
-        window = parse.window("window", self.get_argument("window", None), datetime.now(timezone.utc), "30d",
-                              max_days=400)
+        window = parse.window("window", self.get_argument("window", None), datetime.now(UTC), "30d", max_days=400)
         rows = await self.run_db(reports.active_users, window.start_ms, window.end_ms, now_ms())
         self.respond(rows, columns=["date", "daily", "weekly", "monthly"], filename="active-users")
 
@@ -115,7 +143,7 @@ class EventsAPI(APIHandler):
 
     async def post(self):
         header = self.request.headers.get("Authorization", "")
-        token = header[len("token "):] if header.startswith("token ") else ""
+        token = header[len("token ") :] if header.startswith("token ") else ""
         expected = self.service.events_token
         if not expected or not compare_digest(token.encode(), expected.encode()):
             raise web.HTTPError(403, "Events need the service's events token.")
@@ -137,4 +165,3 @@ class EventsAPI(APIHandler):
 
 class StaticHandler(web.StaticFileHandler):
     """Chart library files, served from the installed plotly package (never a CDN)."""
-

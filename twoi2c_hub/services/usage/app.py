@@ -101,9 +101,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m twoi2c_hub.services.usage")
     parser.add_argument("--config", help="the community config file (profiles resolve reconciled sessions)")
     parser.add_argument("--database-url", default=os.environ.get("TWOI2C_USAGE_DATABASE_URL", DEFAULT_DATABASE_URL))
-    parser.add_argument("--interval", type=float,
-                        default=float(os.environ.get("TWOI2C_USAGE_RECONCILE_INTERVAL", "30")),
-                        help="seconds between reconciliations with the hub")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=float(os.environ.get("TWOI2C_USAGE_RECONCILE_INTERVAL", "30")),
+        help="seconds between reconciliations with the hub",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 
 from tornado import web
 
@@ -29,8 +29,10 @@ def chart_series(rows: list[dict], figure: str, top: int = 8) -> dict:
         target[row["window"]["start"]] += row[figure]
     if any(others.values()):
         series["others"] = others
-    return {"x": steps, "series": [{"name": n, "y": [round(v, 4) for v in values.values()]}
-                                   for n, values in series.items()]}
+    return {
+        "x": steps,
+        "series": [{"name": n, "y": [round(v, 4) for v in values.values()]} for n, values in series.items()],
+    }
 
 
 class UsagePage(PageHandler):
@@ -39,7 +41,7 @@ class UsagePage(PageHandler):
         the dates to show in the form; the last `default_days` days by default."""
         start_day = parse.day("start", self.get_argument("start", None))
         end_day = parse.day("end", self.get_argument("end", None))
-        today = datetime.now(timezone.utc).date()
+        today = datetime.now(UTC).date()
         if start_day is None and end_day is None:
             end_day = today
             start_day = end_day - timedelta(days=default_days - 1)
@@ -47,8 +49,8 @@ class UsagePage(PageHandler):
             raise BadParameter("start" if start_day is None else "end", "give both dates, or neither")
         try:
             window = windows.checked(
-                datetime.combine(start_day, time(), timezone.utc),
-                datetime.combine(end_day + timedelta(days=1), time(), timezone.utc),
+                datetime.combine(start_day, time(), UTC),
+                datetime.combine(end_day + timedelta(days=1), time(), UTC),
             )
         except ValueError as e:
             raise BadParameter("start/end", str(e)) from None
@@ -75,8 +77,13 @@ class UserPage(UsagePage):
 
         totals, daily, recent = await self.run_db(figures)
         self.render_page(
-            "usage/user.html", totals=totals, recent=list(reversed(recent))[:50], start=start, end=end,
-            chart=chart_series(daily, "server_hours"), is_admin=self.may_read_all(user),
+            "usage/user.html",
+            totals=totals,
+            recent=list(reversed(recent))[:50],
+            start=start,
+            end=end,
+            chart=chart_series(daily, "server_hours"),
+            is_admin=self.may_read_all(user),
         )
 
 
@@ -97,7 +104,8 @@ class AdminPage(UsagePage):
                 reports.allocation(db, *window, aggregate, now, step=step),
                 reports.active_users(db, max(window.start_ms, window.end_ms - 400 * DAY_MS), window.end_ms, now),
                 reports.sessions(db, start_ms=window.start_ms, end_ms=window.end_ms, username=drill, limit=1000)
-                if drill else None,
+                if drill
+                else None,
             )
 
         totals, series, active, drill_sessions = await self.run_db(figures)
@@ -105,8 +113,16 @@ class AdminPage(UsagePage):
             if aggregate == "group" and row["name"] == NO_GROUP:
                 row["name"] = "(no group)"
         self.render_page(
-            "usage/admin.html", totals=totals, aggregate=aggregate, start=start, end=end,
-            chart=chart_series(series, "server_hours"), active=active, drill=drill,
-            drill_sessions=drill_sessions, window=f"{reports.iso(window.start_ms)},{reports.iso(window.end_ms)}",
-            figures=FIGURES, is_admin=True,
+            "usage/admin.html",
+            totals=totals,
+            aggregate=aggregate,
+            start=start,
+            end=end,
+            chart=chart_series(series, "server_hours"),
+            active=active,
+            drill=drill,
+            drill_sessions=drill_sessions,
+            window=f"{reports.iso(window.start_ms)},{reports.iso(window.end_ms)}",
+            figures=FIGURES,
+            is_admin=True,
         )

@@ -38,8 +38,18 @@ def parse_hub_time(value) -> int | None:
 class Reconciler:
     """Compares the recorded sessions and memberships with the hub's, every `interval` s."""
 
-    def __init__(self, sessions_factory, *, hub_api_url: str, api_token: str, catalog: list[dict],
-                 interval: float, metrics: UsageMetrics, page_size: int = 200, request_timeout: float = 20):
+    def __init__(
+        self,
+        sessions_factory,
+        *,
+        hub_api_url: str,
+        api_token: str,
+        catalog: list[dict],
+        interval: float,
+        metrics: UsageMetrics,
+        page_size: int = 200,
+        request_timeout: float = 20,
+    ):
         self.sessions_factory = sessions_factory
         self.hub_api_url = hub_api_url.rstrip("/")
         self.api_token = api_token
@@ -57,8 +67,10 @@ class Reconciler:
         while True:
             request = HTTPRequest(
                 f"{self.hub_api_url}/users?include_stopped_servers=1&offset={offset}&limit={self.page_size}",
-                headers={"Authorization": f"token {self.api_token}",
-                         "Accept": "application/jupyterhub-pagination+json"},
+                headers={
+                    "Authorization": f"token {self.api_token}",
+                    "Accept": "application/jupyterhub-pagination+json",
+                },
                 request_timeout=self.request_timeout,
             )
             response = await client.fetch(request)
@@ -122,8 +134,9 @@ class Reconciler:
             roll_up(db, now, grace_ms=int(2 * self.interval * 1000))
             if db.get_bind().dialect.name == "sqlite":
                 db.execute(text("PRAGMA optimize"))  # keep the query planner's statistics current
-            self.metrics.running.set(db.scalar(select(func.count()).select_from(ServerSession)
-                                               .where(ServerSession.stopped_ms.is_(None))))
+            self.metrics.running.set(
+                db.scalar(select(func.count()).select_from(ServerSession).where(ServerSession.stopped_ms.is_(None)))
+            )
             self.metrics.recorded.set(db.scalar(select(func.count()).select_from(ServerSession)))
         self.metrics.corrections.labels("opened").inc(opened)
         self.metrics.corrections.labels("closed").inc(closed)
