@@ -1,0 +1,162 @@
+"""The `profiles:` and `instance_types:` sections: KubeSpawner's profile_list format with
+`allowed_groups` and `node_share`, and capacity figures added to the built-in table."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .. import catalog
+from ..catalog.instances import INSTANCE_TYPES, InstanceType
+from .base import SLUG_PATTERN, Strict, _check_groups, _error
+
+
+class Overridable(Strict):
+    # checked by `catalog_problems`, which reports every bad key with its own path
+    kubespawner_override: dict[str, Any] = Field(default_factory=dict)
+    allowed_groups: list[str] | None = None
+
+    @field_validator("allowed_groups")
+    @classmethod
+    def _valid_groups(cls, value):
+        return _check_groups(value)
+
+
+class Choice(Overridable):
+    display_name: str
+    description: str | None = None
+    default: bool = False
+
+
+class UnlistedChoice(Overridable):
+    enabled: bool = False
+    display_name: str | None = None
+    display_name_in_choices: str | None = None
+    description_in_choices: str | None = None  # jupyterhub-fancy-profiles
+    validation_regex: str | None = None
+    validation_message: str | None = None
+
+    @field_validator("validation_regex")
+    @classmethod
+    def _compiles(cls, value):
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as e:
+                raise _error(f"is not a valid regular expression: {e}") from None
+        return value
+
+
+class NodeShare(Strict):
+    """`node_share: {instance: n2-highmem-16, choices: 5}` instead of five choices."""
+
+    instance: str
+    choices: int = Field(ge=1, le=10)
+    default: int | None = Field(default=None, ge=0)
+    daemonset_cpu: float = Field(default=0.1, ge=0)
+    daemonset_memory: str | int = "256M"
+    allowed_groups: list[str] | None = None
+
+    @field_validator("instance")
+    @classmethod
+    def _known_instance(cls, value, info):
+        known = (info.context or {}).get("instance_types") or set(INSTANCE_TYPES)
+        if value not in known:
+            close = difflib.get_close_matches(value, known, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; describe it under instance_types"
+            raise _error(f"unknown instance type '{value}'{hint}")
+        return value
+
+    @field_validator("daemonset_memory")
+    @classmethod
+    def _size(cls, value):
+        try:
+            catalog.parse_bytes(value)
+        except Exception:
+            raise _error(f"must be a size like 256M or 1G, not {value!r}") from None
+        return value
+
+    @field_validator("allowed_groups")
+    @classmethod
+    def _valid_groups(cls, value):
+        return _check_groups(value)
+
+
+class ProfileOption(Strict):
+    display_name: str
+    choices: dict[str, Choice] = Field(default_factory=dict)
+    unlisted_choice: UnlistedChoice | None = None
+    # one instance type, or several whose choices are offered together
+    node_share: list[NodeShare] | None = None
+    dynamic_image_building: dict[str, Any] | None = None  # jupyterhub-fancy-profiles
+
+    @field_validator("node_share", mode="before")
+    @classmethod
+    def _one_or_more(cls, value):
+        return [value] if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _has_something_to_choose(self):
+        enabled = self.unlisted_choice is not None and self.unlisted_choice.enabled
+        if not self.choices and not self.node_share and not enabled:
+            raise _error("an option needs choices, a node_share, or an enabled unlisted_choice")
+        if sum(c.default for c in self.choices.values()) > 1:
+            raise _error("only one choice may be the default")
+        return self
+
+
+class Profile(Overridable):
+    display_name: str
+    slug: str | None = Field(default=None, pattern=SLUG_PATTERN)
+    description: str | None = None
+    default: bool = False
+    profile_options: dict[str, ProfileOption] = Field(default_factory=dict)
+
+    @field_validator("profile_options")
+    @classmethod
+    def _option_keys(cls, value):
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z0-9_]+(-[A-Za-z0-9_]+)*", key):
+                raise _error(
+                    f"option name '{key}' must be letters, digits, '_' and single '-' "
+                    "(it becomes part of the form field names)"
+                )
+        return value
+
+
+class InstanceTypeSpec(Strict):
+    provider: Literal["gcp", "aws", "azure", "other"] = "other"
+    cpu: float = Field(gt=0)
+    memory: str | int
+    allocatable_cpu: float | None = Field(default=None, gt=0)
+    allocatable_memory: str | int | None = None
+    gpu_count: int = Field(default=0, ge=0)
+    gpu_type: str | None = None
+
+    @field_validator("memory", "allocatable_memory")
+    @classmethod
+    def _size(cls, value):
+        if value is not None:
+            try:
+                size = catalog.parse_bytes(value)
+            except Exception:
+                raise _error(f"must be a size like 64G, not {value!r}") from None
+            if size <= 0:
+                raise _error("must be > 0")
+        return value
+
+    def to_instance_type(self, name: str) -> InstanceType:
+        allocatable = self.allocatable_memory
+        return InstanceType(
+            name=name,
+            provider=self.provider,
+            cpu=self.cpu,
+            memory_bytes=catalog.parse_bytes(self.memory),
+            allocatable_cpu=self.allocatable_cpu,
+            allocatable_memory_bytes=None if allocatable is None else catalog.parse_bytes(allocatable),
+            gpu_count=self.gpu_count,
+            gpu_type=self.gpu_type,
+        )
