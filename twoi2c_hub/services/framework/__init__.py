@@ -9,8 +9,9 @@
 - `pages`: pages in the hub's own look (its `page.html`, our branding).
 """
 
-from .handlers import APIHandler, BadParameter, HealthHandler, MetricsHandler, PageHandler, ServiceHandler
+from .handlers import APIHandler, HealthHandler, MetricsHandler, PageHandler, ServiceHandler
 from .pages import Pages
+from .params import BadParameter
 from .service import HubService
 
 __all__ = [
