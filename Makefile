@@ -1,4 +1,5 @@
-# make demo: set up .venv and run the demo hub.  make test: set up and run every test.
+# make demo: set up .venv and run the demo hub.  make test: set up and run every test
+# (with `make lint` and `make docs` first).
 # Both bootstrap a fresh Debian machine: Python packages go into .venv, Debian packages
 # (Chromium for the browser tests) are installed with apt-get when missing (as root).
 PYTHON ?= python3
@@ -7,12 +8,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := chromium postgresql
 
-.PHONY: demo test system-packages clean
+.PHONY: demo test lint format docs system-packages clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,demo,postgresql]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,docs,demo,postgresql]'
 	touch $(STAMP)
 
 system-packages:
@@ -26,8 +27,20 @@ system-packages:
 demo: $(STAMP)
 	$(BIN)/twoi2c-hub demo $(DEMO_ARGS)
 
-test: $(STAMP) system-packages
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# warnings are errors: a broken link or a stale reference fails the build
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -b html -q docs docs/_build/html
+
+test: $(STAMP) system-packages lint docs
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info docs/_build

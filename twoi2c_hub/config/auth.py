@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from .base import Strict, _error
 
 
 class DemoUser(Strict):
     groups: list[str] = Field(default_factory=list)
+    """The person's groups."""
     admin: bool = False
+    """A hub admin."""
 
 
 class GroupMapping(Strict):
-    import_: list[str] = Field(default_factory=list, alias="import")  # shell-style patterns
-    rename: list[dict[str, str]] = Field(default_factory=list)  # [{match: regex, replace: template}]
+    import_: list[str] = Field(default_factory=list, alias="import")
+    """Shell-style patterns of the provider's groups to keep (default: all)."""
+    rename: list[dict[str, str]] = Field(default_factory=list)
+    """Rules [{match: regex, replace: template}] applied in order."""
     prefix: str = ""
+    """Put before every group's name."""
 
     @field_validator("rename")
     @classmethod
@@ -36,21 +41,30 @@ class GroupMapping(Strict):
 
 class GitHubAuth(Strict):
     allowed_organizations: list[str] = Field(default_factory=list)  # "org" or "org:team-slug"
+    """Members of these may log in: `org` or `org:team-slug`."""
     teams_as_groups: bool = True
+    """Every team in an allowed organisation is the group `org:team`."""
 
 
 class CILogonAuth(Strict):
     # OAuthenticator's `idps`, as it documents them (username_derivation, allowed_domains, ...)
     idps: dict[str, dict[str, Any]] = Field(min_length=1)
-    groups_claim: str | None = None  # e.g. isMemberOf, eduPersonEntitlement
+    """OAuthenticator's `idps`, as it documents them (username_derivation, allowed_domains, ...)."""
+    groups_claim: str | None = None
+    """The claim holding groups, e.g. isMemberOf or eduPersonEntitlement."""
 
 
 class OIDCAuth(Strict):
     discovery_url: str
+    """The provider's .well-known/openid-configuration URL."""
     username_claim: str = "preferred_username"
+    """The claim that is the username."""
     groups_claim: str | None = None
+    """The claim holding groups."""
     groups_from_scopes: bool = False
+    """The granted scopes are the groups."""
     scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
+    """The scopes asked for."""
 
     @model_validator(mode="after")
     def _one_group_source(self):
@@ -60,14 +74,22 @@ class OIDCAuth(Strict):
 
 
 class WorkshopAuth(Strict):
-    password_env: str = "TWOI2C_WORKSHOP_PASSWORD"  # the attendees' password (at least 8 characters)
-    admin_password_env: str | None = None  # for auth.admin_users (at least 32 characters)
+    password_env: str = "TWOI2C_WORKSHOP_PASSWORD"
+    """The environment variable with the attendees' password (at least 8 characters)."""
+    admin_password_env: str | None = None
+    """The environment variable with the admins' password (at least 32 characters)."""
     opens: datetime.datetime | None = None
+    """When the password starts to work (with a time zone)."""
     closes: datetime.datetime | None = None
+    """When it stops working."""
     group: str | None = None
+    """The group every attendee is in."""
     temporary_accounts: bool = False
+    """Each login gets a new random username."""
     max_failures: int = Field(default=5, ge=1)
+    """Wrong passwords allowed per address and name within failure_window."""
     failure_window: int = Field(default=300, ge=1)
+    """Seconds over which failures are counted."""
 
     @field_validator("opens", "closes")
     @classmethod
@@ -83,96 +105,91 @@ class WorkshopAuth(Strict):
         return self
 
 
+PROVIDERS = ("demo", "github", "cilogon", "oidc", "workshop")
 OAUTH_PROVIDERS = ("github", "cilogon", "oidc")
+# what to set so that a provider gives groups
+_GROUPS_HINT = {
+    "github": "set auth.github.teams_as_groups",
+    "cilogon": "set auth.cilogon.groups_claim",
+    "oidc": "set auth.oidc.groups_claim or auth.oidc.groups_from_scopes",
+    "workshop": "set auth.workshop.group",
+}
 
 
-class AuthSection(Strict):
-    """Who may log in, and which groups they are in."""
+class _Auth(Strict):
+    """Who may log in and who is an admin: what every provider has."""
 
-    provider: Literal["demo", "github", "cilogon", "oidc", "workshop"] = "demo"
-    # OAuth providers: the client registered with the provider; the secret comes from
-    # the environment, never from this file
-    client_id: str | None = None
-    client_secret_env: str = "OAUTH_CLIENT_SECRET"
-    callback_url: str | None = None
-    allow_all: bool = False
-    allowed_users: list[str] = Field(default_factory=list)
-    allowed_groups: list[str] = Field(default_factory=list)
-    admin_users: list[str] = Field(default_factory=list)
-    admin_groups: list[str] = Field(default_factory=list)  # members are hub admins
-    blocked_users: list[str] = Field(default_factory=list)
-    staff_users: list[str] = Field(default_factory=list)  # break-glass admins, by name at the provider
-    anonymize_usernames: bool = False  # key in $TWOI2C_USERNAME_SECRET
-    refresh_age: int = Field(default=300, ge=0)  # seconds between group refreshes; 0: only at login
-    provider_down: Literal["keep", "logout"] = "keep"
-    groups: GroupMapping = Field(default_factory=GroupMapping)
-    github: GitHubAuth | None = None
-    cilogon: CILogonAuth | None = None
-    oidc: OIDCAuth | None = None
-    workshop: WorkshopAuth | None = None
-    users: dict[str, DemoUser] = Field(default_factory=dict)  # the demo provider's people
+    allow_all: bool = Field(default=False, description="Everyone the provider vouches for may log in.")
+    allowed_users: list[str] = Field(default_factory=list, description="Hub usernames that may log in.")
+    allowed_groups: list[str] = Field(
+        default_factory=list, description="Members of these groups may log in (the provider must give groups)."
+    )
+    admin_users: list[str] = Field(default_factory=list, description="Hub usernames that are hub admins.")
+    admin_groups: list[str] = Field(default_factory=list, description="Members of these groups are hub admins.")
+    blocked_users: list[str] = Field(default_factory=list, description="Hub usernames that may never log in.")
+    refresh_age: int = Field(
+        default=300, ge=0, description="Seconds between re-reads of a person's groups; 0: only at login."
+    )
 
     def gives_groups(self) -> bool:
-        if self.provider == "github":
-            return bool(self.github and self.github.teams_as_groups)
-        if self.provider == "cilogon":
-            return bool(self.cilogon and self.cilogon.groups_claim)
-        if self.provider == "oidc":
-            return bool(self.oidc and (self.oidc.groups_claim or self.oidc.groups_from_scopes))
-        if self.provider == "workshop":
-            return bool(self.workshop and self.workshop.group)
         return True
 
-    @model_validator(mode="after")
-    def _consistent(self):
-        problems = []
-        for name in ("github", "cilogon", "oidc", "workshop"):
-            if getattr(self, name) is not None and name != self.provider:
-                problems.append(f"auth.{name}: is for provider {name}, but auth.provider is {self.provider}")
-        if self.provider in ("github", "cilogon", "oidc", "workshop") and getattr(self, self.provider) is None:
-            if self.provider in ("cilogon", "oidc"):
-                problems.append(f"auth.{self.provider}: is required for provider {self.provider}")
-        if self.provider in OAUTH_PROVIDERS and not self.client_id:
-            problems.append(
-                f"auth.client_id: is required for provider {self.provider} "
-                f"(the secret goes in ${self.client_secret_env})"
-            )
-        if self.users and self.provider != "demo":
-            problems.append("auth.users: only the demo provider has a fixed list of users")
+    def group_problems(self, provider: str) -> list[str]:
         if (self.allowed_groups or self.admin_groups) and not self.gives_groups():
-            hint = {
-                "github": "set auth.github.teams_as_groups",
-                "cilogon": "set auth.cilogon.groups_claim",
-                "oidc": "set auth.oidc.groups_claim or auth.oidc.groups_from_scopes",
-                "workshop": "set auth.workshop.group",
-            }.get(self.provider, "")
-            problems.append(f"auth.allowed_groups/admin_groups: {self.provider} gives no groups here; {hint}")
-        if self.provider == "workshop":
-            for name in ("anonymize_usernames", "staff_users", "admin_groups", "allowed_users", "allowed_groups"):
-                if getattr(self, name):
-                    problems.append(
-                        f"auth.{name}: the workshop provider has no use for it (everyone with the password is allowed)"
-                    )
-            if self.workshop and self.workshop.temporary_accounts and self.admin_users:
-                problems.append("auth.admin_users: temporary accounts get random names, so no admin could log in")
-            if self.admin_users and not (self.workshop and self.workshop.admin_password_env):
-                problems.append("auth.workshop.admin_password_env: is required when auth.admin_users is set")
-        if self.provider in OAUTH_PROVIDERS and not (
+            return [
+                f"auth.allowed_groups/admin_groups: {provider} gives no groups here; {_GROUPS_HINT.get(provider, '')}"
+            ]
+        return []
+
+
+class DemoAuthSection(_Auth):
+    """`provider: demo`: a fixed list of people and one password (for demos and tests)."""
+
+    provider: Literal["demo"] = "demo"
+    """`demo`."""
+    users: dict[str, DemoUser] = Field(default_factory=dict, description="The demo's people, by username.")
+
+
+class _OAuth(_Auth):
+    """What the OAuth providers (GitHub, CILogon, any OIDC provider) share."""
+
+    client_id: str | None = Field(default=None, description="The client registered with the provider.")
+    client_secret_env: str = Field(
+        default="OAUTH_CLIENT_SECRET",
+        description="The environment variable holding the client secret (never this file).",
+    )
+    callback_url: str | None = Field(default=None, description="The OAuth callback URL, if not the hub's own.")
+    staff_users: list[str] = Field(
+        default_factory=list, description="Break-glass admins, by their name at the provider."
+    )
+    anonymize_usernames: bool = Field(
+        default=False, description="Hub usernames are a keyed hash of the provider's subject ($TWOI2C_USERNAME_SECRET)."
+    )
+    provider_down: Literal["keep", "logout"] = Field(
+        default="keep", description="What a refresh does when the provider cannot be reached."
+    )
+    groups: GroupMapping = Field(default_factory=GroupMapping, description="How the provider's groups are mapped.")
+
+    def lets_someone_in(self) -> bool:
+        return bool(
             self.allow_all
             or self.allowed_users
             or self.allowed_groups
             or self.admin_users
             or self.staff_users
             or self.admin_groups
-            or (self.github and self.github.allowed_organizations)
-            or (
-                self.cilogon
-                and any(
-                    isinstance(i, dict) and (i.get("allow_all") or i.get("allowed_domains"))
-                    for i in self.cilogon.idps.values()
-                )
+        )
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        problems = []
+        if not self.client_id:
+            problems.append(
+                f"auth.client_id: is required for provider {self.provider} "
+                f"(the secret goes in ${self.client_secret_env})"
             )
-        ):
+        problems += self.group_problems(self.provider)
+        if not self.lets_someone_in():
             problems.append(
                 "auth: nobody could log in; set allowed_users, allowed_groups, "
                 "github.allowed_organizations, an idp's allowed_domains, or allow_all"
@@ -180,3 +197,92 @@ class AuthSection(Strict):
         if problems:
             raise _error("\n".join(problems))
         return self
+
+
+class GitHubAuthSection(_OAuth):
+    """`provider: github`: GitHub organisations and teams."""
+
+    provider: Literal["github"]
+    """`github`."""
+    github: GitHubAuth | None = Field(default=None, description="Organisations and teams.")
+
+    def gives_groups(self) -> bool:
+        return bool(self.github and self.github.teams_as_groups)
+
+    def lets_someone_in(self) -> bool:
+        return super().lets_someone_in() or bool(self.github and self.github.allowed_organizations)
+
+
+class CILogonAuthSection(_OAuth):
+    """`provider: cilogon`: institutions through CILogon."""
+
+    provider: Literal["cilogon"]
+    """`cilogon`."""
+    cilogon: CILogonAuth = Field(description="The institutions (identity providers) and the groups claim.")
+
+    def gives_groups(self) -> bool:
+        return bool(self.cilogon.groups_claim)
+
+    def lets_someone_in(self) -> bool:
+        return super().lets_someone_in() or any(
+            isinstance(i, dict) and (i.get("allow_all") or i.get("allowed_domains")) for i in self.cilogon.idps.values()
+        )
+
+
+class OIDCAuthSection(_OAuth):
+    """`provider: oidc`: any OpenID Connect provider."""
+
+    provider: Literal["oidc"]
+    """`oidc`."""
+    oidc: OIDCAuth = Field(description="The provider's discovery URL and claims.")
+
+    def gives_groups(self) -> bool:
+        return bool(self.oidc.groups_claim or self.oidc.groups_from_scopes)
+
+
+class WorkshopAuthSection(_Auth):
+    """`provider: workshop`: one shared password for the attendees of a workshop."""
+
+    provider: Literal["workshop"]
+    """`workshop`."""
+    workshop: WorkshopAuth | None = Field(default=None, description="The password, its time window, the group.")
+    # accepted only to say they have no use here (everyone with the password is allowed)
+    anonymize_usernames: bool = Field(default=False, description="Not used by this provider.")
+    staff_users: list[str] = Field(default_factory=list, description="Not used by this provider.")
+
+    def gives_groups(self) -> bool:
+        return bool(self.workshop and self.workshop.group)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        problems = self.group_problems("workshop")
+        for name in ("anonymize_usernames", "staff_users", "admin_groups", "allowed_users", "allowed_groups"):
+            if getattr(self, name):
+                problems.append(
+                    f"auth.{name}: the workshop provider has no use for it (everyone with the password is allowed)"
+                )
+        if self.workshop and self.workshop.temporary_accounts and self.admin_users:
+            problems.append("auth.admin_users: temporary accounts get random names, so no admin could log in")
+        if self.admin_users and not (self.workshop and self.workshop.admin_password_env):
+            problems.append("auth.workshop.admin_password_env: is required when auth.admin_users is set")
+        if problems:
+            raise _error("\n".join(problems))
+        return self
+
+
+def _provider(value: Any) -> str:
+    if isinstance(value, dict):
+        return value.get("provider", "demo")
+    return getattr(value, "provider", "demo")
+
+
+# one model per provider, chosen by `provider` (demo when absent): a setting that belongs
+# to another provider is an unknown key, reported with its path
+AuthSection = Annotated[
+    Annotated[DemoAuthSection, Tag("demo")]
+    | Annotated[GitHubAuthSection, Tag("github")]
+    | Annotated[CILogonAuthSection, Tag("cilogon")]
+    | Annotated[OIDCAuthSection, Tag("oidc")]
+    | Annotated[WorkshopAuthSection, Tag("workshop")],
+    Discriminator(_provider),
+]

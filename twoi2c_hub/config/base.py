@@ -18,7 +18,7 @@ class Strict(BaseModel):
     path instead of a setting silently ignored, which for `allowed_groups` would open a
     profile to everyone."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, use_attribute_docstrings=True)
 
 
 def _check_groups(groups: list[str] | None) -> list[str] | None:

@@ -11,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..catalog.instances import INSTANCE_TYPES
+from .auth import PROVIDERS
 from .models import CommunityConfig, Strict, catalog_problems
 
 
@@ -82,6 +83,25 @@ def _setting_names() -> set[str]:
     return {name for model in _models() for name in model.model_fields}
 
 
+def _auth_message(loc: tuple, item: dict) -> tuple[tuple, str] | None:
+    """`auth` is one model per provider: its errors carry the provider as a location
+    part (`auth.github.client_id`), which is dropped; a setting of another provider is
+    named as such, not as an unknown key."""
+    if item["type"] == "union_tag_invalid":
+        expected = list(PROVIDERS)
+        return ("auth", "provider"), f"must be one of {', '.join(map(repr, expected[:-1]))} or {expected[-1]!r}"
+    provider = loc[1]
+    loc = loc[:1] + loc[2:]
+    if item["type"] == "extra_forbidden" and len(loc) == 2:
+        if loc[1] == "users":
+            return loc, "only the demo provider has a fixed list of users"
+        if loc[1] in PROVIDERS:
+            return loc, f"is for provider {loc[1]}, but auth.provider is {provider}"
+    if item["type"] == "missing" and len(loc) == 2 and loc[1] == provider:
+        return loc, f"is required for provider {provider}"
+    return None
+
+
 def validation_messages(error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors():
@@ -90,6 +110,13 @@ def validation_messages(error: ValidationError) -> list[str]:
         model_names = {m.__name__ for m in _models()}
         loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in model_names)))
         message = _message(item)
+        if loc[:1] == ("auth",) and (len(loc) > 1 and loc[1] in PROVIDERS or item["type"] == "union_tag_invalid"):
+            special = _auth_message(loc, item)
+            if special:
+                loc, message = special
+                lines.append(f"{_path(loc)}: {message}")
+                continue
+            loc = loc[:1] + loc[2:]
         if item["type"] == "extra_forbidden":
             close = difflib.get_close_matches(str(loc[-1]), _setting_names(), n=1)
             if close:

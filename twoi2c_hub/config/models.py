@@ -14,7 +14,16 @@ from pydantic_core import PydanticCustomError
 
 from .. import catalog
 from ..catalog.instances import INSTANCE_TYPES, InstanceType
-from .auth import AuthSection, CILogonAuth, DemoUser, GitHubAuth, GroupMapping, OIDCAuth, WorkshopAuth
+from .auth import (
+    AuthSection,
+    CILogonAuth,
+    DemoAuthSection,
+    DemoUser,
+    GitHubAuth,
+    GroupMapping,
+    OIDCAuth,
+    WorkshopAuth,
+)
 from .base import Strict, _error
 from .overrides import catalog_problems, kubespawner_traits, override_problems
 from .profiles import Choice, InstanceTypeSpec, NodeShare, Profile, ProfileOption, UnlistedChoice
@@ -49,14 +58,25 @@ __all__ = [
 
 
 class CommunityConfig(Strict):
+    """The whole file: one section per part of the hub."""
+
     hub: HubSection
-    auth: AuthSection = Field(default_factory=AuthSection)
+    """The community's name, logo, links, funders and announcement."""
+    auth: AuthSection = Field(default_factory=DemoAuthSection)
+    """Who may log in and which groups they are in:
+    one provider's settings, chosen by `provider` (demo by default)."""
     community_admin_groups: list[str] = Field(default_factory=list)
+    """Members of these groups read everyone's usage (the community admins)."""
     instance_types: dict[str, InstanceTypeSpec] = Field(default_factory=dict)
+    """Instance types added to (or correcting) the built-in capacity table, by name."""
     profiles: list[Profile] = Field(default_factory=list)
+    """The server profiles, in KubeSpawner's profile_list format."""
     spawner: SpawnerSection = Field(default_factory=SpawnerSection)
+    """Kubernetes or local processes, and per-user environment."""
     culling: CullingSection = Field(default_factory=CullingSection)
+    """Stopping idle servers."""
     usage: UsageSection = Field(default_factory=UsageSection)
+    """The usage-accounting service."""
 
     @model_validator(mode="after")
     def _profiles_consistent(self):

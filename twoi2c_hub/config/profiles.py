@@ -17,7 +17,9 @@ from .base import SLUG_PATTERN, Strict, _check_groups, _error
 class Overridable(Strict):
     # checked by `catalog_problems`, which reports every bad key with its own path
     kubespawner_override: dict[str, Any] = Field(default_factory=dict)
+    """KubeSpawner settings this sets (image, cpu_limit, mem_guarantee, node_selector, ...)."""
     allowed_groups: list[str] | None = None
+    """Only members of one of these groups are offered it (any case); absent: everyone."""
 
     @field_validator("allowed_groups")
     @classmethod
@@ -27,17 +29,26 @@ class Overridable(Strict):
 
 class Choice(Overridable):
     display_name: str
+    """What the spawn form shows."""
     description: str | None = None
+    """A line under the name on the form."""
     default: bool = False
+    """Selected unless the person picks another."""
 
 
 class UnlistedChoice(Overridable):
     enabled: bool = False
+    """Let people write in a value (e.g. their own image)."""
     display_name: str | None = None
+    """The label of the write-in field."""
     display_name_in_choices: str | None = None
-    description_in_choices: str | None = None  # jupyterhub-fancy-profiles
+    """How the write-in appears among the choices (default Other...)."""
+    description_in_choices: str | None = None
+    """jupyterhub-fancy-profiles' description of the write-in."""
     validation_regex: str | None = None
+    """A written-in value must match this whole."""
     validation_message: str | None = None
+    """What a person is told when it does not."""
 
     @field_validator("validation_regex")
     @classmethod
@@ -54,11 +65,17 @@ class NodeShare(Strict):
     """`node_share: {instance: n2-highmem-16, choices: 5}` instead of five choices."""
 
     instance: str
+    """The instance type shared (a built-in one or one under instance_types)."""
     choices: int = Field(ge=1, le=10)
+    """How many shares: the whole node, half, a quarter, ..."""
     default: int | None = Field(default=None, ge=0)
+    """Which share is the default (0 = the smallest)."""
     daemonset_cpu: float = Field(default=0.1, ge=0)
+    """Cores the daemonsets on each node request."""
     daemonset_memory: str | int = "256M"
+    """Memory the daemonsets on each node request."""
     allowed_groups: list[str] | None = None
+    """Only members of one of these groups are offered these shares."""
 
     @field_validator("instance")
     @classmethod
@@ -87,11 +104,15 @@ class NodeShare(Strict):
 
 class ProfileOption(Strict):
     display_name: str
+    """The option's label on the form."""
     choices: dict[str, Choice] = Field(default_factory=dict)
+    """The choices, by key."""
     unlisted_choice: UnlistedChoice | None = None
-    # one instance type, or several whose choices are offered together
+    """A write-in value instead of a choice."""
     node_share: list[NodeShare] | None = None
-    dynamic_image_building: dict[str, Any] | None = None  # jupyterhub-fancy-profiles
+    """Choices generated from instance types' capacity (one or a list)."""
+    dynamic_image_building: dict[str, Any] | None = None
+    """jupyterhub-fancy-profiles' image building settings (passed through)."""
 
     @field_validator("node_share", mode="before")
     @classmethod
@@ -110,10 +131,15 @@ class ProfileOption(Strict):
 
 class Profile(Overridable):
     display_name: str
+    """The profile's name on the form."""
     slug: str | None = Field(default=None, pattern=SLUG_PATTERN)
+    """Its name in the API and the form (default: made from display_name)."""
     description: str | None = None
+    """A line under the name."""
     default: bool = False
+    """Selected unless the person picks another."""
     profile_options: dict[str, ProfileOption] = Field(default_factory=dict)
+    """Options within the profile (image, size, ...), by key."""
 
     @field_validator("profile_options")
     @classmethod
@@ -129,12 +155,19 @@ class Profile(Overridable):
 
 class InstanceTypeSpec(Strict):
     provider: Literal["gcp", "aws", "azure", "other"] = "other"
+    """Whose reservation rules compute what pods can have."""
     cpu: float = Field(gt=0)
+    """vCPUs on the machine."""
     memory: str | int
+    """Memory on the machine (e.g. 64G)."""
     allocatable_cpu: float | None = Field(default=None, gt=0)
+    """Measured allocatable cores (wins over the computed figure)."""
     allocatable_memory: str | int | None = None
+    """Measured allocatable memory (wins over the computed figure)."""
     gpu_count: int = Field(default=0, ge=0)
+    """GPUs on the machine."""
     gpu_type: str | None = None
+    """The GPU model."""
 
     @field_validator("memory", "allocatable_memory")
     @classmethod

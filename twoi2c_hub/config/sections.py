@@ -12,40 +12,57 @@ from .base import Strict, _error
 
 class Funder(Strict):
     name: str
+    """The funder's name."""
     url: str | None = None
+    """A link to the funder."""
     logo_url: str | None = None
+    """The funder's logo."""
 
 
 class HubSection(Strict):
     name: str = Field(min_length=1, max_length=100)
+    """The community's name, shown on every page."""
     logo_url: str | None = None
+    """The community's logo (top left of every page)."""
     url: str | None = None
+    """Where the logo links to: the community's own site."""
     support_url: str | None = None
+    """Where people get help with this hub (in every page's footer)."""
     funders: list[Funder] = Field(default_factory=list)
+    """Who funds the hub (in every page's footer)."""
     announcement: str | None = None
+    """A message shown at the top of every page."""
 
 
 class LocalSpawnerSection(Strict):
     """How the local-process spawner applies profiles on this machine."""
 
-    # image name -> the Python executable of an environment with jupyter-server;
-    # images not listed are shown as "not available on this hub" and run the default
     images: dict[str, str] = Field(default_factory=dict)
-    python: str | None = None  # default: the hub's own Python
+    """Image name -> the Python executable of an environment with jupyter-server; other
+    images are shown as not available on this hub and run the default."""
+    python: str | None = None
+    """The Python of servers whose image is not listed (default: the hub's own)."""
     apply_memory_limit: bool = True
+    """Limit each server's address space to its profile's mem_limit."""
     apply_cpu_limit: bool = True
+    """Pin each server to ceil(cpu_limit) cores."""
 
 
 class SpawnerSection(Strict):
     kind: Literal["local", "kube"] = "local"
+    """`kube`: ProfileKubeSpawner (Kubernetes); `local`: ProfileLocalSpawner (processes on this machine)."""
     default_url: str | None = None
+    """Where a server opens, e.g. /lab."""
     start_timeout: int = Field(default=120, gt=0)
-    # environment for every server; {username} and {escaped_username} are filled in
+    """Seconds a server may take to start."""
     user_environment: dict[str, str] = Field(default_factory=dict)
-    # environment and (Kubernetes) volume mounts for hub admins only
+    """Environment of every server; {username} and {escaped_username} are filled in."""
     admin_environment: dict[str, str] = Field(default_factory=dict)
+    """Environment added to hub admins' servers only."""
     admin_volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
+    """Kubernetes volume mounts added to hub admins' servers only."""
     local: LocalSpawnerSection = Field(default_factory=LocalSpawnerSection)
+    """Settings of the local-process spawner."""
 
     @field_validator("user_environment", "admin_environment")
     @classmethod
@@ -61,26 +78,36 @@ class SpawnerSection(Strict):
 
 class CullingSection(Strict):
     enabled: bool = True
-    timeout: int = Field(default=3600, gt=0)  # seconds without activity
-    every: int = Field(default=0, ge=0)  # seconds between checks; 0: timeout / 2
-    max_age: int = Field(default=0, ge=0)  # seconds; 0: no maximum
+    """Run jupyterhub-idle-culler as a hub service."""
+    timeout: int = Field(default=3600, gt=0)
+    """Seconds without activity before a server is stopped."""
+    every: int = Field(default=0, ge=0)
+    """Seconds between checks; 0: timeout / 2."""
+    max_age: int = Field(default=0, ge=0)
+    """Seconds after which a server is stopped even if active; 0: no maximum."""
     cull_users: bool = False
+    """Also delete users who have been idle (not only their servers)."""
     cull_admin_users: bool = True
+    """Also stop hub admins' servers."""
     concurrency: int = Field(default=10, ge=1)
+    """Requests to the hub at once."""
 
 
 class UsageSection(Strict):
     """The usage-accounting service (/services/usage/)."""
 
     enabled: bool = True
-    # SQLite (a path relative to the hub's working directory) or PostgreSQL
-    # (postgresql+psycopg://user@host/db); the password, if any, from the environment
+    """Run the usage service at /services/usage/."""
     database_url: str = "sqlite:///twoi2c-usage.sqlite"
-    reconcile_interval: float = Field(default=30, gt=0)  # seconds
-    port: int = Field(default=0, ge=0, le=65535)  # 0: any free port
-    # where the proxy reaches the service: 127.0.0.1 when the proxy runs beside the hub;
-    # on zero-to-jupyterhub the proxy is another pod: http://hub:PORT (set port too)
+    """sqlite:///PATH (relative to the hub's directory) or postgresql+psycopg://user@host/db;
+    the password, if any, from the environment."""
+    reconcile_interval: float = Field(default=30, gt=0)
+    """Seconds between reconciliations with the hub."""
+    port: int = Field(default=0, ge=0, le=65535)
+    """The service's port; 0: any free port."""
     host: str = "127.0.0.1"
+    """Where the proxy reaches the service: 127.0.0.1 beside the hub; on zero-to-jupyterhub
+    the hub's service name (and set port)."""
 
     @model_validator(mode="after")
     def _fixed_port_off_loopback(self):
