@@ -126,21 +126,19 @@ def test_a_session_is_recorded_with_profile_resources_groups_and_who_stopped_it(
 
 
 def test_an_admin_stop_and_a_crash_are_told_apart(hub, tokens):
+    earlier = len(sessions_of(hub, "carol", tokens["admin"]))
     start_server(hub, "carol", tokens["carol"], {})
     stop_server(hub, "carol", tokens["admin"])
     start_server(hub, "carol", tokens["carol"], {})
     pid = hub.api("GET", "/users/carol").json()["servers"][""]["state"]["pid"]
     os.kill(pid, signal.SIGKILL)
     hub.wait_for(lambda: not hub.user_model("carol")["servers"], timeout=30, what="the hub to notice the crash")
-    reasons = hub.wait_for(
-        lambda: (
-            [s["stop_reason"] for s in sessions_of(hub, "carol", tokens["admin"]) if s["stopped"]]
-            if len(sessions_of(hub, "carol", tokens["admin"])) == 2
-            and all(s["stopped"] for s in sessions_of(hub, "carol", tokens["admin"]))
-            else None
-        ),
-        what="both of carol's sessions to close",
-    )
+
+    def both_closed():
+        new = sessions_of(hub, "carol", tokens["admin"])[earlier:]
+        return [s["stop_reason"] for s in new] if len(new) == 2 and all(s["stopped"] for s in new) else None
+
+    reasons = hub.wait_for(both_closed, what="both of carol's new sessions to close")
     assert reasons == ["admin", "crash"]
 
 
