@@ -68,9 +68,9 @@ def test_short_passwords_are_refused_at_start(settings, message):
         WorkshopAuthenticator(**settings)
 
 
-async def test_failed_attempts_are_limited_per_address_and_per_username(monkeypatch):
+async def test_failed_attempts_are_limited_per_address_but_lock_out_no_one_else(monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr("twoi2c_hub.authenticators.workshop.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("twoi2c_hub.authenticators.ratelimit.time.monotonic", lambda: clock[0])
     auth = workshop(max_failures=3, failure_window=60)
     for _ in range(3):
         assert await auth.authenticate(handler("10.0.0.1"), {"username": "ada", "password": "wrong"}) is None
@@ -79,10 +79,8 @@ async def test_failed_attempts_are_limited_per_address_and_per_username(monkeypa
         await auth.authenticate(handler("10.0.0.1"), {"username": "grace", "password": PASSWORD})
     assert limited.value.status_code == 429
     assert limited.value.headers == {"Retry-After": "61"}
-    # and so is the username, from any address
-    with pytest.raises(LoginRefused):
-        await auth.authenticate(handler("10.9.9.9"), {"username": "ada", "password": PASSWORD})
-    # others are not affected
+    # guessing at ada's name elsewhere does not lock ada out from her own address
+    assert await auth.authenticate(handler("10.9.9.9"), {"username": "ada", "password": PASSWORD})
     assert await auth.authenticate(handler("10.9.9.9"), {"username": "grace", "password": PASSWORD})
     # and the limit lifts once the window has passed
     clock[0] += 61
@@ -195,3 +193,110 @@ def test_short_workshop_password_stops_the_hub_at_start(hub_factory, tmp_path):
     with pytest.raises(RuntimeError) as failed:
         hub_factory(workshop_config(tmp_path), "short-password-hub", environment={"TEST_WORKSHOP_PASSWORD": "short"})
     assert "at least 8 characters" in str(failed.value)
+
+
+# --- under attack -------------------------------------------------------------------------
+
+
+def proxied(peer, **headers):
+    """A request from `peer` carrying forwarding headers."""
+    return SimpleNamespace(
+        request=SimpleNamespace(
+            remote_ip=headers.get("X-Real-Ip", peer),  # what tornado's xheaders would make of it
+            connection=SimpleNamespace(context=SimpleNamespace(address=(peer, 40000))),
+            headers=headers,
+        )
+    )
+
+
+async def test_a_forged_forwarding_header_does_not_give_a_fresh_address():
+    auth = workshop(max_failures=3)
+    for i in range(3):
+        request = proxied("127.0.0.1", **{"X-Real-Ip": f"203.0.113.{i}", "X-Forwarded-For": f"198.51.100.{i}"})
+        assert await auth.authenticate(request, {"username": f"eve{i}", "password": "wrong"}) is None
+    with pytest.raises(LoginRefused) as limited:
+        await auth.authenticate(
+            proxied("127.0.0.1", **{"X-Real-Ip": "192.0.2.99"}), {"username": "x", "password": PASSWORD}
+        )
+    assert limited.value.status_code == 429
+
+
+async def test_forwarding_headers_count_only_from_a_trusted_proxy():
+    auth = workshop(max_failures=2, trusted_proxies=["10.0.0.0/8"])
+    for _ in range(2):
+        request = proxied("10.0.0.5", **{"X-Forwarded-For": "203.0.113.7, 10.0.0.9"})
+        assert await auth.authenticate(request, {"username": "eve", "password": "wrong"}) is None
+    # 203.0.113.7 is limited; another client behind the same proxy is not
+    with pytest.raises(LoginRefused):
+        await auth.authenticate(
+            proxied("10.0.0.5", **{"X-Forwarded-For": "203.0.113.7"}), {"username": "a", "password": PASSWORD}
+        )
+    ok = await auth.authenticate(
+        proxied("10.0.0.5", **{"X-Forwarded-For": "203.0.113.8"}), {"username": "b", "password": PASSWORD}
+    )
+    assert ok["name"] == "b"
+
+
+async def test_the_hub_wide_budget_stops_guesses_from_many_addresses():
+    auth = workshop(max_failures=5, global_max_failures=10)
+    for i in range(10):
+        assert await auth.authenticate(handler(f"198.51.100.{i}"), {"username": "eve", "password": "wrong"}) is None
+    with pytest.raises(LoginRefused) as limited:
+        await auth.authenticate(handler("192.0.2.1"), {"username": "ada", "password": PASSWORD})
+    assert limited.value.status_code == 429 and int(limited.value.headers["Retry-After"]) > 0
+
+
+async def test_the_failure_table_stays_bounded():
+    auth = workshop(max_failures=5, global_max_failures=10**9)
+    auth.limiter.max_tracked = 1000
+    for i in range(5000):
+        await auth.authenticate(
+            handler(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"), {"username": f"u{i}", "password": "x"}
+        )
+    assert auth.limiter.tracked() <= 1000
+
+
+@pytest.mark.parametrize("guess", ["pässwörd-ünïcode", "密码密码密码密码", "\udcff" * 9, "x" * 100_000])
+async def test_any_guess_is_counted_and_never_a_500(guess):
+    auth = workshop(max_failures=1)
+    assert await auth.authenticate(handler("10.7.7.7"), {"username": "eve", "password": guess}) is None
+    with pytest.raises(LoginRefused):
+        await auth.authenticate(handler("10.7.7.7"), {"username": "eve", "password": PASSWORD})
+
+
+@pytest.mark.parametrize("data", [{"username": "eve"}, {"username": ["a"], "password": PASSWORD}, {"password": None}])
+async def test_a_malformed_login_is_a_counted_failure(data):
+    auth = workshop(max_failures=1)
+    assert await auth.authenticate(handler("10.8.8.8"), data) is None
+    assert auth.limiter.check("10.8.8.8", "") is not None
+
+
+async def test_a_non_ascii_password_works_in_either_unicode_form():
+    composed, decomposed = "café-crème-2026", "cafe\u0301-cre\u0300me-2026"
+    auth = WorkshopAuthenticator(user_password=composed)
+    assert (await auth.authenticate(handler(), {"username": "ada", "password": decomposed}))["name"] == "ada"
+    assert await auth.authenticate(handler(), {"username": "ada", "password": "cafe-creme-2026"}) is None
+
+
+@pytest.mark.hub
+def test_rotating_x_real_ip_does_not_sidestep_the_limit_on_a_real_hub(hub_factory, tmp_path):
+    hub = hub_factory(
+        workshop_config(tmp_path, max_failures=3), "rotating-ip-hub", environment={"TEST_WORKSHOP_PASSWORD": PASSWORD}
+    )
+
+    def attempt(password, i):
+        session = requests.Session()
+        forged = {"X-Real-Ip": f"203.0.113.{i}", "X-Forwarded-For": f"198.51.100.{i}"}
+        session.get(f"{hub.url}/hub/login", headers=forged, timeout=30)
+        return session.post(
+            f"{hub.url}/hub/login?next=",
+            data={"username": f"eve{i}", "password": password, "_xsrf": session.cookies.get("_xsrf", path="/hub/")},
+            headers=forged,
+            allow_redirects=False,
+            timeout=30,
+        )
+
+    assert [attempt("wrong-guess", i).status_code for i in range(3)] == [403, 403, 403]
+    limited = attempt(PASSWORD, 99)
+    assert limited.status_code == 429 and limited.headers["Retry-After"].isdigit()
+    assert hub.user_model("eve99") is None

@@ -60,14 +60,19 @@ class FailureLimiter:
     """Counts failures per key within a sliding window, with a hub-wide budget."""
 
     def __init__(
-        self, *, max_failures: int, window: float, global_max_failures: int, max_tracked: int = 10_000,
-        clock=time.monotonic,
+        self,
+        *,
+        max_failures: int,
+        window: float,
+        global_max_failures: int,
+        max_tracked: int = 10_000,
+        clock=None,
     ):
         self.max_failures = max_failures
         self.window = window
         self.global_max_failures = global_max_failures
         self.max_tracked = max_tracked
-        self.clock = clock
+        self.clock = clock or (lambda: time.monotonic())
         self._failures: OrderedDict[str, deque] = OrderedDict()
         self._global: deque = deque()
 

@@ -87,9 +87,14 @@ class WorkshopAuth(Strict):
     temporary_accounts: bool = False
     """Each login gets a new random username."""
     max_failures: int = Field(default=5, ge=1)
-    """Wrong passwords allowed per address and name within failure_window."""
+    """Wrong passwords allowed per address within failure_window."""
     failure_window: int = Field(default=300, ge=1)
     """Seconds over which failures are counted."""
+    global_max_failures: int = Field(default=100, ge=1)
+    """Wrong passwords allowed hub-wide within failure_window, from any number of addresses."""
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Proxies (addresses or networks) whose X-Forwarded-For names the client; empty:
+    forwarding headers are ignored."""
 
     @field_validator("opens", "closes")
     @classmethod

@@ -172,6 +172,8 @@ def _workshop(c, auth) -> None:
     section.temporary_accounts = workshop.temporary_accounts
     section.max_failures = workshop.max_failures
     section.failure_window = workshop.failure_window
+    section.global_max_failures = workshop.global_max_failures
+    section.trusted_proxies = workshop.trusted_proxies
     c.JupyterHub.template_vars = {
         **c.JupyterHub.get("template_vars", {}),
         "workshop_temporary_accounts": workshop.temporary_accounts,
