@@ -16,6 +16,7 @@ from .profiles import (
     initialize,
     is_allowed,
     selection_from_form,
+    selection_from_link,
 )
 from .selection import ResolvedServer, gpu_count, merge_override, parse_bytes, resolve
 
@@ -38,4 +39,5 @@ __all__ = [
     "parse_bytes",
     "resolve",
     "selection_from_form",
+    "selection_from_link",
 ]

@@ -119,6 +119,19 @@ def available(catalog: Iterable[Mapping], groups: Iterable[str]) -> list[dict]:
     return offered
 
 
+def selection_from_link(query: Mapping[str, list[str]]) -> dict[str, str]:
+    """The selection a launch link names: `?profile=gpu&image=scipy` (option keys as
+    the API takes them) or the spawn form's own field names."""
+    values = {k: v[0] if isinstance(v, (list, tuple)) else v for k, v in query.items() if v}
+    selection = selection_from_form(query)
+    if not selection and values.get("profile"):
+        selection = {"profile": values["profile"]}
+    for key, value in values.items():
+        if key != "profile" and not key.startswith("profile-option-") and isinstance(value, str):
+            selection.setdefault(key, value)
+    return selection
+
+
 def selection_from_form(formdata: Mapping[str, list[str]]) -> dict[str, str]:
     """The selection a spawn form posted, in the user-options shape KubeSpawner reads.
 

@@ -34,6 +34,7 @@ def configure(c, path) -> CommunityConfig:
         print(f"twoi2c-hub: {path}: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     _templates(c, config)
+    _cookies(c)
     _culler(c, config)
     _usage_service(c, config, Path(path).resolve())
     return config
@@ -179,6 +180,15 @@ def _workshop(c, auth) -> None:
         "workshop_temporary_accounts": workshop.temporary_accounts,
         "workshop_closes": workshop.closes.isoformat(timespec="minutes") if workshop.closes else None,
     }
+
+
+def _cookies(c) -> None:
+    """SameSite=Lax on the hub's cookies (and, through JUPYTERHUB_COOKIE_OPTIONS, the
+    services'): another site's form or image cannot act as the person; following a link
+    to the hub still works."""
+    settings = dict(c.JupyterHub.get("tornado_settings", {}))
+    settings["cookie_options"] = {"samesite": "Lax", **settings.get("cookie_options", {})}
+    c.JupyterHub.tornado_settings = settings
 
 
 def _templates(c, config: CommunityConfig) -> None:

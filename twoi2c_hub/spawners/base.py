@@ -46,6 +46,10 @@ class ProfileRefused(SpawnException, ValueError):
     ValueError that code written for KubeSpawner's own validation expects."""
 
 
+class ConfirmLaunch(Exception):
+    """A launch link's selection, to be confirmed on the form (not an error)."""
+
+
 class ProfileSpawnerMixin(LoggingConfigurable):
     """Profiles filtered by group, checked on the server side, with readable refusals."""
 
@@ -103,7 +107,7 @@ class ProfileSpawnerMixin(LoggingConfigurable):
             return ""
         return _form_environment.get_template("profile_form.html").render(
             profiles=offered,
-            selection=self.user_options or {},
+            selection=self._take_selection_from_link() or self.user_options or {},
             notes={p["slug"]: self.profile_form_notes(p) for p in offered},
             unlisted_sentinel=catalog.UNLISTED_SENTINEL,
             unlisted_suffix=catalog.UNLISTED_SUFFIX,
@@ -129,6 +133,23 @@ class ProfileSpawnerMixin(LoggingConfigurable):
             raise ProfileRefused(e.message, reason="profile", status_code=e.status) from None
         self.resolved_server = resolved
         return resolved
+
+    # what a launch link asked for, shown pre-selected on the form for the person to confirm
+    _selection_from_link: dict | None = None
+
+    def options_from_query(self, query_data):
+        """A link never starts a server: `GET /hub/spawn?profile=gpu` (followed from another
+        site, or loaded as an image) shows the form with that selection, and only the
+        person's own POST of the form starts it.
+
+        JupyterHub calls this to start a server straight from a GET and falls back to the
+        form when it raises; the message is shown above the form."""
+        self._selection_from_link = catalog.selection_from_link(query_data)
+        raise ConfirmLaunch("A link chose this server for you. Check the choices below, then press Start to launch it.")
+
+    def _take_selection_from_link(self) -> dict | None:
+        selection, self._selection_from_link = self._selection_from_link, None
+        return selection
 
     @default("options_from_form")
     def _default_options_from_form(self):

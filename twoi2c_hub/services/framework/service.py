@@ -119,9 +119,11 @@ class HubService:
             routes,
             cookie_secret=secret.hexdigest(),
             xsrf_cookies=True,
+            # as the hub's own cookies: another site's form or image cannot act as the person
+            xsrf_cookie_kwargs={"samesite": "Lax"},
             log_function=self._log_request,
             hub_service=self,
-            hub_auth=HubOAuth.instance(),
+            hub_auth=HubOAuth.instance(cookie_options={"samesite": "Lax"}),
         )
 
     def listen_address(self) -> tuple[int, str]:
