@@ -1,7 +1,14 @@
 """Attacks on a real demo hub, each of which worked once: they must fail now."""
 
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
 import requests
 from bs4 import BeautifulSoup
+
+from twoi2c_hub.localhub import tagged_processes
 
 
 def test_a_link_to_the_spawn_page_prefills_the_form_but_starts_nothing(demo_hub):
@@ -36,3 +43,102 @@ def test_the_hubs_cookies_are_same_site(demo_hub):
     assert response.status_code == 302
     cookies = response.raw.headers.getlist("Set-Cookie")
     assert cookies and all("samesite=lax" in c.lower() for c in cookies), cookies
+
+
+# --- the usage service's event intake -------------------------------------------------------
+
+
+def usage_service(hub) -> tuple[int, str]:
+    """(pid, events token) of the hub's usage service."""
+    for pid in tagged_processes(hub.hub.tag):
+        if b"twoi2c_hub.services.usage" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            environ = dict(v.split("=", 1) for v in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in v)
+            return pid, environ["TWOI2C_USAGE_EVENTS_TOKEN"]
+    raise AssertionError("no usage service")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def post_events(hub, body, token=None, **kwargs):
+    headers = {"Content-Type": "application/json", **({"Authorization": f"token {token}"} if token else {})}
+    return requests.post(f"{hub.url}/services/usage/api/v1/events", data=body, headers=headers, timeout=60, **kwargs)
+
+
+def test_large_unauthenticated_bodies_are_refused_before_they_are_read(demo_hub):
+    demo_hub.wait_for(lambda: requests.get(f"{demo_hub.url}/services/usage/health", timeout=10).ok, what="usage")
+    pid, _ = usage_service(demo_hub)
+    before = peak_rss_mib(pid)
+    body = b"[" + b" " * (40 * 1024 * 1024) + b"]"
+
+    def attack(_):
+        try:
+            return post_events(demo_hub, body).status_code
+        except requests.ConnectionError:
+            return "closed"  # the service stopped reading: as good as a 403
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(attack, range(4)))
+    # 503: the proxy reports that the service closed the connection instead of reading on
+    assert all(o in (403, 503, "closed") for o in outcomes), outcomes
+    assert peak_rss_mib(pid) - before < 30, f"peak memory grew from {before:.0f} to {peak_rss_mib(pid):.0f} MiB"
+
+
+def test_an_oversized_body_with_the_token_is_a_413(demo_hub):
+    _, token = usage_service(demo_hub)
+    try:
+        response = post_events(demo_hub, b"[" + b" " * (2 * 1024 * 1024) + b"]", token)
+        assert response.status_code == 413
+        assert response.json()["message"].startswith("body: at most")
+    except requests.ConnectionError:
+        pass  # refused before the body was sent
+
+
+START = {"type": "start", "username": "alice", "started": "2026-11-26T10:00:00Z", "server": {"profile": "cpu"}}
+STOP = {"type": "stop", "username": "alice", "started": "2026-11-26T10:00:00Z", "stopped": "2026-11-26T11:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    "event, field",
+    [
+        ({**START, "server": "big"}, "events[0].server"),
+        ({**START, "server": {"cpu_limit": "lots"}}, "events[0].server.cpu_limit"),
+        ({**START, "server": {"cpu_limit": float("inf")}}, "events[0].server.cpu_limit"),
+        ({**START, "server": {"mem_limit": 2**70}}, "events[0].server.mem_limit"),
+        ({**START, "started": True}, "events[0].started"),
+        ({**START, "started": "0001-01-01T00:00:00Z"}, "events[0].started"),
+        ({**START, "started": 2**70}, "events[0].started"),
+        ({**START, "groups": "abc"}, "events[0].groups"),
+        ({**START, "username": ""}, "events[0].username"),
+        ({**START, "username": "x" * 300}, "events[0].username"),
+        ({**STOP, "reason": "because"}, "events[0].reason"),
+        ({**STOP, "stopped": "yesterday"}, "events[0].stopped"),
+        ({"type": "groups", "username": "alice", "groups": [1, 2]}, "events[0].groups[0]"),
+        ({"type": "explode", "username": "alice"}, "events[0].type"),
+    ],
+)
+def test_each_malformed_event_is_a_400_naming_its_field_and_records_nothing(demo_hub, event, field):
+    _, token = usage_service(demo_hub)
+    admin_token = demo_hub.user_token("admin")
+    count = len(usage_sessions(demo_hub, admin_token))
+    body = json.dumps([START | {"username": "carol-valid"}, event], allow_nan=True)
+    response = post_events(demo_hub, body, token)
+    assert response.status_code == 400, response.text
+    answer = response.json()
+    assert answer["parameter"] == field.replace("events[0]", "events[1]") and answer["code"] == 400
+    assert len(usage_sessions(demo_hub, admin_token)) == count  # the valid one beside it is not half-written
+
+
+def usage_sessions(hub, token):
+    response = requests.get(
+        f"{hub.url}/services/usage/api/v1/sessions",
+        params={"limit": 1000},
+        headers={"Authorization": f"token {token}"},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    return response.json()["data"]

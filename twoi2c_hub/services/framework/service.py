@@ -46,6 +46,8 @@ class HubService:
     error_template = "usage/error.html"
     # database work at once; more requests wait for a free worker
     db_workers = 4
+    # the largest request body any handler reads
+    max_body_bytes = 1024 * 1024
 
     def __init__(self, *, engine: Engine, sessions: sessionmaker, branding: dict[str, Any]):
         self.prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{self.name}/")
@@ -140,7 +142,8 @@ class HubService:
     async def serve(self) -> None:
         """Serve until SIGTERM or SIGINT."""
         port, host = self.listen_address()
-        server = HTTPServer(self.application(), xheaders=True)
+        # nothing a service is sent is large; handlers that take bodies stream them
+        server = HTTPServer(self.application(), xheaders=True, max_body_size=self.max_body_bytes)
         server.listen(port, host)
         log.info(
             "%s service at %s:%s%s, database %s",

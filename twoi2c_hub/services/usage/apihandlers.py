@@ -134,24 +134,47 @@ class ActiveUsersAPI(APIHandler):
         self.respond(rows, columns=["date", "daily", "weekly", "monthly"], filename="active-users")
 
 
+# a spawner's event is a few hundred bytes; a batch of a few hundred fits
+MAX_EVENTS_BODY_BYTES = 256 * 1024
+MAX_EVENTS_PER_POST = 1000
+
+
+@web.stream_request_body
 class EventsAPI(APIHandler):
     """Start, stop and group events from the spawners and the authenticator, authenticated
-    by the token configure() shared with this service (not hub OAuth: the hub posts them)."""
+    by the token configure() shared with this service (not hub OAuth: the hub posts them).
+
+    The token is checked before any of the body is read, and the body is capped at
+    MAX_EVENTS_BODY_BYTES: an unauthenticated or oversized post costs the service nothing."""
 
     def get_current_user(self):
         return None  # the events token, not a hub login, is checked below
 
-    async def post(self):
+    def prepare(self):
+        if self.request.method != "POST":
+            return
         header = self.request.headers.get("Authorization", "")
         token = header[len("token ") :] if header.startswith("token ") else ""
         expected = self.service.events_token
         if not expected or not compare_digest(token.encode(), expected.encode()):
             raise web.HTTPError(403, "Events need the service's events token.")
+        declared = self.request.headers.get("Content-Length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_EVENTS_BODY_BYTES):
+            raise web.HTTPError(413, f"body: at most {MAX_EVENTS_BODY_BYTES} bytes of events in one post")
+        self.request.connection.set_max_body_size(MAX_EVENTS_BODY_BYTES)
+        self._chunks: list[bytes] = []
+
+    def data_received(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+
+    async def post(self):
         try:
-            body = json.loads(self.request.body)
+            body = json.loads(b"".join(self._chunks))
         except ValueError:
             raise BadParameter("body", "not JSON") from None
         raw_events = body if isinstance(body, list) else [body]
+        if len(raw_events) > MAX_EVENTS_PER_POST:
+            raise BadParameter("body", f"at most {MAX_EVENTS_PER_POST} events in one post")
         now = now_ms()
         try:
             events = [parse_event(raw, f"events[{i}]", now_ms=now) for i, raw in enumerate(raw_events)]
