@@ -1,6 +1,7 @@
 """Attacks on a real demo hub, each of which worked once: they must fail now."""
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -142,3 +143,43 @@ def usage_sessions(hub, token):
     )
     assert response.status_code == 200
     return response.json()["data"]
+
+
+# --- report bursts --------------------------------------------------------------------------
+
+
+def test_a_burst_of_ten_year_reports_leaves_the_hub_and_health_responsive(demo_hub):
+    admin = demo_hub.login("admin")
+    assert admin.get(f"{demo_hub.url}/services/usage/", timeout=30).ok  # the service's OAuth login, once
+    token = demo_hub.user_token("admin")
+    heavy = [
+        (f"{demo_hub.url}/services/usage/admin", {"start": "2016-11-28", "end": "2026-11-26", "aggregate": "group"}),
+        (f"{demo_hub.url}/services/usage/", {"start": "2016-11-28", "end": "2026-11-26"}),
+        (f"{demo_hub.url}/services/usage/api/v1/allocation", {"window": "2016-12-01T00:00:00Z,2026-11-26T00:00:00Z"}),
+    ]
+
+    def report(i):
+        url, params = heavy[i % len(heavy)]
+        if "/api/" in url:
+            return requests.get(url, params=params, headers={"Authorization": f"token {token}"}, timeout=120)
+        return admin.get(url, params=params, timeout=120)
+
+    def timed(url):
+        started = time.monotonic()
+        response = requests.get(url, timeout=30)
+        return response.status_code, time.monotonic() - started
+
+    with ThreadPoolExecutor(12) as pool:
+        burst = [pool.submit(report, i) for i in range(24)]
+        probes = []
+        while not all(f.done() for f in burst):
+            probes.append(timed(f"{demo_hub.url}/services/usage/health"))
+            probes.append(timed(f"{demo_hub.url}/hub/api/"))
+        statuses = [f.result().status_code for f in burst]
+    assert set(statuses) <= {200, 429}, statuses
+    assert 200 in statuses
+    limited = [f.result() for f in burst if f.result().status_code == 429]
+    assert all(r.headers.get("Retry-After") for r in limited)
+    assert all(status == 200 for status, _ in probes), probes
+    # responsive: every probe answered within a couple of seconds on this 2-core machine
+    assert max(seconds for _, seconds in probes) < 3, sorted(s for _, s in probes)[-5:]

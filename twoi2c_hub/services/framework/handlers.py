@@ -63,8 +63,26 @@ class ServiceHandler(HubOAuthenticated, web.RequestHandler):
     # --- database work -----------------------------------------------------------------
 
     async def run_db(self, work: Callable[..., Any], *args: Any) -> Any:
-        """`work(db, *args)` with a database session, in the service's pool (off the loop)."""
-        return await self.service.run_db(work, *args)
+        """`work(db, *args)` with a database session, in the service's pool (off the loop).
+
+        One person has at most `max_reports_per_person` of these running at once; more
+        are answered 429 with Retry-After, so nobody can take the whole pool."""
+        user = self.current_user
+        who = (user or {}).get("name") or self.request.remote_ip
+        running = self.service.reports_running
+        if running.get(who, 0) >= self.service.max_reports_per_person:
+            busy = web.HTTPError(
+                429, "You have other reports still being prepared; wait for them, then try again in a few seconds."
+            )
+            busy.headers = {"Retry-After": "2"}
+            raise busy
+        running[who] = running.get(who, 0) + 1
+        try:
+            return await self.service.run_db(work, *args)
+        finally:
+            running[who] -= 1
+            if not running[who]:
+                del running[who]
 
     # --- errors ------------------------------------------------------------------------
 
@@ -74,6 +92,8 @@ class ServiceHandler(HubOAuthenticated, web.RequestHandler):
     def write_error(self, status_code: int, **kwargs) -> None:
         exception = kwargs.get("exc_info", (None, None))[1]
         message = getattr(exception, "message", None) or getattr(exception, "log_message", None) or self._reason
+        for name, value in (getattr(exception, "headers", None) or {}).items():
+            self.set_header(name, value)
         if self.wants_json():
             self.set_header("Content-Type", "application/json")
             self.finish(error_body(status_code, message, getattr(exception, "parameter", None)))

@@ -46,6 +46,8 @@ class HubService:
     error_template = "usage/error.html"
     # database work at once; more requests wait for a free worker
     db_workers = 4
+    # reports one person may have running at once (more: 429)
+    max_reports_per_person = 2
     # the largest request body any handler reads
     max_body_bytes = 1024 * 1024
 
@@ -57,6 +59,7 @@ class HubService:
         self.metrics_registry = CollectorRegistry()
         self.pages = Pages(base_url=self.base_url, service_prefix=self.prefix, branding=branding)
         self._pool = ThreadPoolExecutor(self.db_workers, thread_name_prefix=f"{self.name}-db")
+        self.reports_running: dict[str, int] = {}
 
     # --- to be filled in by a service ------------------------------------------------
 
@@ -89,11 +92,13 @@ class HubService:
         return await asyncio.get_running_loop().run_in_executor(self._pool, run)
 
     async def health(self) -> dict[str, Any]:
-        def ping(db):
-            db.execute(text("SELECT 1"))
+        def ping():
+            with self.sessions() as db:
+                db.execute(text("SELECT 1"))
 
         try:
-            await asyncio.wait_for(self.run_db(ping), timeout=5)
+            # not in the reports' pool: /health answers however busy that is
+            await asyncio.wait_for(asyncio.to_thread(ping), timeout=5)
             database = "ok"
         except Exception as e:
             database = f"error: {type(e).__name__}"

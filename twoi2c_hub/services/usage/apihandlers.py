@@ -53,6 +53,14 @@ def allocation_sets(rows: list[dict]) -> list[dict]:
     return list(sets.values())
 
 
+def auto_step(window) -> str:
+    """The finest step that keeps a chart of `window` to MAX_STEPS buckets or fewer."""
+    days = (window.end_ms - window.start_ms) / reports.STEPS["1d"]
+    if days <= MAX_STEPS:
+        return "1d"
+    return "1w" if days / 7 <= MAX_STEPS else "1mo"
+
+
 def check_steps(window, step: str | None) -> None:
     if step not in (None, "1mo") and (window.end_ms - window.start_ms) / reports.STEPS[step] > MAX_STEPS:
         raise BadParameter("step", f"{step} steps over this window make more than {MAX_STEPS}; use a longer step")

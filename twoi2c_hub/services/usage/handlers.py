@@ -11,7 +11,7 @@ from ...accounting.models import DAY_MS
 from ...accounting.rollups import FIGURES, NO_GROUP
 from ..framework import BadParameter, PageHandler
 from ..framework import params as parse
-from .apihandlers import MAX_STEPS
+from .apihandlers import auto_step
 from .intake import now_ms
 
 
@@ -58,7 +58,7 @@ class UsagePage(PageHandler):
 
     @staticmethod
     def step(window: windows.Window) -> str:
-        return "1d" if (window.end_ms - window.start_ms) // DAY_MS <= MAX_STEPS else "1w"
+        return auto_step(window)
 
 
 class UserPage(UsagePage):
