@@ -217,6 +217,13 @@ def test_empty_catalog_resolves_to_no_profile():
             400,
             "'Size' does not take a written-in value; pick one of its choices.",
         ),
+        (
+            ["power-users"],
+            # matches the regex, but 200 kB written in once broke a local server's command line
+            {"profile": "small", "image--unlisted-choice": "img/" + "a" * 200_000 + ":1"},
+            400,
+            "A written-in value for 'Image' must be at most 500 characters.",
+        ),
         (["students"], {"profile": ["small"]}, 400, "The selection 'profile' must be a string, not list."),
         ([], {}, 403, "No server profile on this hub is available to you. Your groups: (none)."),
     ],

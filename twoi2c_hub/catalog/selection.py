@@ -25,6 +25,9 @@ from .profiles import (
     is_allowed,
 )
 
+# the longest written-in value (an image name is at most a few hundred characters)
+MAX_WRITE_IN_LENGTH = 500
+
 # --- resolving a selection ----------------------------------------------------------
 
 
@@ -216,6 +219,8 @@ def _resolve_option(
             raise ProfileError(f"Write in a value for '{option_name}', or pick one of its choices.")
     if write_in is not None:
         write_in = write_in.strip()
+    if write_in and len(write_in) > MAX_WRITE_IN_LENGTH:
+        raise ProfileError(f"A written-in value for '{option_name}' must be at most {MAX_WRITE_IN_LENGTH} characters.")
     if write_in:
         return _resolve_write_in(option_name, option, full_option, groups, write_in)
 
