@@ -233,3 +233,32 @@ def test_the_migrations_build_exactly_the_models(database_url):
     from twoi2c_hub.accounting.db import alembic_config
 
     command.check(alembic_config(database_url))
+
+
+@pytest.mark.parametrize("aggregate", ["user", "group", "profile"])
+def test_leaders_and_the_rest_collapsed_add_up_to_everyone(db, aggregate):
+    """What the admin charts ask: the top names' figures, and one row for all the others."""
+    from twoi2c_hub.accounting.reports import NameFilter
+
+    events = random_events(seed=11)
+    record_all(db, events)
+    roll_up(db, now_ms=T0 + 6 * DAY_MS)  # part rolled up, part not: both paths
+    for a, b in WINDOWS:
+        wanted = expected(events, a, b, aggregate)
+        leaders = frozenset(sorted(wanted, key=lambda n: -wanted[n][1])[:3])
+        top = as_totals(allocation(db, a, b, aggregate, NOW, names=NameFilter(leaders)))
+        assert_same(top, {n: v for n, v in wanted.items() if n in leaders})
+        rest = as_totals(allocation(db, a, b, aggregate, NOW, names=NameFilter(leaders, False, "others")))
+        others = [sum(v[i] for n, v in wanted.items() if n not in leaders) for i in range(5)]
+        if any(others):
+            assert_same(rest, {"others": others})
+        else:
+            assert rest == {}
+
+
+def test_a_report_with_too_many_rows_is_refused(db):
+    record_all(db, random_events(seed=3))
+    rows = allocation(db, T0, T0 + 10 * DAY_MS, "user", NOW, step="1d")
+    with pytest.raises(ValueError, match=f"more than {len(rows) - 1} rows"):
+        allocation(db, T0, T0 + 10 * DAY_MS, "user", NOW, step="1d", max_rows=len(rows) - 1)
+    assert allocation(db, T0, T0 + 10 * DAY_MS, "user", NOW, step="1d", max_rows=len(rows)) == rows

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, case, false, func, literal, select
@@ -75,6 +76,30 @@ def _key_column(aggregate: str):
     return func.coalesce(SessionGroup.group_name, NO_GROUP)
 
 
+@dataclass(frozen=True)
+class NameFilter:
+    """Only these names (`keep`), or all but these; `collapse_to`: one row for all that pass."""
+
+    names: frozenset[str]
+    keep: bool = True
+    collapse_to: str | None = None
+
+    def where(self, key):
+        return key.in_(self.names) if self.keep else ~key.in_(self.names)
+
+
+def _grouped(query, key, names: NameFilter | None):
+    """`query` grouped by `key`, or collapsed to one row as `names` says."""
+    if names is None:
+        return query.group_by(key)
+    query = query.where(names.where(key))
+    return query if names.collapse_to is not None else query.group_by(key)
+
+
+def _key_select(key, names: NameFilter | None):
+    return literal(names.collapse_to) if names is not None and names.collapse_to is not None else key
+
+
 def _raw(
     db: DB,
     totals,
@@ -86,6 +111,7 @@ def _raw(
     unrolled_only: bool,
     username: str | None,
     max_duration_ms: int,
+    names: NameFilter | None = None,
 ) -> None:
     """Add sessions overlapping [a, b), clipped to it, to `totals`."""
     stop = func.coalesce(ServerSession.stopped_ms, now_ms)
@@ -94,7 +120,7 @@ def _raw(
     memory = func.coalesce(ServerSession.mem_guarantee_bytes, ServerSession.mem_limit_bytes, 0)
     key = _key_column(aggregate)
     columns = (
-        key,
+        _key_select(key, names),
         func.sum(case((and_(ServerSession.started_ms >= a, ServerSession.started_ms < b), 1), else_=0)),
         func.sum(overlap) / HOUR_MS,
         func.sum(overlap * cpu) / HOUR_MS,
@@ -118,13 +144,17 @@ def _raw(
             query = query.where(ServerSession.rolled_up == false())  # an indexable comparison
         if username is not None:
             query = query.where(ServerSession.username == username)
-        for name, *values in db.execute(query.group_by(key)):
+        for name, *values in db.execute(_grouped(query, key, names)):
+            if all(v is None for v in values):
+                continue  # a collapsed query over no rows
             row = totals[name]
             for i, value in enumerate(values):
                 row[i] += float(value or 0)
 
 
-def _rolled(db: DB, totals, aggregate, first_day: int, end_day: int, username: str | None) -> bool:
+def _rolled(
+    db: DB, totals, aggregate, first_day: int, end_day: int, username: str | None, names: NameFilter | None = None
+) -> bool:
     """Add the rollups of days [first_day, end_day) to `totals`; False if none apply
     (one person's figures come from their sessions: there are few)."""
     if username is not None:
@@ -134,10 +164,12 @@ def _rolled(db: DB, totals, aggregate, first_day: int, end_day: int, username: s
         "group": (DailyGroupUsage, DailyGroupUsage.group_name),
         "profile": (DailyProfileUsage, DailyProfileUsage.profile),
     }[aggregate]
-    query = select(key, *(func.sum(getattr(table, f)) for f in FIGURES)).where(
+    query = select(_key_select(key, names), *(func.sum(getattr(table, f)) for f in FIGURES)).where(
         table.day >= first_day, table.day < end_day
     )
-    for name, *values in db.execute(query.group_by(key)):
+    for name, *values in db.execute(_grouped(query, key, names)):
+        if all(v is None for v in values):
+            continue
         row = totals[name]
         for i, value in enumerate(values):
             row[i] += float(value or 0)
@@ -145,14 +177,20 @@ def _rolled(db: DB, totals, aggregate, first_day: int, end_day: int, username: s
 
 
 def usage(
-    db: DB, start_ms: int, end_ms: int, aggregate: str, now_ms: int, username: str | None = None
+    db: DB,
+    start_ms: int,
+    end_ms: int,
+    aggregate: str,
+    now_ms: int,
+    username: str | None = None,
+    names: NameFilter | None = None,
 ) -> dict[str, list[float]]:
     """name -> [sessions, server_hours, cpu_core_hours, memory_gib_hours, gpu_hours]."""
     totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0])
     max_duration_ms = db.scalar(select(func.max(ServerSession.duration_ms))) or 0
-    raw = dict(now_ms=now_ms, username=username, max_duration_ms=max_duration_ms)
+    raw = dict(now_ms=now_ms, username=username, max_duration_ms=max_duration_ms, names=names)
     first_day, end_day = -(-start_ms // DAY_MS), end_ms // DAY_MS
-    if first_day < end_day and _rolled(db, totals, aggregate, first_day, end_day, username):
+    if first_day < end_day and _rolled(db, totals, aggregate, first_day, end_day, username, names):
         _raw(db, totals, aggregate, start_ms, first_day * DAY_MS, unrolled_only=False, **raw)
         _raw(db, totals, aggregate, first_day * DAY_MS, end_day * DAY_MS, unrolled_only=True, **raw)
         _raw(db, totals, aggregate, end_day * DAY_MS, end_ms, unrolled_only=False, **raw)
@@ -170,11 +208,16 @@ def allocation(
     *,
     step: str | None = None,
     username: str | None = None,
+    names: NameFilter | None = None,
+    max_rows: int | None = None,
 ) -> list[dict]:
-    """OpenCost-shaped allocation: one row per step and name, largest usage first."""
+    """OpenCost-shaped allocation: one row per step and name, largest usage first.
+
+    ValueError when there would be more than `max_rows` rows: the caller asks for a
+    longer step or fewer names instead of a report nobody can read."""
     result = []
     for bucket_start, bucket_end in buckets(start_ms, end_ms, step):
-        totals = usage(db, bucket_start, bucket_end, aggregate, now_ms, username)
+        totals = usage(db, bucket_start, bucket_end, aggregate, now_ms, username, names)
         window = {"start": iso(bucket_start), "end": iso(bucket_end)}
         rows = [
             {
@@ -190,6 +233,8 @@ def allocation(
         ]
         rows.sort(key=lambda r: (-r["server_hours"], r["name"]))
         result.extend(rows)
+        if max_rows is not None and len(result) > max_rows:
+            raise ValueError(f"more than {max_rows} rows; use a longer step or a shorter window")
     return result
 
 

@@ -18,6 +18,8 @@ from ..framework import params as parse
 from .intake import now_ms
 
 MAX_STEPS = 400
+# rows in one allocation answer (steps x names): more is a report nobody reads, and costly
+MAX_ROWS = 20_000
 STEP_CHOICES = ("1h", "1d", "1w", "1mo")
 # OpenCost's names for the figures of an allocation (ramByteHours in bytes, not GiB)
 ALLOCATION_FIELDS = {
@@ -74,9 +76,14 @@ class AllocationAPI(APIHandler):
         step = self.param_choice("step", STEP_CHOICES)
         check_steps(window, step)
         subject = self.subject(user)
-        rows = await self.run_db(
-            lambda db: reports.allocation(db, *window, aggregate, now_ms(), step=step, username=subject)
-        )
+        try:
+            rows = await self.run_db(
+                lambda db: reports.allocation(
+                    db, *window, aggregate, now_ms(), step=step, username=subject, max_rows=MAX_ROWS
+                )
+            )
+        except ValueError as e:
+            raise BadParameter("step" if step else "window", str(e)) from None
         for row in rows:
             if aggregate == "group" and row["name"] == NO_GROUP:
                 row["name"] = "(no group)"

@@ -8,11 +8,15 @@ from tornado import web
 
 from ...accounting import reports, windows
 from ...accounting.models import DAY_MS
+from ...accounting.reports import NameFilter
 from ...accounting.rollups import FIGURES, NO_GROUP
 from ..framework import BadParameter, PageHandler
 from ..framework import params as parse
 from .apihandlers import auto_step
 from .intake import now_ms
+
+# names charted one by one; the rest are one "others" series
+CHART_NAMES = 8
 
 
 def chart_series(rows: list[dict], figure: str, top: int = 8) -> dict:
@@ -99,9 +103,16 @@ class AdminPage(UsagePage):
         step, now = self.step(window), now_ms()
 
         def figures(db):
+            totals = reports.allocation(db, *window, aggregate, now)
+            # the chart: the CHART_NAMES largest, and everyone else as one series
+            leaders = frozenset(row["name"] for row in totals[:CHART_NAMES])
+            series = reports.allocation(db, *window, aggregate, now, step=step, names=NameFilter(leaders))
+            series += reports.allocation(
+                db, *window, aggregate, now, step=step, names=NameFilter(leaders, keep=False, collapse_to="(others)")
+            )
             return (
-                reports.allocation(db, *window, aggregate, now),
-                reports.allocation(db, *window, aggregate, now, step=step),
+                totals,
+                series,
                 reports.active_users(db, max(window.start_ms, window.end_ms - 400 * DAY_MS), window.end_ms, now),
                 reports.sessions(db, start_ms=window.start_ms, end_ms=window.end_ms, username=drill, limit=1000)
                 if drill
@@ -118,7 +129,7 @@ class AdminPage(UsagePage):
             aggregate=aggregate,
             start=start,
             end=end,
-            chart=chart_series(series, "server_hours"),
+            chart=chart_series(series, "server_hours", top=CHART_NAMES + 1),
             active=active,
             drill=drill,
             drill_sessions=drill_sessions,

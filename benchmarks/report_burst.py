@@ -1,0 +1,215 @@
+"""A burst of heavy usage reports, and what it does to the hub and the service's /health.
+
+Generates SESSIONS sessions (default 1,000,000 over 365 days, as `usage_report.py` does),
+starts a real hub with the usage service on that database, then:
+
+1. baseline: times the hub's `/hub/api/` and the service's `/health` with nothing else
+   going on;
+2. burst: REQUESTS heavy reports (ten years by group on the admin page, ten years on a
+   person's page, a year of daily allocation steps), CONCURRENCY at once, each worker a
+   different reader, while the same two probes keep running.
+
+Prints one JSON object: the probes' p50/p99 in both phases, the hub's burst/baseline
+p99 ratio (target <= 1.5), /health p99 during the burst (target <= 200 ms), the burst's
+statuses (target: no 5xx; 429 is the per-person limit), its duration, and the service's
+resident and peak memory. `--sessions 20000 --requests 40` for a quick run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from usage_report import generate  # noqa: E402  (the same generated history)
+
+from twoi2c_hub.accounting.db import make_engine, session_maker, upgrade  # noqa: E402
+from twoi2c_hub.accounting.models import DAY_MS  # noqa: E402
+from twoi2c_hub.accounting.rollups import roll_up  # noqa: E402
+from twoi2c_hub.localhub import LocalHub, tagged_processes  # noqa: E402
+from twoi2c_hub.paths import examples_dir  # noqa: E402
+
+HEAVY = [
+    ("admin", {"start": "2016-11-28", "end": "2026-11-26", "aggregate": "group"}),
+    ("", {"start": "2016-11-28", "end": "2026-11-26"}),
+    ("api/v1/allocation", {"window": "365d", "aggregate": "user", "step": "1d"}),
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summary(values: list[float]) -> dict:
+    return {
+        "n": len(values),
+        "p50_ms": round(statistics.median(values), 1) if values else None,
+        "p99_ms": round(percentile(values, 0.99), 1),
+    }
+
+
+class Probe(threading.Thread):
+    """GETs a URL over and over until stopped; keeps every latency and status."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url = url
+        self.latencies_ms: list[float] = []
+        self.statuses: Counter = Counter()
+        self.stopping = threading.Event()
+
+    def run(self):
+        session = requests.Session()
+        while not self.stopping.is_set():
+            began = time.perf_counter()
+            try:
+                status = session.get(self.url, timeout=60).status_code
+            except requests.RequestException as e:
+                status = type(e).__name__
+            self.latencies_ms.append((time.perf_counter() - began) * 1000)
+            self.statuses[status] += 1
+            time.sleep(0.05)
+
+    def stop(self):
+        self.stopping.set()
+        self.join()
+
+
+def probe_for(urls: list[str], seconds: float) -> list[Probe]:
+    probes = [Probe(u) for u in urls]
+    for p in probes:
+        p.start()
+    time.sleep(seconds)
+    for p in probes:
+        p.stop()
+    return probes
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=1_000_000)
+    parser.add_argument("--users", type=int, default=5000)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--baseline-seconds", type=float, default=15)
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="twoi2c-burst-"))
+    database = work / "usage.sqlite"
+    url = f"sqlite:///{database}"
+    now_ms = int(time.time() * 1000) // DAY_MS * DAY_MS
+    figures: dict = {"sessions": args.sessions, "requests": args.requests, "concurrency": args.concurrency}
+
+    upgrade(url)
+    generate(database, args.sessions, args.users, 50, 12, args.days, now_ms)
+    engine = make_engine(url)
+    with session_maker(engine)() as db:
+        roll_up(db, now_ms)
+    engine.dispose()
+
+    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    config["usage"] = {"database_url": url, "reconcile_interval": 30}
+    config["culling"] = {"enabled": False}
+    (work / "community.yaml").write_text(yaml.safe_dump(config))
+    readers = [secrets.token_hex(32) for _ in range(args.concurrency)]
+    extra = "\n".join(
+        f'c.JupyterHub.services.append({{"name": "reader{i}", "api_token": {token!r}}})'
+        for i, token in enumerate(readers)
+    )
+    extra += f"""
+c.JupyterHub.load_roles.append({{"name": "burst-readers", "services": {[f"reader{i}" for i in range(len(readers))]!r},
+    "scopes": ["custom:usage:read-all", "access:services!service=usage"]}})
+"""
+    hub = LocalHub(work / "community.yaml", work / "hub", extra_config=extra)
+    hub.start(timeout=120)
+    try:
+        service = f"{hub.url}/services/usage/"
+        deadline = time.monotonic() + 60
+        while requests.get(service + "health", timeout=30).status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the usage service did not start:\n" + hub.log_tail())
+            time.sleep(0.2)
+        probes = [f"{hub.url}/hub/api/", service + "health"]
+
+        baseline = probe_for(probes, args.baseline_seconds)
+        figures["baseline_hub_api"] = summary(baseline[0].latencies_ms)
+        figures["baseline_health"] = summary(baseline[1].latencies_ms)
+
+        statuses: Counter = Counter()
+        latencies: list[float] = []
+
+        def worker(index: int):
+            session = requests.Session()
+            session.headers["Authorization"] = f"token {readers[index]}"
+            for n in range(index, args.requests, args.concurrency):
+                path, params = HEAVY[n % len(HEAVY)]
+                began = time.perf_counter()
+                try:
+                    status = session.get(service + path, params=params, timeout=300).status_code
+                except requests.RequestException as e:
+                    status = type(e).__name__
+                latencies.append((time.perf_counter() - began) * 1000)
+                statuses[status] += 1
+
+        during = [Probe(u) for u in probes]
+        for p in during:
+            p.start()
+        began = time.perf_counter()
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            list(pool.map(worker, range(args.concurrency)))
+        figures["burst_seconds"] = round(time.perf_counter() - began, 1)
+        for p in during:
+            p.stop()
+
+        figures["burst_statuses"] = {str(k): v for k, v in sorted(statuses.items(), key=str)}
+        figures["burst_report"] = summary(latencies)
+        figures["burst_hub_api"] = summary(during[0].latencies_ms)
+        figures["burst_health"] = summary(during[1].latencies_ms)
+        figures["probe_statuses"] = {
+            "hub_api": {str(k): v for k, v in during[0].statuses.items()},
+            "health": {str(k): v for k, v in during[1].statuses.items()},
+        }
+        figures["hub_api_p99_ratio"] = round(
+            figures["burst_hub_api"]["p99_ms"] / figures["baseline_hub_api"]["p99_ms"], 2
+        )
+        figures["server_errors"] = sum(v for k, v in statuses.items() if not (isinstance(k, int) and k < 500)) + sum(
+            v for p in during for k, v in p.statuses.items() if not (isinstance(k, int) and k < 500)
+        )
+
+        pid = next(
+            p
+            for p in tagged_processes(hub.tag)
+            if b"twoi2c_hub.services.usage" in Path(f"/proc/{p}/cmdline").read_bytes()
+        )
+        status = Path(f"/proc/{pid}/status").read_text()
+        figures["service_rss_mb"] = round(int(status.split("VmRSS:")[1].split()[0]) / 1024, 1)
+        figures["service_peak_rss_mb"] = round(int(status.split("VmHWM:")[1].split()[0]) / 1024, 1)
+        figures["targets_met"] = {
+            "hub_api_p99_within_1.5x": figures["hub_api_p99_ratio"] <= 1.5,
+            "health_p99_under_200ms": figures["burst_health"]["p99_ms"] <= 200,
+            "no_5xx": figures["server_errors"] == 0,
+        }
+    finally:
+        hub.stop()
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
