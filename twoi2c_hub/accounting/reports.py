@@ -152,6 +152,13 @@ def _raw(
                 row[i] += float(value or 0)
 
 
+_ROLLUP = {
+    "user": (DailyUserUsage, DailyUserUsage.username),
+    "group": (DailyGroupUsage, DailyGroupUsage.group_name),
+    "profile": (DailyProfileUsage, DailyProfileUsage.profile),
+}
+
+
 def _rolled(
     db: DB, totals, aggregate, first_day: int, end_day: int, username: str | None, names: NameFilter | None = None
 ) -> bool:
@@ -159,11 +166,7 @@ def _rolled(
     (one person's figures come from their sessions: there are few)."""
     if username is not None:
         return False
-    table, key = {
-        "user": (DailyUserUsage, DailyUserUsage.username),
-        "group": (DailyGroupUsage, DailyGroupUsage.group_name),
-        "profile": (DailyProfileUsage, DailyProfileUsage.profile),
-    }[aggregate]
+    table, key = _ROLLUP[aggregate]
     query = select(_key_select(key, names), *(func.sum(getattr(table, f)) for f in FIGURES)).where(
         table.day >= first_day, table.day < end_day
     )
@@ -184,19 +187,50 @@ def usage(
     now_ms: int,
     username: str | None = None,
     names: NameFilter | None = None,
+    history: _History | None = None,
 ) -> dict[str, list[float]]:
     """name -> [sessions, server_hours, cpu_core_hours, memory_gib_hours, gpu_hours]."""
     totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0])
-    max_duration_ms = db.scalar(select(func.max(ServerSession.duration_ms))) or 0
-    raw = dict(now_ms=now_ms, username=username, max_duration_ms=max_duration_ms, names=names)
+    history = history or _History.of(db)
+    raw = dict(now_ms=now_ms, username=username, max_duration_ms=history.max_duration_ms, names=names)
     first_day, end_day = -(-start_ms // DAY_MS), end_ms // DAY_MS
     if first_day < end_day and _rolled(db, totals, aggregate, first_day, end_day, username, names):
-        _raw(db, totals, aggregate, start_ms, first_day * DAY_MS, unrolled_only=False, **raw)
-        _raw(db, totals, aggregate, first_day * DAY_MS, end_day * DAY_MS, unrolled_only=True, **raw)
-        _raw(db, totals, aggregate, end_day * DAY_MS, end_ms, unrolled_only=False, **raw)
+        if start_ms < first_day * DAY_MS:
+            _raw(db, totals, aggregate, start_ms, first_day * DAY_MS, unrolled_only=False, **raw)
+        if history.unrolled_since_ms is not None and history.unrolled_since_ms < end_day * DAY_MS:
+            _raw(db, totals, aggregate, first_day * DAY_MS, end_day * DAY_MS, unrolled_only=True, **raw)
+        if end_day * DAY_MS < end_ms:
+            _raw(db, totals, aggregate, end_day * DAY_MS, end_ms, unrolled_only=False, **raw)
     else:
         _raw(db, totals, aggregate, start_ms, end_ms, unrolled_only=False, **raw)
     return totals
+
+
+def _names_in(db: DB, start_ms: int, end_ms: int, aggregate: str, username: str | None) -> int:
+    """How many names have usage in the window (from the rollups, plus unrolled sessions)."""
+    if username is not None:
+        return 1  # one person's profiles or groups are few; the rows are counted as made
+    table, key = _ROLLUP[aggregate]
+    rolled = db.scalar(
+        select(func.count(func.distinct(key))).where(table.day >= start_ms // DAY_MS, table.day <= end_ms // DAY_MS)
+    )
+    return rolled or 0
+
+
+@dataclass(frozen=True)
+class _History:
+    """What bounds the raw queries of a report: the longest session, and the start of the
+    oldest session not yet in the rollups (None: all are). Read once per report."""
+
+    max_duration_ms: int
+    unrolled_since_ms: int | None
+
+    @classmethod
+    def of(cls, db: DB) -> _History:
+        return cls(
+            db.scalar(select(func.max(ServerSession.duration_ms))) or 0,
+            db.scalar(select(func.min(ServerSession.started_ms)).where(ServerSession.rolled_up == false())),
+        )
 
 
 def allocation(
@@ -216,8 +250,14 @@ def allocation(
     ValueError when there would be more than `max_rows` rows: the caller asks for a
     longer step or fewer names instead of a report nobody can read."""
     result = []
-    for bucket_start, bucket_end in buckets(start_ms, end_ms, step):
-        totals = usage(db, bucket_start, bucket_end, aggregate, now_ms, username, names)
+    history = _History.of(db)
+    steps = buckets(start_ms, end_ms, step)
+    if max_rows is not None and names is None and len(steps) > 1:
+        # refuse before the work: every name that has usage in the window, in every step
+        if len(steps) * _names_in(db, start_ms, end_ms, aggregate, username) > max_rows:
+            raise ValueError(f"more than {max_rows} rows; use a longer step or a shorter window")
+    for bucket_start, bucket_end in steps:
+        totals = usage(db, bucket_start, bucket_end, aggregate, now_ms, username, names, history)
         window = {"start": iso(bucket_start), "end": iso(bucket_end)}
         rows = [
             {
