@@ -9,7 +9,7 @@ usage service; `parse_event` turns one into a `ServerStarted`, `ServerStopped` o
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Union
@@ -63,7 +63,9 @@ class ServerStart:
     )
 
     @classmethod
-    def from_summary(cls, username: str, server_name: str, started_ms: int, summary: Mapping, groups) -> ServerStart:
+    def from_summary(
+        cls, username: str, server_name: str, started_ms: int, summary: Mapping, groups: Iterable[str]
+    ) -> ServerStart:
         """From `ResolvedServer.summary()` (what the spawners annotate their servers with)."""
         return cls(
             username=username,

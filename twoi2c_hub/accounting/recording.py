@@ -195,5 +195,5 @@ def groups_at(db: DB, username: str, at_ms: int) -> set[str]:
     )
 
 
-def mark_rolled_up(db: DB, session_ids) -> None:
+def mark_rolled_up(db: DB, session_ids: Iterable[int]) -> None:
     db.execute(update(ServerSession).where(ServerSession.id.in_(list(session_ids))).values(rolled_up=True))

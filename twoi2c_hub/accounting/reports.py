@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, case, false, func, literal, select
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, literal, select
 from sqlalchemy.orm import Session as DB
 
 from .models import (
@@ -32,6 +32,8 @@ from .models import (
 from .rollups import FIGURES, NO_GROUP, GiB
 
 AGGREGATES = ("user", "group", "profile")
+# name -> [sessions, server_hours, cpu_core_hours, memory_gib_hours, gpu_hours]
+Totals = dict[str, list[float]]
 STEPS = {"1h": HOUR_MS, "1d": DAY_MS, "1w": 7 * DAY_MS}
 
 
@@ -58,11 +60,11 @@ def buckets(start_ms: int, end_ms: int, step: str | None) -> list[tuple[int, int
     return [(s, min(s + size, end_ms)) for s in range(start_ms, end_ms, size)]
 
 
-def _least(a, b):
+def _least(a: ColumnElement, b: ColumnElement | int) -> ColumnElement:
     return case((a < b, a), else_=b)
 
 
-def _greatest(a, b):
+def _greatest(a: ColumnElement, b: ColumnElement) -> ColumnElement:
     return case((a > b, a), else_=b)
 
 
@@ -84,11 +86,11 @@ class NameFilter:
     keep: bool = True
     collapse_to: str | None = None
 
-    def where(self, key):
+    def where(self, key: ColumnElement) -> ColumnElement:
         return key.in_(self.names) if self.keep else ~key.in_(self.names)
 
 
-def _grouped(query, key, names: NameFilter | None):
+def _grouped(query: Select, key: ColumnElement, names: NameFilter | None) -> Select:
     """`query` grouped by `key`, or collapsed to one row as `names` says."""
     if names is None:
         return query.group_by(key)
@@ -96,14 +98,14 @@ def _grouped(query, key, names: NameFilter | None):
     return query if names.collapse_to is not None else query.group_by(key)
 
 
-def _key_select(key, names: NameFilter | None):
+def _key_select(key: ColumnElement, names: NameFilter | None) -> ColumnElement:
     return literal(names.collapse_to) if names is not None and names.collapse_to is not None else key
 
 
 def _raw(
     db: DB,
-    totals,
-    aggregate,
+    totals: Totals,
+    aggregate: str,
     a: int,
     b: int,
     now_ms: int,
@@ -160,7 +162,13 @@ _ROLLUP = {
 
 
 def _rolled(
-    db: DB, totals, aggregate, first_day: int, end_day: int, username: str | None, names: NameFilter | None = None
+    db: DB,
+    totals: Totals,
+    aggregate: str,
+    first_day: int,
+    end_day: int,
+    username: str | None,
+    names: NameFilter | None = None,
 ) -> bool:
     """Add the rollups of days [first_day, end_day) to `totals`; False if none apply
     (one person's figures come from their sessions: there are few)."""
@@ -366,7 +374,7 @@ def active_users(db: DB, start_ms: int, end_ms: int, now_ms: int) -> list[dict]:
     result = []
     for day in range(first_day, last_day + 1):
 
-        def active(days, day=day):
+        def active(days: int, day: int = day) -> int:
             return len(set().union(*(per_day.get(d, set()) for d in range(day - days + 1, day + 1))))
 
         result.append({"date": iso(day * DAY_MS)[:10], "daily": active(1), "weekly": active(7), "monthly": active(30)})

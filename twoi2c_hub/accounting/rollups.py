@@ -8,6 +8,7 @@ so that a late exact stop from the spawner can still replace an inferred one.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 
 from sqlalchemy import false, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -30,7 +31,7 @@ FIGURES = ("sessions", "server_hours", "cpu_core_hours", "memory_gib_hours", "gp
 NO_GROUP = ""  # sessions of people in no group
 
 
-def day_parts(started_ms: int, stopped_ms: int):
+def day_parts(started_ms: int, stopped_ms: int) -> Iterator[tuple[int, int]]:
     """(day, milliseconds run that day) for every UTC day the interval touches."""
     day = started_ms // DAY_MS
     moment = started_ms
@@ -41,7 +42,7 @@ def day_parts(started_ms: int, stopped_ms: int):
         day += 1
 
 
-def _add(totals: dict, key, hours: float, cpu: float, memory_gib: float, gpus: int, started: bool):
+def _add(totals: dict, key: tuple, hours: float, cpu: float, memory_gib: float, gpus: int, started: bool) -> None:
     row = totals[key]
     row[0] += 1 if started else 0
     row[1] += hours
@@ -50,7 +51,7 @@ def _add(totals: dict, key, hours: float, cpu: float, memory_gib: float, gpus: i
     row[4] += hours * gpus
 
 
-def _upsert_add(db: DB, table, keys: tuple[str, ...], totals: dict) -> None:
+def _upsert_add(db: DB, table: type, keys: tuple[str, ...], totals: dict) -> None:
     """Add `totals` to the rollup rows, creating missing ones (one executemany)."""
     if not totals:
         return

@@ -94,14 +94,14 @@ class ResolvedServer:
         }
 
 
-def _float_or_none(value) -> float | None:
+def _float_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
 _byte_spec = ByteSpecification()
 
 
-def parse_bytes(value) -> int | None:
+def parse_bytes(value: str | int | float | None) -> int | None:
     """'4G', '512M', 1024 -> bytes, as KubeSpawner's ByteSpecification reads them."""
     if value is None:
         return None

@@ -8,7 +8,7 @@ from twoi2c_hub.accounting.models import Base
 config = context.config
 
 
-def run_migrations_online():
+def run_migrations_online() -> None:
     engine = make_engine(config.get_main_option("sqlalchemy.url"))
     with engine.connect() as connection:
         context.configure(
@@ -19,7 +19,7 @@ def run_migrations_online():
     engine.dispose()
 
 
-def run_migrations_offline():
+def run_migrations_offline() -> None:
     context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=Base.metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()

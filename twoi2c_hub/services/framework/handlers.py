@@ -8,8 +8,8 @@ import csv
 import io
 import json
 import unicodedata
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from jupyterhub.services.auth import HubOAuthenticated
 from prometheus_client import generate_latest
@@ -17,6 +17,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from tornado import web
 
 from . import params
+
+if TYPE_CHECKING:
+    from .service import HubService
 
 LOG_IN = "Log in through the hub, or send a hub API token (Authorization: token ...)"
 METRICS_SCOPE = "read:metrics"
@@ -33,7 +36,7 @@ class ServiceHandler(HubOAuthenticated, web.RequestHandler):
     """Every request of a service: the hub's OAuth cookie or a hub API token."""
 
     @property
-    def service(self):
+    def service(self) -> HubService:
         return self.settings["hub_service"]
 
     def set_default_headers(self) -> None:
@@ -51,7 +54,7 @@ class ServiceHandler(HubOAuthenticated, web.RequestHandler):
 
     # --- parameters --------------------------------------------------------------------
 
-    def param_choice(self, name: str, allowed, default: str | None = None) -> str | None:
+    def param_choice(self, name: str, allowed: Iterable[str], default: str | None = None) -> str | None:
         return params.choice(name, self.get_argument(name, None), allowed, default)
 
     def param_int(self, name: str, default: int | None, low: int, high: int | None = None) -> int | None:
@@ -123,7 +126,7 @@ class APIHandler(ServiceHandler):
     def wants_json(self) -> bool:
         return True
 
-    def get_login_url(self):
+    def get_login_url(self) -> str:
         raise web.HTTPError(403, LOG_IN)
 
     def check_xsrf_cookie(self) -> None:

@@ -18,11 +18,14 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 from ...paths import templates_dir
+
+if TYPE_CHECKING:
+    from ...config.models import CommunityConfig
 
 # every name the hub's page.html reads, and what a service page gives it
 PAGE_NAMESPACE = (
@@ -112,7 +115,7 @@ class Pages:
         return self.environment.get_template(name).render(**namespace)
 
 
-def branding(community) -> dict[str, Any]:
+def branding(community: CommunityConfig | None) -> dict[str, Any]:
     """The community's name, logo, links and funders for the page template."""
     hub = community.hub if community else None
     return {

@@ -56,11 +56,11 @@ class HubService:
     # the largest request body any handler reads
     max_body_bytes = 1024 * 1024
 
-    def __init__(self, *, engine: Engine, sessions: sessionmaker, branding: dict[str, Any]):
+    def __init__(self, *, engine: Engine, open_db: sessionmaker, branding: dict[str, Any]):
         self.prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{self.name}/")
         self.base_url = os.environ.get("JUPYTERHUB_BASE_URL", "/")
         self.engine = engine
-        self.sessions = sessions
+        self.open_db = open_db
         self.metrics_registry = CollectorRegistry()
         self.pages = Pages(base_url=self.base_url, service_prefix=self.prefix, branding=branding)
         self._pool = ThreadPoolExecutor(self.db_workers, thread_name_prefix=f"{self.name}-db")
@@ -92,7 +92,7 @@ class HubService:
         """`work(db, *args)` with a fresh database session, in the pool."""
 
         def run():
-            with self.sessions() as db:
+            with self.open_db() as db:
                 return work(db, *args)
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, run)
@@ -101,7 +101,7 @@ class HubService:
         """ "ok", or what is wrong with the database."""
 
         def ping():
-            with self.sessions() as db:
+            with self.open_db() as db:
                 db.execute(text("SELECT 1"))
 
         try:

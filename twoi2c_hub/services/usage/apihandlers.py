@@ -13,6 +13,7 @@ from tornado import web
 from ...accounting import reports
 from ...accounting.events import EventError, parse_event
 from ...accounting.rollups import NO_GROUP
+from ...accounting.windows import Window
 from ..framework import APIHandler, BadParameter
 from ..framework import params as parse
 from .intake import now_ms
@@ -55,7 +56,7 @@ def allocation_sets(rows: list[dict]) -> list[dict]:
     return list(sets.values())
 
 
-def auto_step(window) -> str:
+def auto_step(window: Window) -> str:
     """The finest step that keeps a chart of `window` to MAX_STEPS buckets or fewer."""
     days = (window.end_ms - window.start_ms) / reports.STEPS["1d"]
     if days <= MAX_STEPS:
@@ -63,13 +64,13 @@ def auto_step(window) -> str:
     return "1w" if days / 7 <= MAX_STEPS else "1mo"
 
 
-def check_steps(window, step: str | None) -> None:
+def check_steps(window: Window, step: str | None) -> None:
     if step not in (None, "1mo") and (window.end_ms - window.start_ms) / reports.STEPS[step] > MAX_STEPS:
         raise BadParameter("step", f"{step} steps over this window make more than {MAX_STEPS}; use a longer step")
 
 
 class AllocationAPI(APIHandler):
-    async def get(self):
+    async def get(self) -> None:
         user = self.reader()
         window = parse.window("window", self.get_argument("window", None), datetime.now(UTC), "7d")
         aggregate = self.param_choice("aggregate", reports.AGGREGATES, "user")
@@ -117,7 +118,7 @@ SESSION_COLUMNS = [
 
 
 class SessionsAPI(APIHandler):
-    async def get(self):
+    async def get(self) -> None:
         user = self.reader()
         window = parse.window("window", self.get_argument("window", None), datetime.now(UTC))
         state = self.param_choice("state", ("running", "stopped"))
@@ -140,7 +141,7 @@ class SessionsAPI(APIHandler):
 
 
 class ActiveUsersAPI(APIHandler):
-    async def get(self):
+    async def get(self) -> None:
         user = self.reader()
         if not self.may_read_all(user):
             raise web.HTTPError(403, "Active-user counts are for hub admins and the community admins.")
@@ -162,10 +163,10 @@ class EventsAPI(APIHandler):
     The token is checked before any of the body is read, and the body is capped at
     MAX_EVENTS_BODY_BYTES: an unauthenticated or oversized post costs the service nothing."""
 
-    def get_current_user(self):
+    def get_current_user(self) -> None:
         return None  # the events token, not a hub login, is checked below
 
-    def prepare(self):
+    def prepare(self) -> None:
         if self.request.method != "POST":
             return
         header = self.request.headers.get("Authorization", "")
@@ -182,7 +183,7 @@ class EventsAPI(APIHandler):
     def data_received(self, chunk: bytes) -> None:
         self._chunks.append(chunk)
 
-    async def post(self):
+    async def post(self) -> None:
         try:
             body = json.loads(b"".join(self._chunks))
         except ValueError:

@@ -49,12 +49,12 @@ class UsageService(HubService):
         self.community = load_config(community_config) if community_config else None
         upgrade(database_url)
         engine = make_engine(database_url)
-        super().__init__(engine=engine, sessions=session_maker(engine), branding=branding(self.community))
+        super().__init__(engine=engine, open_db=session_maker(engine), branding=branding(self.community))
         self.events_token = os.environ.get("TWOI2C_USAGE_EVENTS_TOKEN", "")
         self.metrics = UsageMetrics(self.metrics_registry)
-        self.intake = EventIntake(self.sessions, self.metrics)
+        self.intake = EventIntake(self.open_db, self.metrics)
         self.reconciler = Reconciler(
-            self.sessions,
+            self.open_db,
             hub_api_url=os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
             api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
             catalog=self.community.profile_list() if self.community else [],
@@ -97,7 +97,7 @@ class UsageService(HubService):
             await asyncio.sleep(self.reconciler.interval)
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m twoi2c_hub.services.usage")
     parser.add_argument("--config", help="the community config file (profiles resolve reconciled sessions)")
     parser.add_argument("--database-url", default=os.environ.get("TWOI2C_USAGE_DATABASE_URL", DEFAULT_DATABASE_URL))

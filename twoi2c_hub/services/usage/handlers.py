@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
+from sqlalchemy.orm import Session as DB
 from tornado import web
 
 from ...accounting import reports, windows
@@ -67,12 +68,12 @@ class UsagePage(PageHandler):
 
 class UserPage(UsagePage):
     @web.authenticated
-    async def get(self):
+    async def get(self) -> None:
         user = self.current_user
         window, start, end = self.period()
         name, step, now = user["name"], self.step(window), now_ms()
 
-        def figures(db):
+        def figures(db: DB) -> tuple:
             return (
                 reports.allocation(db, *window, "profile", now, username=name),
                 reports.allocation(db, *window, "profile", now, step=step, username=name),
@@ -93,7 +94,7 @@ class UserPage(UsagePage):
 
 class AdminPage(UsagePage):
     @web.authenticated
-    async def get(self):
+    async def get(self) -> None:
         user = self.current_user
         if not self.may_read_all(user):
             raise web.HTTPError(403, "This page is for hub admins and the community admins.")
@@ -102,7 +103,7 @@ class AdminPage(UsagePage):
         drill = self.param_text("user")
         step, now = self.step(window), now_ms()
 
-        def figures(db):
+        def figures(db: DB) -> tuple:
             totals = reports.allocation(db, *window, aggregate, now)
             # the chart: the CHART_NAMES largest, and everyone else as one series
             leaders = frozenset(row["name"] for row in totals[:CHART_NAMES])

@@ -27,8 +27,8 @@ class EventIntake:
     Requests that arrive while others wait share one transaction (group commit), so many
     spawners posting at once cost one write, not one each."""
 
-    def __init__(self, sessions: sessionmaker, metrics: UsageMetrics, commit_delay: float = 0.002):
-        self.sessions = sessions
+    def __init__(self, open_db: sessionmaker, metrics: UsageMetrics, commit_delay: float = 0.002):
+        self.open_db = open_db
         self.metrics = metrics
         self.commit_delay = commit_delay  # seconds other requests may join a transaction
         self._waiting: list[tuple[Sequence[Event], asyncio.Future]] = []
@@ -57,7 +57,7 @@ class EventIntake:
 
     def record(self, events: Sequence[Event]) -> int:
         """Record `events` in one transaction: all or nothing."""
-        with self.sessions() as db:
+        with self.open_db() as db:
             record(db, events)
             db.commit()
         for event in events:

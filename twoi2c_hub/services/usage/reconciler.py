@@ -15,6 +15,7 @@ import logging
 from datetime import datetime
 
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import sessionmaker
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from ... import catalog
@@ -28,7 +29,7 @@ from .metrics import UsageMetrics
 log = logging.getLogger("twoi2c.usage")
 
 
-def parse_hub_time(value) -> int | None:
+def parse_hub_time(value: str | None) -> int | None:
     """Epoch ms from the hub's ISO 8601 times ('2026-11-26T07:00:00.123456Z')."""
     if value is None:
         return None
@@ -40,7 +41,7 @@ class Reconciler:
 
     def __init__(
         self,
-        sessions_factory,
+        open_db: sessionmaker,
         *,
         hub_api_url: str,
         api_token: str,
@@ -50,7 +51,7 @@ class Reconciler:
         page_size: int = 200,
         request_timeout: float = 20,
     ):
-        self.sessions_factory = sessions_factory
+        self.open_db = open_db
         self.hub_api_url = hub_api_url.rstrip("/")
         self.api_token = api_token
         self.catalog = catalog
@@ -119,7 +120,7 @@ class Reconciler:
                 starts.append(ServerStarted(self.server_start(user, server_name, server, started)))
         memberships = [GroupsChanged(u["name"], now, groups=frozenset(u.get("groups") or [])) for u in users]
         closed = 0
-        with self.sessions_factory() as db:
+        with self.open_db() as db:
             opened = record(db, [*memberships, *starts], source="reconciled", seen_ms=now).sessions_opened
             if opened:
                 log.info("Reconciled: %d running servers had no start event", opened)
