@@ -9,7 +9,6 @@ ends whatever still carries it.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,15 +23,10 @@ from .network import free_port
 TAG_VARIABLE = "TWOI2C_HUB_TAG"
 
 
-def proxy_command() -> str:
-    """The Python configurable-http-proxy next to this Python (not Node's, if on PATH)."""
-    candidate = Path(sys.executable).parent / "configurable-http-proxy"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("configurable-http-proxy")
-    if not found:
-        raise RuntimeError("configurable-http-proxy is not installed next to this Python")
-    return found
+def proxy_command() -> list[str]:
+    """The Python configurable-http-proxy of this Python (not Node's, if on PATH), with
+    room for many requests at once (see `twoi2c_hub.proxy`)."""
+    return [sys.executable, "-m", "twoi2c_hub.proxy"]
 
 
 def _environments():
@@ -122,7 +116,7 @@ c.JupyterHub.bind_url = "http://127.0.0.1:{self.port}"
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = {free_port()}
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
-c.ConfigurableHTTPProxy.command = [{proxy_command()!r}]
+c.ConfigurableHTTPProxy.command = {proxy_command()!r}
 c.ConfigurableHTTPProxy.pid_file = {str(self.data_dir / "proxy.pid")!r}
 c.JupyterHub.db_url = {"sqlite:///" + str(self.data_dir / "jupyterhub.sqlite")!r}
 c.JupyterHub.cookie_secret_file = {str(self.data_dir / "jupyterhub_cookie_secret")!r}

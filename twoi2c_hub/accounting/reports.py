@@ -11,7 +11,7 @@ from the sessions table, clipped to the window.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -371,11 +371,24 @@ def active_users(db: DB, start_ms: int, end_ms: int, now_ms: int) -> list[dict]:
     ):
         for day in range(started // DAY_MS, max(started, stopped - 1) // DAY_MS + 1):
             per_day[day].add(name)
+    # sliding windows: each day's people enter once and leave once, whatever the range
+    windows = {7: Counter(), 30: Counter()}
     result = []
-    for day in range(first_day, last_day + 1):
-
-        def active(days: int, day: int = day) -> int:
-            return len(set().union(*(per_day.get(d, set()) for d in range(day - days + 1, day + 1))))
-
-        result.append({"date": iso(day * DAY_MS)[:10], "daily": active(1), "weekly": active(7), "monthly": active(30)})
+    for day in range(first_day - 29, last_day + 1):
+        for length, counts in windows.items():
+            counts.update(per_day.get(day, ()))
+            leaving = per_day.get(day - length, ())
+            counts.subtract(leaving)
+            for name in leaving:
+                if counts[name] <= 0:
+                    del counts[name]
+        if day >= first_day:
+            result.append(
+                {
+                    "date": iso(day * DAY_MS)[:10],
+                    "daily": len(per_day.get(day, ())),
+                    "weekly": len(windows[7]),
+                    "monthly": len(windows[30]),
+                }
+            )
     return result

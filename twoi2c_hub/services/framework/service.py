@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlparse
@@ -65,6 +65,7 @@ class HubService:
         self.pages = Pages(base_url=self.base_url, service_prefix=self.prefix, branding=branding)
         self._pool = ThreadPoolExecutor(self.db_workers, thread_name_prefix=f"{self.name}-db")
         self.reports_running: dict[str, int] = {}
+        self._shared: dict[Hashable, tuple[float, asyncio.Future]] = {}
         self._database: tuple[str, float | None] = ("unchecked", None)
 
     # --- to be filled in by a service ------------------------------------------------
@@ -96,6 +97,27 @@ class HubService:
                 return work(db, *args)
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, run)
+
+    async def shared_report(self, key: Hashable, work: Callable[[], Awaitable[Any]], ttl: float) -> Any:
+        """The result of `work()` for `key`, computed once for every request that asks
+        for it while it runs or within `ttl` seconds after: a burst of the same heavy
+        report costs one computation."""
+        now = time.monotonic()
+        for stale in [k for k, (at, _) in self._shared.items() if at + ttl < now and _.done()]:
+            del self._shared[stale]
+        entry = self._shared.get(key)
+        if entry is None:
+            entry = (now, asyncio.ensure_future(work()))
+            self._shared[key] = entry
+            if len(self._shared) > 256:  # bounded: the oldest finished results go first
+                for old in [k for k, (_, f) in sorted(self._shared.items(), key=lambda i: i[1][0]) if f.done()][:64]:
+                    del self._shared[old]
+        future = entry[1]
+        try:
+            return await asyncio.shield(future)
+        except Exception:
+            self._shared.pop(key, None)  # a failure is not kept
+            raise
 
     async def check_database(self) -> str:
         """ "ok", or what is wrong with the database."""

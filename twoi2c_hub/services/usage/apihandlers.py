@@ -146,7 +146,11 @@ class ActiveUsersAPI(APIHandler):
         if not self.may_read_all(user):
             raise web.HTTPError(403, "Active-user counts are for hub admins and the community admins.")
         window = parse.window("window", self.get_argument("window", None), datetime.now(UTC), "30d", max_days=400)
-        rows = await self.run_db(reports.active_users, window.start_ms, window.end_ms, now_ms())
+        rows = await self.service.shared_report(
+            ("active-users", window),
+            lambda: self.run_db(reports.active_users, window.start_ms, window.end_ms, now_ms()),
+            ttl=10,
+        )
         self.respond(rows, columns=["date", "daily", "weekly", "monthly"], filename="active-users")
 
 

@@ -16,6 +16,8 @@ from ..framework import params as parse
 from .apihandlers import auto_step
 from .intake import now_ms
 
+# how long the community's figures, once computed, answer the same request again
+SHARED_SECONDS = 10
 # names charted one by one; the rest are one "others" series
 CHART_NAMES = 8
 
@@ -107,6 +109,9 @@ class AdminPage(UsagePage):
             totals = reports.allocation(db, *window, aggregate, now)
             # the chart: the CHART_NAMES largest, and everyone else as one series
             leaders = frozenset(row["name"] for row in totals[:CHART_NAMES])
+            for row in totals:
+                if aggregate == "group" and row["name"] == NO_GROUP:
+                    row["name"] = "(no group)"
             series = reports.allocation(db, *window, aggregate, now, step=step, names=NameFilter(leaders))
             series += reports.allocation(
                 db, *window, aggregate, now, step=step, names=NameFilter(leaders, keep=False, collapse_to="(others)")
@@ -120,10 +125,10 @@ class AdminPage(UsagePage):
                 else None,
             )
 
-        totals, series, active, drill_sessions = await self.run_db(figures)
-        for row in totals:
-            if aggregate == "group" and row["name"] == NO_GROUP:
-                row["name"] = "(no group)"
+        # every admin sees the same figures: a burst of the same page is computed once
+        totals, series, active, drill_sessions = await self.service.shared_report(
+            ("admin", window, aggregate, drill), lambda: self.run_db(figures), ttl=SHARED_SECONDS
+        )
         self.render_page(
             "usage/admin.html",
             totals=totals,
