@@ -15,3 +15,7 @@ c.JupyterHub.bind_url = "http://127.0.0.1:8000"
 # ProfileLocalSpawner runs each server as the Unix user of the same name; set this to
 # False only for demos, where every server runs as the hub's own user:
 # c.ProfileLocalSpawner.system_users = False
+# The Python configurable-http-proxy with room for many requests at once (tornado's
+# default is 10 in flight, so a few slow reports would hold up logins):
+# import sys
+# c.ConfigurableHTTPProxy.command = [sys.executable, "-m", "twoi2c_hub.proxy"]
