@@ -35,6 +35,14 @@ from .pages import Pages
 log = logging.getLogger("twoi2c.service")
 
 
+def _idle_priority() -> None:
+    """Reports only use CPU that nothing else on the machine wants (Linux SCHED_IDLE)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass  # elsewhere, the process's lower priority (niceness) is what there is
+
+
 class HubService:
     """Settings and lifecycle every service of this package shares."""
 
@@ -63,7 +71,9 @@ class HubService:
         self.open_db = open_db
         self.metrics_registry = CollectorRegistry()
         self.pages = Pages(base_url=self.base_url, service_prefix=self.prefix, branding=branding)
-        self._pool = ThreadPoolExecutor(self.db_workers, thread_name_prefix=f"{self.name}-db")
+        self._pool = ThreadPoolExecutor(
+            self.db_workers, thread_name_prefix=f"{self.name}-db", initializer=_idle_priority
+        )
         self.reports_running: dict[str, int] = {}
         self._shared: dict[Hashable, tuple[float, asyncio.Future]] = {}
         self._database: tuple[str, float | None] = ("unchecked", None)
