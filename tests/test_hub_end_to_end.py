@@ -195,3 +195,12 @@ def test_a_bad_config_file_stops_the_hub_at_start_with_its_messages(hub_factory,
     message = str(failed.value)
     assert "JupyterHub exited with status 1" in message
     assert "profiles[0].kubespawner_override.cpu_limit: must be > 0" in message
+
+
+def test_after_a_refused_request_the_form_still_selects_a_profile(demo_hub):
+    token = demo_hub.user_token("bob")
+    refused = demo_hub.api("POST", "/users/bob/server", token=token, json={"user_options": {"profile": "nope"}})
+    assert refused.status_code == 400
+    page = spawn_page(demo_hub.login("bob"), demo_hub)
+    checked = [radio["value"] for radio in page.select("input[name=profile]") if radio.has_attr("checked")]
+    assert checked == ["cpu"]  # the default, not nothing (which would start whatever is default unseen)

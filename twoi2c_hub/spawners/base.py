@@ -105,9 +105,14 @@ class ProfileSpawnerMixin(LoggingConfigurable):
                     groups=sorted(self.get_groups()),
                 )
             return ""
+        selection = self._take_selection_from_link() or self.user_options or {}
+        if selection.get("profile") not in {p["slug"] for p in offered}:
+            # a profile that is gone or was never offered (a refused API request saves its
+            # options too): show the defaults, so some profile is always selected
+            selection = {}
         return _form_environment.get_template("profile_form.html").render(
             profiles=offered,
-            selection=self._take_selection_from_link() or self.user_options or {},
+            selection=selection,
             notes={p["slug"]: self.profile_form_notes(p) for p in offered},
             unlisted_sentinel=catalog.UNLISTED_SENTINEL,
             unlisted_suffix=catalog.UNLISTED_SUFFIX,
