@@ -185,3 +185,27 @@ def test_a_burst_of_ten_year_reports_leaves_the_hub_and_health_responsive(demo_h
     assert all(status == 200 for status, _ in probes), probes
     # responsive: every probe answered within a couple of seconds on this 2-core machine
     assert max(seconds for _, seconds in probes) < 3, sorted(s for _, s in probes)[-5:]
+
+
+def test_service_pages_and_api_carry_the_hubs_security_headers(demo_hub):
+    bob = demo_hub.login("bob")
+    token = demo_hub.user_token("bob")
+    for response in (
+        bob.get(f"{demo_hub.url}/services/usage/", timeout=30),
+        bob.get(f"{demo_hub.url}/services/usage/admin", timeout=30),  # a 403 page
+        requests.get(f"{demo_hub.url}/services/usage/nowhere", timeout=30),  # a 404
+        requests.get(
+            f"{demo_hub.url}/services/usage/api/v1/sessions", headers={"Authorization": f"token {token}"}, timeout=30
+        ),
+    ):
+        assert response.headers["X-Content-Type-Options"] == "nosniff", response.url
+        assert "frame-ancestors 'self'" in response.headers["Content-Security-Policy"], response.url
+
+
+def test_the_metrics_refusal_names_every_way_in(demo_hub):
+    token = demo_hub.user_token("bob")
+    response = requests.get(
+        f"{demo_hub.url}/services/usage/metrics", headers={"Authorization": f"token {token}"}, timeout=30
+    )
+    assert response.status_code == 403
+    assert response.json()["message"] == ("Metrics need the read:metrics scope, custom:usage:read-all, or hub admin.")

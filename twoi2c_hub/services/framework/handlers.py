@@ -171,6 +171,16 @@ class PageHandler(ServiceHandler):
         self.finish(self.service.pages.render(name, self.current_user, self.xsrf_token.decode(), **values))
 
 
+class NotFoundHandler(PageHandler):
+    """Any path the service does not have: a 404 page in the hub's look (JSON under api/)."""
+
+    def wants_json(self) -> bool:
+        return "/api/" in self.request.path
+
+    def prepare(self) -> None:
+        raise web.HTTPError(404, "There is no such page here.")
+
+
 class MetricsHandler(APIHandler):
     """Prometheus text: for hub admins, the read-all scope and `read:metrics`."""
 

@@ -29,7 +29,7 @@ from sqlalchemy.orm import sessionmaker
 from tornado import web
 from tornado.httpserver import HTTPServer
 
-from .handlers import HealthHandler, MetricsHandler
+from .handlers import HealthHandler, MetricsHandler, NotFoundHandler
 from .pages import Pages
 
 log = logging.getLogger("twoi2c.service")
@@ -184,6 +184,7 @@ class HubService:
             xsrf_cookie_kwargs={"samesite": "Lax"},
             log_function=self._log_request,
             hub_service=self,
+            default_handler_class=NotFoundHandler,
             hub_auth=HubOAuth.instance(cookie_options={"samesite": "Lax"}),
         )
 
