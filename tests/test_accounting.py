@@ -7,11 +7,12 @@ from collections import defaultdict
 import pytest
 from sqlalchemy import func, select
 
+from twoi2c_hub.accounting.activity import active_users, sessions
 from twoi2c_hub.accounting.db import make_engine, session_maker
 from twoi2c_hub.accounting.events import GroupsChanged, ServerStart, ServerStarted, ServerStopped
 from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS, ServerSession
 from twoi2c_hub.accounting.recording import groups_at, record
-from twoi2c_hub.accounting.reports import active_users, allocation, sessions
+from twoi2c_hub.accounting.reports import allocation
 from twoi2c_hub.accounting.rollups import roll_up
 
 GiB = 1024**3
@@ -262,3 +263,62 @@ def test_a_report_with_too_many_rows_is_refused(db):
     with pytest.raises(ValueError, match=f"more than {len(rows) - 1} rows"):
         allocation(db, T0, T0 + 10 * DAY_MS, "user", NOW, step="1d", max_rows=len(rows) - 1)
     assert allocation(db, T0, T0 + 10 * DAY_MS, "user", NOW, step="1d", max_rows=len(rows)) == rows
+
+
+@pytest.mark.parametrize("aggregate", ["user", "group", "profile"])
+def test_one_persons_figures_from_the_per_user_rollups(db, aggregate):
+    events = random_events(seed=5)
+    record_all(db, events)
+    roll_up(db, now_ms=T0 + 6 * DAY_MS)  # part rolled up, part not
+    for a, b in WINDOWS:
+        for person in ("user0", "user4", "user9", "nobody"):
+            rows = allocation(db, a, b, aggregate, NOW, username=person)
+            assert_same(as_totals(rows), expected(events, a, b, aggregate, username=person))
+
+
+def test_upgrading_to_per_user_rollups_rebuilds_every_rollup(tmp_path):
+    from alembic import command
+
+    from twoi2c_hub.accounting.db import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    command.upgrade(alembic_config(url), "0001")
+    events = random_events(seed=9, count=60)
+    engine = make_engine(url)
+    with engine.begin() as connection:  # what 0001 held: sessions already counted in its rollups
+        for e in events:
+            s = e["start"]
+            connection.exec_driver_sql(
+                "INSERT INTO sessions (username, server_name, profile, started_ms, stopped_ms, duration_ms,"
+                " cpu_guarantee, cpu_limit, mem_guarantee_bytes, mem_limit_bytes, gpu_count, source, rolled_up)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,'event',1)",
+                (
+                    s.username,
+                    s.server_name,
+                    s.profile,
+                    s.started_ms,
+                    e["stop"],
+                    None if e["stop"] is None else e["stop"] - s.started_ms,
+                    s.cpu_guarantee,
+                    s.cpu_limit,
+                    s.mem_guarantee_bytes,
+                    s.mem_limit_bytes,
+                    s.gpu_count,
+                ),
+            )
+        connection.exec_driver_sql(
+            "INSERT INTO usage_daily_user VALUES (?, 'stale', 1, 99, 99, 99, 99)", (T0 // DAY_MS,)
+        )
+    engine.dispose()
+    command.upgrade(alembic_config(url), "head")
+    engine = make_engine(url)
+    with session_maker(engine)() as db:
+        roll_up(db, now_ms=NOW)
+        no_groups = [{**e, "start": ServerStart(**{**e["start"].__dict__, "groups": []})} for e in events]
+        for a, b in WINDOWS:
+            assert_same(as_totals(allocation(db, a, b, "user", NOW)), expected(no_groups, a, b, "user"))
+            assert_same(
+                as_totals(allocation(db, a, b, "profile", NOW, username="user2")),
+                expected(no_groups, a, b, "profile", username="user2"),
+            )
+    engine.dispose()

@@ -149,3 +149,25 @@ class DailyProfileUsage(UsageFigures, Base):
 
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
     profile: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class DailyUserProfileUsage(UsageFigures, Base):
+    """Closed sessions' usage per UTC day, user and profile: one person's reports."""
+
+    __tablename__ = "usage_daily_user_profile"
+    __table_args__ = CLUSTERED
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    profile: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class DailyUserGroupUsage(UsageFigures, Base):
+    """Closed sessions' usage per UTC day, user and group (the groups at session start)."""
+
+    __tablename__ = "usage_daily_user_group"
+    __table_args__ = CLUSTERED
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    group_name: Mapped[str] = mapped_column(String(255), primary_key=True)

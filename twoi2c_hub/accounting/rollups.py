@@ -20,6 +20,8 @@ from .models import (
     HOUR_MS,
     DailyGroupUsage,
     DailyProfileUsage,
+    DailyUserGroupUsage,
+    DailyUserProfileUsage,
     DailyUserUsage,
     ServerSession,
     SessionGroup,
@@ -67,6 +69,26 @@ def _upsert_add(db: DB, table: type, keys: tuple[str, ...], totals: dict) -> Non
     db.connection().execute(statement, [dict(zip(names, (*key, *values))) for key, values in totals.items()])
 
 
+# every rollup table and its key columns
+ROLLUPS = {
+    DailyUserUsage: ("day", "username"),
+    DailyGroupUsage: ("day", "group_name"),
+    DailyProfileUsage: ("day", "profile"),
+    DailyUserProfileUsage: ("day", "username", "profile"),
+    DailyUserGroupUsage: ("day", "username", "group_name"),
+}
+
+
+def _keys(day: int, username: str, profile: str, groups: list[str]) -> Iterator[tuple[type, tuple]]:
+    """(rollup table, row key) of every row one session-day adds to."""
+    yield DailyUserUsage, (day, username)
+    yield DailyProfileUsage, (day, profile)
+    yield DailyUserProfileUsage, (day, username, profile)
+    for group in groups:
+        yield DailyGroupUsage, (day, group)
+        yield DailyUserGroupUsage, (day, username, group)
+
+
 def roll_up(db: DB, now_ms: int, grace_ms: int = 0, batch: int = 20_000) -> int:
     """Add sessions closed before `now_ms - grace_ms` to the rollups; returns how many."""
     cutoff = now_ms - grace_ms
@@ -101,27 +123,21 @@ def roll_up(db: DB, now_ms: int, grace_ms: int = 0, batch: int = 20_000) -> int:
             select(SessionGroup.session_id, SessionGroup.group_name).where(SessionGroup.session_id.in_(ids))
         ):
             groups[session_id].append(group)
-        by_user, by_group, by_profile = (defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0]) for _ in range(3))
+        totals = {table: defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0]) for table in ROLLUPS}
         for r in rows:
             cpu = r.cpu_guarantee or r.cpu_limit or 0.0
             memory_gib = (r.mem_guarantee_bytes or r.mem_limit_bytes or 0) / GiB
-            profile = r.profile or ""
+            profile, session_groups = r.profile or "", groups.get(r.id) or [NO_GROUP]
             start_day = r.started_ms // DAY_MS
-            for day, ms in day_parts(r.started_ms, r.stopped_ms):
+            # a session that ended as it began still counts, on its day
+            parts = list(day_parts(r.started_ms, r.stopped_ms)) or [(start_day, 0)]
+            for day, ms in parts:
                 hours = ms / HOUR_MS
                 first = day == start_day
-                _add(by_user, (day, r.username), hours, cpu, memory_gib, r.gpu_count, first)
-                _add(by_profile, (day, profile), hours, cpu, memory_gib, r.gpu_count, first)
-                for group in groups.get(r.id) or [NO_GROUP]:
-                    _add(by_group, (day, group), hours, cpu, memory_gib, r.gpu_count, first)
-            if r.started_ms == r.stopped_ms:  # a session that ended as it began still counts
-                _add(by_user, (start_day, r.username), 0, 0, 0, 0, True)
-                _add(by_profile, (start_day, profile), 0, 0, 0, 0, True)
-                for group in groups.get(r.id) or [NO_GROUP]:
-                    _add(by_group, (start_day, group), 0, 0, 0, 0, True)
-        _upsert_add(db, DailyUserUsage, ("day", "username"), by_user)
-        _upsert_add(db, DailyGroupUsage, ("day", "group_name"), by_group)
-        _upsert_add(db, DailyProfileUsage, ("day", "profile"), by_profile)
+                for table, key in _keys(day, r.username, profile, session_groups):
+                    _add(totals[table], key, hours, cpu, memory_gib, r.gpu_count, first)
+        for table, keys in ROLLUPS.items():
+            _upsert_add(db, table, keys, totals[table])
         mark_rolled_up(db, ids)
         db.commit()
         done += len(rows)

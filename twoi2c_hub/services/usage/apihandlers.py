@@ -10,7 +10,7 @@ from hmac import compare_digest
 
 from tornado import web
 
-from ...accounting import reports
+from ...accounting import activity, reports
 from ...accounting.events import EventError, parse_event
 from ...accounting.rollups import NO_GROUP
 from ...accounting.windows import Window
@@ -134,7 +134,7 @@ class SessionsAPI(APIHandler):
             limit=limit,
             after_id=after,
         )
-        rows = await self.run_db(lambda db: reports.sessions(db, **query))
+        rows = await self.run_db(lambda db: activity.sessions(db, **query))
         if rows and len(rows) == limit:
             self.set_header("Link", f'<{self.request.path}?after={rows[-1]["id"]}&limit={limit}>; rel="next"')
         self.respond(rows, columns=SESSION_COLUMNS, filename="sessions")
@@ -148,7 +148,7 @@ class ActiveUsersAPI(APIHandler):
         window = parse.window("window", self.get_argument("window", None), datetime.now(UTC), "30d", max_days=400)
         rows = await self.service.shared_report(
             ("active-users", window),
-            lambda: self.run_db(reports.active_users, window.start_ms, window.end_ms, now_ms()),
+            lambda: self.run_db(activity.active_users, window.start_ms, window.end_ms, now_ms()),
             ttl=10,
         )
         self.respond(rows, columns=["date", "daily", "weekly", "monthly"], filename="active-users")

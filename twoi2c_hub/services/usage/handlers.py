@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 from sqlalchemy.orm import Session as DB
 from tornado import web
 
-from ...accounting import reports, windows
+from ...accounting import activity, reports, windows
 from ...accounting.models import DAY_MS
 from ...accounting.reports import NameFilter
 from ...accounting.rollups import FIGURES, NO_GROUP
@@ -79,7 +79,7 @@ class UserPage(UsagePage):
             return (
                 reports.allocation(db, *window, "profile", now, username=name),
                 reports.allocation(db, *window, "profile", now, step=step, username=name),
-                reports.sessions(db, start_ms=window.start_ms, end_ms=window.end_ms, username=name, limit=1000),
+                activity.sessions(db, start_ms=window.start_ms, end_ms=window.end_ms, username=name, limit=1000),
             )
 
         totals, daily, recent = await self.run_db(figures)
@@ -119,8 +119,8 @@ class AdminPage(UsagePage):
             return (
                 totals,
                 series,
-                reports.active_users(db, max(window.start_ms, window.end_ms - 400 * DAY_MS), window.end_ms, now),
-                reports.sessions(db, start_ms=window.start_ms, end_ms=window.end_ms, username=drill, limit=1000)
+                activity.active_users(db, max(window.start_ms, window.end_ms - 400 * DAY_MS), window.end_ms, now),
+                activity.sessions(db, start_ms=window.start_ms, end_ms=window.end_ms, username=drill, limit=1000)
                 if drill
                 else None,
             )
