@@ -25,7 +25,9 @@ def test_a_link_to_the_spawn_page_prefills_the_form_but_starts_nothing(demo_hub)
     assert demo_hub.server("alice") is None
     page = BeautifulSoup(response.content, "html.parser")
     assert page.select_one("input[name=profile][value=gpu]").has_attr("checked")
-    assert "press Start to launch it" in page.get_text()
+    notice = page.select_one(".twoi2c-from-link")
+    assert notice is not None and "press Start to launch it" in notice.get_text()
+    assert page.select_one(".spawn-error-msg") is None  # a note, not an error
     # the next visit without a link shows the form as usual, nothing pre-selected by the link
     again = BeautifulSoup(alice.get(f"{demo_hub.url}/hub/spawn/alice", timeout=30).content, "html.parser")
     assert not again.select_one("input[name=profile][value=gpu]").has_attr("checked")

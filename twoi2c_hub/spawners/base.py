@@ -105,7 +105,8 @@ class ProfileSpawnerMixin(LoggingConfigurable):
                     groups=sorted(self.get_groups()),
                 )
             return ""
-        selection = self._take_selection_from_link() or self.user_options or {}
+        from_link = self._take_selection_from_link()
+        selection = from_link or self.user_options or {}
         if selection.get("profile") not in {p["slug"] for p in offered}:
             # a profile that is gone or was never offered (a refused API request saves its
             # options too): show the defaults, so some profile is always selected
@@ -113,6 +114,7 @@ class ProfileSpawnerMixin(LoggingConfigurable):
         return _form_environment.get_template("profile_form.html").render(
             profiles=offered,
             selection=selection,
+            from_link=from_link is not None,
             notes={p["slug"]: self.profile_form_notes(p) for p in offered},
             unlisted_sentinel=catalog.UNLISTED_SENTINEL,
             unlisted_suffix=catalog.UNLISTED_SUFFIX,
@@ -148,9 +150,10 @@ class ProfileSpawnerMixin(LoggingConfigurable):
         person's own POST of the form starts it.
 
         JupyterHub calls this to start a server straight from a GET and falls back to the
-        form when it raises; the message is shown above the form."""
+        form when it raises. The exception carries no message: the form itself says what
+        happened, as a note rather than an error."""
         self._selection_from_link = catalog.selection_from_link(query_data)
-        raise ConfirmLaunch("A link chose this server for you. Check the choices below, then press Start to launch it.")
+        raise ConfirmLaunch()
 
     def _take_selection_from_link(self) -> dict | None:
         selection, self._selection_from_link = self._selection_from_link, None
