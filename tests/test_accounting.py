@@ -322,3 +322,24 @@ def test_upgrading_to_per_user_rollups_rebuilds_every_rollup(tmp_path):
                 expected(no_groups, a, b, "profile", username="user2"),
             )
     engine.dispose()
+
+
+def test_one_persons_whole_days_are_read_from_the_rollups_not_the_sessions(db):
+    """Would pass by accident if a person's report read the sessions: after the rollup the
+    sessions' resources are wiped, and the whole-day figures must not change."""
+    from sqlalchemy import update
+
+    events = random_events(seed=21)
+    record_all(db, events)
+    roll_up(db, now_ms=NOW)
+    a, b = T0 + DAY_MS, T0 + 8 * DAY_MS  # whole days, all closed sessions rolled up
+    wanted = {agg: allocation(db, a, b, agg, NOW, username="user2") for agg in ("user", "profile", "group")}
+    db.execute(
+        update(ServerSession)
+        .where(ServerSession.rolled_up.is_(True))
+        .values(cpu_guarantee=None, cpu_limit=None, mem_guarantee_bytes=None, mem_limit_bytes=None, gpu_count=0)
+    )
+    db.commit()
+    for aggregate, rows in wanted.items():
+        assert allocation(db, a, b, aggregate, NOW, username="user2") == rows
+    assert any(r["cpu_core_hours"] for r in wanted["profile"])  # there was something to lose
