@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := chromium postgresql
 
-.PHONY: demo test lint format docs system-packages clean
+.PHONY: demo test lint format docs system-packages server-account clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ system-packages:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-demo: $(STAMP)
+# as root, local servers run as an unprivileged user with a Python of their own
+server-account: $(STAMP)
+	@if [ "$$(id -u)" = 0 ]; then $(BIN)/twoi2c-hub server-account; fi
+
+demo: $(STAMP) server-account
 	$(BIN)/twoi2c-hub demo $(DEMO_ARGS)
 
 lint: $(STAMP)
@@ -39,7 +43,7 @@ format: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m sphinx -W --keep-going -b html -q docs docs/_build/html
 
-test: $(STAMP) system-packages lint docs
+test: $(STAMP) system-packages server-account lint docs
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

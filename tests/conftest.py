@@ -9,6 +9,8 @@ os.environ["KUBECONFIG"] = str(Path(__file__).parent / "data" / "fake-kubeconfig
 
 import re
 import secrets
+import shutil
+import tempfile
 import time
 import urllib.parse
 import uuid
@@ -16,6 +18,7 @@ import uuid
 import pytest
 import requests
 
+from twoi2c_hub import server_account
 from twoi2c_hub.localhub import LocalHub, end_tagged_processes, process_tags
 from twoi2c_hub.paths import examples_dir
 
@@ -101,7 +104,7 @@ def hub_factory(tmp_path_factory):
     """
     hubs = []
 
-    def start(config_path, name="hub", extra_config="", environment=None) -> HubClient:
+    def start(config_path, name="hub", extra_config="", environment=None, server_account=None) -> HubClient:
         password = secrets.token_urlsafe(12)
         service_token = secrets.token_hex(32)
         extra = f"""
@@ -120,6 +123,9 @@ c.JupyterHub.load_roles.append({{
             extra_config=extra,
             tag=TEST_TAG_PREFIX + uuid.uuid4().hex,
             environment=environment,
+            server_account=server_account,
+            # where the server user can reach them (pytest's own temp dirs are private)
+            homes_dir=tempfile.mkdtemp(prefix="twoi2c-test-homes-") if server_account else None,
         )
         hubs.append(hub)
         hub.start(timeout=90)
@@ -128,12 +134,16 @@ c.JupyterHub.load_roles.append({{
     yield start
     for hub in hubs:
         hub.stop()
+        if hub.server_account:
+            shutil.rmtree(hub.homes_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def demo_hub(hub_factory):
-    """The demo community's hub (examples/demo-community.yaml)."""
-    return hub_factory(examples_dir() / "demo-community.yaml", "demo-hub")
+    """The demo community's hub (examples/demo-community.yaml), run as `twoi2c-hub demo`
+    runs it: as root, every server runs as the unprivileged server account."""
+    account = server_account.ensure() if os.geteuid() == 0 else None
+    return hub_factory(examples_dir() / "demo-community.yaml", "demo-hub", server_account=account)
 
 
 @pytest.fixture(scope="session")

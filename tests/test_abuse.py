@@ -1,13 +1,19 @@
 """Attacks on a real demo hub, each of which worked once: they must fail now."""
 
+import asyncio
 import json
+import os
+import pwd
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 from bs4 import BeautifulSoup
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
 
 from twoi2c_hub.localhub import tagged_processes
 
@@ -211,3 +217,69 @@ def test_the_metrics_refusal_names_every_way_in(demo_hub):
     )
     assert response.status_code == 403
     assert response.json()["message"] == ("Metrics need the read:metrics scope, custom:usage:read-all, or hub admin.")
+
+
+# --- a person's server and the hub's secrets ---------------------------------------------
+
+READ_ENVIRONMENTS = """
+import json, os
+seen = {}
+for pid in PIDS:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            seen[pid] = "read " + str(len(f.read())) + " bytes"
+    except OSError as e:
+        seen[pid] = type(e).__name__
+print(json.dumps({"uid": os.getuid(), "seen": seen}))
+"""
+
+
+async def run_in_kernel(hub, username: str, token: str, code: str) -> str:
+    """Run `code` in a new kernel of the person's server, as their notebook would; its output."""
+    headers = {"Authorization": f"token {token}"}
+    kernel = requests.post(f"{hub.url}/user/{username}/api/kernels", headers=headers, json={}, timeout=60)
+    assert kernel.status_code == 201, kernel.text
+    url = f"{hub.url.replace('http', 'ws', 1)}/user/{username}/api/kernels/{kernel.json()['id']}/channels"
+    connection = await websocket_connect(HTTPRequest(url, headers=headers, connect_timeout=30))
+    msg_id = uuid.uuid4().hex
+    header = {"msg_id": msg_id, "msg_type": "execute_request", "username": username, "session": msg_id}
+    content = {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False}
+    connection.write_message(
+        json.dumps(
+            {"header": {**header, "version": "5.3", "date": ""}, "parent_header": {}, "metadata": {}}
+            | {"content": content, "channel": "shell", "buffers": []}
+        )
+    )
+    output = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        message = json.loads(await connection.read_message())
+        if message.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        if message["msg_type"] == "stream":
+            output.append(message["content"]["text"])
+        elif message["msg_type"] == "error":
+            raise AssertionError("\n".join(message["content"]["traceback"]))
+        elif message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+            break
+    connection.close()
+    return "".join(output)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="servers run as another user only when the hub is root")
+def test_a_notebook_cannot_read_the_hubs_or_the_services_environment(demo_hub):
+    usage_pid, events_token = usage_service(demo_hub)
+    hub_pid = demo_hub.hub.process.pid
+    token = demo_hub.user_token("bob")
+    response = demo_hub.api("POST", "/users/bob/server", token=token, json={"user_options": {"profile": "cpu"}})
+    assert response.status_code in (201, 202), response.text
+    try:
+        demo_hub.wait_for(lambda: (demo_hub.server("bob") or {}).get("ready"), timeout=90, what="bob's server")
+        code = READ_ENVIRONMENTS.replace("PIDS", repr([hub_pid, usage_pid]))
+        result = json.loads(asyncio.run(run_in_kernel(demo_hub, "bob", token, code)))
+    finally:
+        demo_hub.stop_server("bob")
+    assert result["seen"] == {str(hub_pid): "PermissionError", str(usage_pid): "PermissionError"}
+    assert result["uid"] == pwd.getpwnam(demo_hub.hub.server_account.user).pw_uid
+    # and so no forged session can be recorded with the service's token
+    assert events_token not in json.dumps(result)

@@ -399,3 +399,17 @@ def test_db_upgrade_creates_and_migrates_the_accounting_database(tmp_path):
         "usage_daily_group",
         "usage_daily_profile",
     } <= tables
+
+
+def test_local_servers_run_as_one_unprivileged_user_when_asked(tmp_path):
+    base = "hub: {name: H}\nprofiles: [{display_name: A}]\n"
+    errors = errors_of(base + "spawner: {local: {server_user: jovyan}}\n")
+    assert errors == ["spawner.local: server_user applies only with system_users: false"], errors
+
+    config = tmp_path / "community.yaml"
+    config.write_text(base + "spawner: {local: {system_users: false, server_user: jovyan}}\n")
+    c = Config()
+    configure(c, config)
+    assert c.ProfileLocalSpawner.system_users is False
+    assert c.ProfileLocalSpawner.server_user == "jovyan"
+    assert c.ProfileLocalSpawner.home_dir_template == "/srv/twoi2c-homes/{username}"

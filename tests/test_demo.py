@@ -1,14 +1,20 @@
 """`twoi2c-hub demo`: one command, the whole stack on 127.0.0.1, stopped cleanly by Ctrl-C."""
 
+import os
+import pwd
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
+from twoi2c_hub import server_account
+from twoi2c_hub.cli import demo_homes
 from twoi2c_hub.localhub import tagged_processes
 from twoi2c_hub.network import free_port
 
@@ -63,9 +69,13 @@ def test_demo_runs_prints_url_and_password_and_ctrl_c_leaves_nothing_behind(tmp_
             time.sleep(0.3)
         running = tagged_processes(tag)
         assert len(running) >= 2  # at least the proxy and alice's server (the hub itself is tagged too)
+        if os.geteuid() == 0:  # never as root: as the unprivileged server account
+            owners = {Path(f"/proc/{pid}").stat().st_uid for pid in running}
+            assert pwd.getpwnam(server_account.DEFAULT_USER).pw_uid in owners, owners
     finally:
         demo.send_signal(signal.SIGINT)
         rest, _ = demo.communicate(timeout=60)
     assert demo.returncode == 0, rest
     assert "Stopped." in rest
     assert tagged_processes(tag) == []
+    shutil.rmtree(demo_homes(tmp_path), ignore_errors=True)

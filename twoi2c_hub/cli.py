@@ -1,8 +1,9 @@
-"""The `twoi2c-hub` command: check-config, demo, db upgrade."""
+"""The `twoi2c-hub` command: check-config, demo, server-account, db upgrade."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import secrets
 import signal
@@ -10,6 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from . import server_account
 from .config.loading import ConfigError, load_config
 from .paths import examples_dir
 
@@ -28,6 +30,13 @@ def check_config(args) -> int:
     return 0
 
 
+def demo_homes(data_dir: Path) -> Path:
+    """Where the demo's server user keeps its homes: a place it can reach (/tmp), the same
+    for the same data dir, so that a demo restarted with --data-dir finds them again."""
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"twoi2c-demo-homes-{digest}"
+
+
 def demo(args) -> int:
     from .localhub import LocalHub
 
@@ -39,7 +48,23 @@ def demo(args) -> int:
         print(str(e), file=sys.stderr)
         return 1
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="twoi2c-demo-"))
-    hub = LocalHub(config_path, data_dir, port=args.port, password=password)
+    account = None
+    if os.geteuid() == 0:  # never run people's servers as root, nor as the hub's user
+        try:
+            account = server_account.ensure()
+        except server_account.SetupError as e:
+            print(str(e), file=sys.stderr)
+            return 1
+    else:
+        print("Not run as root: every server runs as you, and can read the hub's secrets.", file=sys.stderr)
+    hub = LocalHub(
+        config_path,
+        data_dir,
+        port=args.port,
+        password=password,
+        server_account=account,
+        homes_dir=args.homes_dir or (demo_homes(data_dir) if account else None),
+    )
     print(f"Starting {config.hub.name} (demo, log: {hub.log_file}) ...", flush=True)
 
     def interrupted(signum, frame):
@@ -89,6 +114,16 @@ def db_upgrade(args) -> int:
     return 0
 
 
+def make_server_account(args) -> int:
+    try:
+        account = server_account.ensure(args.user, Path(args.path), args.python)
+    except server_account.SetupError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    print(f"Servers can run as {account.user} with {account.python}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="twoi2c-hub", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -101,8 +136,19 @@ def main(argv=None) -> int:
     run_demo.add_argument("--port", type=int, default=8000)
     run_demo.add_argument("--data-dir", help="where the hub keeps its files (default: a new temp dir)")
     run_demo.add_argument("--password", help="the demo users' password (default: $TWOI2C_DEMO_PASSWORD or random)")
+    run_demo.add_argument(
+        "--homes-dir", help="the servers' homes, run as root (default: /tmp/twoi2c-demo-homes-<data dir's digest>)"
+    )
     run_demo.add_argument("--config", help="a community config file (default: examples/demo-community.yaml)")
     run_demo.set_defaults(run=demo)
+
+    account = commands.add_parser(
+        "server-account", help="make the unprivileged user and Python environment local servers run as (root)"
+    )
+    account.add_argument("--user", default=server_account.DEFAULT_USER)
+    account.add_argument("--path", default=str(server_account.DEFAULT_PATH), help="where the environment goes")
+    account.add_argument("--python", help="the Python to make it from (default: /usr/bin/python3)")
+    account.set_defaults(run=make_server_account)
 
     database = commands.add_parser("db", help="the accounting database")
     database_commands = database.add_subparsers(dest="db_command", required=True)

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 from .network import free_port
+from .server_account import ServerAccount, reachable
 
 TAG_VARIABLE = "TWOI2C_HUB_TAG"
 
@@ -86,6 +87,8 @@ class LocalHub:
         tag: str | None = None,
         log_file: str | os.PathLike | None = None,
         environment: dict[str, str] | None = None,
+        server_account: ServerAccount | None = None,
+        homes_dir: str | os.PathLike | None = None,
     ):
         self.community_config = Path(community_config).resolve()
         self.data_dir = Path(data_dir).resolve()
@@ -96,6 +99,10 @@ class LocalHub:
         self.log_file = Path(log_file) if log_file else self.data_dir / "jupyterhub.log"
         self.environment = dict(environment or {})
         self.process: subprocess.Popen | None = None
+        # servers run as this unprivileged user (see twoi2c_hub.server_account), their
+        # homes where it can reach them, outside the hub's private data directory
+        self.server_account = server_account
+        self.homes_dir = Path(homes_dir).resolve() if homes_dir else self.data_dir / "homes"
 
     @property
     def url(self) -> str:
@@ -103,8 +110,19 @@ class LocalHub:
 
     def write_config(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        homes = self.data_dir / "homes"
-        homes.mkdir(exist_ok=True)
+        homes = self.homes_dir
+        homes.mkdir(parents=True, exist_ok=True)
+        servers = ""
+        if self.server_account:
+            if homes.stat().st_uid != os.geteuid():  # in /tmp, someone else may have made it first
+                raise RuntimeError(f"{homes} belongs to another user: choose another homes dir")
+            homes.chmod(0o711)  # each home inside is private to the server user
+            if not reachable(homes, self.server_account.user):
+                raise RuntimeError(f"{homes} is not reachable by {self.server_account.user}: choose another homes dir")
+            servers = (
+                f"c.ProfileLocalSpawner.server_user = {self.server_account.user!r}\n"
+                f"c.ProfileLocalSpawner.python = {self.server_account.python!r}\n"
+            )
         path = self.data_dir / "jupyterhub_config.py"
         path.write_text(f"""\
 # Written by twoi2c_hub.localhub for a hub on 127.0.0.1; see {self.community_config}
@@ -123,7 +141,7 @@ c.JupyterHub.cookie_secret_file = {str(self.data_dir / "jupyterhub_cookie_secret
 c.JupyterHub.pid_file = {str(self.data_dir / "jupyterhub.pid")!r}
 c.ProfileLocalSpawner.system_users = False
 c.ProfileLocalSpawner.home_dir_template = {str(homes) + "/{username}"!r}
-c.Spawner.environment = {{{TAG_VARIABLE!r}: {self.tag!r}}}
+{servers}c.Spawner.environment = {{{TAG_VARIABLE!r}: {self.tag!r}}}
 for _service in c.JupyterHub.get("services", []):
     _service.setdefault("environment", {{}})[{TAG_VARIABLE!r}] = {self.tag!r}
 

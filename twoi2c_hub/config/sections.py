@@ -46,6 +46,22 @@ class LocalSpawnerSection(Strict):
     """Limit each server's address space to its profile's mem_limit."""
     apply_cpu_limit: bool = True
     """Pin each server to ceil(cpu_limit) cores."""
+    system_users: bool = True
+    """Run each server as the Unix user of the person's name (JupyterHub's
+    LocalProcessSpawner); false: every server runs as `server_user`."""
+    server_user: str | None = None
+    """With `system_users: false` and a hub run as root: the one unprivileged Unix user
+    every server runs as, so that no notebook can read the hub's or the services' secrets
+    (`twoi2c-hub server-account` makes one). Unset: servers run as the hub's user."""
+    home_dir_template: str = "/srv/twoi2c-homes/{username}"
+    """Each server's HOME with `system_users: false` ({username}: the escaped name); the
+    directory above must be reachable (searchable) by `server_user`."""
+
+    @model_validator(mode="after")
+    def _one_way_to_run_servers(self):
+        if self.system_users and self.server_user:
+            raise _error("server_user applies only with system_users: false")
+        return self
 
 
 class SpawnerSection(Strict):

@@ -58,6 +58,10 @@ def _spawner(c, config: CommunityConfig) -> None:
             section.python = local.python
         section.apply_memory_limit = local.apply_memory_limit
         section.apply_cpu_limit = local.apply_cpu_limit
+        section.system_users = local.system_users
+        if local.server_user:
+            section.server_user = local.server_user
+        section.home_dir_template = local.home_dir_template
     c.JupyterHub.spawner_class = cls
     section.profile_list = config.profile_list()
     section.user_environment = spawner.user_environment

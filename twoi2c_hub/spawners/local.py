@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 import os
+import pwd
 import resource
 import sys
 
-from jupyterhub.spawner import LocalProcessSpawner
+from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from traitlets import Bool, Dict, List, Unicode, Union, default
 
 from .. import catalog
@@ -56,6 +57,16 @@ class ProfileLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
         help="""Run each server as the Unix user of the same name (LocalProcessSpawner's
         behaviour). False runs every server as the hub's user with HOME under
         `home_dir_template`, for demos and tests: it gives no isolation between users.""",
+    )
+
+    server_user = Unicode(
+        "",
+        config=True,
+        help="""When system_users is False and the hub runs as root: the one unprivileged
+        Unix user every server runs as (homes under `home_dir_template` are made and owned
+        by it). Servers then cannot read the hub's or the services' secrets (their
+        /proc/<pid>/environ); they can read each other's homes. Empty: servers run as the
+        hub's user.""",
     )
 
     home_dir_template = Unicode(
@@ -138,7 +149,7 @@ class ProfileLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
 
     def get_args(self):
         args = super().get_args()
-        if not self.system_users and os.geteuid() == 0 and "--allow-root" not in args:
+        if not self.system_users and not self.server_user and os.geteuid() == 0 and "--allow-root" not in args:
             args.append("--allow-root")
         return args
 
@@ -147,8 +158,16 @@ class ProfileLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
             become_user = super().make_preexec_fn(name)
         else:
             home = self.home_dir
+            drop_privileges = set_user_setuid(self.server_user, chdir=False) if self.server_user else None
+            if drop_privileges:
+                # made here, in the hub, so that a failure is logged and not lost in a fork
+                account = pwd.getpwnam(self.server_user)
+                os.makedirs(home, mode=0o700, exist_ok=True)
+                os.chown(home, account.pw_uid, account.pw_gid)
 
             def become_user():
+                if drop_privileges:
+                    drop_privileges()
                 os.makedirs(home, exist_ok=True)
                 os.chdir(home)
 
