@@ -195,6 +195,18 @@ def test_a_burst_of_ten_year_reports_leaves_the_hub_and_health_responsive(demo_h
     assert max(seconds for _, seconds in probes) < 3, sorted(s for _, s in probes)[-5:]
 
 
+def test_the_usage_service_runs_below_the_hubs_cpu_priority_in_its_own_session(demo_hub):
+    pid, _ = usage_service(demo_hub)
+    hub_pid = demo_hub.hub.process.pid
+    assert os.getsid(pid) != os.getsid(hub_pid)  # JupyterHub starts services in a session of their own
+    assert os.getpriority(os.PRIO_PROCESS, pid) == 10
+    # with autogroup scheduling a niceness counts only inside a session: the session is lowered too
+    autogroup = Path(f"/proc/{pid}/autogroup")
+    if autogroup.exists():
+        assert autogroup.read_text().split()[-1] == "10", autogroup.read_text()
+        assert Path(f"/proc/{hub_pid}/autogroup").read_text().split()[-1] == "0"
+
+
 def test_service_pages_and_api_carry_the_hubs_security_headers(demo_hub):
     bob = demo_hub.login("bob")
     token = demo_hub.user_token("bob")

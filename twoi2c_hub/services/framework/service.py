@@ -43,6 +43,23 @@ def _idle_priority() -> None:
         pass  # elsewhere, the process's lower priority (niceness) is what there is
 
 
+def _lower_priority(niceness: int) -> None:
+    """Lower this process's CPU priority below the hub's.
+
+    On Linux with autogroup scheduling (the default on desktop and many server kernels),
+    each session is scheduled as one group and a process's niceness only counts inside its
+    own session; JupyterHub starts every service in a new session, so the session's group
+    is lowered too (/proc/self/autogroup), when the session is this service's alone.
+    """
+    os.nice(niceness)
+    try:
+        if os.getsid(0) == os.getpid() and os.getsid(0) != os.getsid(os.getppid()):
+            with open("/proc/self/autogroup", "w") as autogroup:
+                autogroup.write(str(niceness))
+    except OSError:
+        pass  # no autogroup here: the niceness is what counts
+
+
 class HubService:
     """Settings and lifecycle every service of this package shares."""
 
@@ -203,7 +220,7 @@ class HubService:
         """Serve until SIGTERM or SIGINT."""
         port, host = self.listen_address()
         # reports are background work: the hub comes first when the machine is busy
-        os.nice(self.niceness)
+        _lower_priority(self.niceness)
         # nothing a service is sent is large; handlers that take bodies stream them
         server = HTTPServer(self.application(), xheaders=True, max_body_size=self.max_body_bytes)
         server.listen(port, host)
