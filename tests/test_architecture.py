@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).parent.parent / "twoi2c_hub"
 # part -> the parts of the package it may import (itself always)
 ALLOWED = {
     "catalog": set(),
-    "accounting": set(),
+    "accounting": {"catalog"},
     "config": {"catalog", "paths", "network", "usage_client", "spawners", "authenticators"},
     "authenticators": set(),
     "spawners": {"catalog", "paths", "usage_client"},

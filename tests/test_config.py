@@ -390,7 +390,7 @@ def test_db_upgrade_creates_and_migrates_the_accounting_database(tmp_path):
         assert "latest schema" in result.stdout
     with sqlite3.connect(tmp_path / "usage.sqlite") as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
     assert {
         "sessions",
         "session_groups",
@@ -398,6 +398,9 @@ def test_db_upgrade_creates_and_migrates_the_accounting_database(tmp_path):
         "usage_daily_user",
         "usage_daily_group",
         "usage_daily_profile",
+        "cost_daily_user_profile",
+        "cost_daily_user_group",
+        "cost_basis",
     } <= tables
 
 
@@ -413,3 +416,70 @@ def test_local_servers_run_as_one_unprivileged_user_when_asked(tmp_path):
     assert c.ProfileLocalSpawner.system_users is False
     assert c.ProfileLocalSpawner.server_user == "jovyan"
     assert c.ProfileLocalSpawner.home_dir_template == "/srv/twoi2c-homes/{username}"
+
+
+PRICED = """
+hub: {name: H}
+profiles:
+  - display_name: GPU
+    kubespawner_override:
+      cpu_guarantee: 2
+      mem_guarantee: 8G
+      extra_resource_limits: {nvidia.com/gpu: "1"}
+      node_selector: {cloud.google.com/gke-accelerator: nvidia-tesla-t4}
+pricing:
+"""
+
+
+@pytest.mark.parametrize(
+    "pricing, message",
+    [
+        (
+            "  prices: [{effective: 2026-01-01, cpu_core_hour: -0.1, memory_gib_hour: 0.004, gpu_hour: 1}]",
+            "pricing.prices[0].cpu_core_hour: must be >= 0.0",
+        ),
+        (
+            "  prices: [{effective: 2026-01-01, gpu_hour: 1, cpu_core_hour: 1, memory_gib_hour: 1,"
+            " instances: {n2-highmem-5: {on_demand: 1}}}]",
+            "pricing.prices[0].instances: unknown instance type 'n2-highmem-5'; did you mean n2-highmem-8,",
+        ),
+        (
+            "  prices:\n"
+            "    - {effective: 2026-01-01, cpu_core_hour: 1, memory_gib_hour: 1, gpu_hour: 1}\n"
+            "    - {effective: 2026-01-01, cpu_core_hour: 2, memory_gib_hour: 1, gpu_hour: 1}",
+            "pricing: prices[1] (from 2026-01-01) overlaps prices[0] (from 2026-01-01 until 2026-01-01)",
+        ),
+        (
+            "  prices:\n"
+            "    - {effective: 2026-03-01, cpu_core_hour: 2, memory_gib_hour: 1, gpu_hour: 1}\n"
+            "    - {effective: 2026-01-01, until: 2026-04-01, cpu_core_hour: 1, memory_gib_hour: 1, gpu_hour: 1}",
+            "pricing: prices[0] (from 2026-03-01) overlaps prices[1] (from 2026-01-01 until 2026-04-01)",
+        ),
+        (
+            "  prices:\n"
+            "    - {effective: 2026-01-01, until: 2026-02-01, cpu_core_hour: 1, memory_gib_hour: 1, gpu_hour: 1}\n"
+            "    - {effective: 2026-03-01, cpu_core_hour: 2, memory_gib_hour: 1, gpu_hour: 1}",
+            "pricing: no prices from 2026-02-01 until 2026-03-01: between prices[0] and prices[1]",
+        ),
+        (
+            "  prices: [{effective: 2026-01-01, cpu_core_hour: 0.03, memory_gib_hour: 0.004}]",
+            "pricing: profile 'gpu' has no price: the prices from 2026-01-01 have no gpu_hour for nvidia-tesla-t4",
+        ),
+        (
+            "  currency: dollars\n"
+            "  prices: [{effective: 2026-01-01, cpu_core_hour: 1, memory_gib_hour: 1, gpu_hour: 1}]",
+            "pricing.currency:",
+        ),
+    ],
+    ids=["negative", "unknown-instance", "same-date", "overlap", "gap", "unpriced-profile", "currency"],
+)
+def test_check_config_catches_pricing_mistakes(pricing, message):
+    errors = errors_of(PRICED + pricing + "\n")
+    assert any(e.startswith(message) for e in errors), errors
+
+
+def test_the_demo_prices_every_profile_and_choice():
+    config = load_config(EXAMPLE)
+    prices = config.pricing.to_pricing()
+    assert prices.currency == "USD" and prices.charge == "node_share"
+    assert len(config.pricing.prices) == 1

@@ -67,6 +67,7 @@ def sessions(
             "mem_limit_bytes": r.mem_limit_bytes,
             "gpu_count": r.gpu_count,
             "gpu_type": r.gpu_type,
+            "instance_type": r.instance_type,
             "started": iso(r.started_ms),
             "stopped": iso(r.stopped_ms),
             "stop_reason": r.stop_reason,

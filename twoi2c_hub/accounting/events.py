@@ -49,6 +49,7 @@ class ServerStart:
     mem_limit_bytes: int | None = None
     gpu_count: int = 0
     gpu_type: str | None = None
+    instance_type: str | None = None
     groups: list[str] = field(default_factory=list)
 
     RESOURCE_FIELDS = (
@@ -60,6 +61,7 @@ class ServerStart:
         "mem_limit_bytes",
         "gpu_count",
         "gpu_type",
+        "instance_type",
     )
 
     @classmethod
@@ -80,6 +82,7 @@ class ServerStart:
             mem_limit_bytes=summary.get("mem_limit"),
             gpu_count=summary.get("gpu_count") or 0,
             gpu_type=summary.get("gpu_type"),
+            instance_type=summary.get("instance_type"),
             groups=sorted(set(groups)),
         )
 
@@ -203,6 +206,7 @@ def _server_summary(value: Any, where: str) -> dict:
         "mem_limit": _number(value.get("mem_limit"), f"{where}.mem_limit", whole=True),
         "gpu_count": _number(value.get("gpu_count"), f"{where}.gpu_count", whole=True) or 0,
         "gpu_type": _text(value.get("gpu_type"), f"{where}.gpu_type"),
+        "instance_type": _text(value.get("instance_type"), f"{where}.instance_type"),
     }
 
 

@@ -56,6 +56,7 @@ class ServerSession(Base):
         Index("sessions_by_duration", "duration_ms"),
         # the few sessions not yet in the rollups, found without scanning the rest
         Index("sessions_unrolled", "rolled_up", "started_ms"),
+        Index("sessions_cost_unrolled", "cost_rolled_up", "started_ms"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -71,6 +72,8 @@ class ServerSession(Base):
     mem_limit_bytes: Mapped[int | None] = mapped_column(BigInteger)
     gpu_count: Mapped[int] = mapped_column(Integer, default=0)
     gpu_type: Mapped[str | None] = mapped_column(String(255))
+    # the node's instance type, when the profile chose one (priced by instance type)
+    instance_type: Mapped[str | None] = mapped_column(String(255))
     started_ms: Mapped[int] = mapped_column(BigInteger)
     stopped_ms: Mapped[int | None] = mapped_column(BigInteger)
     # stopped - started, kept so that reports can bound how far back a window reaches
@@ -82,6 +85,8 @@ class ServerSession(Base):
     seen_ms: Mapped[int | None] = mapped_column(BigInteger)
     # counted in the daily rollups (only closed sessions are)
     rolled_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    # counted in the daily cost rollups (computed with the prices in force, see costs.py)
+    cost_rolled_up: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class SessionGroup(Base):
@@ -171,3 +176,45 @@ class DailyUserGroupUsage(UsageFigures, Base):
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(255), primary_key=True)
     group_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class CostFigures:
+    """What every cost rollup row adds up, in OpenCost's names, and the hours no price covered."""
+
+    cpu_cost: Mapped[float] = mapped_column(Float, default=0)
+    ram_cost: Mapped[float] = mapped_column(Float, default=0)
+    gpu_cost: Mapped[float] = mapped_column(Float, default=0)
+    unpriced_hours: Mapped[float] = mapped_column(Float, default=0)
+
+
+class DailyUserProfileCost(CostFigures, Base):
+    """Closed sessions' cost per UTC day, user and profile."""
+
+    __tablename__ = "cost_daily_user_profile"
+    __table_args__ = (Index("cost_user_profile_by_user", "username", "day"), CLUSTERED)
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    profile: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class DailyUserGroupCost(CostFigures, Base):
+    """Closed sessions' cost per UTC day, user and group, shared by the hub's group rule."""
+
+    __tablename__ = "cost_daily_user_group"
+    __table_args__ = (Index("cost_user_group_by_user", "username", "day"), CLUSTERED)
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    group_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class CostBasisRow(Base):
+    """What the cost rollups were computed with (a digest of prices and rules): when the
+    configuration changes, they are computed again from the sessions."""
+
+    __tablename__ = "cost_basis"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    computed_ms: Mapped[int] = mapped_column(BigInteger)

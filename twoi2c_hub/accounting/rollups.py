@@ -53,8 +53,9 @@ def _add(totals: dict, key: tuple, hours: float, cpu: float, memory_gib: float, 
     row[4] += hours * gpus
 
 
-def _upsert_add(db: DB, table: type, keys: tuple[str, ...], totals: dict) -> None:
-    """Add `totals` to the rollup rows, creating missing ones (one executemany)."""
+def upsert_add(db: DB, table: type, keys: tuple[str, ...], totals: dict, figures: tuple[str, ...] = FIGURES) -> None:
+    """Add `totals` (key -> values of `figures`) to the rollup rows, creating missing ones
+    (one executemany)."""
     if not totals:
         return
     dialect = db.get_bind().dialect.name
@@ -63,9 +64,9 @@ def _upsert_add(db: DB, table: type, keys: tuple[str, ...], totals: dict) -> Non
     statement = insert(table.__table__)
     statement = statement.on_conflict_do_update(
         index_elements=list(keys),
-        set_={f: columns[f] + statement.excluded[f] for f in FIGURES},
+        set_={f: columns[f] + statement.excluded[f] for f in figures},
     )
-    names = (*keys, *FIGURES)
+    names = (*keys, *figures)
     db.connection().execute(statement, [dict(zip(names, (*key, *values))) for key, values in totals.items()])
 
 
@@ -137,7 +138,7 @@ def roll_up(db: DB, now_ms: int, grace_ms: int = 0, batch: int = 20_000) -> int:
                 for table, key in _keys(day, r.username, profile, session_groups):
                     _add(totals[table], key, hours, cpu, memory_gib, r.gpu_count, first)
         for table, keys in ROLLUPS.items():
-            _upsert_add(db, table, keys, totals[table])
+            upsert_add(db, table, keys, totals[table])
         mark_rolled_up(db, ids)
         db.commit()
         done += len(rows)

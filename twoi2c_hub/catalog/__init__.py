@@ -1,12 +1,14 @@
 """The profile catalog as plain data and pure functions.
 
 Which servers a person may start (profiles filtered by their groups), what a selection
-starts (`resolve`), node-share choices and instance capacities. Both spawners, the
+starts (`resolve`), node-share choices, instance capacities, and what a server costs
+per hour (`Pricing.hourly`). Both spawners, the
 config checks and the services use it; it imports nothing else of this package.
 """
 
 from .instances import INSTANCE_TYPES, GiB, InstanceType, MiB
-from .node_share import node_share_choices
+from .node_share import node_share_choices, user_capacity
+from .pricing import HourlyPrice, InstancePrice, PriceTable, Pricing, PricingError, ServerResources
 from .profiles import (
     GPU_TYPE_LABELS,
     UNLISTED_SENTINEL,
@@ -22,6 +24,12 @@ from .selection import ResolvedServer, gpu_count, merge_override, parse_bytes, r
 
 __all__ = [
     "GPU_TYPE_LABELS",
+    "HourlyPrice",
+    "InstancePrice",
+    "PriceTable",
+    "Pricing",
+    "PricingError",
+    "ServerResources",
     "INSTANCE_TYPES",
     "UNLISTED_SENTINEL",
     "UNLISTED_SUFFIX",
@@ -40,4 +48,5 @@ __all__ = [
     "resolve",
     "selection_from_form",
     "selection_from_link",
+    "user_capacity",
 ]

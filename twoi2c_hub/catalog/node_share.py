@@ -19,6 +19,22 @@ def _cpu_label(cores: float) -> str:
     return f"{cores:.1f}" if cores < 2 else f"{cores:.0f}"
 
 
+def user_capacity(
+    instance: InstanceType, *, daemonset_cpu: float = 0.1, daemonset_memory_bytes: int = 256 * MiB
+) -> tuple[float, float]:
+    """(cores, bytes) of a node that user pods can have: allocatable capacity less the
+    daemonsets' requests, less a safety margin of 2% (at most 2 GiB / 1 CPU) for
+    daemonsets added later. The largest node-share choice is all of it."""
+    cpu, memory = instance.allocatable()
+    cpu -= daemonset_cpu
+    memory -= daemonset_memory_bytes
+    cpu -= min(cpu * 0.02, 1.0)
+    memory -= min(memory * 0.02, 2 * GiB)
+    if cpu <= 0 or memory <= 0:
+        raise ValueError(f"instance type {instance.name} has no capacity left for user pods")
+    return cpu, memory
+
+
 def node_share_choices(
     instance: InstanceType,
     count: int,
@@ -29,9 +45,8 @@ def node_share_choices(
 ) -> dict[str, dict]:
     """Choices that share one instance type between people, smallest first.
 
-    The largest choice is the whole node as pods can have it: allocatable capacity less
-    the daemonsets' requests, less a safety margin of 2% (at most 2 GiB / 1 CPU) for
-    daemonsets added later. Each further choice halves the memory. Memory guarantee
+    The largest choice is the whole node as pods can have it (`user_capacity`). Each
+    further choice halves the memory. Memory guarantee
     equals its limit (no memory overcommit); the CPU guarantee is proportional to the
     memory share, and the CPU limit is the whole node, so an idle node is not wasted.
     This is 2i2c's "proportional memory" strategy.
@@ -40,13 +55,7 @@ def node_share_choices(
     """
     if count < 1:
         raise ValueError("node_share needs at least one choice")
-    cpu, memory = instance.allocatable()
-    cpu -= daemonset_cpu
-    memory -= daemonset_memory_bytes
-    cpu -= min(cpu * 0.02, 1.0)
-    memory -= min(memory * 0.02, 2 * GiB)
-    if cpu <= 0 or memory <= 0:
-        raise ValueError(f"instance type {instance.name} has no capacity left for user pods")
+    cpu, memory = user_capacity(instance, daemonset_cpu=daemonset_cpu, daemonset_memory_bytes=daemonset_memory_bytes)
 
     choices: list[tuple[str, dict]] = []
     for i in range(count):

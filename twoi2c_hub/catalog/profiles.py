@@ -33,6 +33,8 @@ GPU_TYPE_LABELS = (
     "nvidia.com/gpu.product",
     "accelerator",
 )
+# node selector keys that name an instance type
+INSTANCE_TYPE_LABELS = ("node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type")
 
 
 class ProfileError(Exception):

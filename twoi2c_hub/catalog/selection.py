@@ -15,8 +15,10 @@ from typing import Any
 
 from jupyterhub.traitlets import ByteSpecification
 
+from .pricing import ServerResources
 from .profiles import (
     GPU_TYPE_LABELS,
+    INSTANCE_TYPE_LABELS,
     UNLISTED_SENTINEL,
     UNLISTED_SUFFIX,
     ProfileError,
@@ -79,6 +81,23 @@ class ResolvedServer:
         selector = self.node_selector
         return next((selector[k] for k in GPU_TYPE_LABELS if k in selector), None)
 
+    @property
+    def instance_type(self) -> str | None:
+        selector = self.node_selector
+        return next((selector[k] for k in INSTANCE_TYPE_LABELS if k in selector), None)
+
+    def resources(self) -> ServerResources:
+        """What the server asks for, as pricing and the accounting see it."""
+        return ServerResources(
+            self.cpu_guarantee,
+            self.cpu_limit,
+            self.mem_guarantee,
+            self.mem_limit,
+            self.gpu_count,
+            self.gpu_type,
+            self.instance_type,
+        )
+
     def summary(self) -> dict[str, Any]:
         """JSON-able description, for pod annotations and the accounting service."""
         return {
@@ -91,6 +110,7 @@ class ResolvedServer:
             "mem_limit": self.mem_limit,
             "gpu_count": self.gpu_count,
             "gpu_type": self.gpu_type,
+            "instance_type": self.instance_type,
         }
 
 

@@ -3,7 +3,7 @@
 Sections: `hub` (identity and branding), `auth` (who logs in), `community_admin_groups`,
 `profiles` (KubeSpawner's profile_list format with `allowed_groups` and `node_share`),
 `instance_types` (capacity figures added to the built-in table), `spawner` (local or
-Kubernetes, per-user environment), `culling` and `usage`. Each section's models live in
+Kubernetes, per-user environment), `culling`, `usage` and `pricing`. Each section's models live in
 their own module; this one puts them together.
 """
 
@@ -26,6 +26,7 @@ from .auth import (
 )
 from .base import Strict, _error
 from .overrides import catalog_problems, kubespawner_traits, override_problems
+from .pricing import InstancePriceSpec, PriceTableSpec, PricingSection, unpriced
 from .profiles import Choice, InstanceTypeSpec, NodeShare, Profile, ProfileOption, UnlistedChoice
 from .sections import CullingSection, Funder, HubSection, LocalSpawnerSection, SpawnerSection, UsageSection
 
@@ -40,9 +41,12 @@ __all__ = [
     "GitHubAuth",
     "GroupMapping",
     "HubSection",
+    "InstancePriceSpec",
     "InstanceTypeSpec",
     "LocalSpawnerSection",
     "NodeShare",
+    "PriceTableSpec",
+    "PricingSection",
     "OIDCAuth",
     "Profile",
     "ProfileOption",
@@ -77,6 +81,8 @@ class CommunityConfig(Strict):
     """Stopping idle servers."""
     usage: UsageSection = Field(default_factory=UsageSection)
     """The usage-accounting service."""
+    pricing: PricingSection | None = None
+    """Prices: what a server costs per hour (no section: no prices shown, no cost service)."""
 
     @model_validator(mode="after")
     def _profiles_consistent(self):
@@ -92,6 +98,14 @@ class CommunityConfig(Strict):
             slugs[slug] = i
         if sum(p.default for p in self.profiles) > 1:
             raise _error("profiles: only one profile may be the default")
+        return self
+
+    @model_validator(mode="after")
+    def _every_profile_priced(self):
+        if self.pricing is not None:
+            problems = unpriced(self.profile_list(), self.pricing.to_pricing(), self.instance_catalog())
+            if problems:
+                raise _error("pricing: " + "; ".join(problems))
         return self
 
     def instance_catalog(self) -> dict[str, InstanceType]:

@@ -109,6 +109,7 @@ SESSION_COLUMNS = [
     "mem_limit_bytes",
     "gpu_count",
     "gpu_type",
+    "instance_type",
     "started",
     "stopped",
     "stop_reason",

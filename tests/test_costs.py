@@ -1,0 +1,220 @@
+"""What sessions cost, on SQLite and PostgreSQL, recomputed here from the raw sessions and
+the price tables: every multi-group rule, a price change mid-month, part of history
+rolled up, and the rollups computed again when the prices change."""
+
+import random
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from twoi2c_hub.accounting.cost_reports import cost, cost_allocation
+from twoi2c_hub.accounting.costs import CostBasis, roll_up_costs
+from twoi2c_hub.accounting.db import make_engine, session_maker
+from twoi2c_hub.accounting.events import ServerStart, ServerStarted, ServerStopped
+from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS
+from twoi2c_hub.accounting.recording import record
+from twoi2c_hub.catalog import INSTANCE_TYPES, InstancePrice, PriceTable, Pricing
+
+GiB = 1024**3
+T0 = 20_755 * DAY_MS  # 2026-10-29T00:00Z: the window crosses November's price change
+NOW = T0 + 12 * DAY_MS + 5 * HOUR_MS
+OCTOBER = PriceTable(
+    effective=date(2026, 10, 1),
+    cpu_core_hour=0.04,
+    memory_gib_hour=0.005,
+    gpu_hour={"nvidia-tesla-t4": 0.35, "*": 0.9},
+    instances={"n2-highmem-4": InstancePrice(on_demand=0.24)},
+)
+NOVEMBER = PriceTable(  # from 2026-11-03: CPU dearer, the T4 cheaper, the node dearer
+    effective=date(2026, 11, 3),
+    cpu_core_hour=0.05,
+    memory_gib_hour=0.005,
+    gpu_hour={"nvidia-tesla-t4": 0.30, "*": 0.9},
+    instances={"n2-highmem-4": InstancePrice(on_demand=0.32)},
+)
+PRICING = Pricing(currency="USD", tables=(OCTOBER, NOVEMBER))
+GROUPS = ["students", "researchers", "staff"]
+
+
+@pytest.fixture
+def db(database_url):
+    engine = make_engine(database_url)
+    with session_maker(engine)() as session:
+        yield session
+    engine.dispose()
+
+
+def random_sessions(seed=11, count=250):
+    rng = random.Random(seed)
+    sessions = []
+    for i in range(count):
+        start = T0 + rng.randrange(12 * DAY_MS)
+        duration = rng.choice([0, rng.randrange(HOUR_MS), rng.randrange(9 * HOUR_MS), rng.randrange(3 * DAY_MS)])
+        stop = start + duration if start + duration < NOW and rng.random() > 0.05 else None
+        kind = rng.choice(["cpu", "gpu", "node"])
+        resources = {
+            "cpu": dict(cpu_guarantee=rng.choice([0.5, 2.0]), mem_guarantee_bytes=rng.choice([2, 8]) * GiB),
+            "gpu": dict(
+                cpu_guarantee=3.5,
+                mem_guarantee_bytes=14 * GiB,
+                gpu_count=1,
+                gpu_type=rng.choice(["nvidia-tesla-t4", "nvidia-l4"]),
+            ),
+            "node": dict(cpu_guarantee=0.9, cpu_limit=3.7, mem_guarantee_bytes=6 * GiB, instance_type="n2-highmem-4"),
+        }[kind]
+        start_event = ServerStart(
+            username=f"user{rng.randrange(9)}",
+            server_name="" if i % 3 else "second",
+            started_ms=start,
+            profile=kind,
+            groups=rng.sample(GROUPS, rng.randrange(4)),
+            **resources,
+        )
+        sessions.append((start_event, stop))
+    return sessions
+
+
+def record_all(db, sessions):
+    record(db, [ServerStarted(s) for s, _ in sessions])
+    db.commit()
+    record(db, [ServerStopped(s.username, s.server_name, stop, "user", s.started_ms) for s, stop in sessions if stop])
+    db.commit()
+
+
+# --- the figures, worked out here from the sessions and the tables ------------------------
+
+
+def hourly(s: ServerStart, day: date, tables) -> tuple[float, float, float]:
+    october, november = tables
+    table = november if day >= november.effective else october
+    if s.instance_type:  # OpenCost's split of the node's price, by the tables' ratios
+        node = INSTANCE_TYPES[s.instance_type]
+        price = table.instances[s.instance_type].on_demand
+        ram = price / (node.cpu * table.cpu_core_hour / table.memory_gib_hour + node.memory_bytes / GiB)
+        cpu = ram * table.cpu_core_hour / table.memory_gib_hour
+    else:
+        cpu, ram = table.cpu_core_hour, table.memory_gib_hour
+    gpu = table.gpu_hour.get(s.gpu_type, table.gpu_hour["*"]) if s.gpu_count else 0.0
+    return cpu * s.cpu_guarantee, ram * s.mem_guarantee_bytes / GiB, gpu * s.gpu_count
+
+
+def expected(sessions, a, b, aggregate, rule="split", primary=(), tables=(OCTOBER, NOVEMBER)):
+    totals = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for s, stop in sessions:
+        start, end = max(s.started_ms, a), min(stop if stop is not None else NOW, b)
+        moment = datetime.fromtimestamp(start / 1000, tz=UTC)
+        finish = datetime.fromtimestamp(end / 1000, tz=UTC)
+        money = [0.0, 0.0, 0.0]
+        while moment < finish:
+            midnight = datetime.combine(moment.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+            hours = (min(midnight, finish) - moment).total_seconds() / 3600
+            for i, part in enumerate(hourly(s, moment.date(), tables)):
+                money[i] += hours * part
+            moment = midnight
+        if aggregate == "group":
+            groups = sorted(s.groups)
+            if not groups:
+                shares = {"": 1.0}
+            elif rule == "each":
+                shares = dict.fromkeys(groups, 1.0)
+            elif rule == "primary":
+                shares = {next((g for g in primary if g in groups), groups[0]): 1.0}
+            else:
+                shares = dict.fromkeys(groups, 1 / len(groups))
+        else:
+            shares = {s.username if aggregate == "user" else s.profile: 1.0}
+        if end > start:
+            for name, share in shares.items():
+                for i in range(3):
+                    totals[name][i] += money[i] * share
+    return dict(totals)
+
+
+def assert_same(actual, wanted):
+    actual = {k: v for k, v in actual.items() if any(abs(x) > 1e-12 for x in v[:3])}
+    assert set(actual) == set(wanted)
+    for name, values in wanted.items():
+        assert actual[name][:3] == pytest.approx(values, abs=1e-6), name
+
+
+WINDOWS = [
+    (T0, T0 + 12 * DAY_MS),  # whole days, across the price change
+    (T0 + 5 * HOUR_MS, T0 + 7 * DAY_MS + 3 * HOUR_MS),  # partial days at both edges
+    (T0 + 6 * DAY_MS + HOUR_MS, T0 + 6 * DAY_MS + 5 * HOUR_MS),  # inside one day
+    (T0 + 11 * DAY_MS, NOW + DAY_MS),  # running sessions count until now
+]
+
+
+@pytest.mark.parametrize("aggregate", ["user", "group", "profile"])
+def test_cost_matches_the_sessions_and_the_prices_before_and_after_rollup(db, aggregate):
+    sessions = random_sessions()
+    record_all(db, sessions)
+    basis = CostBasis(PRICING, INSTANCE_TYPES)
+    for a, b in WINDOWS:
+        assert_same(cost(db, basis, a, b, aggregate, NOW), expected(sessions, a, b, aggregate))
+    roll_up_costs(db, basis, now_ms=T0 + 6 * DAY_MS)  # part of history
+    for a, b in WINDOWS:
+        assert_same(cost(db, basis, a, b, aggregate, NOW), expected(sessions, a, b, aggregate))
+    assert roll_up_costs(db, basis, now_ms=NOW) > 0  # the rest
+    for a, b in WINDOWS:
+        assert_same(cost(db, basis, a, b, aggregate, NOW), expected(sessions, a, b, aggregate))
+
+
+@pytest.mark.parametrize("rule, primary", [("split", ()), ("each", ()), ("primary", ("staff", "researchers"))])
+def test_each_rule_for_people_in_several_groups(db, rule, primary):
+    sessions = random_sessions(seed=5)
+    record_all(db, sessions)
+    basis = CostBasis(PRICING, INSTANCE_TYPES, group_rule=rule, primary_groups=primary)
+    roll_up_costs(db, basis, now_ms=T0 + 8 * DAY_MS)
+    for a, b in WINDOWS:
+        by_group = cost(db, basis, a, b, "group", NOW)
+        assert_same(by_group, expected(sessions, a, b, "group", rule, primary))
+        everyone = sum(sum(v[:3]) for v in cost(db, basis, a, b, "user", NOW).values())
+        groups_total = sum(sum(v[:3]) for v in by_group.values())
+        if rule == "each":
+            assert groups_total >= everyone - 1e-9  # a person in two groups counts in both
+        else:
+            assert groups_total == pytest.approx(everyone, abs=1e-6)  # the groups add up to the hub
+
+
+def test_new_prices_recompute_the_rolled_up_history(db):
+    sessions = random_sessions(seed=3)
+    record_all(db, sessions)
+    old = CostBasis(PRICING, INSTANCE_TYPES)
+    roll_up_costs(db, old, now_ms=NOW)
+    a, b = WINDOWS[0]
+    before = cost(db, old, a, b, "user", NOW)
+    # the operator corrects October's CPU price after the fact
+    corrected = PriceTable(**{**OCTOBER.__dict__, "cpu_core_hour": 0.08})
+    new = CostBasis(Pricing(currency="USD", tables=(corrected, NOVEMBER)), INSTANCE_TYPES)
+    roll_up_costs(db, new, now_ms=NOW)
+    after = cost(db, new, a, b, "user", NOW)
+    assert sum(v[0] for v in after.values()) > sum(v[0] for v in before.values())
+    assert_same(after, expected(sessions, a, b, "user", tables=(corrected, NOVEMBER)))
+
+
+def test_sessions_before_any_price_are_counted_as_unpriced(db):
+    early = ServerStart(username="ann", server_name="", started_ms=T0 - 40 * DAY_MS, cpu_guarantee=1.0)
+    record(db, [ServerStarted(early)])
+    record(db, [ServerStopped("ann", "", early.started_ms + 3 * HOUR_MS, "user", early.started_ms)])
+    db.commit()
+    basis = CostBasis(PRICING, INSTANCE_TYPES)
+    figures = cost(db, basis, T0 - 41 * DAY_MS, T0, "user", NOW)
+    assert figures["ann"] == pytest.approx([0.0, 0.0, 0.0, 3.0])
+
+
+def test_allocation_rows_put_usage_and_cost_side_by_side(db):
+    sessions = random_sessions(seed=2, count=60)
+    record_all(db, sessions)
+    basis = CostBasis(PRICING, INSTANCE_TYPES)
+    rows = cost_allocation(db, basis, T0, T0 + 12 * DAY_MS, "profile", NOW, step="1w")
+    wanted = expected(sessions, T0, T0 + 7 * DAY_MS, "profile")
+    first_week = {r["name"]: r for r in rows if r["window"]["start"] == "2026-10-29T00:00:00.000Z"}
+    for name, (cpu, ram, gpu) in wanted.items():
+        row = first_week[name]
+        assert (row["cpu_cost"], row["ram_cost"], row["gpu_cost"]) == pytest.approx((cpu, ram, gpu), abs=1e-5)
+        assert row["total_cost"] == pytest.approx(cpu + ram + gpu, abs=1e-5)
+        assert row["server_hours"] > 0
+    totals = [r["total_cost"] for r in rows if r["window"]["start"] == "2026-10-29T00:00:00.000Z"]
+    assert totals == sorted(totals, reverse=True)
