@@ -187,7 +187,7 @@ def test_configure_sets_spawner_profiles_templates_and_culler():
     assert c.DemoAuthenticator.users["alice"] == {"groups": ["researchers"], "admin": False}
 
     services = {s["name"]: s for s in c.JupyterHub.services}
-    assert set(services) == {"idle-culler", "usage"}
+    assert set(services) == {"idle-culler", "usage", "cost"}  # cost: the demo has prices
     culler = services["idle-culler"]
     assert culler["command"][1:] == [
         "-m",
@@ -215,6 +215,11 @@ def test_configure_sets_spawner_profiles_templates_and_culler():
     assert usage["environment"]["TWOI2C_USAGE_EVENTS_TOKEN"] == c.ProfileLocalSpawner.usage_events_token
     port = usage["url"].rsplit(":", 1)[1]
     assert c.ProfileLocalSpawner.usage_events_url == f"http://127.0.0.1:{port}/services/usage/api/v1/events"
+    # the cost service reads the usage service's database; community admins read every cost
+    assert services["cost"]["environment"] == {"TWOI2C_COST_DATABASE_URL": "sqlite:///twoi2c-usage.sqlite"}
+    assert roles["cost-readers"]["scopes"] == ["custom:cost:read-all", "access:services!service=cost"]
+    assert roles["cost-readers"]["groups"] == ["researchers"]
+    assert "access:services!service=cost" in c.JupyterHub.extra_user_scopes
 
 
 def test_culler_gets_admin_users_scope_only_when_it_deletes_users(tmp_path):

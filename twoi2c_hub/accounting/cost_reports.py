@@ -149,10 +149,10 @@ def cost_allocation(
                     "cpu_core_hours": round(cpu_hours, 6),
                     "memory_gib_hours": round(memory_hours, 6),
                     "gpu_hours": round(gpu_hours, 6),
-                    "cpu_cost": round(cpu, 6),
-                    "ram_cost": round(ram, 6),
-                    "gpu_cost": round(gpu, 6),
-                    "total_cost": round(cpu + ram + gpu, 6),
+                    "cpu_cost": round(cpu, 9),
+                    "ram_cost": round(ram, 9),
+                    "gpu_cost": round(gpu, 9),
+                    "total_cost": round(cpu + ram + gpu, 9),  # money: a short session costs little
                     "unpriced_hours": round(unpriced, 6),
                 }
             )

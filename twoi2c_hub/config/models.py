@@ -3,7 +3,7 @@
 Sections: `hub` (identity and branding), `auth` (who logs in), `community_admin_groups`,
 `profiles` (KubeSpawner's profile_list format with `allowed_groups` and `node_share`),
 `instance_types` (capacity figures added to the built-in table), `spawner` (local or
-Kubernetes, per-user environment), `culling`, `usage` and `pricing`. Each section's models live in
+Kubernetes, per-user environment), `culling`, `usage`, `pricing` and `cost`. Each section's models live in
 their own module; this one puts them together.
 """
 
@@ -28,13 +28,14 @@ from .base import Strict, _error
 from .overrides import catalog_problems, kubespawner_traits, override_problems
 from .pricing import InstancePriceSpec, PriceTableSpec, PricingSection, unpriced
 from .profiles import Choice, InstanceTypeSpec, NodeShare, Profile, ProfileOption, UnlistedChoice
-from .sections import CullingSection, Funder, HubSection, LocalSpawnerSection, SpawnerSection, UsageSection
+from .sections import CostSection, CullingSection, Funder, HubSection, LocalSpawnerSection, SpawnerSection, UsageSection
 
 __all__ = [
     "AuthSection",
     "CILogonAuth",
     "Choice",
     "CommunityConfig",
+    "CostSection",
     "CullingSection",
     "DemoUser",
     "Funder",
@@ -83,6 +84,8 @@ class CommunityConfig(Strict):
     """The usage-accounting service."""
     pricing: PricingSection | None = None
     """Prices: what a server costs per hour (no section: no prices shown, no cost service)."""
+    cost: CostSection = Field(default_factory=CostSection)
+    """The cost service."""
 
     @model_validator(mode="after")
     def _profiles_consistent(self):

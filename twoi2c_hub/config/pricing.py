@@ -107,6 +107,13 @@ class PricingSection(Strict):
     """Which instance price applies."""
     prices: list[PriceTableSpec] = Field(min_length=1)
     """Price tables, each from its effective date."""
+    group_rule: Literal["split", "each", "primary"] = "split"
+    """How a person in several groups is counted in the cost by group: `split` (each group
+    an equal share), `each` (every group the whole cost: groups add up to more than the
+    hub), `primary` (the first of `primary_groups` the person was in, else their first
+    group by name)."""
+    primary_groups: list[str] = Field(default_factory=list)
+    """For `group_rule: primary`: the groups that are charged, in order of precedence."""
 
     @model_validator(mode="after")
     def _no_overlap_no_gap(self):
@@ -122,6 +129,12 @@ class PricingSection(Strict):
         last_index, last = tables[-1]
         if last.until is not None:
             raise _error(f"prices[{last_index}]: the newest prices apply until a newer table; remove until")
+        return self
+
+    @model_validator(mode="after")
+    def _primary_groups_with_primary_rule(self):
+        if self.primary_groups and self.group_rule != "primary":
+            raise _error("primary_groups applies only with group_rule: primary")
         return self
 
     def to_pricing(self) -> catalog.Pricing:

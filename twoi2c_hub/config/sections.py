@@ -137,3 +137,23 @@ class UsageSection(Strict):
         if not value.startswith(("sqlite:///", "postgresql")):
             raise _error("must be a sqlite:///PATH or postgresql+psycopg://... URL")
         return value
+
+
+class CostSection(Strict):
+    """The cost service (/services/cost/), run when `pricing:` is given; it reads the
+    usage service's database."""
+
+    enabled: bool = True
+    """Run the cost service when there are prices."""
+    rollup_interval: float = Field(default=60, gt=0)
+    """Seconds between adding newly closed sessions to the daily cost rollups."""
+    port: int = Field(default=0, ge=0, le=65535)
+    """The service's port; 0: any free port."""
+    host: str = "127.0.0.1"
+    """Where the proxy reaches the service (see usage.host)."""
+
+    @model_validator(mode="after")
+    def _fixed_port_off_loopback(self):
+        if self.host not in ("127.0.0.1", "localhost") and not self.port:
+            raise _error("set port: a fixed port is needed when host is not 127.0.0.1")
+        return self

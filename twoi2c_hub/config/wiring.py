@@ -37,6 +37,7 @@ def configure(c, path) -> CommunityConfig:
     _cookies(c)
     _culler(c, config)
     _usage_service(c, config, Path(path).resolve())
+    _cost_service(c, config, Path(path).resolve())
     return config
 
 
@@ -246,6 +247,7 @@ def _culler(c, config: CommunityConfig) -> None:
 
 
 READ_ALL_USAGE = "custom:usage:read-all"
+READ_ALL_COST = "custom:cost:read-all"
 
 
 def _service(c, service: dict, role: dict | None) -> None:
@@ -288,21 +290,14 @@ def _usage_service(c, config: CommunityConfig, config_path: Path) -> None:
             "services": ["usage"],
         },
     )
-    c.JupyterHub.custom_scopes = {
-        **c.JupyterHub.get("custom_scopes", {}),
-        READ_ALL_USAGE: {"description": "Read everyone's usage in the usage service"},
-    }
-    readers = {
-        "name": "usage-readers",
-        "description": "Community admins: everyone's usage",
-        "scopes": [READ_ALL_USAGE, "access:services!service=usage"],
-        "groups": list(config.community_admin_groups),
-    }
-    c.JupyterHub.load_roles = [r for r in c.JupyterHub.get("load_roles", []) if r.get("name") != "usage-readers"]
-    c.JupyterHub.load_roles = c.JupyterHub.load_roles + [readers]
-    c.JupyterHub.extra_user_scopes = set(c.JupyterHub.get("extra_user_scopes", set())) | {
-        "access:services!service=usage"
-    }
+    _readers(
+        c,
+        "usage-readers",
+        READ_ALL_USAGE,
+        "everyone's usage",
+        "usage",
+        list(config.community_admin_groups),
+    )
     spawner = c.ProfileKubeSpawner if config.spawner.kind == "kube" else c.ProfileLocalSpawner
     events_url = f"http://127.0.0.1:{port}{base_url}services/usage/api/v1/events"
     spawner.usage_events_url = events_url
@@ -312,3 +307,48 @@ def _usage_service(c, config: CommunityConfig, config_path: Path) -> None:
         # from the hub at every reconciliation)
         authenticator = c.JupyterHub.authenticator_class.__name__
         c[authenticator].group_change_hook = UsageEventPoster(events_url, events_token)
+
+
+def _readers(c, name: str, scope: str, what: str, service: str, groups: list[str]) -> None:
+    """The custom scope to read `what` (everyone's figures) in `service`, given to
+    `groups`, and every user's access to the service (to read their own)."""
+    description = f"Read {what} in the {service} service"
+    c.JupyterHub.custom_scopes = {**c.JupyterHub.get("custom_scopes", {}), scope: {"description": description}}
+    role = {
+        "name": name,
+        "description": f"Community admins: {what}",
+        "scopes": [scope, f"access:services!service={service}"],
+        "groups": groups,
+    }
+    c.JupyterHub.load_roles = [r for r in c.JupyterHub.get("load_roles", []) if r.get("name") != name] + [role]
+    access = f"access:services!service={service}"
+    c.JupyterHub.extra_user_scopes = set(c.JupyterHub.get("extra_user_scopes", set())) | {access}
+
+
+def _cost_service(c, config: CommunityConfig, config_path: Path) -> None:
+    if config.pricing is None or not config.cost.enabled:
+        return
+    cost = config.cost
+    _service(
+        c,
+        {
+            "name": "cost",
+            "display": True,
+            "info": {"description": "What each person, group and profile cost"},
+            "url": f"http://{cost.host}:{cost.port or free_port()}",
+            "command": [sys.executable, "-m", "twoi2c_hub.services.cost", "--config", str(config_path)],
+            # the sessions the usage service records
+            "environment": {"TWOI2C_COST_DATABASE_URL": config.usage.database_url},
+            "oauth_no_confirm": True,
+            "oauth_client_allowed_scopes": [READ_ALL_COST],
+        },
+        None,
+    )
+    _readers(
+        c,
+        "cost-readers",
+        READ_ALL_COST,
+        "everyone's costs",
+        "cost",
+        list(config.community_admin_groups),
+    )

@@ -150,9 +150,15 @@ class APIHandler(ServiceHandler):
         return user["name"]
 
     def respond(
-        self, data: Any, *, csv_rows: list[dict] | None = None, columns: list[str] = (), filename: str = ""
+        self,
+        data: Any,
+        *,
+        csv_rows: list[dict] | None = None,
+        columns: list[str] = (),
+        filename: str = "",
+        **beside: Any,
     ) -> None:
-        """`data` as `{"code": 200, "data": ...}`, or `csv_rows` as CSV with `format=csv`."""
+        """`data` as `{"code": 200, "data": ..., **beside}`, or `csv_rows` as CSV with `format=csv`."""
         fmt = self.param_choice("format", ("json", "csv"), "json")
         if fmt == "csv":
             self.set_header("Content-Type", "text/csv; charset=utf-8")
@@ -160,7 +166,7 @@ class APIHandler(ServiceHandler):
             self.finish(to_csv(csv_rows if csv_rows is not None else data, list(columns)))
         else:
             self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps({"code": 200, "data": data}))
+            self.finish(json.dumps({"code": 200, "data": data, **beside}))
 
 
 class PageHandler(ServiceHandler):

@@ -10,6 +10,11 @@ from datetime import date, datetime
 from tornado import web
 
 from ...accounting import windows
+from ...accounting.reports import STEPS
+
+# report steps, and how many one report may have
+STEP_CHOICES = ("1h", "1d", "1w", "1mo")
+MAX_STEPS = 400
 
 
 class BadParameter(web.HTTPError):
@@ -71,3 +76,16 @@ def text(name: str, value: str | None, max_length: int = 255) -> str | None:
     if value is not None and len(value) > max_length:
         raise BadParameter(name, f"must be at most {max_length} characters")
     return value
+
+
+def auto_step(window: windows.Window) -> str:
+    """The finest step that keeps a chart of `window` to MAX_STEPS buckets or fewer."""
+    days = (window.end_ms - window.start_ms) / STEPS["1d"]
+    if days <= MAX_STEPS:
+        return "1d"
+    return "1w" if days / 7 <= MAX_STEPS else "1mo"
+
+
+def check_steps(window: windows.Window, step: str | None) -> None:
+    if step not in (None, "1mo") and (window.end_ms - window.start_ms) / STEPS[step] > MAX_STEPS:
+        raise BadParameter("step", f"{step} steps over this window make more than {MAX_STEPS}; use a longer step")

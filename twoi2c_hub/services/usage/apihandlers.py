@@ -13,15 +13,13 @@ from tornado import web
 from ...accounting import activity, reports
 from ...accounting.events import EventError, parse_event
 from ...accounting.rollups import NO_GROUP
-from ...accounting.windows import Window
 from ..framework import APIHandler, BadParameter
 from ..framework import params as parse
+from ..framework.params import STEP_CHOICES, check_steps
 from .intake import now_ms
 
-MAX_STEPS = 400
 # rows in one allocation answer (steps x names): more is a report nobody reads, and costly
 MAX_ROWS = 20_000
-STEP_CHOICES = ("1h", "1d", "1w", "1mo")
 # OpenCost's names for the figures of an allocation (ramByteHours in bytes, not GiB)
 ALLOCATION_FIELDS = {
     "sessions": "sessions",
@@ -54,19 +52,6 @@ def allocation_sets(rows: list[dict]) -> list[dict]:
         step = sets.setdefault(row["window"]["start"], {})
         step[row["name"]] = opencost_allocation(row)
     return list(sets.values())
-
-
-def auto_step(window: Window) -> str:
-    """The finest step that keeps a chart of `window` to MAX_STEPS buckets or fewer."""
-    days = (window.end_ms - window.start_ms) / reports.STEPS["1d"]
-    if days <= MAX_STEPS:
-        return "1d"
-    return "1w" if days / 7 <= MAX_STEPS else "1mo"
-
-
-def check_steps(window: Window, step: str | None) -> None:
-    if step not in (None, "1mo") and (window.end_ms - window.start_ms) / reports.STEPS[step] > MAX_STEPS:
-        raise BadParameter("step", f"{step} steps over this window make more than {MAX_STEPS}; use a longer step")
 
 
 class AllocationAPI(APIHandler):

@@ -13,7 +13,6 @@ from ...accounting.reports import NameFilter
 from ...accounting.rollups import FIGURES, NO_GROUP
 from ..framework import BadParameter, PageHandler
 from ..framework import params as parse
-from .apihandlers import auto_step
 from .intake import now_ms
 
 # how long the community's figures, once computed, answer the same request again
@@ -65,7 +64,7 @@ class UsagePage(PageHandler):
 
     @staticmethod
     def step(window: windows.Window) -> str:
-        return auto_step(window)
+        return parse.auto_step(window)
 
 
 class UserPage(UsagePage):

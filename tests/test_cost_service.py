@@ -1,0 +1,123 @@
+"""The cost service with a real hub, real servers and the real usage and cost services:
+what a session cost, recomputed here from the recorded session and the demo's prices,
+and who may read what."""
+
+import csv
+import io
+from datetime import UTC, datetime
+
+import pytest
+import requests
+import yaml
+
+from twoi2c_hub.catalog import GiB
+from twoi2c_hub.config import load_config
+from twoi2c_hub.paths import examples_dir
+
+pytestmark = pytest.mark.hub
+
+
+def cost_config(tmp_path):
+    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    config["culling"] = {"enabled": False}
+    config["usage"] = {"reconcile_interval": 1.0}
+    config["cost"] = {"rollup_interval": 1.0}
+    path = tmp_path / "cost-community.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def hub(hub_factory, tmp_path_factory):
+    path = cost_config(tmp_path_factory.mktemp("cost-config"))
+    client = hub_factory(path, "cost-hub")
+    client.config = load_config(path)
+    client.wait_for(lambda: get(client, "/health").status_code == 200, what="the cost service")
+    return client
+
+
+def get(hub, path, token=None, **params) -> requests.Response:
+    headers = {"Authorization": f"token {token}"} if token else {}
+    url = f"{hub.url}/services/cost" + (path if path.startswith("/") else f"/api/v1/{path}")
+    return requests.get(url, params=params, headers=headers, timeout=30)
+
+
+def price_per_hour(hub, session) -> float:
+    """The session's price per hour from the demo's price table, worked out here: the demo
+    charges a node share's share of the node, the node's price split as OpenCost does."""
+    table = hub.config.pricing.prices[0]
+    node = session["instance_type"]
+    assert node == "n2-highmem-4"
+    from twoi2c_hub.catalog import INSTANCE_TYPES, user_capacity
+
+    _, offered = user_capacity(INSTANCE_TYPES[node])
+    share = session["mem_guarantee_bytes"] / offered
+    return share * table.instances[node].on_demand
+
+
+def test_a_persons_session_costs_its_hours_at_the_price_in_force(hub):
+    alice_token, bob_token, admin_token = (hub.user_token(n) for n in ("alice", "bob", "admin"))
+    for name in ("alice", "bob", "admin"):
+        hub.login(name)  # the demo authenticator gives groups at login
+    options = {"profile": "cpu", "resources": "mem_14_gib"}
+    response = hub.api("POST", "/users/alice/server", token=alice_token, json={"user_options": options})
+    assert response.status_code in (201, 202), response.text
+    hub.wait_for(lambda: (hub.server("alice") or {}).get("ready"), timeout=90, what="alice's server")
+    hub.stop_server("alice")
+
+    def closed_session():
+        response = requests.get(
+            f"{hub.url}/services/usage/api/v1/sessions",
+            params={"user": "alice"},
+            headers={"Authorization": f"token {alice_token}"},
+            timeout=30,
+        )
+        return [s for s in response.json()["data"] if s["stopped"]] if response.ok else None
+
+    (session,) = hub.wait_for(closed_session, what="alice's session to be recorded")
+    started = datetime.fromisoformat(session["started"].replace("Z", "+00:00"))
+    stopped = datetime.fromisoformat(session["stopped"].replace("Z", "+00:00"))
+    hours = (stopped - started).total_seconds() / 3600
+    wanted = hours * price_per_hour(hub, session)
+    assert wanted > 0
+
+    answer = get(hub, "cost", alice_token, window="today", aggregate="user")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["currency"] == "USD"
+    (step,) = body["data"]
+    assert set(step) == {"alice"}  # a person reads only their own
+    row = step["alice"]
+    assert row["totalCost"] == pytest.approx(wanted, rel=1e-3)
+    assert row["cpuCost"] + row["ramCost"] + row["gpuCost"] == pytest.approx(row["totalCost"], rel=1e-6)
+    assert row["ramByteHours"] == pytest.approx(hours * session["mem_guarantee_bytes"], rel=1e-3)
+    assert session["mem_guarantee_bytes"] > 13 * GiB
+
+    # the same from the rollups once the service has rolled the session up
+    hub.wait_for(lambda: get(hub, "/health").json().get("last_rolled_up"), what="a cost rollup")
+    today = datetime.now(UTC).date().isoformat()
+    rolled = get(hub, "cost", alice_token, window=f"{today}T00:00:00Z,{today}T23:59:59Z")
+    assert rolled.json()["data"][0]["alice"]["totalCost"] == pytest.approx(wanted, rel=1e-3)
+
+    # bob may not read alice's; the community admins (researchers) and hub admins read everyone's
+    assert get(hub, "cost", bob_token, user="alice").status_code == 403
+    assert get(hub, "cost", None).status_code == 403
+    everyone = get(hub, "cost", admin_token, window="today", aggregate="group")
+    assert everyone.status_code == 200
+    assert everyone.json()["groupRule"] == "split"
+    assert everyone.json()["data"][0]["researchers"]["totalCost"] == pytest.approx(wanted, rel=1e-3)
+
+    # CSV: the same figures, one line per name
+    text = get(hub, "cost", admin_token, window="today", aggregate="user", format="csv").text
+    lines = list(csv.DictReader(io.StringIO(text)))
+    assert float(next(line for line in lines if line["name"] == "alice")["totalCost"]) == pytest.approx(
+        wanted, rel=1e-3
+    )
+
+
+def test_bad_parameters_are_400s_naming_the_parameter(hub):
+    token = hub.user_token("alice")
+    for params, parameter in [({"window": "yesterday-ish"}, "window"), ({"aggregate": "x"}, "aggregate")]:
+        response = get(hub, "cost", token, **params)
+        assert response.status_code == 400
+        assert response.json()["parameter"] == parameter

@@ -1,0 +1,100 @@
+"""The cost service: a hub-managed tornado app at /services/cost/.
+
+Run by the hub when the community config has `pricing:` (configure() adds it to
+c.JupyterHub.services) as `python -m twoi2c_hub.services.cost --config community.yaml`.
+It reads the sessions the usage service records (the same database,
+TWOI2C_COST_DATABASE_URL) and keeps the daily cost rollups up to date with the prices in
+the config: when the prices change, every rollup is computed again at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from typing import Any
+
+from ...accounting.costs import CostBasis, roll_up_costs
+from ...accounting.db import make_engine, session_maker, upgrade
+from ...accounting.reports import iso
+from ...config.loading import ConfigError, load_config
+from ..framework import HubService
+from ..framework.pages import branding
+from . import apihandlers
+from .metrics import CostMetrics, now_ms
+
+log = logging.getLogger("twoi2c.cost")
+
+READ_ALL_SCOPE = "custom:cost:read-all"
+
+
+class CostService(HubService):
+    name = "cost"
+    what = "costs"
+    read_all_scope = READ_ALL_SCOPE
+    error_template = "usage/error.html"
+
+    def __init__(self, *, community_config: str, database_url: str):
+        self.community = load_config(community_config)
+        if self.community.pricing is None:
+            raise ConfigError(community_config, ["pricing: the cost service needs prices"])
+        pricing = self.community.pricing
+        self.basis = CostBasis(
+            pricing.to_pricing(),
+            self.community.instance_catalog(),
+            group_rule=pricing.group_rule,
+            primary_groups=tuple(pricing.primary_groups),
+        )
+        self.interval = self.community.cost.rollup_interval
+        upgrade(database_url)
+        engine = make_engine(database_url)
+        super().__init__(engine=engine, open_db=session_maker(engine), branding=branding(self.community))
+        self.metrics = CostMetrics(self.metrics_registry)
+        self.last_rolled_up_ms: int | None = None
+
+    def routes(self) -> list[tuple]:
+        return [("api/v1/cost", apihandlers.CostAPI)]
+
+    def health_details(self) -> dict[str, Any]:
+        return {
+            "last_rolled_up": iso(self.last_rolled_up_ms),
+            "rollup_interval_seconds": self.interval,
+            "currency": self.basis.pricing.currency,
+        }
+
+    async def roll_up(self) -> int:
+        now = now_ms()
+        # sessions a little after they close, like the usage rollups: a late exact stop
+        # from the spawner can still replace an inferred one
+        done = await self.run_db(lambda db: roll_up_costs(db, self.basis, now, grace_ms=int(2 * self.interval * 1000)))
+        self.last_rolled_up_ms = now
+        return done
+
+    async def background(self) -> None:
+        while True:
+            try:
+                done = await self.roll_up()
+                if done:
+                    log.info("Added %d closed sessions to the cost rollups", done)
+            except Exception:
+                self.metrics.errors.labels("rollup").inc()
+                log.exception("Cost rollup failed; will try again")
+            await asyncio.sleep(self.interval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m twoi2c_hub.services.cost")
+    parser.add_argument("--config", required=True, help="the community config file (its pricing: section)")
+    parser.add_argument(
+        "--database-url", default=os.environ.get("TWOI2C_COST_DATABASE_URL", "sqlite:///twoi2c-usage.sqlite")
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
+    try:
+        service = CostService(community_config=args.config, database_url=args.database_url)
+    except ConfigError as e:
+        log.error("%s", e)
+        return 1
+    asyncio.run(service.serve())
+    return 0
