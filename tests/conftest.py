@@ -175,3 +175,14 @@ def database_url(request, tmp_path):
         url = request.getfixturevalue("postgres_server").new_database()
     upgrade(url)
     return url
+
+
+@pytest.fixture
+def db(database_url):
+    """A session on an empty accounting database (SQLite and PostgreSQL)."""
+    from twoi2c_hub.accounting.db import make_engine, session_maker
+
+    engine = make_engine(database_url)
+    with session_maker(engine)() as session:
+        yield session
+    engine.dispose()

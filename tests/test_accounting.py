@@ -20,14 +20,6 @@ T0 = 20_000 * DAY_MS  # 2024-10-04T00:00Z
 NOW = T0 + 10 * DAY_MS + 7 * HOUR_MS
 
 
-@pytest.fixture
-def db(database_url):
-    engine = make_engine(database_url)
-    with session_maker(engine)() as session:
-        yield session
-    engine.dispose()
-
-
 def random_events(seed=7, count=300):
     """Sessions over ten days: some cross midnight, some run for days, some still run."""
     rng = random.Random(seed)

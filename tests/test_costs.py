@@ -10,7 +10,6 @@ import pytest
 
 from twoi2c_hub.accounting.cost_reports import cost, cost_allocation
 from twoi2c_hub.accounting.costs import CostBasis, roll_up_costs
-from twoi2c_hub.accounting.db import make_engine, session_maker
 from twoi2c_hub.accounting.events import ServerStart, ServerStarted, ServerStopped
 from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS
 from twoi2c_hub.accounting.recording import record
@@ -35,14 +34,6 @@ NOVEMBER = PriceTable(  # from 2026-11-03: CPU dearer, the T4 cheaper, the node 
 )
 PRICING = Pricing(currency="USD", tables=(OCTOBER, NOVEMBER))
 GROUPS = ["students", "researchers", "staff"]
-
-
-@pytest.fixture
-def db(database_url):
-    engine = make_engine(database_url)
-    with session_maker(engine)() as session:
-        yield session
-    engine.dispose()
 
 
 def random_sessions(seed=11, count=250):
@@ -99,10 +90,10 @@ def hourly(s: ServerStart, day: date, tables) -> tuple[float, float, float]:
     return cpu * s.cpu_guarantee, ram * s.mem_guarantee_bytes / GiB, gpu * s.gpu_count
 
 
-def expected(sessions, a, b, aggregate, rule="split", primary=(), tables=(OCTOBER, NOVEMBER)):
+def expected(sessions, a, b, aggregate, rule="split", primary=(), tables=(OCTOBER, NOVEMBER), now=NOW):
     totals = defaultdict(lambda: [0.0, 0.0, 0.0])
     for s, stop in sessions:
-        start, end = max(s.started_ms, a), min(stop if stop is not None else NOW, b)
+        start, end = max(s.started_ms, a), min(stop if stop is not None else now, b)
         moment = datetime.fromtimestamp(start / 1000, tz=UTC)
         finish = datetime.fromtimestamp(end / 1000, tz=UTC)
         money = [0.0, 0.0, 0.0]

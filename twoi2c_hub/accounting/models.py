@@ -27,7 +27,7 @@ DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 
 # how a session ended
-STOP_REASONS = ("user", "admin", "culler", "crash", "hub", "reconciled")
+STOP_REASONS = ("user", "admin", "culler", "crash", "hub", "reconciled", "budget")
 
 
 def to_ms(moment: datetime) -> int:
@@ -218,3 +218,39 @@ class CostBasisRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     digest: Mapped[str] = mapped_column(String(64))
     computed_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class LedgerEntry(Base):
+    """A top-up or an extension of one budget for one person or group, and who gave it, when and why."""
+
+    __tablename__ = "budget_ledger"
+    __table_args__ = (Index("ledger_by_budget", "budget", "subject", "at_ms"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    budget: Mapped[str] = mapped_column(String(64))
+    # the username (a person's budget) or group name (a group's); "" for the hub's
+    subject: Mapped[str] = mapped_column(String(255))
+    # "topup": `amount` more for the period it is given in; "extension": nothing is
+    # denied or stopped by this budget until `until_ms`
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[float] = mapped_column(Float, default=0)
+    until_ms: Mapped[int | None] = mapped_column(BigInteger)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    by: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class BudgetNotice(Base):
+    """Something said once per budget, subject and period: an alert at a threshold, a
+    forecast, a stop notice (its time starts the grace period)."""
+
+    __tablename__ = "budget_notices"
+    __table_args__ = (UniqueConstraint("budget", "subject", "period_start_ms", "kind", name="one_notice_per_period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    budget: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(255))
+    period_start_ms: Mapped[int] = mapped_column(BigInteger)
+    # e.g. "threshold:80", "forecast", "stop"
+    kind: Mapped[str] = mapped_column(String(32))
+    at_ms: Mapped[int] = mapped_column(BigInteger)

@@ -3,7 +3,7 @@
 Sections: `hub` (identity and branding), `auth` (who logs in), `community_admin_groups`,
 `profiles` (KubeSpawner's profile_list format with `allowed_groups` and `node_share`),
 `instance_types` (capacity figures added to the built-in table), `spawner` (local or
-Kubernetes, per-user environment), `culling`, `usage`, `pricing` and `cost`. Each section's models live in
+Kubernetes, per-user environment), `culling`, `usage`, `pricing`, `cost` and `budgets`. Each section's models live in
 their own module; this one puts them together.
 """
 
@@ -25,6 +25,7 @@ from .auth import (
     WorkshopAuth,
 )
 from .base import Strict, _error
+from .budgets import BudgetSpec, BudgetsSection, Threshold
 from .overrides import catalog_problems, kubespawner_traits, override_problems
 from .pricing import InstancePriceSpec, PriceTableSpec, PricingSection, unpriced
 from .profiles import Choice, InstanceTypeSpec, NodeShare, Profile, ProfileOption, UnlistedChoice
@@ -32,6 +33,8 @@ from .sections import CostSection, CullingSection, Funder, HubSection, LocalSpaw
 
 __all__ = [
     "AuthSection",
+    "BudgetSpec",
+    "BudgetsSection",
     "CILogonAuth",
     "Choice",
     "CommunityConfig",
@@ -53,6 +56,7 @@ __all__ = [
     "ProfileOption",
     "SpawnerSection",
     "Strict",
+    "Threshold",
     "UnlistedChoice",
     "UsageSection",
     "WorkshopAuth",
@@ -86,6 +90,8 @@ class CommunityConfig(Strict):
     """Prices: what a server costs per hour (no section: no prices shown, no cost service)."""
     cost: CostSection = Field(default_factory=CostSection)
     """The cost service."""
+    budgets: BudgetsSection | None = None
+    """Limits on spending, and what happens as they are reached (needs the cost service)."""
 
     @model_validator(mode="after")
     def _profiles_consistent(self):
@@ -101,6 +107,12 @@ class CommunityConfig(Strict):
             slugs[slug] = i
         if sum(p.default for p in self.profiles) > 1:
             raise _error("profiles: only one profile may be the default")
+        return self
+
+    @model_validator(mode="after")
+    def _budgets_need_their_figures(self):
+        if self.budgets is not None and self.budgets.budgets and (self.pricing is None or not self.cost.enabled):
+            raise _error("budgets: need pricing: and the cost service (cost.enabled), which keeps them")
         return self
 
     @model_validator(mode="after")

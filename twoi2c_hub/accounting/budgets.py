@@ -1,0 +1,259 @@
+"""Budget state: what each budget that applies to a person has used, what is left, and
+what follows (warn, restrict, deny, stop), combined by the hub's rule.
+
+Spending is read with the cost and usage reports (rollups plus the sessions not yet in
+them, running ones up to now), so a budget's figure is the one the reports show. A
+calendar-month budget resets on the 1st (UTC); a rolling one counts the last N days, and
+a person it denies can start again once enough of their spending has aged out of the
+window (`resets`, to the minute). Top-ups add to the limit of the period they are given in; an
+extension suspends deny and stop until its date. Both are kept in `budget_ledger`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session as DB
+
+from ..catalog import ServerResources
+from ..catalog.pricing import charged
+from .cost_reports import cost
+from .costs import CostBasis
+from .models import DAY_MS, LedgerEntry, from_ms, to_ms
+from .reports import usage
+
+ACTIONS = ("none", "warn", "restrict", "deny", "stop")
+MINUTE_MS = 60_000
+UNIT_FIGURE = {"server_hours": 1, "cpu_core_hours": 2, "gpu_hours": 4}  # index in a usage row
+
+
+@dataclass(frozen=True)
+class Threshold:
+    percent: float
+    action: str
+    grace_seconds: float = 600
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    applies_to: str  # user, group, hub
+    names: tuple[str, ...]
+    limit: float
+    unit: str = "money"
+    per_person: bool = True
+    rolling_days: int | None = None  # None: the calendar month
+    thresholds: tuple[Threshold, ...] = (Threshold(80, "warn"), Threshold(100, "deny"))
+
+    def subjects(self, username: str, groups: frozenset[str]) -> list[tuple[str, str | None]]:
+        """(subject, group) pairs this budget limits for the person: the person
+        themselves, a group they share it with, or the hub ("")."""
+        if self.applies_to == "user":
+            return [(username, None)] if username in self.names else []
+        if self.applies_to == "group":
+            mine = sorted(set(self.names) & groups)
+            if self.per_person:
+                return [(username, mine[0])] if mine else []
+            return [(group, group) for group in mine]
+        return [("", None)]
+
+    def period(self, now_ms: int) -> tuple[int, int | None]:
+        """(start of the period, when it resets: None for a rolling window)."""
+        if self.rolling_days is not None:
+            return now_ms - self.rolling_days * DAY_MS, None
+        now = from_ms(now_ms)
+        start = datetime(now.year, now.month, 1, tzinfo=UTC)
+        following = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+        return to_ms(start), to_ms(following)
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    budget: Budget
+    subject: str
+    group: str | None
+    used: float
+    limit: float  # with the period's top-ups
+    action: str
+    period_start_ms: int
+    resets_ms: int | None
+    extended_until_ms: int | None = None
+
+    @property
+    def left(self) -> float:
+        return max(0.0, self.limit - self.used)
+
+    @property
+    def percent(self) -> float:
+        return 100 * self.used / self.limit if self.limit else 100.0
+
+    @property
+    def severity(self) -> int:
+        return ACTIONS.index(self.action)
+
+    @property
+    def grace_seconds(self) -> float:
+        stops = [t.grace_seconds for t in self.budget.thresholds if t.action == "stop" and self.percent >= t.percent]
+        return min(stops) if stops else 0.0
+
+
+def spent(db: DB, basis: CostBasis | None, budget: Budget, subject: str, group: str | None, a: int, now: int) -> float:
+    """What `subject` (a person, a group, or the hub) spent in [a, now), in the budget's unit."""
+    person = budget.applies_to == "user" or (budget.applies_to == "group" and budget.per_person)
+    aggregate = "user" if person or budget.applies_to == "hub" else "group"
+    username = subject if person else None
+    if budget.unit == "money":
+        totals = cost(db, basis, a, now, aggregate, now, username=username)
+        rows = [totals.get(subject, [0.0] * 4)] if budget.applies_to != "hub" else list(totals.values())
+        return sum(row[0] + row[1] + row[2] for row in rows)
+    figure = UNIT_FIGURE[budget.unit]
+    totals = usage(db, a, now, aggregate, now, username)
+    rows = [totals.get(subject, [0] * 5)] if budget.applies_to != "hub" else list(totals.values())
+    return sum(row[figure] for row in rows)
+
+
+def _ledger(db: DB, budget: Budget, subject: str, start_ms: int, now_ms: int) -> tuple[float, int | None]:
+    """(top-ups given in the period, the latest extension's end if still ahead)."""
+    topups = db.scalar(
+        select(func.sum(LedgerEntry.amount)).where(
+            LedgerEntry.budget == budget.name,
+            LedgerEntry.subject == subject,
+            LedgerEntry.kind == "topup",
+            LedgerEntry.at_ms >= start_ms,
+            LedgerEntry.at_ms <= now_ms,
+        )
+    )
+    until = db.scalar(
+        select(func.max(LedgerEntry.until_ms)).where(
+            LedgerEntry.budget == budget.name, LedgerEntry.subject == subject, LedgerEntry.kind == "extension"
+        )
+    )
+    return float(topups or 0.0), until if until is not None and until > now_ms else None
+
+
+def status(db: DB, basis: CostBasis | None, budget: Budget, subject: str, group: str | None, now: int) -> BudgetStatus:
+    start, resets = budget.period(now)
+    used = spent(db, basis, budget, subject, group, start, now)
+    topups, extended = _ledger(db, budget, subject, start, now)
+    limit = budget.limit + topups
+    percent = 100 * used / limit
+    crossed = [t.action for t in budget.thresholds if percent >= t.percent]
+    action = max(crossed, key=ACTIONS.index) if crossed else "none"
+    if extended is not None and ACTIONS.index(action) > ACTIONS.index("restrict"):
+        action = "restrict"  # an extension: no deny, no stop until it ends
+    if resets is None and ACTIONS.index(action) >= ACTIONS.index("deny"):
+        resets = _rolling_reset(db, basis, budget, subject, group, now, limit)
+    return BudgetStatus(budget, subject, group, used, limit, action, start, resets, extended)
+
+
+def _rolling_reset(db, basis, budget, subject, group, now: int, limit: float) -> int | None:
+    """When enough of a rolling window's spending has aged out to fall below the lowest
+    deny threshold, to the minute (running servers not counted on): the earliest window
+    start whose spending up to now is below it, plus the window's length."""
+    deny_at = min(t.percent for t in budget.thresholds if t.action in ("deny", "stop")) / 100 * limit
+    length = budget.rolling_days * DAY_MS
+    low, high = now - length, now  # spending from `high` is nothing: below any limit
+    while high - low > MINUTE_MS:
+        middle = (low + high) // 2
+        if spent(db, basis, budget, subject, group, middle, now) < deny_at:
+            high = middle
+        else:
+            low = middle
+    return -(-high // MINUTE_MS) * MINUTE_MS + length
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the budgets that apply to a person say, combined."""
+
+    action: str
+    statuses: tuple[BudgetStatus, ...]
+    decisive: BudgetStatus | None
+
+    @property
+    def severity(self) -> int:
+        return ACTIONS.index(self.action)
+
+
+def combine(statuses: list[BudgetStatus], rule: str) -> Decision:
+    """least_generous: the most severe budget decides; most_generous: the least severe;
+    sum: a person's own budgets of one unit and period add their limits into one."""
+    if not statuses:
+        return Decision("none", (), None)
+    pool = list(statuses)
+    if rule == "sum":
+        pool = _summed(pool)
+        rule = "least_generous"
+    if rule == "most_generous":
+        decisive = min(pool, key=lambda s: (s.severity, -s.left))
+    else:
+        decisive = max(pool, key=lambda s: (s.severity, -s.left))
+    return Decision(decisive.action, tuple(statuses), decisive)
+
+
+def _summed(statuses: list[BudgetStatus]) -> list[BudgetStatus]:
+    own: dict[tuple, list[BudgetStatus]] = {}
+    rest = []
+    for s in statuses:
+        if s.subject and (s.budget.applies_to == "user" or s.budget.per_person):
+            own.setdefault((s.budget.unit, s.budget.rolling_days), []).append(s)
+        else:
+            rest.append(s)
+    for group in own.values():
+        first = group[0]
+        limit = sum(s.limit for s in group)
+        percent = 100 * first.used / limit
+        crossed = [t.action for t in first.budget.thresholds if percent >= t.percent]
+        action = max(crossed, key=ACTIONS.index) if crossed else "none"
+        rest.append(BudgetStatus(first.budget, first.subject, first.group, first.used, limit, action,
+                                 first.period_start_ms, first.resets_ms, first.extended_until_ms))  # fmt: skip
+    return rest
+
+
+def decide(
+    db: DB, basis: CostBasis | None, budgets: list[Budget], rule: str, username: str, groups, now_ms: int
+) -> Decision:
+    groups = frozenset(groups)
+    statuses = [
+        status(db, basis, budget, subject, group, now_ms)
+        for budget in budgets
+        for subject, group in budget.subjects(username, groups)
+    ]
+    return combine(statuses, rule)
+
+
+def hourly_in_unit(basis: CostBasis | None, unit: str, server: ServerResources, now_ms: int) -> float:
+    """What an hour of `server` uses of a budget in `unit`."""
+    if unit == "money":
+        return basis.pricing.hourly(server, from_ms(now_ms).date(), basis.instances).total
+    if unit == "server_hours":
+        return 1.0
+    amounts = charged(server, basis.pricing.charge if basis else "requests")
+    return amounts.cpu if unit == "cpu_core_hours" else amounts.gpus
+
+
+# --- what people are told ----------------------------------------------------------------
+
+UNIT_NAMES = {"server_hours": "server-hours", "cpu_core_hours": "CPU core-hours", "gpu_hours": "GPU-hours"}
+
+
+def amount(value: float, unit: str, currency: str) -> str:
+    if unit == "money":
+        return f"{value:,.2f} {currency}"
+    return f"{value:,.1f} {UNIT_NAMES[unit]}"
+
+
+def describe(s: BudgetStatus, currency: str) -> str:
+    """'students-monthly: 18.40 USD of 20.00 USD used (92 %), resets on 2026-12-01'."""
+    text = (
+        f"{s.budget.name}: {amount(s.used, s.budget.unit, currency)} of "
+        f"{amount(s.limit, s.budget.unit, currency)} used ({s.percent:.0f} %)"
+    )
+    if s.budget.rolling_days is not None:
+        text += f" in the last {s.budget.rolling_days} days"
+    if s.resets_ms is not None:
+        verb = "resets" if s.budget.rolling_days is None else "you can start again"
+        text += f"; {verb} on {from_ms(s.resets_ms).date().isoformat()}"
+    return text
