@@ -47,6 +47,10 @@ class Budget:
     rolling_days: int | None = None  # None: the calendar month
     thresholds: tuple[Threshold, ...] = (Threshold(80, "warn"), Threshold(100, "deny"))
 
+    @property
+    def period_text(self) -> str:
+        return "this month" if self.rolling_days is None else f"the last {self.rolling_days} days"
+
     def subjects(self, username: str, groups: frozenset[str]) -> list[tuple[str, str | None]]:
         """(subject, group) pairs this budget limits for the person: the person
         themselves, a group they share it with, or the hub ("")."""

@@ -139,6 +139,7 @@ def cost_allocation(
         rows = []
         for name in sorted(set(money) | set(used)):
             cpu, ram, gpu, unpriced = money.get(name, [0.0] * 4)
+            cpu, ram, gpu = (round(v, 9) for v in (cpu, ram, gpu))  # money: a short session costs little
             sessions, server_hours, cpu_hours, memory_hours, gpu_hours = used.get(name, [0, 0.0, 0.0, 0.0, 0.0])
             rows.append(
                 {
@@ -149,10 +150,10 @@ def cost_allocation(
                     "cpu_core_hours": round(cpu_hours, 6),
                     "memory_gib_hours": round(memory_hours, 6),
                     "gpu_hours": round(gpu_hours, 6),
-                    "cpu_cost": round(cpu, 9),
-                    "ram_cost": round(ram, 9),
-                    "gpu_cost": round(gpu, 9),
-                    "total_cost": round(cpu + ram + gpu, 9),  # money: a short session costs little
+                    "cpu_cost": cpu,
+                    "ram_cost": ram,
+                    "gpu_cost": gpu,
+                    "total_cost": round(cpu + ram + gpu, 9),  # the parts as shown add up to it
                     "unpriced_hours": round(unpriced, 6),
                 }
             )

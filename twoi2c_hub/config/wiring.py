@@ -329,21 +329,40 @@ def _cost_service(c, config: CommunityConfig, config_path: Path) -> None:
     if config.pricing is None or not config.cost.enabled:
         return
     cost = config.cost
+    port = cost.port or free_port()
+    # the spawners' token for the spawn-time budget check; new at every hub start
+    check_token = secrets.token_hex(32)
     _service(
         c,
         {
             "name": "cost",
             "display": True,
             "info": {"description": "What each person, group and profile cost"},
-            "url": f"http://{cost.host}:{cost.port or free_port()}",
+            "url": f"http://{cost.host}:{port}",
             "command": [sys.executable, "-m", "twoi2c_hub.services.cost", "--config", str(config_path)],
             # the sessions the usage service records
-            "environment": {"TWOI2C_COST_DATABASE_URL": config.usage.database_url},
+            "environment": {
+                "TWOI2C_COST_DATABASE_URL": config.usage.database_url,
+                "TWOI2C_COST_CHECK_TOKEN": check_token,
+            },
             "oauth_no_confirm": True,
             "oauth_client_allowed_scopes": [READ_ALL_COST],
         },
-        None,
+        {
+            "name": "cost-service",
+            "description": "Stop the servers of people past a budget's stop threshold",
+            "scopes": ["list:users", "read:users", "read:servers", "delete:servers"],
+            "services": ["cost"],
+        },
     )
+    spawner = c.ProfileKubeSpawner if config.spawner.kind == "kube" else c.ProfileLocalSpawner
+    spawner.pricing = config.pricing.to_pricing()
+    spawner.instance_types = config.instance_catalog()
+    if config.budgets is not None and config.budgets.budgets:
+        base_url = c.JupyterHub.get("base_url", "/")
+        spawner.budget_check_url = f"http://{cost.host}:{port}{base_url}services/cost/api/v1/budgets/check"
+        spawner.budget_check_token = check_token
+        spawner.budget_when_unreadable = config.budgets.when_unreadable
     _readers(
         c,
         "cost-readers",

@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 import escapism
 import jinja2
 from jupyterhub.spawner import SpawnException
-from traitlets import Dict, Float, Unicode, default
+from traitlets import Any, Dict, Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .. import catalog
 from ..paths import templates_dir
 from ..usage_client import UsageEventPoster
+from . import budget
 from .stop_reason import stop_reason
 
 _SAFE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789")
@@ -77,6 +78,33 @@ class ProfileSpawnerMixin(LoggingConfigurable):
 
     usage_events_timeout = Float(5, config=True, help="Seconds before an event post is given up.")
 
+    budget_check_url = Unicode(
+        "",
+        config=True,
+        help="""The cost service's api/v1/budgets/check: asked at every start whether the
+        person's budgets allow the server (empty: no budgets).""",
+    )
+
+    budget_check_token = Unicode("", config=True, help="The cost service's check token.")
+
+    budget_check_timeout = Float(3, config=True, help="Seconds before a budget check counts as unreadable.")
+
+    budget_when_unreadable = Unicode(
+        "allow",
+        config=True,
+        help="""When the budget check cannot be made: `allow` the start (counted on the
+        hub's /metrics) or `deny` it with a message.""",
+    )
+
+    pricing = Any(
+        None,
+        allow_none=True,
+        config=True,
+        help="The hub's prices (a twoi2c_hub.catalog.Pricing): each choice's price per hour on the form.",
+    )
+
+    instance_types = Dict(config=True, help="Instance types by name, for prices by instance type.")
+
     # the selection last resolved by `resolve_selection`, for labels and accounting
     resolved_server: catalog.ResolvedServer | None = None
 
@@ -111,10 +139,27 @@ class ProfileSpawnerMixin(LoggingConfigurable):
             # a profile that is gone or was never offered (a refused API request saves its
             # options too): show the defaults, so some profile is always selected
             selection = {}
+        prices = budget.choice_prices(offered, self.pricing, self.instance_types)
+        currency = self.pricing.currency if self.pricing is not None else ""
+        state = None
+        if self.budget_check_url:
+            state = await budget.ask(
+                self.budget_check_url,
+                self.budget_check_token,
+                self.budget_check_timeout,
+                self.user.name,
+                self.get_groups(),
+                None,
+            )
+        notice, disabled = budget.form_notes(state, prices, currency)
         return _form_environment.get_template("profile_form.html").render(
             profiles=offered,
             selection=selection,
             from_link=from_link is not None,
+            prices=prices,
+            currency=currency,
+            budget=notice,
+            disabled=disabled,
             notes={p["slug"]: self.profile_form_notes(p) for p in offered},
             unlisted_sentinel=catalog.UNLISTED_SENTINEL,
             unlisted_suffix=catalog.UNLISTED_SUFFIX,
@@ -138,8 +183,40 @@ class ProfileSpawnerMixin(LoggingConfigurable):
             resolved = catalog.resolve(await self.get_catalog(), self.get_groups(), selection)
         except catalog.ProfileError as e:
             raise ProfileRefused(e.message, reason="profile", status_code=e.status) from None
+        await self.check_budget(resolved)
         self.resolved_server = resolved
         return resolved
+
+    async def check_budget(self, resolved: catalog.ResolvedServer) -> None:
+        """Refuse, with the cost service's message, a server the person's budgets do not allow."""
+        if not self.budget_check_url:
+            return
+        answer = await budget.ask(
+            self.budget_check_url,
+            self.budget_check_token,
+            self.budget_check_timeout,
+            self.user.name,
+            self.get_groups(),
+            resolved.summary(),
+        )
+        if answer is None:
+            mode = "deny" if self.budget_when_unreadable == "deny" else "allow"
+            budget.UNREADABLE.labels(mode).inc()
+            if mode == "deny":
+                raise ProfileRefused(
+                    "Your budget cannot be checked right now, so no server can start. "
+                    "Please try again in a few minutes.",
+                    reason="budget",
+                    status_code=503,  # not the person's doing: the service is unavailable
+                )
+            self.log.warning(
+                "Budget of %s unreadable: starting anyway (budget_when_unreadable = allow)", self.user.name
+            )
+            return
+        if not answer.get("allowed", True):
+            raise ProfileRefused(
+                answer.get("message") or "Your budget does not allow this server.", reason="budget", status_code=403
+            )
 
     # what a launch link asked for, shown pre-selected on the form for the person to confirm
     _selection_from_link: dict | None = None

@@ -22,7 +22,8 @@ MAX_FRAMES = 60
 
 
 def stop_reason(owner: str) -> str:
-    """ "user" (the owner stopped it), "admin", "culler", or "hub" (no request)."""
+    """ "user" (the owner stopped it), "admin", "culler", "budget" (the cost service), or
+    "hub" (no request)."""
     frame = inspect.currentframe()
     try:
         for _ in range(MAX_FRAMES):
@@ -33,6 +34,8 @@ def stop_reason(owner: str) -> str:
             if isinstance(handler, RequestHandler):
                 who = getattr(handler, "current_user", None)
                 if getattr(who, "kind", "user") == "service":
+                    if who.name == "cost":  # past a budget's stop threshold
+                        return "budget"
                     return "culler" if "cull" in who.name else "admin"
                 if who is not None and who.name == owner:
                     return "user"

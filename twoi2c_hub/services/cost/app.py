@@ -15,13 +15,15 @@ import logging
 import os
 from typing import Any
 
+from ...accounting import budgets
 from ...accounting.costs import CostBasis, roll_up_costs
 from ...accounting.db import make_engine, session_maker, upgrade
+from ...accounting.models import from_ms
 from ...accounting.reports import iso
 from ...config.loading import ConfigError, load_config
 from ..framework import HubService
 from ..framework.pages import branding
-from . import apihandlers
+from . import apihandlers, budgethandlers
 from .metrics import CostMetrics, now_ms
 
 log = logging.getLogger("twoi2c.cost")
@@ -52,9 +54,57 @@ class CostService(HubService):
         super().__init__(engine=engine, open_db=session_maker(engine), branding=branding(self.community))
         self.metrics = CostMetrics(self.metrics_registry)
         self.last_rolled_up_ms: int | None = None
+        section = self.community.budgets
+        self.budgets = [budget_of(spec) for spec in section.budgets] if section else []
+        self.combine = section.combine if section else "least_generous"
+        self.contact = section.contact if section else None
+        # the spawners' token for api/v1/budgets/check
+        self.check_token = os.environ.get("TWOI2C_COST_CHECK_TOKEN", "")
 
     def routes(self) -> list[tuple]:
-        return [("api/v1/cost", apihandlers.CostAPI)]
+        return [
+            ("api/v1/cost", apihandlers.CostAPI),
+            ("api/v1/budgets", budgethandlers.BudgetsAPI),
+            ("api/v1/budgets/check", budgethandlers.BudgetCheckAPI),
+            ("api/v1/ledger", budgethandlers.LedgerAPI),
+        ]
+
+    # --- budgets --------------------------------------------------------------------------
+
+    @property
+    def currency(self) -> str:
+        return self.basis.pricing.currency
+
+    def decide(self, db, username: str, groups, now: int) -> budgets.Decision:
+        return budgets.decide(db, self.basis, self.budgets, self.combine, username, groups, now)
+
+    def check(self, db, username: str, groups, server, now: int) -> dict:
+        """May `username` start `server` (None: just the state, for the spawn page)?"""
+        decision = self.decide(db, username, groups, now)
+        answer = {"allowed": True, "action": decision.action, "message": None, "contact": self.contact}
+        answer.update(budgethandlers.decision_json(decision, self.currency))
+        if server is not None:
+            price = self.basis.pricing.hourly(server, from_ms(now).date(), self.basis.instances)
+            answer["price_per_hour"] = round(price.total, 6)
+            answer["currency"] = self.currency
+        s = decision.decisive
+        if s is None:
+            return answer
+        if decision.severity >= budgets.ACTIONS.index("deny"):
+            answer["allowed"] = False
+            answer["message"] = f"Your budget is used up. {budgets.describe(s, self.currency)}."
+        elif decision.action == "restrict" and server is not None:
+            per_hour = budgets.hourly_in_unit(self.basis, s.budget.unit, server, now)
+            if per_hour > s.left:
+                answer["allowed"] = False
+                cost = budgets.amount(per_hour, s.budget.unit, self.currency)
+                answer["message"] = (
+                    f"This choice uses {cost} an hour, more than is left of your budget. "
+                    f"{budgets.describe(s, self.currency)}. Choose a smaller one."
+                )
+        if answer["message"] and self.contact:
+            answer["message"] += f" {self.contact}"
+        return answer
 
     def health_details(self) -> dict[str, Any]:
         return {
@@ -81,6 +131,20 @@ class CostService(HubService):
                 self.metrics.errors.labels("rollup").inc()
                 log.exception("Cost rollup failed; will try again")
             await asyncio.sleep(self.interval)
+
+
+def budget_of(spec) -> budgets.Budget:
+    """A budget of the config as the accounting layer takes it."""
+    return budgets.Budget(
+        name=spec.name,
+        applies_to=spec.applies_to,
+        names=tuple(spec.names),
+        limit=spec.limit,
+        unit=spec.unit,
+        per_person=spec.per_person,
+        rolling_days=spec.rolling_days,
+        thresholds=tuple(budgets.Threshold(t.at, t.action, t.grace_minutes * 60) for t in spec.thresholds),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

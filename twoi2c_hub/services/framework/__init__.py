@@ -9,7 +9,7 @@
 - `pages`: pages in the hub's own look (its `page.html`, our branding).
 """
 
-from .handlers import APIHandler, HealthHandler, MetricsHandler, PageHandler, ServiceHandler
+from .handlers import APIHandler, HealthHandler, MetricsHandler, PageHandler, ServiceHandler, TokenPostHandler
 from .pages import Pages
 from .params import BadParameter
 from .service import HubService
@@ -23,4 +23,5 @@ __all__ = [
     "PageHandler",
     "Pages",
     "ServiceHandler",
+    "TokenPostHandler",
 ]

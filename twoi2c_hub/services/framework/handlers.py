@@ -9,6 +9,7 @@ import io
 import json
 import unicodedata
 from collections.abc import Callable, Iterable
+from hmac import compare_digest
 from typing import TYPE_CHECKING, Any
 
 from jupyterhub.services.auth import HubOAuthenticated
@@ -167,6 +168,48 @@ class APIHandler(ServiceHandler):
         else:
             self.set_header("Content-Type", "application/json")
             self.finish(json.dumps({"code": 200, "data": data, **beside}))
+
+
+@web.stream_request_body
+class TokenPostHandler(APIHandler):
+    """A POST from the hub's side (spawners, the authenticator) authenticated by a token
+    configure() shared with the service, not by hub OAuth.
+
+    The token is checked before any of the body is read, and the body is capped at
+    `max_body_bytes`: an unauthenticated or oversized post costs the service nothing.
+    Subclasses name the token (`expected_token()`) and read `self.json_body()`."""
+
+    max_body_bytes = 16 * 1024
+    what = "This"
+
+    def expected_token(self) -> str:
+        raise NotImplementedError
+
+    def get_current_user(self) -> None:
+        return None  # the shared token, not a hub login, is checked below
+
+    def prepare(self) -> None:
+        if self.request.method != "POST":
+            return
+        header = self.request.headers.get("Authorization", "")
+        token = header[len("token ") :] if header.startswith("token ") else ""
+        expected = self.expected_token()
+        if not expected or not compare_digest(token.encode(), expected.encode()):
+            raise web.HTTPError(403, f"{self.what} needs the service's token.")
+        declared = self.request.headers.get("Content-Length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            raise web.HTTPError(413, f"body: at most {self.max_body_bytes} bytes in one post")
+        self.request.connection.set_max_body_size(self.max_body_bytes)
+        self._chunks: list[bytes] = []
+
+    def data_received(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+
+    def json_body(self) -> Any:
+        try:
+            return json.loads(b"".join(self._chunks))
+        except ValueError:
+            raise params.BadParameter("body", "not JSON") from None
 
 
 class PageHandler(ServiceHandler):

@@ -48,6 +48,18 @@ def integer(name: str, value: str | None, default: int | None, low: int, high: i
     return number
 
 
+def number(name: str, value: str | None, low: float, high: float) -> float | None:
+    """A decimal number in [low, high], or None when absent."""
+    if value is None or value == "":
+        return None
+    if not re.fullmatch(r"\d{1,12}(\.\d{1,6})?", value):
+        raise BadParameter(name, f"'{value[:80]}' is not a number like 12.50")
+    result = float(value)
+    if not low <= result <= high:
+        raise BadParameter(name, f"must be between {low:g} and {high:g}")
+    return result
+
+
 def window(name: str, value: str | None, now: datetime, default: str | None = None, **limits) -> windows.Window | None:
     """A window in OpenCost's grammar (see `accounting.windows`)."""
     value = value or default

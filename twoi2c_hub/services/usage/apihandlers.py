@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from hmac import compare_digest
 
 from tornado import web
 
 from ...accounting import activity, reports
 from ...accounting.events import EventError, parse_event
 from ...accounting.rollups import NO_GROUP
-from ..framework import APIHandler, BadParameter
+from ..framework import APIHandler, BadParameter, TokenPostHandler
 from ..framework import params as parse
 from ..framework.params import STEP_CHOICES, check_steps
 from .intake import now_ms
@@ -145,39 +144,18 @@ MAX_EVENTS_BODY_BYTES = 256 * 1024
 MAX_EVENTS_PER_POST = 1000
 
 
-@web.stream_request_body
-class EventsAPI(APIHandler):
-    """Start, stop and group events from the spawners and the authenticator, authenticated
-    by the token configure() shared with this service (not hub OAuth: the hub posts them).
+class EventsAPI(TokenPostHandler):
+    """Start, stop and group events from the spawners and the authenticator, with the
+    events token configure() shared with this service; at most MAX_EVENTS_BODY_BYTES."""
 
-    The token is checked before any of the body is read, and the body is capped at
-    MAX_EVENTS_BODY_BYTES: an unauthenticated or oversized post costs the service nothing."""
+    max_body_bytes = MAX_EVENTS_BODY_BYTES
+    what = "Posting events"
 
-    def get_current_user(self) -> None:
-        return None  # the events token, not a hub login, is checked below
-
-    def prepare(self) -> None:
-        if self.request.method != "POST":
-            return
-        header = self.request.headers.get("Authorization", "")
-        token = header[len("token ") :] if header.startswith("token ") else ""
-        expected = self.service.events_token
-        if not expected or not compare_digest(token.encode(), expected.encode()):
-            raise web.HTTPError(403, "Events need the service's events token.")
-        declared = self.request.headers.get("Content-Length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_EVENTS_BODY_BYTES):
-            raise web.HTTPError(413, f"body: at most {MAX_EVENTS_BODY_BYTES} bytes of events in one post")
-        self.request.connection.set_max_body_size(MAX_EVENTS_BODY_BYTES)
-        self._chunks: list[bytes] = []
-
-    def data_received(self, chunk: bytes) -> None:
-        self._chunks.append(chunk)
+    def expected_token(self) -> str:
+        return self.service.events_token
 
     async def post(self) -> None:
-        try:
-            body = json.loads(b"".join(self._chunks))
-        except ValueError:
-            raise BadParameter("body", "not JSON") from None
+        body = self.json_body()
         raw_events = body if isinstance(body, list) else [body]
         if len(raw_events) > MAX_EVENTS_PER_POST:
             raise BadParameter("body", f"at most {MAX_EVENTS_PER_POST} events in one post")

@@ -1,0 +1,179 @@
+"""Budgets end to end: a real hub, real servers, the real usage and cost services.
+
+A students group has a small budget (10 USD over a rolling week: warn at 80 %, restrict
+at 90 %, deny at 100 %). Bob's earlier spending is written into the accounting database
+as sessions (the spending of a real week would take a week), then bob meets each state
+on the spawn page and through the REST API; an admin's top-up lets him start again; and
+with the cost service frozen the configured mode applies and is counted."""
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from bs4 import BeautifulSoup
+
+from twoi2c_hub.accounting.db import make_engine, session_maker
+from twoi2c_hub.accounting.events import ServerStart, ServerStarted, ServerStopped
+from twoi2c_hub.accounting.models import HOUR_MS
+from twoi2c_hub.accounting.recording import record
+from twoi2c_hub.localhub import tagged_processes
+from twoi2c_hub.paths import examples_dir
+
+pytestmark = pytest.mark.hub
+CPU_CORE_HOUR = 0.031611  # the demo's price
+
+
+@pytest.fixture(scope="module")
+def hub(hub_factory, tmp_path_factory):
+    work = tmp_path_factory.mktemp("budget-config")
+    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    config["culling"] = {"enabled": False}
+    config["usage"] = {"reconcile_interval": 1.0, "database_url": f"sqlite:///{work / 'usage.sqlite'}"}
+    config["cost"] = {"rollup_interval": 1.0}
+    config["profiles"][1].pop("allowed_groups")  # the GPU profile is offered to students here
+    config["budgets"] = {
+        "contact": "Ask the course staff (staff@example.org) for more.",
+        "budgets": [
+            {
+                "name": "students-weekly",
+                "applies_to": "group",
+                "names": ["students"],
+                "limit": 10,
+                "period": "7d",
+                "thresholds": [
+                    {"at": 80, "action": "warn"},
+                    {"at": 90, "action": "restrict"},
+                    {"at": 100, "action": "deny"},
+                ],
+            }
+        ],
+    }
+    path = work / "community.yaml"
+    path.write_text(yaml.safe_dump(config))
+    client = hub_factory(path, "budget-hub")
+    client.database_url = config["usage"]["database_url"]
+    client.wait_for(lambda: requests.get(f"{client.url}/services/cost/health", timeout=10).ok, what="cost service")
+    return client
+
+
+def spend(hub, username, money, ended_ms_ago=HOUR_MS):
+    """Record a past session of `username` that cost `money` (one hour of CPU cores)."""
+    end = int(time.time() * 1000) - ended_ms_ago
+    start = ServerStart(username, "", end - HOUR_MS, profile="cpu", cpu_guarantee=money / CPU_CORE_HOUR,
+                        groups=["students"])  # fmt: skip
+    engine = make_engine(hub.database_url)
+    with session_maker(engine)() as db:
+        record(db, [ServerStarted(start)])
+        record(db, [ServerStopped(username, "", end, "user", start.started_ms)])
+        db.commit()
+    engine.dispose()
+
+
+def spawn_page(session, hub) -> BeautifulSoup:
+    response = session.get(f"{hub.url}/hub/spawn", timeout=30)
+    assert response.status_code == 200, response.text
+    return BeautifulSoup(response.content, "html.parser")
+
+
+def budget_notice(page) -> str:
+    notice = page.select_one(".twoi2c-budget")
+    return notice.get_text(" ", strip=True) if notice else ""
+
+
+def test_a_student_meets_warn_restrict_deny_and_a_top_up(hub):
+    bob = hub.login("bob")
+    token = hub.user_token("bob")
+    admin_token = hub.user_token("admin")
+
+    spend(hub, "bob", 8.2)  # 82 %: warned
+    page = spawn_page(bob, hub)
+    assert re.search(r"students-weekly: 8\.2\d USD of 10\.00 USD used \(82 %\) in the last 7 days", budget_notice(page))
+    assert "Left: 1.7" in budget_notice(page) or "Left: 1.8" in budget_notice(page)
+    assert "Ask the course staff" in budget_notice(page)
+    # prices beside the choices
+    gpu_price = page.select_one("label[for=profile-gpu] ~ .twoi2c-price").get_text()
+    assert gpu_price.endswith("USD an hour")
+
+    spend(hub, "bob", 1.4)  # 96 %: restricted; the GPU (about 0.52 USD an hour) costs more than is left
+    page = spawn_page(bob, hub)
+    small = page.select_one("select[name=profile-option-cpu--resources] option[value=mem_6_9_gib]")
+    assert small is not None and not small.has_attr("disabled")  # about 0.07 USD an hour
+    gpu = page.select_one("input[name=profile][value=gpu]")
+    assert gpu.has_attr("disabled")
+    reason = page.select_one("[data-profile=gpu] .twoi2c-refused").get_text(" ", strip=True)
+    assert re.fullmatch(r"Not available: 0\.\d\d USD an hour: more than the 0\.\d\d USD left of your budget\.", reason)
+    refused = hub.api("POST", "/users/bob/server", token=token, json={"user_options": {"profile": "gpu"}})
+    assert refused.status_code == 403, refused.text
+    assert "more than is left of your budget" in refused.json()["message"]
+    assert hub.server("bob") is None
+
+    spend(hub, "bob", 0.5)  # 101 %: denied, through the form and the REST API, with the numbers
+    page = spawn_page(bob, hub)
+    assert "Your budget is used up" in budget_notice(page)
+    form = bob.post(
+        f"{hub.url}/hub/spawn",
+        data={"profile": "cpu", "_xsrf": bob.cookies.get("_xsrf", path="/hub/")},
+        timeout=60,
+    )
+    assert form.status_code == 403
+    message = BeautifulSoup(form.content, "html.parser").get_text(" ", strip=True)
+    assert re.search(
+        r"10\.1\d USD of 10\.00 USD used \(101 %\) in the last 7 days; you can start again on 20\d\d-", message
+    )
+    api = hub.api("POST", "/users/bob/server", token=token, json={"user_options": {"profile": "cpu"}})
+    assert api.status_code == 403 and "Your budget is used up" in api.json()["message"]
+    assert hub.server("bob") is None
+
+    # an admin's top-up, kept in the ledger with who and why, lets bob start again
+    topup = requests.post(
+        f"{hub.url}/services/cost/api/v1/ledger",
+        data={"budget": "students-weekly", "subject": "bob", "kind": "topup", "amount": "5", "reason": "lab 3"},
+        headers={"Authorization": f"token {admin_token}"},
+        timeout=30,
+    )
+    assert topup.status_code == 201, topup.text
+    ledger = requests.get(
+        f"{hub.url}/services/cost/api/v1/ledger", headers={"Authorization": f"token {token}"}, timeout=30
+    ).json()["data"]
+    assert [(e["by"], e["amount"], e["reason"]) for e in ledger] == [("admin", 5.0, "lab 3")]
+    started = hub.api("POST", "/users/bob/server", token=token, json={"user_options": {"profile": "cpu"}})
+    assert started.status_code in (201, 202), started.text
+    hub.wait_for(lambda: (hub.server("bob") or {}).get("ready"), timeout=90, what="bob's server")
+    hub.stop_server("bob")
+    # bob may not give himself more
+    assert (
+        requests.post(
+            f"{hub.url}/services/cost/api/v1/ledger",
+            data={"budget": "students-weekly", "subject": "bob", "kind": "topup", "amount": "50", "reason": "me"},
+            headers={"Authorization": f"token {token}"},
+            timeout=30,
+        ).status_code
+        == 403
+    )
+
+
+def test_with_the_cost_service_unreachable_the_configured_mode_applies_and_is_counted(hub):
+    token, admin_token = hub.user_token("alice"), hub.user_token("admin")
+    (pid,) = [p for p in tagged_processes(hub.hub.tag) if b"services.cost" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+    def unreadable_count() -> float:
+        metrics = requests.get(f"{hub.url}/hub/metrics", headers={"Authorization": f"token {admin_token}"}, timeout=30)
+        assert metrics.status_code == 200, metrics.text
+        found = re.search(r'^twoi2c_budget_unreadable_total\{mode="allow"\} (\S+)$', metrics.text, re.M)
+        return float(found.group(1)) if found else 0.0
+
+    before = unreadable_count()
+    os.kill(pid, signal.SIGSTOP)  # the service answers nothing: every check times out
+    try:
+        response = hub.api("POST", "/users/alice/server", token=token, json={"user_options": {"profile": "cpu"}})
+        assert response.status_code in (201, 202), response.text  # when_unreadable: allow
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    hub.wait_for(lambda: (hub.server("alice") or {}).get("ready"), timeout=90, what="alice's server")
+    hub.stop_server("alice")
+    assert unreadable_count() == before + 1

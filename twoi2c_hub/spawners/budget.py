@@ -1,0 +1,111 @@
+"""The spawn-time budget check and the spawn page's prices, for both spawners.
+
+The cost service decides (it has the accounting data); the spawner asks it at every
+start with the resolved server and refuses with the service's message, a 4xx. When the
+service cannot answer, `budget_when_unreadable` applies: `allow` starts the server and
+counts it on the hub's /metrics (`twoi2c_budget_unreadable_total`), `deny` refuses
+with a message that says why. Prices per hour are computed here, from the same prices
+the service uses (`catalog.Pricing`), without asking anyone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import Counter
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from .. import catalog
+
+log = logging.getLogger("twoi2c.budget")
+
+UNREADABLE = Counter(
+    "twoi2c_budget_unreadable",
+    "Spawn-time budget checks that could not be made, by the mode that applied",
+    ["mode"],
+)
+
+
+async def ask(
+    url: str, token: str, timeout: float, username: str, groups: list[str], server: dict | None
+) -> dict | None:
+    """The cost service's answer for `username` starting `server` (None: just their
+    budgets); None if the service cannot be asked or cannot answer."""
+    request = HTTPRequest(
+        url,
+        method="POST",
+        body=json.dumps({"username": username, "groups": groups, "server": server}),
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+        request_timeout=timeout,
+        connect_timeout=timeout,
+    )
+    try:
+        response = await AsyncHTTPClient().fetch(request)
+        return json.loads(response.body)["data"]
+    except HTTPClientError as e:
+        log.warning("Budget check for %s failed: %s %s", username, e.code, e.response.body[:200] if e.response else "")
+    except Exception as e:
+        log.warning("Budget check for %s failed: %s", username, e)
+    return None
+
+
+def choice_prices(
+    profiles: list[dict], pricing: catalog.Pricing | None, instances: dict
+) -> dict[str, dict[str, float | None]]:
+    """profile slug -> {"": the profile alone, "option/choice": with that choice} -> price
+    per hour today (None where no price covers it)."""
+    if pricing is None:
+        return {}
+    today = datetime.now(UTC).date()
+
+    def price(override: dict) -> float | None:
+        server = catalog.ResolvedServer(None, None, {}, override).resources()
+        try:
+            return pricing.hourly(server, today, instances).total
+        except catalog.PricingError:
+            return None
+
+    result: dict[str, dict[str, float | None]] = {}
+    for profile in profiles:
+        base = profile.get("kubespawner_override") or {}
+        prices = result[profile["slug"]] = {"": price(base)}
+        for key, option in (profile.get("profile_options") or {}).items():
+            for choice_key, choice in (option.get("choices") or {}).items():
+                merged: dict[str, Any] = json.loads(json.dumps(base))
+                catalog.merge_override(merged, choice.get("kubespawner_override") or {})
+                prices[f"{key}/{choice_key}"] = price(merged)
+    return result
+
+
+def form_notes(state: dict | None, prices: dict, currency: str) -> tuple[dict | None, dict[str, dict[str, str]]]:
+    """What the spawn page says about the budget: a notice (text and level) and, while
+    the budget restricts, the choices it disables, with the reason."""
+    if not state or not state.get("budgets"):
+        return None, {}
+    decisive = next((b for b in state["budgets"] if b["budget"] == state.get("decisive")), state["budgets"][0])
+    level = {"none": "info", "warn": "warning", "restrict": "warning"}.get(state["action"], "danger")
+    text = decisive["text"]
+    if state["action"] in ("deny", "stop"):
+        text = f"Your budget is used up, so no server can start. {text}."
+    else:
+        text = f"Budget: {text}. Left: {_amount(decisive['left'], decisive['unit'], currency)}."
+    if state.get("contact") and state["action"] != "none":
+        text += f" {state['contact']}"
+    disabled: dict[str, dict[str, str]] = {}
+    if state["action"] == "restrict" and decisive["unit"] == "money":
+        left = decisive["left"]
+        for slug, by_choice in prices.items():
+            for key, price in by_choice.items():
+                if price is not None and price > left:
+                    disabled.setdefault(slug, {})[key] = (
+                        f"{price:.2f} {currency} an hour: more than the {left:.2f} {currency} left of your budget"
+                    )
+    return {"text": text, "level": level, "left": decisive["left"], "unit": decisive["unit"]}, disabled
+
+
+def _amount(value: float, unit: str, currency: str) -> str:
+    names = {"server_hours": "server-hours", "cpu_core_hours": "CPU core-hours", "gpu_hours": "GPU-hours"}
+    return f"{value:,.2f} {currency}" if unit == "money" else f"{value:,.1f} {names[unit]}"
