@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -50,9 +51,18 @@ def hub(hub_factory, tmp_path_factory):
                     {"at": 90, "action": "restrict"},
                     {"at": 100, "action": "deny"},
                 ],
-            }
+            },
+            {  # dave's servers stop 3 s after his budget is spent
+                "name": "dave-stop",
+                "applies_to": "user",
+                "names": ["dave"],
+                "limit": 1,
+                "period": "7d",
+                "thresholds": [{"at": 100, "action": "stop", "grace_minutes": 0.05}],
+            },
         ],
     }
+    config["auth"]["users"]["dave"] = {"groups": ["workshop"]}
     path = work / "community.yaml"
     path.write_text(yaml.safe_dump(config))
     client = hub_factory(path, "budget-hub")
@@ -61,11 +71,11 @@ def hub(hub_factory, tmp_path_factory):
     return client
 
 
-def spend(hub, username, money, ended_ms_ago=HOUR_MS):
+def spend(hub, username, money, ended_ms_ago=HOUR_MS, groups=("students",)):
     """Record a past session of `username` that cost `money` (one hour of CPU cores)."""
     end = int(time.time() * 1000) - ended_ms_ago
     start = ServerStart(username, "", end - HOUR_MS, profile="cpu", cpu_guarantee=money / CPU_CORE_HOUR,
-                        groups=["students"])  # fmt: skip
+                        groups=list(groups))  # fmt: skip
     engine = make_engine(hub.database_url)
     with session_maker(engine)() as db:
         record(db, [ServerStarted(start)])
@@ -177,3 +187,41 @@ def test_with_the_cost_service_unreachable_the_configured_mode_applies_and_is_co
     hub.wait_for(lambda: (hub.server("alice") or {}).get("ready"), timeout=90, what="alice's server")
     hub.stop_server("alice")
     assert unreadable_count() == before + 1
+
+
+def test_past_a_stop_threshold_running_servers_stop_after_the_grace_period(hub):
+    token = hub.user_token("dave")
+    hub.login("dave")
+    began = datetime.now(UTC) - timedelta(seconds=5)
+    started = hub.api("POST", "/users/dave/server", token=token, json={"user_options": {"profile": "cpu"}})
+    assert started.status_code in (201, 202), started.text
+    hub.wait_for(lambda: (hub.server("dave") or {}).get("ready"), timeout=90, what="dave's server")
+    spend(hub, "dave", 1.2, groups=("workshop",))  # 120 %: past the stop threshold
+
+    def budgets():
+        response = requests.get(
+            f"{hub.url}/services/cost/api/v1/budgets", headers={"Authorization": f"token {token}"}, timeout=30
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["data"]
+
+    state = hub.wait_for(lambda: (lambda b: b if b["action"] == "stop" else None)(budgets()), what="the stop")
+    assert state["stop_at"] and "dave-stop: 1.2" in state["budgets"][0]["text"]
+    hub.wait_for(lambda: hub.server("dave") is None, timeout=60, what="dave's server to be stopped")
+
+    def stop_reason():
+        response = requests.get(
+            f"{hub.url}/services/usage/api/v1/sessions",
+            params={"user": "dave"},
+            headers={"Authorization": f"token {token}"},
+            timeout=30,
+        )
+        mine = [
+            s for s in response.json()["data"] if datetime.fromisoformat(s["started"].replace("Z", "+00:00")) > began
+        ]
+        return [s["stop_reason"] for s in mine if s["stopped"]]  # not the spending written above
+
+    assert hub.wait_for(stop_reason, what="the stop to be recorded") == ["budget"]
+    # and no new server while past the limit
+    again = hub.api("POST", "/users/dave/server", token=token, json={"user_options": {"profile": "cpu"}})
+    assert again.status_code == 403 and "Your budget is used up" in again.json()["message"]

@@ -90,6 +90,8 @@ def form_notes(state: dict | None, prices: dict, currency: str) -> tuple[dict | 
     text = decisive["text"]
     if state["action"] in ("deny", "stop"):
         text = f"Your budget is used up, so no server can start. {text}."
+        if state.get("stop_at"):
+            text += f" Running servers stop at {state['stop_at'][:16].replace('T', ' ')} UTC."
     else:
         text = f"Budget: {text}. Left: {_amount(decisive['left'], decisive['unit'], currency)}."
     if state.get("contact") and state["action"] != "none":

@@ -24,6 +24,7 @@ from ...config.loading import ConfigError, load_config
 from ..framework import HubService
 from ..framework.pages import branding
 from . import apihandlers, budgethandlers
+from .enforcer import Enforcer
 from .metrics import CostMetrics, now_ms
 
 log = logging.getLogger("twoi2c.cost")
@@ -60,6 +61,11 @@ class CostService(HubService):
         self.contact = section.contact if section else None
         # the spawners' token for api/v1/budgets/check
         self.check_token = os.environ.get("TWOI2C_COST_CHECK_TOKEN", "")
+        self.enforcer = Enforcer(
+            self,
+            hub_api_url=os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
+            api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
+        )
 
     def routes(self) -> list[tuple]:
         return [
@@ -90,6 +96,8 @@ class CostService(HubService):
         s = decision.decisive
         if s is None:
             return answer
+        if decision.action == "stop":
+            answer["stop_at"] = iso(self.enforcer.stop_at(db, s, now))
         if decision.severity >= budgets.ACTIONS.index("deny"):
             answer["allowed"] = False
             answer["message"] = f"Your budget is used up. {budgets.describe(s, self.currency)}."
@@ -127,6 +135,7 @@ class CostService(HubService):
                 done = await self.roll_up()
                 if done:
                     log.info("Added %d closed sessions to the cost rollups", done)
+                await self.enforcer.enforce(now_ms())
             except Exception:
                 self.metrics.errors.labels("rollup").inc()
                 log.exception("Cost rollup failed; will try again")

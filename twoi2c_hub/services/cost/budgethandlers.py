@@ -95,10 +95,9 @@ class BudgetsAPI(APIHandler):
 
         def work(db):
             groups = user.get("groups", []) if subject == user["name"] else groups_at(db, subject, now)
-            return service.decide(db, subject, groups, now)
+            return service.check(db, subject, groups, None, now)
 
-        decision = await self.run_db(work)
-        self.respond(decision_json(decision, service.currency), contact=service.contact)
+        self.respond(await self.run_db(work))
 
 
 class BudgetCheckAPI(TokenPostHandler):

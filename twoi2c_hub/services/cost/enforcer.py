@@ -1,0 +1,106 @@
+"""Budgets over their `stop` threshold: running servers stopped after a grace period.
+
+Every rollup interval the cost service reads which people have servers running (the hub
+API), and for each whose budgets say `stop`, records a notice (once per budget, person
+and period: its time starts the grace period, and `api/v1/budgets` shows when the stop
+comes). Once the grace period has passed, the service stops their servers through the
+hub API; the spawner records the stop with the reason `budget`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.parse
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from ...accounting.models import BudgetNotice
+
+log = logging.getLogger("twoi2c.cost")
+
+
+class Enforcer:
+    def __init__(self, service, *, hub_api_url: str, api_token: str, request_timeout: float = 20):
+        self.service = service
+        self.hub_api_url = hub_api_url.rstrip("/")
+        self.api_token = api_token
+        self.request_timeout = request_timeout
+
+    @property
+    def needed(self) -> bool:
+        return any(t.action == "stop" for b in self.service.budgets for t in b.thresholds)
+
+    async def hub(self, method: str, path: str) -> dict | list | None:
+        request = HTTPRequest(
+            f"{self.hub_api_url}{path}",
+            method=method,
+            headers={"Authorization": f"token {self.api_token}"},
+            request_timeout=self.request_timeout,
+        )
+        response = await AsyncHTTPClient().fetch(request)
+        return json.loads(response.body) if response.body else None
+
+    async def running(self) -> list[dict]:
+        users = await self.hub("GET", "/users?state=active&limit=10000")
+        return users if isinstance(users, list) else users.get("items", [])
+
+    async def enforce(self, now: int) -> list[str]:
+        """Stop the servers of people past a stop threshold whose grace has passed; the names."""
+        if not self.needed:
+            return []
+        try:
+            users = await self.running()
+        except (HTTPClientError, OSError) as e:
+            log.warning("Cannot read the hub's running servers (%s); will try again", e)
+            return []
+        stopped = []
+        for user in users:
+            due = await self.service.run_db(lambda db, u=user: self.due(db, u["name"], u.get("groups") or [], now))
+            if not due:
+                continue
+            for server_name in user.get("servers") or {}:
+                path = f"/users/{urllib.parse.quote(user['name'], safe='')}/server"
+                if server_name:
+                    path = (
+                        f"/users/{urllib.parse.quote(user['name'], safe='')}/servers/{urllib.parse.quote(server_name)}"
+                    )
+                try:
+                    await self.hub("DELETE", path)
+                except (HTTPClientError, OSError) as e:
+                    log.warning("Could not stop %s's server %r over budget: %s", user["name"], server_name, e)
+                    continue
+                log.info("Stopped %s's server %r: over budget", user["name"], server_name)
+                stopped.append(user["name"])
+        return stopped
+
+    def due(self, db, username: str, groups, now: int) -> bool:
+        """Whether this person's servers are to be stopped now (noting the stop the first
+        time their budgets say so)."""
+        decision = self.service.decide(db, username, groups, now)
+        s = decision.decisive
+        if decision.action != "stop" or s is None:
+            return False
+        notice = self.notice(db, s, now)
+        return now - notice.at_ms >= s.grace_seconds * 1000
+
+    def stop_at(self, db, s, now: int) -> int:
+        """When the servers of the person `s` (a status past its stop threshold) stop."""
+        return self.notice(db, s, now).at_ms + int(s.grace_seconds * 1000)
+
+    def notice(self, db, s, now: int) -> BudgetNotice:
+        key = dict(budget=s.budget.name, subject=s.subject, period_start_ms=s.period_start_ms, kind="stop")
+        if s.budget.rolling_days is not None:
+            key["period_start_ms"] = 0  # a rolling window has no fixed start: one notice until it is lifted
+        found = db.scalar(select(BudgetNotice).filter_by(**key))
+        if found is None:
+            found = BudgetNotice(**key, at_ms=now)
+            db.add(found)
+            try:
+                db.commit()
+            except IntegrityError:  # noted at the same moment by another loop
+                db.rollback()
+                found = db.scalar(select(BudgetNotice).filter_by(**key))
+        return found
