@@ -86,6 +86,53 @@ class BudgetSpec(Strict):
         return None if self.period == "month" else int(self.period[:-1])
 
 
+class EmailAlerts(Strict):
+    """Budget alerts by e-mail to the community admins."""
+
+    to: list[str] = Field(min_length=1)
+    """Who receives them."""
+    sender: str = Field(alias="from")
+    """The From address."""
+    smtp_host: str = "localhost"
+    """The SMTP server."""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    """Its port."""
+    starttls: bool = False
+    """Upgrade the connection with STARTTLS."""
+    username: str | None = None
+    """Log in to the SMTP server as."""
+    password_env: str | None = None
+    """The environment variable holding the SMTP password."""
+
+
+class WebhookAlerts(Strict):
+    """Budget alerts posted as Slack-compatible JSON (`{"text": ...}`)."""
+
+    url: str | None = None
+    """The webhook's URL."""
+    url_env: str | None = None
+    """Or the environment variable holding it (a webhook URL is a secret)."""
+
+    @model_validator(mode="after")
+    def _one_url(self):
+        if (self.url is None) == (self.url_env is None):
+            raise _error("give url or url_env")
+        return self
+
+
+class AlertsSection(Strict):
+    """Alerts to the community admins, each at most once per budget and period."""
+
+    at: list[float] = Field(default_factory=lambda: [50, 75, 90, 100])
+    """Percentages of a budget that raise an alert."""
+    forecast: bool = True
+    """Also alert when a calendar-month budget's month-end forecast passes its limit."""
+    email: EmailAlerts | None = None
+    """By e-mail."""
+    webhook: WebhookAlerts | None = None
+    """By webhook."""
+
+
 class BudgetsSection(Strict):
     """Budgets, and how they combine."""
 
@@ -99,6 +146,9 @@ class BudgetsSection(Strict):
     or refuse it with a message."""
     contact: str | None = None
     """Who to ask for more, shown with every warning and refusal."""
+    alerts: AlertsSection | None = None
+    """Alerts for the budgets of the hub, of a whole group (`per_person: false`) and of
+    named users; not for each member of a group's per-person budget."""
 
     @model_validator(mode="after")
     def _unique(self):

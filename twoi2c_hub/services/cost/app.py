@@ -24,6 +24,7 @@ from ...config.loading import ConfigError, load_config
 from ..framework import HubService
 from ..framework.pages import branding
 from . import apihandlers, budgethandlers
+from .alerts import Alerter
 from .enforcer import Enforcer
 from .metrics import CostMetrics, now_ms
 
@@ -61,6 +62,8 @@ class CostService(HubService):
         self.contact = section.contact if section else None
         # the spawners' token for api/v1/budgets/check
         self.check_token = os.environ.get("TWOI2C_COST_CHECK_TOKEN", "")
+        self.hub_name = self.community.hub.name
+        self.alerter = Alerter(self, section.alerts if section else None, self.metrics_registry)
         self.enforcer = Enforcer(
             self,
             hub_api_url=os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
@@ -110,6 +113,8 @@ class CostService(HubService):
                     f"This choice uses {cost} an hour, more than is left of your budget. "
                     f"{budgets.describe(s, self.currency)}. Choose a smaller one."
                 )
+        if not answer["allowed"]:
+            self.metrics.denials.labels(s.budget.name).inc()
         if answer["message"] and self.contact:
             answer["message"] += f" {self.contact}"
         return answer
@@ -136,6 +141,8 @@ class CostService(HubService):
                 if done:
                     log.info("Added %d closed sessions to the cost rollups", done)
                 await self.enforcer.enforce(now_ms())
+                if self.budgets:
+                    await self.alerter.run(now_ms())
             except Exception:
                 self.metrics.errors.labels("rollup").inc()
                 log.exception("Cost rollup failed; will try again")

@@ -13,7 +13,7 @@ import json
 import logging
 import urllib.parse
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
@@ -82,6 +82,12 @@ class Enforcer:
         decision = self.service.decide(db, username, groups, now)
         s = decision.decisive
         if decision.action != "stop" or s is None:
+            # no longer over (a top-up, an extension, spending aged out): a later stop
+            # gives its grace period again
+            noted = (BudgetNotice.kind == "stop") & BudgetNotice.subject.in_([username, *groups])
+            if db.scalar(select(BudgetNotice.id).where(noted).limit(1)) is not None:
+                db.execute(delete(BudgetNotice).where(noted))
+                db.commit()
             return False
         notice = self.notice(db, s, now)
         return now - notice.at_ms >= s.grace_seconds * 1000

@@ -13,6 +13,9 @@ def now_ms() -> int:
 
 class CostMetrics:
     def __init__(self, registry: CollectorRegistry):
+        self.denials = Counter(
+            "twoi2c_budget_denials", "Servers refused at spawn by a budget", ["budget"], registry=registry
+        )
         self.errors = Counter(
             "twoi2c_cost_errors", "Failures of the cost service's background work", ["stage"], registry=registry
         )
