@@ -216,7 +216,12 @@ def test_configure_sets_spawner_profiles_templates_and_culler():
     port = usage["url"].rsplit(":", 1)[1]
     assert c.ProfileLocalSpawner.usage_events_url == f"http://127.0.0.1:{port}/services/usage/api/v1/events"
     # the cost service reads the usage service's database; community admins read every cost
-    assert services["cost"]["environment"] == {"TWOI2C_COST_DATABASE_URL": "sqlite:///twoi2c-usage.sqlite"}
+    cost_environment = services["cost"]["environment"]
+    assert cost_environment["TWOI2C_COST_DATABASE_URL"] == "sqlite:///twoi2c-usage.sqlite"
+    assert len(cost_environment["TWOI2C_COST_CHECK_TOKEN"]) == 64
+    # prices on the spawn form; no budgets in the demo, so no check at spawn
+    assert c.ProfileLocalSpawner.pricing.currency == "USD"
+    assert "budget_check_url" not in c.ProfileLocalSpawner
     assert roles["cost-readers"]["scopes"] == ["custom:cost:read-all", "access:services!service=cost"]
     assert roles["cost-readers"]["groups"] == ["researchers"]
     assert "access:services!service=cost" in c.JupyterHub.extra_user_scopes
@@ -488,3 +493,34 @@ def test_the_demo_prices_every_profile_and_choice():
     prices = config.pricing.to_pricing()
     assert prices.currency == "USD" and prices.charge == "node_share"
     assert len(config.pricing.prices) == 1
+
+
+@pytest.mark.parametrize(
+    "budgets, message",
+    [
+        ("budgets: [{name: b, applies_to: hub, names: [x], limit: 5}]", "budgets.budgets[0]: a hub budget names no"),
+        ("budgets: [{name: b, applies_to: group, limit: 5}]", "budgets.budgets[0]: name the groups it applies to"),
+        ("budgets: [{name: b, applies_to: hub, limit: 5, period: fortnight}]", "budgets.budgets[0].period: must be"),
+        ("budgets: [{name: b, applies_to: hub, limit: -5}]", "budgets.budgets[0].limit: must be > 0"),
+        (
+            "budgets: [{name: b, applies_to: hub, limit: 5, thresholds: [{at: 80, action: explode}]}]",
+            "budgets.budgets[0].thresholds[0].action:",
+        ),
+        (
+            "budgets: [{name: b, applies_to: hub, limit: 5}, {name: b, applies_to: hub, limit: 6}]",
+            "budgets: budgets[1]: another budget is also named 'b'",
+        ),
+        ("alerts: {webhook: {}}", "budgets.alerts.webhook: give url or url_env"),
+    ],
+    ids=["hub-names", "group-without-names", "period", "negative", "action", "duplicate", "webhook"],
+)
+def test_check_config_catches_budget_mistakes(budgets, message):
+    text = "hub: {name: H}\nprofiles: [{display_name: A, kubespawner_override: {cpu_guarantee: 1}}]\n"
+    text += "pricing: {prices: [{effective: 2026-01-01, cpu_core_hour: 0.03}]}\n"
+    errors = errors_of(text + "budgets: {" + budgets + "}\n")
+    assert any(e.startswith(message) for e in errors), errors
+
+
+def test_budgets_need_prices():
+    errors = errors_of("hub: {name: H}\nbudgets: {budgets: [{name: b, applies_to: hub, limit: 5}]}\n")
+    assert errors == ["budgets: need pricing: and the cost service (cost.enabled), which keeps them"], errors

@@ -22,8 +22,9 @@ from ...accounting.models import from_ms
 from ...accounting.reports import iso
 from ...config.loading import ConfigError, load_config
 from ..framework import HubService
+from ..framework.charts import CHART_LIBRARY_ROUTE
 from ..framework.pages import branding
-from . import apihandlers, budgethandlers
+from . import apihandlers, budgethandlers, handlers
 from .alerts import Alerter
 from .enforcer import Enforcer
 from .metrics import CostMetrics, now_ms
@@ -72,6 +73,10 @@ class CostService(HubService):
 
     def routes(self) -> list[tuple]:
         return [
+            ("", handlers.UserPage),
+            ("admin", handlers.AdminPage),
+            ("admin/ledger", handlers.LedgerForm),
+            CHART_LIBRARY_ROUTE,
             ("api/v1/cost", apihandlers.CostAPI),
             ("api/v1/budgets", budgethandlers.BudgetsAPI),
             ("api/v1/budgets/check", budgethandlers.BudgetCheckAPI),

@@ -146,29 +146,7 @@ class LedgerAPI(APIHandler):
         user = self.reader()
         if not self.may_read_all(user):
             raise web.HTTPError(403, "Only hub admins and the community admins give top-ups and extensions.")
-        service = self.service
-        budget = parse.choice("budget", self.get_argument("budget", None), [b.name for b in service.budgets])
-        if budget is None:
-            raise BadParameter("budget", "is required")
-        subject = parse.text("subject", self.get_argument("subject", ""))
-        kind = parse.choice("kind", self.get_argument("kind", None), ("topup", "extension"))
-        reason = parse.text("reason", self.get_argument("reason", "").strip(), max_length=500)
-        if not reason:
-            raise BadParameter("reason", "say why (it is kept in the ledger)")
-        entry = LedgerEntry(budget=budget, subject=subject or "", kind=kind, by=user["name"], reason=reason, amount=0.0)
-        entry.at_ms = now_ms()
-        if kind == "topup":
-            amount = parse.number("amount", self.get_argument("amount", None), low=0.0, high=1e9)
-            if not amount:
-                raise BadParameter("amount", "give an amount above 0")
-            entry.amount = amount
-        elif kind == "extension":
-            until = parse.day("until", self.get_argument("until", None))
-            if until is None or until <= datetime.now(UTC).date():
-                raise BadParameter("until", "give a date after today (YYYY-MM-DD)")
-            entry.until_ms = int(datetime(until.year, until.month, until.day, tzinfo=UTC).timestamp() * 1000)
-        else:
-            raise BadParameter("kind", "is topup or extension")
+        entry = ledger_entry(self, user)
 
         def work(db):
             db.add(entry)
@@ -193,3 +171,31 @@ def entry_json(e: LedgerEntry) -> dict:
         "by": e.by,
         "reason": e.reason,
     }
+
+
+def ledger_entry(handler, user: dict) -> LedgerEntry:
+    """A top-up or extension from a request's arguments (form or query), checked."""
+    service = handler.service
+    budget = parse.choice("budget", handler.get_argument("budget", None), [b.name for b in service.budgets])
+    if budget is None:
+        raise BadParameter("budget", "is required")
+    subject = parse.text("subject", handler.get_argument("subject", ""))
+    kind = parse.choice("kind", handler.get_argument("kind", None), ("topup", "extension"))
+    reason = parse.text("reason", handler.get_argument("reason", "").strip(), max_length=500)
+    if not reason:
+        raise BadParameter("reason", "say why (it is kept in the ledger)")
+    entry = LedgerEntry(budget=budget, subject=subject or "", kind=kind, by=user["name"], reason=reason, amount=0.0)
+    entry.at_ms = now_ms()
+    if kind == "topup":
+        amount = parse.number("amount", handler.get_argument("amount", None), low=0.0, high=1e9)
+        if not amount:
+            raise BadParameter("amount", "give an amount above 0")
+        entry.amount = amount
+    elif kind == "extension":
+        until = parse.day("until", handler.get_argument("until", None))
+        if until is None or until <= datetime.now(UTC).date():
+            raise BadParameter("until", "give a date after today (YYYY-MM-DD)")
+        entry.until_ms = int(datetime(until.year, until.month, until.day, tzinfo=UTC).timestamp() * 1000)
+    else:
+        raise BadParameter("kind", "is topup or extension")
+    return entry

@@ -9,6 +9,7 @@ import io
 import json
 import unicodedata
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, time, timedelta
 from hmac import compare_digest
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from tornado import web
 
+from ...accounting import windows
 from . import params
 
 if TYPE_CHECKING:
@@ -214,6 +216,30 @@ class TokenPostHandler(APIHandler):
 
 class PageHandler(ServiceHandler):
     """A page in the hub's look; errors are pages too."""
+
+    def period(self, default_days: int = 30) -> tuple[windows.Window, str, str]:
+        """The days asked for (`start`, `end`: dates, both included), as a window and as
+        the dates to show in the form; the last `default_days` days by default."""
+        start_day = params.day("start", self.get_argument("start", None))
+        end_day = params.day("end", self.get_argument("end", None))
+        today = datetime.now(UTC).date()
+        if start_day is None and end_day is None:
+            end_day = today
+            start_day = end_day - timedelta(days=default_days - 1)
+        elif start_day is None or end_day is None:
+            raise params.BadParameter("start" if start_day is None else "end", "give both dates, or neither")
+        try:
+            window = windows.checked(
+                datetime.combine(start_day, time(), UTC),
+                datetime.combine(end_day + timedelta(days=1), time(), UTC),
+            )
+        except ValueError as e:
+            raise params.BadParameter("start/end", str(e)) from None
+        return window, start_day.isoformat(), end_day.isoformat()
+
+    @staticmethod
+    def step(window: windows.Window) -> str:
+        return params.auto_step(window)
 
     def render_page(self, name: str, **values: Any) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")

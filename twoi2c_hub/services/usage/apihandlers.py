@@ -168,7 +168,3 @@ class EventsAPI(TokenPostHandler):
         recorded = await self.service.intake.submit(events)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"code": 200, "recorded": recorded}))
-
-
-class StaticHandler(web.StaticFileHandler):
-    """Chart library files, served from the installed plotly package (never a CDN)."""

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 from tornado import web
@@ -21,6 +20,7 @@ from ...accounting.db import make_engine, session_maker, upgrade
 from ...accounting.reports import iso
 from ...config.loading import ConfigError, load_config
 from ..framework import HubService
+from ..framework.charts import CHART_LIBRARY_ROUTE
 from ..framework.pages import branding
 from . import apihandlers, handlers
 from .intake import EventIntake, now_ms
@@ -31,12 +31,6 @@ log = logging.getLogger("twoi2c.usage")
 
 DEFAULT_DATABASE_URL = "sqlite:///twoi2c-usage.sqlite"
 READ_ALL_SCOPE = "custom:usage:read-all"
-
-
-def chart_library_dir() -> Path:
-    import plotly
-
-    return Path(plotly.__file__).parent / "package_data"
 
 
 class UsageService(HubService):
@@ -70,7 +64,7 @@ class UsageService(HubService):
             ("api/v1/sessions", apihandlers.SessionsAPI),
             ("api/v1/active-users", apihandlers.ActiveUsersAPI),
             ("api/v1/events", apihandlers.EventsAPI),
-            (r"static/(plotly\.min\.js)", apihandlers.StaticHandler, {"path": str(chart_library_dir())}),
+            CHART_LIBRARY_ROUTE,
         ]
 
     def log_request(self, handler: web.RequestHandler) -> bool:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
-
 from sqlalchemy.orm import Session as DB
 from tornado import web
 
-from ...accounting import activity, reports, windows
+from ...accounting import activity, reports
 from ...accounting.models import DAY_MS
 from ...accounting.reports import NameFilter
 from ...accounting.rollups import FIGURES, NO_GROUP
-from ..framework import BadParameter, PageHandler
-from ..framework import params as parse
+from ..framework import PageHandler
+from ..framework.charts import chart_series
 from .intake import now_ms
 
 # how long the community's figures, once computed, answer the same request again
@@ -21,53 +19,7 @@ SHARED_SECONDS = 10
 CHART_NAMES = 8
 
 
-def chart_series(rows: list[dict], figure: str, top: int = 8) -> dict:
-    """Per-step series of `figure` for the `top` names with most usage, the rest as 'others'."""
-    totals: dict[str, float] = {}
-    for row in rows:
-        totals[row["name"]] = totals.get(row["name"], 0) + row[figure]
-    leaders = sorted(totals, key=lambda n: -totals[n])[:top]
-    steps = sorted({row["window"]["start"] for row in rows})
-    series = {name: dict.fromkeys(steps, 0.0) for name in leaders}
-    others = dict.fromkeys(steps, 0.0)
-    for row in rows:
-        target = series[row["name"]] if row["name"] in series else others
-        target[row["window"]["start"]] += row[figure]
-    if any(others.values()):
-        series["others"] = others
-    return {
-        "x": steps,
-        "series": [{"name": n, "y": [round(v, 4) for v in values.values()]} for n, values in series.items()],
-    }
-
-
-class UsagePage(PageHandler):
-    def period(self, default_days: int = 30) -> tuple[windows.Window, str, str]:
-        """The days asked for (`start`, `end`: dates, both included), as a window and as
-        the dates to show in the form; the last `default_days` days by default."""
-        start_day = parse.day("start", self.get_argument("start", None))
-        end_day = parse.day("end", self.get_argument("end", None))
-        today = datetime.now(UTC).date()
-        if start_day is None and end_day is None:
-            end_day = today
-            start_day = end_day - timedelta(days=default_days - 1)
-        elif start_day is None or end_day is None:
-            raise BadParameter("start" if start_day is None else "end", "give both dates, or neither")
-        try:
-            window = windows.checked(
-                datetime.combine(start_day, time(), UTC),
-                datetime.combine(end_day + timedelta(days=1), time(), UTC),
-            )
-        except ValueError as e:
-            raise BadParameter("start/end", str(e)) from None
-        return window, start_day.isoformat(), end_day.isoformat()
-
-    @staticmethod
-    def step(window: windows.Window) -> str:
-        return parse.auto_step(window)
-
-
-class UserPage(UsagePage):
+class UserPage(PageHandler):
     @web.authenticated
     async def get(self) -> None:
         user = self.current_user
@@ -93,7 +45,7 @@ class UserPage(UsagePage):
         )
 
 
-class AdminPage(UsagePage):
+class AdminPage(PageHandler):
     @web.authenticated
     async def get(self) -> None:
         user = self.current_user

@@ -1,0 +1,115 @@
+"""The cost service's pages: your own costs and budgets, and the community's for its admins
+(cost by user, group or profile; spending over time; budgets; the ledger and top-ups)."""
+
+from __future__ import annotations
+
+from tornado import web
+
+from ...accounting import budgets
+from ...accounting.cost_reports import cost_allocation
+from ...accounting.models import LedgerEntry
+from ...accounting.reports import AGGREGATES, iso
+from ...accounting.rollups import NO_GROUP
+from ..framework import PageHandler
+from ..framework.charts import chart_series
+from .budgethandlers import entry_json, ledger_entry, status_json
+from .metrics import now_ms
+
+SHARED_SECONDS = 10
+CHART_NAMES = 8
+
+
+class UserPage(PageHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        user = self.current_user
+        window, start, end = self.period()
+        name, step, now, service = user["name"], self.step(window), now_ms(), self.service
+
+        def figures(db):
+            return (
+                cost_allocation(db, service.basis, *window, "profile", now, username=name),
+                cost_allocation(db, service.basis, *window, "profile", now, step=step, username=name),
+                service.check(db, name, user.get("groups", []), None, now) if service.budgets else None,
+            )
+
+        totals, daily, state = await self.run_db(figures)
+        self.render_page(
+            "cost/user.html",
+            totals=totals,
+            start=start,
+            end=end,
+            window=f"{iso(window.start_ms)},{iso(window.end_ms)}",
+            chart=chart_series(daily, "total_cost"),
+            currency=service.currency,
+            state=state,
+            is_admin=self.may_read_all(user),
+        )
+
+
+class AdminPage(PageHandler):
+    def check_admin(self) -> dict:
+        user = self.current_user
+        if not self.may_read_all(user):
+            raise web.HTTPError(403, "This page is for hub admins and the community admins.")
+        return user
+
+    @web.authenticated
+    async def get(self) -> None:
+        self.check_admin()
+        window, start, end = self.period()
+        aggregate = self.param_choice("aggregate", AGGREGATES, "user")
+        step, now, service = self.step(window), now_ms(), self.service
+
+        def figures(db):
+            totals = cost_allocation(db, service.basis, *window, aggregate, now)
+            series = cost_allocation(db, service.basis, *window, aggregate, now, step=step)
+            statuses = [
+                budgets.status(db, service.basis, budget, subject, group, now)
+                for budget, subject, group in service.alerter.subjects()
+            ]
+            return totals, series, statuses
+
+        def recent_ledger(db):  # not shared: a top-up shows at once
+            return [entry_json(e) for e in db.query(LedgerEntry).order_by(LedgerEntry.at_ms.desc()).limit(100)]
+
+        # every admin sees the same figures: a burst of the same page is computed once
+        totals, series, statuses = await self.service.shared_report(
+            ("cost-admin", window, aggregate), lambda: self.run_db(figures), ttl=SHARED_SECONDS
+        )
+        ledger = await self.run_db(recent_ledger)
+        for row in totals:
+            if aggregate == "group" and row["name"] == NO_GROUP:
+                row["name"] = "(no group)"
+        self.render_page(
+            "cost/admin.html",
+            totals=totals,
+            aggregate=aggregate,
+            start=start,
+            end=end,
+            window=f"{iso(window.start_ms)},{iso(window.end_ms)}",
+            chart=chart_series(series, "total_cost", top=CHART_NAMES),
+            currency=service.currency,
+            group_rule=service.basis.group_rule,
+            statuses=[status_json(s, service.currency) for s in statuses],
+            budget_names=[b.name for b in service.budgets],
+            ledger=ledger,
+            is_admin=True,
+        )
+
+
+class LedgerForm(AdminPage):
+    """The admin page's top-up form (XSRF-checked, as every page form): adds to the
+    ledger, then back to the page."""
+
+    @web.authenticated
+    async def post(self) -> None:
+        user = self.check_admin()
+        entry = ledger_entry(self, user)
+
+        def work(db):
+            db.add(entry)
+            db.commit()
+
+        await self.run_db(work)
+        self.redirect(f"{self.service.prefix}admin")
