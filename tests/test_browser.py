@@ -171,3 +171,23 @@ def test_usage_pages_draw_their_charts_and_sort_their_tables(page, demo_hub):
     assert values == sorted(values)
     page.goto(f"{demo_hub.url}/services/usage/")
     expect(page.locator("#usage-chart .main-svg").first).to_be_visible(timeout=15_000)
+
+
+def test_the_monthly_statement_prints_to_pdf_without_the_navigation(page, demo_hub, tmp_path):
+    from datetime import UTC, datetime
+
+    month = datetime.now(UTC).strftime("%Y-%m")
+    log_in(page, demo_hub.url, "admin", demo_hub.password)
+    page.goto(f"{demo_hub.url}/services/cost/statements/{month}")
+    expect(page.locator("h1")).to_have_text(f"Demo Community Hub: statement for {month}")
+    expect(page.locator("#statement-summary")).to_contain_text("Total")
+    expect(page.locator("nav.navbar")).to_be_visible()
+    page.emulate_media(media="print")
+    expect(page.locator("nav.navbar")).to_be_hidden()  # the print stylesheet
+    expect(page.locator(".twoi2c-no-print")).to_be_hidden()
+    pdf = page.pdf(format="A4")
+    (tmp_path / f"statement-{month}.pdf").write_bytes(pdf)
+    assert pdf.startswith(b"%PDF-") and len(pdf) > 5000
+    # only hub admins and the community admins read statements
+    bob = demo_hub.login("bob")
+    assert bob.get(f"{demo_hub.url}/services/cost/statements/{month}", timeout=30).status_code == 403

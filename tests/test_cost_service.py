@@ -121,3 +121,17 @@ def test_bad_parameters_are_400s_naming_the_parameter(hub):
         response = get(hub, "cost", token, **params)
         assert response.status_code == 400
         assert response.json()["parameter"] == parameter
+
+
+def test_statements_are_for_admins_and_name_a_bad_month(hub):
+    month = datetime.now(UTC).strftime("%Y-%m")
+    admin, bob = hub.user_token("admin"), hub.user_token("bob")
+    answer = get(hub, f"statements/{month}", admin)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()["data"]
+    assert data["month"] == month and data["total"] == pytest.approx(data["cloud_cost"] + data["fee"])
+    assert get(hub, f"statements/{month}", bob).status_code == 403
+    bad = get(hub, "statements/2026-13", admin)
+    assert bad.status_code == 400 and bad.json()["parameter"] == "month"
+    csv_text = get(hub, f"statements/{month}", admin, format="csv").text
+    assert csv_text.splitlines()[0].startswith("month,currency,bill,attributed")

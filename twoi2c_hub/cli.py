@@ -1,4 +1,4 @@
-"""The `twoi2c-hub` command: check-config, demo, server-account, db upgrade."""
+"""The `twoi2c-hub` command: check-config, demo, server-account, db upgrade, bill import."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import secrets
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from . import server_account
@@ -114,6 +115,36 @@ def db_upgrade(args) -> int:
     return 0
 
 
+def import_bill(args) -> int:
+    from .accounting.bills import BillError, read_bill, store_bill
+    from .accounting.db import make_engine, session_maker, upgrade
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    if config.pricing is None:
+        print(f"{args.config}: a bill is compared with the prices: add a pricing: section", file=sys.stderr)
+        return 1
+    url = args.url or config.usage.database_url
+    try:
+        with open(args.file, newline="", encoding="utf-8-sig") as lines:
+            source, totals = read_bill(lines, config.pricing.currency)
+    except (OSError, BillError) as e:
+        print(f"{args.file}: {e}", file=sys.stderr)
+        return 1
+    upgrade(url)
+    engine = make_engine(url)
+    with session_maker(engine)() as db:
+        count = store_bill(db, source, totals, config.pricing.currency, int(time.time() * 1000))
+    engine.dispose()
+    days = sorted({day for day, _ in totals})
+    print(f"{args.file}: {source} bill, {count} day-and-service lines over {len(days)} days, "
+          f"{sum(totals.values()):,.2f} {config.pricing.currency}")  # fmt: skip
+    return 0
+
+
 def make_server_account(args) -> int:
     try:
         account = server_account.ensure(args.user, Path(args.path), args.python)
@@ -149,6 +180,14 @@ def main(argv=None) -> int:
     account.add_argument("--path", default=str(server_account.DEFAULT_PATH), help="where the environment goes")
     account.add_argument("--python", help="the Python to make it from (default: /usr/bin/python3)")
     account.set_defaults(run=make_server_account)
+
+    bill = commands.add_parser("bill", help="cloud bills")
+    bill_commands = bill.add_subparsers(dest="bill_command", required=True)
+    bill_import = bill_commands.add_parser("import", help="import an AWS CUR or GCP billing export (CSV)")
+    bill_import.add_argument("file")
+    bill_import.add_argument("--config", required=True, help="the community config (its prices' currency)")
+    bill_import.add_argument("--url", help="the accounting database (default: the config's usage.database_url)")
+    bill_import.set_defaults(run=import_bill)
 
     database = commands.add_parser("db", help="the accounting database")
     database_commands = database.add_subparsers(dest="db_command", required=True)

@@ -254,3 +254,18 @@ class BudgetNotice(Base):
     # e.g. "threshold:80", "forecast", "stop"
     kind: Mapped[str] = mapped_column(String(32))
     at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class BillLine(Base):
+    """An imported cloud bill, summed per UTC day and service (e.g. Compute Engine)."""
+
+    __tablename__ = "bill_lines"
+    __table_args__ = (UniqueConstraint("source", "day", "service", name="one_line_per_day_and_service"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # aws, gcp
+    day: Mapped[int] = mapped_column(Integer)
+    service: Mapped[str] = mapped_column(String(255))
+    cost: Mapped[float] = mapped_column(Float)
+    currency: Mapped[str] = mapped_column(String(8))
+    imported_ms: Mapped[int] = mapped_column(BigInteger)

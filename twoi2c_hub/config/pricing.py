@@ -95,6 +95,15 @@ class PriceTableSpec(Strict):
         )
 
 
+class FeeSpec(Strict):
+    """The operator's fee on the monthly statement."""
+
+    monthly: NonNegativeFloat = 0
+    """A fixed amount per month."""
+    percent: float = Field(default=0, ge=0, le=1000)
+    """A percentage of the month's cloud cost."""
+
+
 class PricingSection(Strict):
     """Prices, for the cost service and the spawn page."""
 
@@ -114,6 +123,8 @@ class PricingSection(Strict):
     group by name)."""
     primary_groups: list[str] = Field(default_factory=list)
     """For `group_rule: primary`: the groups that are charged, in order of precedence."""
+    fee: FeeSpec = Field(default_factory=FeeSpec)
+    """The operator's fee, shown on the monthly statement."""
 
     @model_validator(mode="after")
     def _no_overlap_no_gap(self):

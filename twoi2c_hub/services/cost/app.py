@@ -24,7 +24,7 @@ from ...config.loading import ConfigError, load_config
 from ..framework import HubService
 from ..framework.charts import CHART_LIBRARY_ROUTE
 from ..framework.pages import branding
-from . import apihandlers, budgethandlers, handlers
+from . import apihandlers, budgethandlers, handlers, statements
 from .alerts import Alerter
 from .enforcer import Enforcer
 from .metrics import CostMetrics, now_ms
@@ -52,6 +52,7 @@ class CostService(HubService):
             primary_groups=tuple(pricing.primary_groups),
         )
         self.interval = self.community.cost.rollup_interval
+        self.fee = pricing.fee
         upgrade(database_url)
         engine = make_engine(database_url)
         super().__init__(engine=engine, open_db=session_maker(engine), branding=branding(self.community))
@@ -81,6 +82,8 @@ class CostService(HubService):
             ("api/v1/budgets", budgethandlers.BudgetsAPI),
             ("api/v1/budgets/check", budgethandlers.BudgetCheckAPI),
             ("api/v1/ledger", budgethandlers.LedgerAPI),
+            (r"api/v1/statements/([^/]+)", statements.StatementAPI),
+            (r"statements/([^/]+)", statements.StatementPage),
         ]
 
     # --- budgets --------------------------------------------------------------------------
