@@ -108,6 +108,11 @@ def test_a_student_meets_warn_restrict_deny_and_a_top_up(hub):
     # prices beside the choices
     gpu_price = page.select_one("label[for=profile-gpu] ~ .twoi2c-price").get_text()
     assert gpu_price.endswith("USD an hour")
+    # the GPU profile: 3.5 cores, 14 GiB and a T4 at the demo's prices; 10 - 8.2 USD left
+    price = 3.5 * CPU_CORE_HOUR + 14 * 0.004237 + 0.35
+    assert gpu_price == f"{price:.2f} USD an hour"
+    buys = page.select_one("label[for=profile-gpu] ~ .twoi2c-hours-left").get_text()
+    assert buys == f"your budget left buys about {(10 - 8.2) / price:.1f} hours"
 
     spend(hub, "bob", 1.4)  # 96 %: restricted; the GPU (about 0.52 USD an hour) costs more than is left
     page = spawn_page(bob, hub)

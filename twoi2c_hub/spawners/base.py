@@ -151,7 +151,7 @@ class ProfileSpawnerMixin(LoggingConfigurable):
                 self.get_groups(),
                 None,
             )
-        notice, disabled = budget.form_notes(state, prices, currency)
+        notice, disabled, hours = budget.form_notes(state, prices, currency)
         return _form_environment.get_template("profile_form.html").render(
             profiles=offered,
             selection=selection,
@@ -160,6 +160,7 @@ class ProfileSpawnerMixin(LoggingConfigurable):
             currency=currency,
             budget=notice,
             disabled=disabled,
+            hours_left=hours,
             notes={p["slug"]: self.profile_form_notes(p) for p in offered},
             unlisted_sentinel=catalog.UNLISTED_SENTINEL,
             unlisted_suffix=catalog.UNLISTED_SUFFIX,

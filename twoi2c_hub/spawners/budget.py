@@ -80,11 +80,12 @@ def choice_prices(
     return result
 
 
-def form_notes(state: dict | None, prices: dict, currency: str) -> tuple[dict | None, dict[str, dict[str, str]]]:
-    """What the spawn page says about the budget: a notice (text and level) and, while
-    the budget restricts, the choices it disables, with the reason."""
+def form_notes(state: dict | None, prices: dict, currency: str) -> tuple[dict | None, dict, dict]:
+    """What the spawn page says about the budget: a notice (text and level); while the
+    budget restricts, the choices it disables, with the reason; and how many hours of each
+    choice what is left buys (a budget in money)."""
     if not state or not state.get("budgets"):
-        return None, {}
+        return None, {}, {}
     decisive = next((b for b in state["budgets"] if b["budget"] == state.get("decisive")), state["budgets"][0])
     level = {"none": "info", "warn": "warning", "restrict": "warning"}.get(state["action"], "danger")
     text = decisive["text"]
@@ -97,15 +98,21 @@ def form_notes(state: dict | None, prices: dict, currency: str) -> tuple[dict | 
     if state.get("contact") and state["action"] != "none":
         text += f" {state['contact']}"
     disabled: dict[str, dict[str, str]] = {}
-    if state["action"] == "restrict" and decisive["unit"] == "money":
+    hours: dict[str, dict[str, float]] = {}
+    if decisive["unit"] == "money" and state["action"] not in ("deny", "stop"):
         left = decisive["left"]
         for slug, by_choice in prices.items():
             for key, price in by_choice.items():
-                if price is not None and price > left:
+                if price is None or price <= 0:
+                    continue
+                if state["action"] == "restrict" and price > left:
                     disabled.setdefault(slug, {})[key] = (
                         f"{price:.2f} {currency} an hour: more than the {left:.2f} {currency} left of your budget"
                     )
-    return {"text": text, "level": level, "left": decisive["left"], "unit": decisive["unit"]}, disabled
+                else:
+                    hours.setdefault(slug, {})[key] = left / price
+    notice = {"text": text, "level": level, "left": decisive["left"], "unit": decisive["unit"]}
+    return notice, disabled, hours
 
 
 def _amount(value: float, unit: str, currency: str) -> str:
