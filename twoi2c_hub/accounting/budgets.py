@@ -23,6 +23,7 @@ from .cost_reports import cost
 from .costs import CostBasis
 from .models import DAY_MS, LedgerEntry, from_ms, to_ms
 from .reports import usage
+from .storage import storage_cost
 
 ACTIONS = ("none", "warn", "restrict", "deny", "stop")
 MINUTE_MS = 60_000
@@ -110,8 +111,11 @@ def spent(db: DB, basis: CostBasis | None, budget: Budget, subject: str, group: 
     username = subject if person else None
     if budget.unit == "money":
         totals = cost(db, basis, a, now, aggregate, now, username=username)
-        rows = [totals.get(subject, [0.0] * 4)] if budget.applies_to != "hub" else list(totals.values())
-        return sum(row[0] + row[1] + row[2] for row in rows)
+        homes = storage_cost(db, basis, a, now, aggregate, username)
+        if budget.applies_to == "hub":
+            return sum(row[0] + row[1] + row[2] for row in totals.values()) + sum(homes.values())
+        row = totals.get(subject, [0.0] * 4)
+        return row[0] + row[1] + row[2] + homes.get(subject, 0.0)
     figure = UNIT_FIGURE[budget.unit]
     totals = usage(db, a, now, aggregate, now, username)
     rows = [totals.get(subject, [0] * 5)] if budget.applies_to != "hub" else list(totals.values())

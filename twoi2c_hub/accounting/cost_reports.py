@@ -1,4 +1,5 @@
-"""Cost over any window: per user, group or profile, per step, beside the usage figures.
+"""Cost over any window: per user, group or profile, per step, beside the usage figures
+(and home storage, `pv_cost`, from storage.py).
 
 Whole UTC days inside a window are read from the cost rollups; the partial days at its
 edges, running sessions and sessions not yet rolled up are costed here, clipped to the
@@ -17,6 +18,7 @@ from .costs import COST_FIGURES, CostBasis, SessionCoster, groups_of, resources_
 from .costs import SESSION_COLUMNS as COLUMNS
 from .models import DAY_MS, DailyUserGroupCost, DailyUserProfileCost, ServerSession
 from .reports import AGGREGATES, buckets, iso, usage
+from .storage import storage_cost
 
 CostTotals = dict[str, list[float]]  # name -> [cpu_cost, ram_cost, gpu_cost, unpriced_hours]
 
@@ -134,12 +136,14 @@ def cost_allocation(
     coster = SessionCoster(basis)
     for bucket_start, bucket_end in buckets(start_ms, end_ms, step):
         money = cost(db, basis, bucket_start, bucket_end, aggregate, now_ms, username, coster)
+        storage = storage_cost(db, basis, bucket_start, min(bucket_end, now_ms), aggregate, username)
         used = usage(db, bucket_start, bucket_end, aggregate, now_ms, username)
         window = {"start": iso(bucket_start), "end": iso(bucket_end)}
         rows = []
-        for name in sorted(set(money) | set(used)):
+        for name in sorted(set(money) | set(used) | set(storage)):
             cpu, ram, gpu, unpriced = money.get(name, [0.0] * 4)
-            cpu, ram, gpu = (round(v, 9) for v in (cpu, ram, gpu))  # money: a short session costs little
+            # money: a short session costs little
+            cpu, ram, gpu, pv = (round(v, 9) for v in (cpu, ram, gpu, storage.get(name, 0.0)))
             sessions, server_hours, cpu_hours, memory_hours, gpu_hours = used.get(name, [0, 0.0, 0.0, 0.0, 0.0])
             rows.append(
                 {
@@ -153,7 +157,8 @@ def cost_allocation(
                     "cpu_cost": cpu,
                     "ram_cost": ram,
                     "gpu_cost": gpu,
-                    "total_cost": round(cpu + ram + gpu, 9),  # the parts as shown add up to it
+                    "pv_cost": pv,  # home storage (OpenCost's persistent volumes)
+                    "total_cost": round(cpu + ram + gpu + pv, 9),  # the parts as shown add up to it
                     "unpriced_hours": round(unpriced, 6),
                 }
             )

@@ -269,3 +269,14 @@ class BillLine(Base):
     cost: Mapped[float] = mapped_column(Float)
     currency: Mapped[str] = mapped_column(String(8))
     imported_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class HomeUsage(Base):
+    """A person's home directory size, measured on a UTC day (the largest that day)."""
+
+    __tablename__ = "home_usage"
+    __table_args__ = (Index("home_usage_by_user", "username", "day"),)
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    bytes: Mapped[int] = mapped_column(BigInteger)

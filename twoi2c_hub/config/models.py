@@ -29,7 +29,16 @@ from .budgets import BudgetSpec, BudgetsSection, Threshold
 from .overrides import catalog_problems, kubespawner_traits, override_problems
 from .pricing import InstancePriceSpec, PriceTableSpec, PricingSection, unpriced
 from .profiles import Choice, InstanceTypeSpec, NodeShare, Profile, ProfileOption, UnlistedChoice
-from .sections import CostSection, CullingSection, Funder, HubSection, LocalSpawnerSection, SpawnerSection, UsageSection
+from .sections import (
+    CostSection,
+    CullingSection,
+    Funder,
+    HomeStorageSection,
+    HubSection,
+    LocalSpawnerSection,
+    SpawnerSection,
+    UsageSection,
+)
 
 __all__ = [
     "AuthSection",
@@ -44,6 +53,7 @@ __all__ = [
     "Funder",
     "GitHubAuth",
     "GroupMapping",
+    "HomeStorageSection",
     "HubSection",
     "InstancePriceSpec",
     "InstanceTypeSpec",

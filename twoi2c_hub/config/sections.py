@@ -139,6 +139,33 @@ class UsageSection(Strict):
         return value
 
 
+class HomeStorageSection(Strict):
+    """Where people's home directory sizes come from, for home storage cost."""
+
+    source: Literal["local", "prometheus"] = "local"
+    """`local`: measure the subdirectories of `directory` (the local spawner's homes);
+    `prometheus`: query a per-directory size metric, such as the one 2i2c's home-storage
+    exporter publishes."""
+    directory: str | None = None
+    """For `local`: the directory whose subdirectories are homes, named by escaped username."""
+    prometheus_url: str | None = None
+    """For `prometheus`: the server's URL, e.g. http://prometheus-server."""
+    query: str = "max by (directory) (dirsize_total_size_bytes)"
+    """For `prometheus`: an instant query giving bytes per home."""
+    label: str = "directory"
+    """For `prometheus`: the label naming the home (its escaped username)."""
+    interval: float = Field(default=3600, gt=0)
+    """Seconds between measures."""
+
+    @model_validator(mode="after")
+    def _where(self):
+        if self.source == "local" and not self.directory:
+            raise _error("give the directory of the homes")
+        if self.source == "prometheus" and not self.prometheus_url:
+            raise _error("give prometheus_url")
+        return self
+
+
 class CostSection(Strict):
     """The cost service (/services/cost/), run when `pricing:` is given; it reads the
     usage service's database."""
@@ -151,6 +178,8 @@ class CostSection(Strict):
     """The service's port; 0: any free port."""
     host: str = "127.0.0.1"
     """Where the proxy reaches the service (see usage.host)."""
+    home_storage: HomeStorageSection | None = None
+    """Measure home directories and charge them at `pricing` `home_gib_month`."""
 
     @model_validator(mode="after")
     def _fixed_port_off_loopback(self):

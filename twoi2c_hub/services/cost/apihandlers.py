@@ -26,6 +26,7 @@ COST_FIELDS = {
     "cpu_cost": "cpuCost",
     "ram_cost": "ramCost",
     "gpu_cost": "gpuCost",
+    "pv_cost": "pvCost",
     "total_cost": "totalCost",
     "unpriced_hours": "unpricedHours",
 }

@@ -20,11 +20,12 @@ from ...accounting.costs import CostBasis, roll_up_costs
 from ...accounting.db import make_engine, session_maker, upgrade
 from ...accounting.models import from_ms
 from ...accounting.reports import iso
+from ...accounting.storage import record_home_sizes
 from ...config.loading import ConfigError, load_config
 from ..framework import HubService
 from ..framework.charts import CHART_LIBRARY_ROUTE
 from ..framework.pages import branding
-from . import apihandlers, budgethandlers, handlers, statements
+from . import apihandlers, budgethandlers, handlers, statements, storage
 from .alerts import Alerter
 from .enforcer import Enforcer
 from .metrics import CostMetrics, now_ms
@@ -58,6 +59,7 @@ class CostService(HubService):
         super().__init__(engine=engine, open_db=session_maker(engine), branding=branding(self.community))
         self.metrics = CostMetrics(self.metrics_registry)
         self.last_rolled_up_ms: int | None = None
+        self.homes_measured_ms: int | None = None
         section = self.community.budgets
         self.budgets = [budget_of(spec) for spec in section.budgets] if section else []
         self.combine = section.combine if section else "least_generous"
@@ -142,6 +144,23 @@ class CostService(HubService):
         self.last_rolled_up_ms = now
         return done
 
+    async def measure_homes(self, now: int) -> None:
+        """Measure home directories every `home_storage.interval` seconds."""
+        homes = self.community.cost.home_storage
+        if homes is None or (self.homes_measured_ms and now - self.homes_measured_ms < homes.interval * 1000):
+            return
+        self.homes_measured_ms = now
+        try:
+            if homes.source == "local":
+                sizes = await asyncio.to_thread(storage.measure_local, homes.directory)
+            else:
+                sizes = await storage.measure_prometheus(homes.prometheus_url, homes.query, homes.label)
+        except Exception as e:
+            self.metrics.errors.labels("home-storage").inc()
+            log.warning("Home directories not measured: %s", e)
+            return
+        await self.run_db(lambda db: record_home_sizes(db, sizes, now))
+
     async def background(self) -> None:
         while True:
             try:
@@ -151,6 +170,7 @@ class CostService(HubService):
                 await self.enforcer.enforce(now_ms())
                 if self.budgets:
                     await self.alerter.run(now_ms())
+                await self.measure_homes(now_ms())
             except Exception:
                 self.metrics.errors.labels("rollup").inc()
                 log.exception("Cost rollup failed; will try again")
