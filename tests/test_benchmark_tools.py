@@ -39,3 +39,19 @@ def test_report_burst_runs_and_reports_every_figure():
     assert figures["server_errors"] == 0
     assert figures["service_peak_rss_mb"] >= figures["service_rss_mb"] > 0
     assert set(figures["targets_met"]) == {"hub_api_p99_within_1.5x", "health_p99_under_200ms", "no_5xx"}
+
+
+@pytest.mark.hub
+def test_cost_report_runs_and_its_figures_agree_with_plain_sql():
+    command = [sys.executable, str(BENCHMARKS / "cost_report.py"), "--sessions", "3000", "--users", "200"]
+    result = subprocess.run([*command, "--checks", "20", "--repeat", "2"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    # exact: the API's month by person is the raw sessions' SQL, and so is every check's spend
+    assert figures["rows_last_month_by_user"] > 50
+    assert figures["max_difference_from_baseline"] < 1e-6
+    assert figures["check_max_difference_from_baseline"] < 1e-3
+    for key in ("check_quiet", "check"):
+        assert figures[f"{key}_p99_ms"] >= figures[f"{key}_p50_ms"] > 0
+    assert figures["api_last_month_by_user_ms"] > 0 and figures["baseline_last_month_by_user_ms"] > 0
+    assert set(figures["targets_met"]) == {"month_by_user_at_most_0.1x_baseline", "check_p99_at_most_10ms", "exact"}

@@ -5,6 +5,7 @@ A person reads only their own costs unless they are a hub admin or hold
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from ...accounting import reports
@@ -42,30 +43,47 @@ def opencost_cost(row: dict) -> dict:
     return allocation
 
 
+# how long a report, once computed, answers the same request again
+SHARED_SECONDS = 10
+
+
 class CostAPI(APIHandler):
     async def get(self) -> None:
         user = self.reader()
         window = parse.window("window", self.get_argument("window", None), datetime.now(UTC), "7d")
         aggregate = self.param_choice("aggregate", reports.AGGREGATES, "user")
         step = self.param_choice("step", STEP_CHOICES)
+        fmt = self.param_choice("format", ("json", "csv"), "json")
         check_steps(window, step)
         subject = self.subject(user)
         basis = self.service.basis
-        rows = await self.run_db(
-            lambda db: cost_allocation(db, basis, *window, aggregate, now_ms(), step=step, username=subject)
+
+        def build(db) -> tuple[list[dict], str]:
+            """The rows and the JSON answer, both made in the worker thread: a report of
+            thousands of rows keeps the event loop (and the budget checks) free."""
+            rows = cost_allocation(db, basis, *window, aggregate, now_ms(), step=step, username=subject)
+            sets: dict[str, dict] = {}
+            for row in rows:
+                if aggregate == "group" and row["name"] == NO_GROUP:
+                    row["name"] = "(no group)"
+                sets.setdefault(row["window"]["start"], {})[row["name"]] = opencost_cost(row)
+            body = {
+                "code": 200,
+                "data": list(sets.values()),
+                "currency": basis.pricing.currency,
+                # how a person in several groups is counted, when the rows are groups
+                "groupRule": basis.group_rule if aggregate == "group" else None,
+            }
+            return rows, json.dumps(body)
+
+        # the same report asked again within seconds (a reloaded page, several admins) is
+        # computed once
+        rows, text = await self.service.shared_report(
+            ("cost", window, aggregate, step, subject), lambda: self.run_db(build), ttl=SHARED_SECONDS
         )
-        for row in rows:
-            if aggregate == "group" and row["name"] == NO_GROUP:
-                row["name"] = "(no group)"
-        sets: dict[str, dict] = {}
-        for row in rows:
-            sets.setdefault(row["window"]["start"], {})[row["name"]] = opencost_cost(row)
-        self.respond(
-            list(sets.values()),
-            currency=basis.pricing.currency,
-            # how a person in several groups is counted, when the rows are groups
-            groupRule=basis.group_rule if aggregate == "group" else None,
-            csv_rows=[opencost_cost(r) for r in rows],
-            columns=COST_COLUMNS,
-            filename=f"cost-by-{aggregate}",
-        )
+        if fmt == "csv":
+            self.respond(None, csv_rows=[opencost_cost(r) for r in rows], columns=COST_COLUMNS,
+                         filename=f"cost-by-{aggregate}")  # fmt: skip
+        else:
+            self.set_header("Content-Type", "application/json")
+            self.finish(text)

@@ -100,7 +100,8 @@ class CostService(HubService):
     def check(self, db, username: str, groups, server, now: int) -> dict:
         """May `username` start `server` (None: just the state, for the spawn page)?"""
         decision = self.decide(db, username, groups, now)
-        answer = {"allowed": True, "action": decision.action, "message": None, "contact": self.contact}
+        # as_of: the moment the figures are for (running servers count up to it)
+        answer = {"allowed": True, "action": decision.action, "message": None, "contact": self.contact, "as_of": now}
         answer.update(budgethandlers.decision_json(decision, self.currency))
         if server is not None:
             price = self.basis.pricing.hourly(server, from_ms(now).date(), self.basis.instances)
