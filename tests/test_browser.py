@@ -191,3 +191,61 @@ def test_the_monthly_statement_prints_to_pdf_without_the_navigation(page, demo_h
     # only hub admins and the community admins read statements
     bob = demo_hub.login("bob")
     assert bob.get(f"{demo_hub.url}/services/cost/statements/{month}", timeout=30).status_code == 403
+
+
+@pytest.fixture(scope="module")
+def budget_hub(hub_factory, tmp_path_factory):
+    """The demo with a students' budget of 10 USD a month (warn at 80 %), bob past 80 %."""
+    from test_budget_service import spend
+
+    from twoi2c_hub.paths import examples_dir
+
+    work = tmp_path_factory.mktemp("browser-budget")
+    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    config["culling"] = {"enabled": False}
+    config["usage"] = {"reconcile_interval": 1.0, "database_url": f"sqlite:///{work / 'usage.sqlite'}"}
+    config["budgets"] = {
+        "contact": "Ask the course staff for more.",
+        "budgets": [
+            {"name": "students-weekly", "applies_to": "group", "names": ["students"], "limit": 10, "period": "7d"},
+            {"name": "community", "applies_to": "hub", "limit": 200, "period": "month"},
+        ],
+    }
+    path = work / "community.yaml"
+    path.write_text(yaml.safe_dump(config))
+    client = hub_factory(path, "browser-budget-hub")
+    client.database_url = config["usage"]["database_url"]
+    spend(client, "bob", 8.4)
+    spend(client, "alice", 3.1, groups=("researchers",))
+    return client
+
+
+def screenshot(page, name):
+    """Kept where TWOI2C_SCREENSHOTS says (the docs keep the ones the notes show)."""
+    import os
+
+    directory = os.environ.get("TWOI2C_SCREENSHOTS")
+    if directory:
+        page.screenshot(path=f"{directory}/{name}.png", full_page=True)
+
+
+def test_the_spawn_page_shows_prices_and_the_budget_left(page, budget_hub):
+    log_in(page, budget_hub.url, "bob", budget_hub.password)
+    page.goto(f"{budget_hub.url}/hub/spawn")
+    notice = page.locator(".twoi2c-budget")
+    expect(notice).to_contain_text("students-weekly: 8.40 USD of 10.00 USD used (84 %) in the last 7 days")
+    expect(notice).to_contain_text("Left: 1.60 USD. Ask the course staff for more.")
+    first = page.locator("#profile-option-cpu--resources option").first
+    expect(first).to_contain_text("USD an hour · your budget left buys about")
+    screenshot(page, "spawn-page-budget")
+
+
+def test_the_community_cost_page_in_a_browser(page, budget_hub):
+    log_in(page, budget_hub.url, "alice", budget_hub.password)  # researchers: the community admins
+    page.goto(f"{budget_hub.url}/services/cost/admin?aggregate=user")
+    expect(page.locator("h1")).to_have_text("Community costs")
+    expect(page.locator("#cost-totals tbody tr").first.locator("td").first).to_have_text("bob")
+    expect(page.locator(".twoi2c-budget-status[data-budget=community]")).to_contain_text("11.50 USD of 200.00 USD")
+    page.wait_for_selector(".twoi2c-budget-chart .main-svg")  # the chart library drew the budget chart
+    page.wait_for_selector("#cost-chart .main-svg")
+    screenshot(page, "community-costs")

@@ -108,3 +108,15 @@ def test_each_level_is_sent_once_by_email_and_webhook(hub, receivers):
     spent = re.search(r'^twoi2c_budget_spend\{budget="hub-weekly",subject=""\} (\S+)$', metrics.text, re.M)
     assert float(spent.group(1)) == pytest.approx(2.2, abs=0.01)
     assert re.search(r'^twoi2c_budget_limit\{budget="hub-weekly",subject=""\} 2\.0$', metrics.text, re.M)
+
+
+def test_the_admin_page_charts_spending_against_the_hub_budget(hub):
+    from bs4 import BeautifulSoup
+
+    admin = hub.login("admin")
+    page = BeautifulSoup(admin.get(f"{hub.url}/services/cost/admin", timeout=30).content, "html.parser")
+    (chart,) = page.select(".twoi2c-budget-chart")
+    data = json.loads(page.select_one(f"#{chart['id']}-data").get_text())
+    assert data["limit"] == 2.0 and len(data["days"]) >= 7  # a rolling week, day by day
+    assert data["forecast"] is None  # forecasts are for calendar months
+    assert "hub-weekly" in page.select_one("figure figcaption").get_text()

@@ -156,3 +156,22 @@ def test_a_rolling_budget_says_when_enough_has_aged_out(db):
     assert s.resets_ms == int(datetime(2026, 11, 24, 3, 1, tzinfo=UTC).timestamp() * 1000)
     assert status(db, BASIS, rolling, "bob", None, s.resets_ms).action == "warn"  # 4.98 of 5
     assert status(db, BASIS, rolling, "bob", None, s.resets_ms - 2 * 60_000).action == "deny"
+
+
+def test_spending_over_time_and_the_month_end_forecast(db):
+    from twoi2c_hub.accounting.budgets import spending_over_time
+
+    sessions = history()
+    record_all(db, sessions)
+    s = status(db, BASIS, STUDENTS, "bob", "students", NOW)
+    chart = spending_over_time(db, BASIS, s, NOW)
+    assert chart["days"][0] == "2026-11-01" and chart["days"][-1] == "2026-11-21" and len(chart["days"]) == 21
+    assert chart["spent"][-1] == pytest.approx(s.used)
+    assert chart["spent"] == sorted(chart["spent"])  # cumulative
+    # Nov 2: 6 h at 0.56; nothing more until Nov 10's 8 h at 0.545
+    assert chart["spent"][1] == pytest.approx(6 * 0.56) and chart["spent"][8] == pytest.approx(6 * 0.56)
+    assert chart["spent"][9] == pytest.approx(6 * 0.56 + 8 * 0.545)
+    assert chart["limit"] == 9.0
+    elapsed = (NOW - MONTH_START) / (30 * DAY_MS)  # of November's 30 days
+    assert chart["forecast"] == {"days": ["2026-11-21", "2026-11-30"], "spent": [pytest.approx(s.used, abs=1e-5),
+                                 pytest.approx(s.used / elapsed, abs=1e-5)]}  # fmt: skip

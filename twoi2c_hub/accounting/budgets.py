@@ -242,6 +242,25 @@ def hourly_in_unit(basis: CostBasis | None, unit: str, server: ServerResources, 
     return amounts.cpu if unit == "cpu_core_hours" else amounts.gpus
 
 
+def spending_over_time(db: DB, basis, s: BudgetStatus, now: int) -> dict:
+    """The period so far, day by day (cumulative), the limit, and for a calendar month a
+    straight-line forecast to its end: a chart of spend against the budget."""
+    budget, days, total = s.budget, [], 0.0
+    day = s.period_start_ms
+    while day < now:
+        end = min(now, (day // DAY_MS + 1) * DAY_MS)
+        total += spent(db, basis, budget, s.subject, s.group, day, end)
+        days.append((from_ms(day).date().isoformat(), round(total, 6)))
+        day = end
+    chart = {"days": [d for d, _ in days], "spent": [v for _, v in days], "limit": s.limit, "forecast": None}
+    if s.resets_ms is not None and budget.rolling_days is None and now > s.period_start_ms:
+        rate = total / (now - s.period_start_ms)
+        last_day = from_ms(s.resets_ms - 1).date().isoformat()
+        at_end = rate * (s.resets_ms - s.period_start_ms)
+        chart["forecast"] = {"days": [days[-1][0], last_day], "spent": [round(total, 6), round(at_end, 6)]}
+    return chart
+
+
 # --- what people are told ----------------------------------------------------------------
 
 UNIT_NAMES = {"server_hours": "server-hours", "cpu_core_hours": "CPU core-hours", "gpu_hours": "GPU-hours"}

@@ -52,6 +52,10 @@ async def ask(
     return None
 
 
+# the override keys that change what a server costs
+PRICED_KEYS = {"cpu_guarantee", "cpu_limit", "mem_guarantee", "mem_limit", "extra_resource_limits", "node_selector"}
+
+
 def choice_prices(
     profiles: list[dict], pricing: catalog.Pricing | None, instances: dict
 ) -> dict[str, dict[str, float | None]]:
@@ -74,8 +78,11 @@ def choice_prices(
         prices = result[profile["slug"]] = {"": price(base)}
         for key, option in (profile.get("profile_options") or {}).items():
             for choice_key, choice in (option.get("choices") or {}).items():
+                override = choice.get("kubespawner_override") or {}
+                if not PRICED_KEYS & set(override):
+                    continue  # an image, an environment: the price is the other choices'
                 merged: dict[str, Any] = json.loads(json.dumps(base))
-                catalog.merge_override(merged, choice.get("kubespawner_override") or {})
+                catalog.merge_override(merged, override)
                 prices[f"{key}/{choice_key}"] = price(merged)
     return result
 

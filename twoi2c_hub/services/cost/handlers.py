@@ -68,13 +68,14 @@ class AdminPage(PageHandler):
                 budgets.status(db, service.basis, budget, subject, group, now)
                 for budget, subject, group in service.alerter.subjects()
             ]
-            return totals, series, statuses
+            over_time = [budgets.spending_over_time(db, service.basis, s, now) for s in statuses]
+            return totals, series, statuses, over_time
 
         def recent_ledger(db):  # not shared: a top-up shows at once
             return [entry_json(e) for e in db.query(LedgerEntry).order_by(LedgerEntry.at_ms.desc()).limit(100)]
 
         # every admin sees the same figures: a burst of the same page is computed once
-        totals, series, statuses = await self.service.shared_report(
+        totals, series, statuses, over_time = await self.service.shared_report(
             ("cost-admin", window, aggregate), lambda: self.run_db(figures), ttl=SHARED_SECONDS
         )
         ledger = await self.run_db(recent_ledger)
@@ -92,6 +93,7 @@ class AdminPage(PageHandler):
             currency=service.currency,
             group_rule=service.basis.group_rule,
             statuses=[status_json(s, service.currency) for s in statuses],
+            over_time=over_time,
             budget_names=[b.name for b in service.budgets],
             ledger=ledger,
             is_admin=True,
