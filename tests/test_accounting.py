@@ -66,11 +66,11 @@ def record_all(db, events):
     db.commit()
 
 
-def expected(events, a, b, aggregate, username=None):
+def expected(events, a, b, aggregate, username=None, now=NOW):
     """The figures, straight from the events: clip every session to [a, b)."""
     totals = defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0])
     for event in events:
-        s, stop = event["start"], event["stop"] if event["stop"] is not None else NOW
+        s, stop = event["start"], event["stop"] if event["stop"] is not None else now
         if username and s.username != username:
             continue
         overlap = max(0, min(stop, b) - max(s.started_ms, a))

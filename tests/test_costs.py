@@ -209,3 +209,51 @@ def test_allocation_rows_put_usage_and_cost_side_by_side(db):
         assert row["server_hours"] > 0
     totals = [r["total_cost"] for r in rows if r["window"]["start"] == "2026-10-29T00:00:00.000Z"]
     assert totals == sorted(totals, reverse=True)
+
+
+def test_whole_months_split():
+    from twoi2c_hub.accounting.models import first_day_of, month_of, whole_months
+
+    oct1, nov1, dec1 = (int(datetime(2026, m, 1, tzinfo=UTC).timestamp()) // 86_400 for m in (10, 11, 12))
+    assert month_of(oct1) == 2026 * 12 + 9 and first_day_of(month_of(oct1)) == oct1
+    assert whole_months(oct1, dec1) == (range(2026 * 12 + 9, 2026 * 12 + 11), [])
+    assert whole_months(oct1 + 3, dec1 + 2) == (
+        range(2026 * 12 + 10, 2026 * 12 + 11),
+        [(oct1 + 3, nov1), (dec1, dec1 + 2)],
+    )
+    assert whole_months(oct1 + 3, nov1 + 5) == (range(0), [(oct1 + 3, nov1 + 5)])
+    assert whole_months(nov1, nov1) == (range(0), [])
+
+
+def test_reports_over_whole_months_read_the_monthly_rollups_and_agree(db):
+    """Three months of sessions; windows with whole months inside, by user (usage and cost)."""
+    from test_accounting import assert_same as same_usage
+    from test_accounting import expected as expected_usage
+
+    from twoi2c_hub.accounting.reports import usage
+    from twoi2c_hub.accounting.rollups import roll_up
+
+    rng = random.Random(4)
+    aug1 = int(datetime(2026, 8, 1, tzinfo=UTC).timestamp() * 1000)
+    now = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp() * 1000)
+    sessions = []
+    for i in range(300):
+        start = aug1 + rng.randrange(now - aug1 - DAY_MS)
+        stop = min(now - 1, start + rng.randrange(3 * DAY_MS)) if rng.random() > 0.05 else None
+        s = ServerStart(username=f"u{rng.randrange(12)}", server_name=str(i), started_ms=start, profile="p",
+                        cpu_guarantee=rng.choice([0.5, 2.0]), mem_guarantee_bytes=rng.choice([1, 4]) * GiB)  # fmt: skip
+        sessions.append((s, stop))
+    record_all(db, sessions)
+    since_january = PriceTable(**{**OCTOBER.__dict__, "effective": date(2026, 1, 1)})
+    tables = (since_january, NOVEMBER)
+    basis = CostBasis(Pricing(currency="USD", tables=tables), INSTANCE_TYPES)
+    sep1, oct1, nov1 = (int(datetime(2026, m, 1, tzinfo=UTC).timestamp() * 1000) for m in (9, 10, 11))
+    windows = [(sep1, nov1), (sep1 - 5 * DAY_MS - 3 * HOUR_MS, oct1 + 2 * DAY_MS + HOUR_MS), (aug1, now + DAY_MS)]
+    events = [{"start": s, "stop": stop} for s, stop in sessions]
+    for rolled_until in (None, oct1, now):
+        if rolled_until is not None:
+            roll_up(db, now_ms=rolled_until)
+            roll_up_costs(db, basis, now_ms=rolled_until)
+        for a, b in windows:
+            assert_same(cost(db, basis, a, b, "user", now), expected(sessions, a, b, "user", tables=tables, now=now))
+            same_usage(usage(db, a, b, "user", now), expected_usage(events, a, b, "user", now=now))

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session as DB
 
 from .costs import COST_FIGURES, CostBasis, SessionCoster, groups_of, resources_of
 from .costs import SESSION_COLUMNS as COLUMNS
-from .models import DAY_MS, DailyUserGroupCost, DailyUserProfileCost, ServerSession
+from .models import DAY_MS, DailyUserGroupCost, DailyUserProfileCost, MonthlyUserCost, ServerSession, whole_months
 from .reports import AGGREGATES, buckets, iso, usage
 from .storage import storage_cost
 
@@ -24,22 +24,31 @@ CostTotals = dict[str, list[float]]  # name -> [cpu_cost, ram_cost, gpu_cost, un
 
 
 def _rolled(db: DB, totals: CostTotals, aggregate: str, first_day: int, end_day: int, username: str | None) -> None:
+    """Add the cost rollups of days [first_day, end_day) to `totals`: everyone by user reads
+    whole calendar months from the monthly rollup, the rest from the daily ones."""
     if aggregate == "group":
-        table, key = DailyUserGroupCost, DailyUserGroupCost.group_name
-    else:
+        segments = [(DailyUserGroupCost, DailyUserGroupCost.group_name, first_day, end_day)]
+    elif aggregate == "profile" or username is not None:
         table = DailyUserProfileCost
-        key = table.username if aggregate == "user" else table.profile
-    query = (
-        select(key, *(func.sum(getattr(table, f)) for f in COST_FIGURES))
-        .where(table.day >= first_day, table.day < end_day)
-        .group_by(key)
-    )
-    if username is not None:
-        query = query.where(table.username == username)
-    for name, *values in db.execute(query):
-        row = totals[name]
-        for i, value in enumerate(values):
-            row[i] += float(value or 0)
+        segments = [(table, table.username if aggregate == "user" else table.profile, first_day, end_day)]
+    else:
+        months, leftovers = whole_months(first_day, end_day)
+        segments = [(DailyUserProfileCost, DailyUserProfileCost.username, a, b) for a, b in leftovers]
+        if months:
+            segments.append((MonthlyUserCost, MonthlyUserCost.username, months.start, months.stop))
+    for table, key, low, high in segments:
+        column = table.month if table is MonthlyUserCost else table.day
+        query = (
+            select(key, *(func.sum(getattr(table, f)) for f in COST_FIGURES))
+            .where(column >= low, column < high)
+            .group_by(key)
+        )
+        if username is not None:
+            query = query.where(table.username == username)
+        for name, *values in db.execute(query):
+            row = totals[name]
+            for i, value in enumerate(values):
+                row[i] += float(value or 0)
 
 
 def _raw(

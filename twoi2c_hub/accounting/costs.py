@@ -35,8 +35,10 @@ from .models import (
     CostBasisRow,
     DailyUserGroupCost,
     DailyUserProfileCost,
+    MonthlyUserCost,
     ServerSession,
     SessionGroup,
+    month_of,
 )
 from .rollups import NO_GROUP, day_parts, upsert_add
 
@@ -46,6 +48,7 @@ COST_FIGURES = ("cpu_cost", "ram_cost", "gpu_cost", "unpriced_hours")
 COST_ROLLUPS = {
     DailyUserProfileCost: ("day", "username", "profile"),
     DailyUserGroupCost: ("day", "username", "group_name"),
+    MonthlyUserCost: ("month", "username"),
 }
 
 
@@ -190,6 +193,7 @@ def roll_up_costs(db: DB, basis: CostBasis, now_ms: int, grace_ms: int = 0, batc
             shares = basis.shares(groups.get(r.id, ()))
             for day, figures in coster.days(resources_of(r), r.started_ms, r.stopped_ms):
                 _add(totals[DailyUserProfileCost][(day, r.username, r.profile or "")], figures, 1.0)
+                _add(totals[MonthlyUserCost][(month_of(day), r.username)], figures, 1.0)
                 for group, share in shares.items():
                     _add(totals[DailyUserGroupCost][(day, r.username, group)], figures, share)
         for table, keys in COST_ROLLUPS.items():

@@ -136,6 +136,39 @@ class DailyUserUsage(UsageFigures, Base):
     username: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
+def month_of(day: int) -> int:
+    """The calendar month (UTC) of a day number, as months since year 0 (year * 12 + month - 1)."""
+    moment = datetime.fromtimestamp(day * 86_400, tz=UTC)
+    return moment.year * 12 + moment.month - 1
+
+
+def first_day_of(month: int) -> int:
+    """The day number of a month's first day."""
+    return int(datetime(month // 12, month % 12 + 1, 1, tzinfo=UTC).timestamp()) // 86_400
+
+
+def whole_months(first_day: int, end_day: int) -> tuple[range, list[tuple[int, int]]]:
+    """Days [first_day, end_day) as the calendar months wholly inside them and the day
+    ranges left over (before the first whole month, after the last)."""
+    first_month = month_of(first_day) + (0 if first_day_of(month_of(first_day)) == first_day else 1)
+    end_month = month_of(end_day)
+    if first_month >= end_month:
+        return range(0), [(first_day, end_day)] if first_day < end_day else []
+    leftovers = [(first_day, first_day_of(first_month)), (first_day_of(end_month), end_day)]
+    return range(first_month, end_month), [(a, b) for a, b in leftovers if a < b]
+
+
+class MonthlyUserUsage(UsageFigures, Base):
+    """Closed sessions' usage per calendar month (UTC) and user: reports over whole months
+    (last month by person, a year by month) read these instead of 30 days of rows each."""
+
+    __tablename__ = "usage_monthly_user"
+    __table_args__ = CLUSTERED
+
+    month: Mapped[int] = mapped_column(Integer, primary_key=True)  # year * 12 + month - 1
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
 class DailyGroupUsage(UsageFigures, Base):
     """Closed sessions' usage per UTC day and group (the groups at session start)."""
 
@@ -196,6 +229,16 @@ class DailyUserProfileCost(CostFigures, Base):
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(255), primary_key=True)
     profile: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class MonthlyUserCost(CostFigures, Base):
+    """Closed sessions' cost per calendar month (UTC) and user (see MonthlyUserUsage)."""
+
+    __tablename__ = "cost_monthly_user"
+    __table_args__ = CLUSTERED
+
+    month: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
 class DailyUserGroupCost(CostFigures, Base):

@@ -25,10 +25,12 @@ from .models import (
     DailyUserGroupUsage,
     DailyUserProfileUsage,
     DailyUserUsage,
+    MonthlyUserUsage,
     ServerSession,
     SessionGroup,
     from_ms,
     to_ms,
+    whole_months,
 )
 from .rollups import FIGURES, NO_GROUP, GiB
 
@@ -169,6 +171,22 @@ _USER_ROLLUP = {
 }
 
 
+def _segments(aggregate: str, first_day: int, end_day: int, username: str | None):
+    """(table, key column, row condition) to read for days [first_day, end_day): everyone by
+    user reads whole calendar months from the monthly rollup, the rest from the daily ones
+    (one person's from the per-user rollups)."""
+    table, key = (_USER_ROLLUP if username is not None else _ROLLUP)[aggregate]
+    if aggregate != "user" or username is not None:
+        return [(table, key, and_(table.day >= first_day, table.day < end_day))]
+    months, leftovers = whole_months(first_day, end_day)
+    segments = [(table, key, and_(table.day >= a, table.day < b)) for a, b in leftovers]
+    if months:
+        monthly = MonthlyUserUsage
+        condition = and_(monthly.month >= months.start, monthly.month < months.stop)
+        segments.append((monthly, monthly.username, condition))
+    return segments
+
+
 def _rolled(
     db: DB,
     totals: Totals,
@@ -178,20 +196,17 @@ def _rolled(
     username: str | None,
     names: NameFilter | None = None,
 ) -> bool:
-    """Add the rollups of days [first_day, end_day) to `totals` (one person's from the
-    per-user rollups)."""
-    table, key = (_USER_ROLLUP if username is not None else _ROLLUP)[aggregate]
-    query = select(_key_select(key, names), *(func.sum(getattr(table, f)) for f in FIGURES)).where(
-        table.day >= first_day, table.day < end_day
-    )
-    if username is not None:
-        query = query.where(table.username == username)
-    for name, *values in db.execute(_grouped(query, key, names)):
-        if all(v is None for v in values):
-            continue
-        row = totals[name]
-        for i, value in enumerate(values):
-            row[i] += float(value or 0)
+    """Add the rollups of days [first_day, end_day) to `totals`."""
+    for table, key, condition in _segments(aggregate, first_day, end_day, username):
+        query = select(_key_select(key, names), *(func.sum(getattr(table, f)) for f in FIGURES)).where(condition)
+        if username is not None:
+            query = query.where(table.username == username)
+        for name, *values in db.execute(_grouped(query, key, names)):
+            if all(v is None for v in values):
+                continue
+            row = totals[name]
+            for i, value in enumerate(values):
+                row[i] += float(value or 0)
     return True
 
 

@@ -23,8 +23,10 @@ from .models import (
     DailyUserGroupUsage,
     DailyUserProfileUsage,
     DailyUserUsage,
+    MonthlyUserUsage,
     ServerSession,
     SessionGroup,
+    month_of,
 )
 from .recording import mark_rolled_up
 
@@ -77,12 +79,14 @@ ROLLUPS = {
     DailyProfileUsage: ("day", "profile"),
     DailyUserProfileUsage: ("day", "username", "profile"),
     DailyUserGroupUsage: ("day", "username", "group_name"),
+    MonthlyUserUsage: ("month", "username"),
 }
 
 
 def _keys(day: int, username: str, profile: str, groups: list[str]) -> Iterator[tuple[type, tuple]]:
     """(rollup table, row key) of every row one session-day adds to."""
     yield DailyUserUsage, (day, username)
+    yield MonthlyUserUsage, (month_of(day), username)
     yield DailyProfileUsage, (day, profile)
     yield DailyUserProfileUsage, (day, username, profile)
     for group in groups:
