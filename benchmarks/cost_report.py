@@ -171,7 +171,7 @@ c.JupyterHub.services.append({{"name": "bench", "api_token": {token!r}}})
 c.JupyterHub.load_roles.append({{"name": "bench", "services": ["bench"],
     "scopes": ["custom:cost:read-all", "access:services!service=cost", "read:services"]}})
 for _s in c.JupyterHub.services:
-    if _s["name"] == "cost":  # the spawners' check token, known here to ask as they do
+    if _s["name"] in ("cost", "cost-checks"):  # the spawners' check token, known here to ask as they do
         _s["environment"]["TWOI2C_COST_CHECK_TOKEN"] = {check_token!r}
 """
     hub = LocalHub(work / "community.yaml", work / "hub", extra_config=extra)
@@ -211,8 +211,8 @@ for _s in c.JupyterHub.services:
 
         # the spawn-time check, as the spawner asks it, alone and with a report running beside it
         # the spawner asks the service itself, not through the proxy
-        service_url = session.get(f"{hub.url}/hub/api/services/cost", timeout=30).json()["url"]
-        check_url = f"{service_url.rstrip('/')}/services/cost/api/v1/budgets/check"
+        service_url = session.get(f"{hub.url}/hub/api/services/cost-checks", timeout=30).json()["url"]
+        check_url = f"{service_url.rstrip('/')}/services/cost-checks/api/v1/budgets/check"
         rng = random.Random(2)
         server = {"cpu_guarantee": 1.0, "mem_guarantee": 2 * GiB, "gpu_count": 0}
         checker = requests.Session()

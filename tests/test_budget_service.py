@@ -174,7 +174,7 @@ def test_a_student_meets_warn_restrict_deny_and_a_top_up(hub):
 
 def test_with_the_cost_service_unreachable_the_configured_mode_applies_and_is_counted(hub):
     token, admin_token = hub.user_token("alice"), hub.user_token("admin")
-    (pid,) = [p for p in tagged_processes(hub.hub.tag) if b"services.cost" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    (pid,) = [p for p in tagged_processes(hub.hub.tag) if b"--checks-only" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
     def unreadable_count() -> float:
         metrics = requests.get(f"{hub.url}/hub/metrics", headers={"Authorization": f"token {admin_token}"}, timeout=30)

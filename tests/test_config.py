@@ -524,3 +524,28 @@ def test_check_config_catches_budget_mistakes(budgets, message):
 def test_budgets_need_prices():
     errors = errors_of("hub: {name: H}\nbudgets: {budgets: [{name: b, applies_to: hub, limit: 5}]}\n")
     assert errors == ["budgets: need pricing: and the cost service (cost.enabled), which keeps them"], errors
+
+
+def test_with_budgets_the_spawn_time_check_has_a_process_of_its_own(tmp_path):
+    config = tmp_path / "community.yaml"
+    config.write_text(
+        "hub: {name: H}\nprofiles: [{display_name: A, kubespawner_override: {cpu_guarantee: 1}}]\n"
+        "pricing: {prices: [{effective: 2026-01-01, cpu_core_hour: 0.03}]}\n"
+        "budgets: {budgets: [{name: b, applies_to: hub, limit: 5}], when_unreadable: deny}\n"
+    )
+    c = Config()
+    configure(c, config)
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    checks = services["cost-checks"]
+    assert checks["command"][-1] == "--checks-only" and checks["display"] is False
+    port = checks["url"].rsplit(":", 1)[1]
+    assert (
+        c.ProfileLocalSpawner.budget_check_url == f"http://127.0.0.1:{port}/services/cost-checks/api/v1/budgets/check"
+    )
+    token = c.ProfileLocalSpawner.budget_check_token
+    assert (
+        checks["environment"]["TWOI2C_COST_CHECK_TOKEN"]
+        == token
+        == services["cost"]["environment"]["TWOI2C_COST_CHECK_TOKEN"]
+    )
+    assert c.ProfileLocalSpawner.budget_when_unreadable == "deny"

@@ -359,8 +359,33 @@ def _cost_service(c, config: CommunityConfig, config_path: Path) -> None:
     spawner.pricing = config.pricing.to_pricing()
     spawner.instance_types = config.instance_catalog()
     if config.budgets is not None and config.budgets.budgets:
+        # the spawn-time check in a process of its own, at the hub's priority (see
+        # services.cost.app.BudgetCheckService); only the spawners call it
+        checks_port = free_port() if not cost.port else cost.port + 1
+        _service(
+            c,
+            {
+                "name": "cost-checks",
+                "display": False,
+                "url": f"http://{cost.host}:{checks_port}",
+                "command": [
+                    sys.executable,
+                    "-m",
+                    "twoi2c_hub.services.cost",
+                    "--config",
+                    str(config_path),
+                    "--checks-only",
+                ],  # fmt: skip
+                "environment": {
+                    "TWOI2C_COST_DATABASE_URL": config.usage.database_url,
+                    "TWOI2C_COST_CHECK_TOKEN": check_token,
+                },
+            },
+            None,
+        )
         base_url = c.JupyterHub.get("base_url", "/")
-        spawner.budget_check_url = f"http://{cost.host}:{port}{base_url}services/cost/api/v1/budgets/check"
+        path = f"{base_url}services/cost-checks/api/v1/budgets/check"
+        spawner.budget_check_url = f"http://{cost.host}:{checks_port}{path}"
         spawner.budget_check_token = check_token
         spawner.budget_when_unreadable = config.budgets.when_unreadable
     _readers(

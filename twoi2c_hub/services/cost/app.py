@@ -41,7 +41,7 @@ class CostService(HubService):
     read_all_scope = READ_ALL_SCOPE
     error_template = "usage/error.html"
 
-    def __init__(self, *, community_config: str, database_url: str):
+    def __init__(self, *, community_config: str, database_url: str, migrate: bool = True):
         self.community = load_config(community_config)
         if self.community.pricing is None:
             raise ConfigError(community_config, ["pricing: the cost service needs prices"])
@@ -54,7 +54,8 @@ class CostService(HubService):
         )
         self.interval = self.community.cost.rollup_interval
         self.fee = pricing.fee
-        upgrade(database_url)
+        if migrate:  # the schema is the cost service's to bring up to date, not the checks'
+            upgrade(database_url)
         engine = make_engine(database_url)
         super().__init__(engine=engine, open_db=session_maker(engine), branding=branding(self.community))
         self.metrics = CostMetrics(self.metrics_registry)
@@ -178,6 +179,26 @@ class CostService(HubService):
             await asyncio.sleep(self.interval)
 
 
+class BudgetCheckService(CostService):
+    """Only the spawn-time budget check, in a process of its own at the hub's CPU priority.
+
+    A spawn waits for this answer: in the cost service it would wait behind a running
+    report (they share one interpreter lock) and the reports' lower CPU priority. The same
+    code decides; the figures are read from the same database."""
+
+    name = "cost-checks"
+    niceness = 0
+
+    def __init__(self, *, community_config: str, database_url: str):
+        super().__init__(community_config=community_config, database_url=database_url, migrate=False)
+
+    def routes(self) -> list[tuple]:
+        return [("api/v1/budgets/check", budgethandlers.BudgetCheckAPI)]
+
+    async def background(self) -> None:
+        """The cost service rolls up, alerts and stops; this one only answers."""
+
+
 def budget_of(spec) -> budgets.Budget:
     """A budget of the config as the accounting layer takes it."""
     return budgets.Budget(
@@ -198,10 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--database-url", default=os.environ.get("TWOI2C_COST_DATABASE_URL", "sqlite:///twoi2c-usage.sqlite")
     )
+    parser.add_argument("--checks-only", action="store_true", help="serve only the spawn-time budget check")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
     try:
-        service = CostService(community_config=args.config, database_url=args.database_url)
+        kind = BudgetCheckService if args.checks_only else CostService
+        service = kind(community_config=args.config, database_url=args.database_url)
     except ConfigError as e:
         log.error("%s", e)
         return 1
