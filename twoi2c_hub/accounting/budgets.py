@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session as DB
 
 from ..catalog import ServerResources
@@ -123,21 +123,14 @@ def spent(db: DB, basis: CostBasis | None, budget: Budget, subject: str, group: 
 
 
 def _ledger(db: DB, budget: Budget, subject: str, start_ms: int, now_ms: int) -> tuple[float, int | None]:
-    """(top-ups given in the period, the latest extension's end if still ahead)."""
-    topups = db.scalar(
-        select(func.sum(LedgerEntry.amount)).where(
-            LedgerEntry.budget == budget.name,
-            LedgerEntry.subject == subject,
-            LedgerEntry.kind == "topup",
-            LedgerEntry.at_ms >= start_ms,
-            LedgerEntry.at_ms <= now_ms,
-        )
-    )
-    until = db.scalar(
-        select(func.max(LedgerEntry.until_ms)).where(
-            LedgerEntry.budget == budget.name, LedgerEntry.subject == subject, LedgerEntry.kind == "extension"
-        )
-    )
+    """(top-ups given in the period, the latest extension's end if still ahead), one query."""
+    in_period = and_(LedgerEntry.kind == "topup", LedgerEntry.at_ms >= start_ms, LedgerEntry.at_ms <= now_ms)
+    topups, until = db.execute(
+        select(
+            func.sum(case((in_period, LedgerEntry.amount), else_=0.0)),
+            func.max(case((LedgerEntry.kind == "extension", LedgerEntry.until_ms), else_=None)),
+        ).where(LedgerEntry.budget == budget.name, LedgerEntry.subject == subject)
+    ).one()
     return float(topups or 0.0), until if until is not None and until > now_ms else None
 
 

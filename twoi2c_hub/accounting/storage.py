@@ -45,6 +45,8 @@ def storage_cost(
     db: DB, basis: CostBasis, a: int, b: int, aggregate: str, username: str | None = None
 ) -> dict[str, float]:
     """name -> home storage cost over [a, b)."""
+    if not any(table.home_gib_month for table in basis.pricing.tables):
+        return {}  # no price for storage: nothing to read
     query = select(HomeUsage.day, HomeUsage.username, HomeUsage.bytes).where(
         HomeUsage.day >= a // DAY_MS, HomeUsage.day < -(-b // DAY_MS)
     )
