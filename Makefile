@@ -24,9 +24,13 @@ system-packages:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# as root, local servers run as an unprivileged user with a Python of their own
+# as root, local servers run as an unprivileged user with a Python of their own (made from
+# Debian's python3, with python3-venv)
 server-account: $(STAMP)
-	@if [ "$$(id -u)" = 0 ]; then $(BIN)/twoi2c-hub server-account; fi
+	@if [ "$$(id -u)" = 0 ]; then \
+	  dpkg -s python3-venv >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }; \
+	  $(BIN)/twoi2c-hub server-account; \
+	fi
 
 demo: $(STAMP) server-account
 	$(BIN)/twoi2c-hub demo $(DEMO_ARGS)
