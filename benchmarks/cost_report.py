@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import random
 import secrets
 import sqlite3
@@ -37,6 +36,7 @@ import requests
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import as_remote_client, wait_for_service  # noqa: E402
 from usage_report import generate  # noqa: E402  (the same generated history)
 
 from twoi2c_hub.accounting.costs import CostBasis, roll_up_costs  # noqa: E402
@@ -73,16 +73,9 @@ def month_start(ms: int, months_back: int = 0) -> int:
 
 def report_load(api: str, token: str, last_month: tuple[int, int], stop, count) -> None:
     """Last month by user again and again, each window a second longer than the one before,
-    so that no answer comes from the service's cache: a report always running. In a session
-    of its own at the lowest priority: a remote reader's client takes no CPU from this
-    machine (with autogroup scheduling a niceness counts only inside its session)."""
-    os.setsid()
-    os.nice(19)
-    try:
-        with open("/proc/self/autogroup", "w") as autogroup:
-            autogroup.write("19")
-    except OSError:
-        pass
+    so that no answer comes from the service's cache: a report always running, as a remote
+    reader's client (`as_remote_client`)."""
+    as_remote_client()
     session = requests.Session()
     session.headers["Authorization"] = f"token {token}"
     while not stop.is_set():
@@ -180,11 +173,7 @@ for _s in c.JupyterHub.services:
         api = f"{hub.url}/services/cost/api/v1"
         session = requests.Session()
         session.headers["Authorization"] = f"token {token}"
-        deadline = time.monotonic() + 120
-        while session.get(f"{hub.url}/services/cost/health", timeout=30).status_code != 200:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the cost service did not start:\n" + hub.log_tail())
-            time.sleep(0.2)
+        wait_for_service(hub, "cost")
         params = {"window": f"{last_month[0] // 1000},{last_month[1] // 1000}", "aggregate": "user"}
         answer = session.get(f"{api}/cost", params=params, timeout=300)
         answer.raise_for_status()

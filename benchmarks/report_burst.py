@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import re
 import secrets
 import shutil
@@ -38,6 +37,7 @@ import requests
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import as_remote_client, wait_for_service  # noqa: E402
 from usage_report import generate  # noqa: E402  (the same generated history)
 
 from twoi2c_hub.accounting.db import make_engine, session_maker, upgrade  # noqa: E402
@@ -108,16 +108,8 @@ def probe_for(urls: list[str], seconds: float) -> list[Probe]:
 def burst(service: str, readers: list[str], requests_total: int, concurrency: int) -> tuple[Counter, list[float]]:
     """REQUESTS heavy reports, CONCURRENCY at once, each worker another reader.
 
-    Run at the lowest priority, in a session of its own (with autogroup scheduling a
-    niceness counts only inside its session): on one machine the attackers' client would
-    otherwise take CPU from the hub that a remote attacker could not."""
-    os.setsid()
-    os.nice(19)
-    try:
-        with open("/proc/self/autogroup", "w") as autogroup:
-            autogroup.write("19")
-    except OSError:
-        pass
+    Run as a remote client would be (`as_remote_client`)."""
+    as_remote_client()
     statuses: Counter = Counter()
     latencies: list[float] = []
 
@@ -190,11 +182,7 @@ c.JupyterHub.load_roles.append({{"name": "burst-readers", "users": {reader_names
     hub.start(timeout=120)
     try:
         service = f"{hub.url}/services/usage/"
-        deadline = time.monotonic() + 60
-        while requests.get(service + "health", timeout=30).status_code != 200:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the usage service did not start:\n" + hub.log_tail())
-            time.sleep(0.2)
+        wait_for_service(hub, "usage", timeout=60)
         # the third probe asks the hub itself, not through the proxy: where the time goes
         hub_port = re.search(r"c.JupyterHub.hub_port = (\d+)", (work / "hub" / "jupyterhub_config.py").read_text())
         probes = [f"{hub.url}/hub/api/", service + "health", f"http://127.0.0.1:{hub_port.group(1)}/hub/api/"]

@@ -31,6 +31,9 @@ from pathlib import Path
 import requests
 import yaml
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import wait_for_service  # noqa: E402
+
 from twoi2c_hub.accounting.db import make_engine, session_maker, upgrade
 from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS
 from twoi2c_hub.accounting.rollups import roll_up
@@ -234,11 +237,7 @@ for _s in c.JupyterHub.services:
         api = f"{hub.url}/services/usage/api/v1"
         session = requests.Session()
         session.headers["Authorization"] = f"token {token}"
-        deadline = time.monotonic() + 60
-        while session.get(f"{hub.url}/services/usage/health", timeout=30).status_code != 200:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the usage service did not start:\n" + hub.log_tail())
-            time.sleep(0.2)
+        wait_for_service(hub, "usage", timeout=60)
         for window, aggregate in reports:
             s, e = windows[window]
             params = {"window": f"{s // 1000},{e // 1000}", "aggregate": aggregate}
