@@ -43,7 +43,7 @@ def receivers():
             self.end_headers()
 
         def log_message(self, *args):
-            pass
+            """No access log on the test's output (http.server writes one per request)."""
 
     web = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=web.serve_forever, daemon=True).start()

@@ -51,7 +51,7 @@ def test_sizes_from_a_prometheus_query():
             self.wfile.write(data)
 
         def log_message(self, *args):
-            pass
+            """No access log on the test's output (http.server writes one per request)."""
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Prometheus)
     threading.Thread(target=server.serve_forever, daemon=True).start()
