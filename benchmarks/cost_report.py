@@ -20,10 +20,12 @@ Prints one JSON object. `--sessions 50000` for a quick run.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing
 import random
 import secrets
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -34,9 +36,11 @@ from pathlib import Path
 
 import requests
 import yaml
+from tornado.httpclient import AsyncHTTPClient
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import as_remote_client, wait_for_service  # noqa: E402
+from peer_usage_quotas import Peer, PeerUnavailable  # noqa: E402
 from usage_report import generate  # noqa: E402  (the same generated history)
 
 from twoi2c_hub.accounting.costs import CostBasis, roll_up_costs  # noqa: E402
@@ -59,6 +63,18 @@ SELECT username,
               + gpu_count * {GPU}))
 FROM sessions
 WHERE started_ms < :e AND (stopped_ms IS NULL OR stopped_ms > :s)
+GROUP BY username
+"""
+
+
+PEER_LIMIT_GIB_HOURS = 500
+# memory GiB-hours per person over [s, e), running sessions up to :now
+MEMORY = f"""
+SELECT username,
+       SUM((MIN(COALESCE(stopped_ms, :now), :e) - MAX(started_ms, :s)) / {HOUR_MS}.0
+           * COALESCE(mem_guarantee_bytes, mem_limit_bytes, 0) / {GiB}.0)
+FROM sessions
+WHERE started_ms < :e AND (stopped_ms IS NULL OR stopped_ms > :s) AND username = :who
 GROUP BY username
 """
 
@@ -89,6 +105,107 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def at_once(check_url: str, authorization: str, people, size: int) -> list[float]:
+    """Our check for `people`, `size` at once, from one event loop (as the peer's client
+    asks: one process, no threads competing for the interpreter)."""
+    client = AsyncHTTPClient(max_clients=size)
+    latencies: list[float] = []
+
+    async def one(name: str, its_groups: list[str]) -> None:
+        body = json.dumps({"username": name, "groups": its_groups, "server": None})
+        began = time.perf_counter()
+        await client.fetch(check_url, method="POST", body=body, headers={"Authorization": authorization})
+        latencies.append((time.perf_counter() - began) * 1000)
+
+    for first in range(0, len(people), size):
+        await asyncio.gather(*(one(name, its_groups) for name, its_groups in people[first : first + size]))
+    client.close()
+    return latencies
+
+
+def compare_with_peer(work: Path, database: Path, people, groups, days, check_url, checker, now_ms) -> dict:
+    """The same question (memory GiB-hours over the last `days` days, against 500) asked of
+    our check and of the peer's, for the same people and history: latency one after another
+    and 20 at once, and each answer against the raw sessions."""
+    raw = sqlite3.connect(database, check_same_thread=False)
+
+    def truth(name: str, at_ms: int, now: int) -> float:
+        moment = {"s": at_ms - days * DAY_MS, "e": at_ms, "now": now, "who": name}
+        return dict(raw.execute(MEMORY, moment).fetchall()).get(name, 0.0)
+
+    def ours(person) -> tuple[float, float, bool]:
+        """(latency, charged - true, whether the decision is what the true figure says)."""
+        name, its_groups = person
+        body = {"username": name, "groups": its_groups, "server": None}
+        began = time.perf_counter()
+        response = checker.post(check_url, json=body, timeout=60)
+        latency = (time.perf_counter() - began) * 1000
+        response.raise_for_status()
+        data = response.json()["data"]
+        (memory,) = [b for b in data["budgets"] if b["budget"] == "memory"]
+        true = truth(name, data["as_of"], data["as_of"])
+        right = (memory["action"] in ("deny", "stop")) == (true >= PEER_LIMIT_GIB_HOURS)
+        return latency, memory["used"] - true, right
+
+    result: dict = {"people": len(people), "days": days, "limit_gib_hours": PEER_LIMIT_GIB_HOURS}
+    answers = [ours(p) for p in people]
+    sequential = [latency for latency, _, _ in answers]
+    concurrent = asyncio.run(at_once(check_url, checker.headers["Authorization"], people, 20))
+    result["ours"] = {
+        "sequential_p50_ms": round(percentile(sequential, 0.5), 2),
+        "sequential_p99_ms": round(percentile(sequential, 0.99), 2),
+        "20_at_once_p50_ms": round(percentile(concurrent, 0.5), 2),
+        "20_at_once_p99_ms": round(percentile(concurrent, 0.99), 2),
+        "max_difference_gib_hours": round(max(abs(d) for _, d, _ in answers), 6),
+    }
+
+    names = {name for name, _ in people}
+    sessions = raw.execute(
+        "SELECT id, username, COALESCE(mem_guarantee_bytes, mem_limit_bytes, 0), started_ms, stopped_ms FROM sessions "
+        "WHERE (stopped_ms IS NULL OR stopped_ms > ?) ORDER BY id",
+        (now_ms - (days + 1) * DAY_MS,),
+    ).fetchall()
+    peer = Peer(work / "peer", time.time())
+    peer.work.mkdir()
+    try:
+        setup = peer.start([s for s in sessions if s[1] in names])
+        history_end = int(peer.now_s) // 60 * 60 * 1000
+        theirs = peer.enforce(people, groups, f"{PEER_LIMIT_GIB_HOURS}G", days)
+        checked_at = int(time.time() * 1000)
+        result["theirs"] = {
+            **setup,
+            "sequential_p50_ms": round(percentile(theirs["sequential_ms"], 0.5), 2),
+            "sequential_p99_ms": round(percentile(theirs["sequential_ms"], 0.99), 2),
+            "20_at_once_p50_ms": round(percentile(theirs["concurrent_ms"], 0.5), 2),
+            "20_at_once_p99_ms": round(percentile(theirs["concurrent_ms"], 0.99), 2),
+            "prometheus_rss_mb_after": peer.rss_mb(),
+        }
+    except PeerUnavailable as e:
+        result["theirs"] = {"skipped": str(e)}
+        return result
+    finally:
+        peer.stop()
+    # exactness: the peer's history ends when it was written; its window ends when it asked
+    wrong_charge, wrong_decision, worst = 0, 0, (0.0, "")
+    for name, answer in theirs["answers"].items():
+        true = truth(name, checked_at, history_end)
+        charged = answer["used_gib_hours"]
+        if abs(charged - true) > max(1.0, 0.01 * true):  # a minute a session is its sampling
+            wrong_charge += 1
+        if answer["allowed"] != (true < PEER_LIMIT_GIB_HOURS):
+            wrong_decision += 1
+        if charged - true > worst[0]:
+            worst = (charged - true, name)
+    result["theirs"].update(
+        people_charged_more_than_1pct_off=wrong_charge,
+        decisions_wrong=wrong_decision,
+        worst_overcharge_gib_hours=round(worst[0], 1),
+        worst_overcharged=worst[1],
+    )
+    result["ours"]["decisions_wrong"] = sum(not right for _, _, right in answers)
+    return result
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=1_000_000)
@@ -96,6 +213,12 @@ def main(argv=None):
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--checks", type=int, default=500)
+    parser.add_argument(
+        "--database", help="a history kept by an earlier run (--keep; its 'database' figure) to use again, unchanged"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the generated history for --database")
+    parser.add_argument("--peer-people", type=int, default=500, help="people in the peer comparison (0: none)")
+    parser.add_argument("--peer-days", type=int, default=30)
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="twoi2c-cost-bench-"))
@@ -114,16 +237,37 @@ def main(argv=None):
         "prices": [{"effective": "2000-01-01", "cpu_core_hour": CPU, "memory_gib_hour": RAM, "gpu_hour": GPU}],
     }
     groups = [f"group{g}" for g in range(50)]
+    # the peer comparison's people also have the peer's kind of quota: memory GiB-hours over
+    # rolling days (user0, user1, ...: names that are prefixes of others, as real ones can be)
+    peer_people = [f"user{i}" for i in range(min(args.peer_people, args.users))]
     config["budgets"] = {
         "budgets": [{"name": "monthly", "applies_to": "group", "names": groups, "limit": 1000, "period": "month"}]
+        + (
+            [
+                {
+                    "name": "memory",
+                    "applies_to": "user",
+                    "names": peer_people,
+                    "unit": "memory_gib_hours",
+                    "limit": PEER_LIMIT_GIB_HOURS,
+                    "period": f"{args.peer_days}d",
+                }
+            ]  # fmt: skip
+            if peer_people
+            else []
+        )
     }
     (work / "community.yaml").write_text(yaml.safe_dump(config))
     community = parse_config(yaml.safe_dump(config))
 
-    upgrade(url)
-    began = time.perf_counter()
-    generate(database, args.sessions, args.users, 50, 12, args.days, today)
-    figures["generate_seconds"] = round(time.perf_counter() - began, 1)
+    if args.database:  # generated on an earlier day: the rollups catch up as the services start
+        shutil.copyfile(args.database, database)
+        figures["sessions"] = sqlite3.connect(database).execute("select count(*) from sessions").fetchone()[0]
+    else:
+        upgrade(url)
+        began = time.perf_counter()
+        generate(database, args.sessions, args.users, 50, 12, args.days, today)
+        figures["generate_seconds"] = round(time.perf_counter() - began, 1)
     basis = CostBasis(community.pricing.to_pricing(), community.instance_catalog())
     engine = make_engine(url)
     with session_maker(engine)() as db:
@@ -132,6 +276,10 @@ def main(argv=None):
         roll_up_costs(db, basis, now_ms)
         figures["cost_rollup_seconds"] = round(time.perf_counter() - began, 1)
     engine.dispose()
+    if args.keep:
+        kept = Path(tempfile.gettempdir()) / f"twoi2c-cost-history-{args.sessions}.sqlite"
+        shutil.copyfile(database, kept)
+        figures["database"] = str(kept)
     with sqlite3.connect(database) as connection:
         connection.execute("ANALYZE")
 
@@ -151,11 +299,12 @@ def main(argv=None):
     figures["baseline_last_month_by_user_ms"] = round(statistics.median(timings), 1)
     per_person = BASELINE.replace("GROUP BY username", "AND username = :who GROUP BY username")
     raw = sqlite3.connect(database, check_same_thread=False)  # the checks' baseline, kept open
-    user_groups = dict(
-        connection.execute(
-            "SELECT DISTINCT s.username, g.group_name FROM sessions s JOIN session_groups g ON g.session_id = s.id"
-        ).fetchall()
-    )
+    all_groups: dict[str, set[str]] = {}
+    for name, group in connection.execute(
+        "SELECT DISTINCT s.username, g.group_name FROM sessions s JOIN session_groups g ON g.session_id = s.id"
+    ):
+        all_groups.setdefault(name, set()).add(group)
+    user_groups = {name: min(found) for name, found in all_groups.items()}
     connection.close()
 
     token, check_token = secrets.token_hex(32), secrets.token_hex(32)
@@ -238,11 +387,22 @@ for _s in c.JupyterHub.services:
         figures["check_p50_ms"] = round(percentile(latencies, 0.5), 2)
         figures["check_p99_ms"] = round(percentile(latencies, 0.99), 2)
         figures["check_max_difference_from_baseline"] = round(worst, 9)
+        if peer_people:
+            people = [(name, sorted(all_groups.get(name, []))) for name in peer_people]
+            figures["peer"] = compare_with_peer(
+                work, database, people, groups, args.peer_days, check_url, checker, now_ms
+            )
     finally:
         hub.stop()
+        shutil.rmtree(work, ignore_errors=True)
     figures["targets_met"] = {
         "month_by_user_at_most_0.1x_baseline": figures["api_vs_baseline"] <= 0.1,
         "check_p99_at_most_10ms": figures["check_p99_ms"] <= 10,
+        "check_faster_than_the_peer": (
+            figures["peer"]["ours"]["sequential_p99_ms"] < figures["peer"]["theirs"]["sequential_p99_ms"]
+            if "theirs" in figures.get("peer", {})
+            else None
+        ),
         "exact": max(figures["max_difference_from_baseline"], figures["check_max_difference_from_baseline"]) < 1e-6,
     }
     print(json.dumps(figures))

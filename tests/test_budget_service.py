@@ -6,10 +6,12 @@ as sessions (the spending of a real week would take a week), then bob meets each
 on the spawn page and through the REST API; an admin's top-up lets him start again; and
 with the cost service frozen the configured mode applies and is counted."""
 
+import json
 import os
 import re
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -65,7 +67,15 @@ def hub(hub_factory, tmp_path_factory):
     config["auth"]["users"]["dave"] = {"groups": ["workshop"]}
     path = work / "community.yaml"
     path.write_text(yaml.safe_dump(config))
-    client = hub_factory(path, "budget-hub")
+    # the spawners' check URL and token, for a test that asks as the spawners ask
+    spawner = work / "spawner-check.json"
+    extra = f"""
+import json
+with open({str(spawner)!r}, "w") as out:
+    json.dump({{"url": c.ProfileLocalSpawner.budget_check_url, "token": c.ProfileLocalSpawner.budget_check_token}}, out)
+"""
+    client = hub_factory(path, "budget-hub", extra_config=extra)
+    client.spawner_check = json.loads(spawner.read_text())
     client.database_url = config["usage"]["database_url"]
     client.wait_for(lambda: requests.get(f"{client.url}/services/cost/health", timeout=10).ok, what="cost service")
     return client
@@ -255,3 +265,42 @@ def test_cost_pages_show_budgets_and_the_admin_gives_a_top_up_through_the_form(h
     # without the form's XSRF token nothing is given
     forged = {k: v for k, v in fields.items() if k != "_xsrf"}
     assert alice.post(f"{hub.url}/services/cost/admin/ledger", data=forged, timeout=30).status_code == 403
+
+
+def test_a_class_of_spawn_time_checks_at_once_are_all_answered(hub):
+    """Forty students starting together: the spawners' checks come from one place (the hub)
+    and are not held to one person's limit on reports (which test_abuse.py holds people to)."""
+    check = hub.spawner_check
+
+    def ask(i: int) -> requests.Response:
+        body = {"username": f"student{i}", "groups": ["students"], "server": {"cpu_guarantee": 1.0}}
+        return requests.post(check["url"], json=body, headers={"Authorization": f"token {check['token']}"}, timeout=60)
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(ask, range(40)))
+    assert [a.status_code for a in answers] == [200] * 40, [a.text for a in answers if a.status_code != 200][:2]
+    assert all(a.json()["data"]["allowed"] for a in answers)
+
+
+def test_the_checks_database_work_runs_at_the_hubs_priority_and_reports_below_it(hub):
+    """A spawn waits for the check: its database work is not SCHED_IDLE, as reports' is."""
+    check = hub.spawner_check
+    body = {"username": "alice", "groups": ["students"], "server": None}
+    headers = {"Authorization": f"token {check['token']}"}
+    assert requests.post(check["url"], json=body, headers=headers, timeout=60).status_code == 200
+    token = hub.user_token("alice")
+    report = requests.get(f"{hub.url}/services/cost/api/v1/cost?window=7d", headers={"Authorization": f"token {token}"},
+                          timeout=60)  # fmt: skip
+    assert report.status_code == 200, report.text
+
+    def policies(checks_only: bool) -> set[int]:
+        (pid,) = [
+            p
+            for p in tagged_processes(hub.hub.tag)
+            if b"twoi2c_hub.services.cost" in (cmd := Path(f"/proc/{p}/cmdline").read_bytes())
+            and (b"--checks-only" in cmd) == checks_only
+        ]
+        return {os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+    assert policies(checks_only=True) == {os.SCHED_OTHER}
+    assert os.SCHED_IDLE in policies(checks_only=False)

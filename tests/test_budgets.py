@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import pytest
 from test_costs import PRICING, expected, record_all
 
-from twoi2c_hub.accounting.budgets import Budget, Threshold, combine, decide, describe, status
+from twoi2c_hub.accounting.budgets import Budget, Threshold, combine, decide, describe, hourly_in_unit, status
 from twoi2c_hub.accounting.costs import CostBasis
 from twoi2c_hub.accounting.events import ServerStart
 from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS, LedgerEntry
-from twoi2c_hub.catalog import INSTANCE_TYPES, GiB
+from twoi2c_hub.catalog import INSTANCE_TYPES, GiB, ServerResources
 
 BASIS = CostBasis(PRICING, INSTANCE_TYPES)
 MONTH_START = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
@@ -122,6 +122,13 @@ def test_hours_budgets(db):
     assert status(db, BASIS, gpu, "bob", None, NOW).used == pytest.approx(14.0)
     cpu = Budget("cpu-hours", "user", ("bob",), limit=100.0, unit="cpu_core_hours")
     assert status(db, BASIS, cpu, "bob", None, NOW).used == pytest.approx(14 * 3.5)
+    memory = Budget("memory", "user", ("bob",), limit=150.0, unit="memory_gib_hours", rolling_days=30)
+    within = status(db, BASIS, memory, "bob", None, NOW)  # October's 10 h is inside the 30 days too
+    assert within.used == pytest.approx(24 * 14.0)
+    assert describe(within, "USD").startswith("memory: 336.0 memory GiB-hours of 150.0 memory GiB-hours used")
+    server = ServerResources(cpu_guarantee=2.0, mem_guarantee=6 * GiB)
+    assert hourly_in_unit(BASIS, "memory_gib_hours", server, NOW) == pytest.approx(6.0)
+    assert hourly_in_unit(BASIS, "cpu_core_hours", server, NOW) == pytest.approx(2.0)
 
 
 def test_rules_that_combine_several_budgets(db):

@@ -400,7 +400,7 @@ def test_db_upgrade_creates_and_migrates_the_accounting_database(tmp_path):
         assert "latest schema" in result.stdout
     with sqlite3.connect(tmp_path / "usage.sqlite") as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0007",)]
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0008",)]
     assert {
         "sessions",
         "session_groups",

@@ -9,10 +9,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from twoi2c_hub.accounting.cost_reports import cost, cost_allocation
-from twoi2c_hub.accounting.costs import CostBasis, roll_up_costs
+from twoi2c_hub.accounting.costs import CostBasis, SessionCoster, roll_up_costs
 from twoi2c_hub.accounting.events import ServerStart, ServerStarted, ServerStopped
 from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS
 from twoi2c_hub.accounting.recording import record
+from twoi2c_hub.accounting.rollups import roll_up
+from twoi2c_hub.accounting.spending import UNITS, person_spending
 from twoi2c_hub.catalog import INSTANCE_TYPES, InstancePrice, PriceTable, Pricing
 
 GiB = 1024**3
@@ -257,3 +259,41 @@ def test_reports_over_whole_months_read_the_monthly_rollups_and_agree(db):
         for a, b in windows:
             assert_same(cost(db, basis, a, b, "user", now), expected(sessions, a, b, "user", tables=tables, now=now))
             same_usage(usage(db, a, b, "user", now), expected_usage(events, a, b, "user", now=now))
+
+
+def hours_of(sessions, a, b, now=NOW) -> dict[str, list[float]]:
+    """user -> [server, CPU core, memory GiB, GPU] hours in [a, b), from the sessions."""
+    found = defaultdict(lambda: [0.0] * 4)
+    for s, stop in sessions:
+        overlap = max(0, min(stop if stop is not None else now, b) - max(s.started_ms, a)) / HOUR_MS
+        cpu = s.cpu_guarantee or s.cpu_limit or 0.0
+        for i, value in enumerate((1, cpu, (s.mem_guarantee_bytes or 0) / GiB, s.gpu_count or 0)):
+            found[s.username][i] += overlap * value
+    return found
+
+
+def test_one_persons_spending_is_what_the_sessions_and_prices_say(db):
+    """The budget check's own reading (few queries, one person) against the figures worked
+    out here, before, during and after the rollups; running sessions count until now."""
+    sessions = random_sessions(seed=3)
+    record_all(db, sessions)
+    coster = SessionCoster(CostBasis(PRICING, INSTANCE_TYPES))
+    units = frozenset(UNITS)
+    starts = [T0, T0 + 5 * HOUR_MS, T0 + 11 * DAY_MS + HOUR_MS, NOW - HOUR_MS]
+
+    def check():
+        for a in starts:
+            money = expected(sessions, a, NOW, "user")
+            hours = hours_of(sessions, a, NOW)
+            for user in (f"user{i}" for i in range(9)):
+                got = person_spending(db, coster, user, a, NOW, units)
+                assert got["money"] == pytest.approx(sum(money.get(user, [0.0])), abs=1e-6), (user, a)
+                assert [got[u] for u in UNITS[1:]] == pytest.approx(hours[user], abs=1e-6), (user, a)
+
+    check()
+    roll_up(db, T0 + 6 * DAY_MS)  # part of history in the usage rollups
+    roll_up_costs(db, coster.basis, now_ms=T0 + 8 * DAY_MS)  # a different part in the cost rollups
+    check()
+    roll_up(db, NOW)
+    roll_up_costs(db, coster.basis, now_ms=NOW)
+    check()

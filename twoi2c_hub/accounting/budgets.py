@@ -11,23 +11,25 @@ extension suspends deny and stop until its date. Both are kept in `budget_ledger
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, bindparam, case, func, select
 from sqlalchemy.orm import Session as DB
 
 from ..catalog import ServerResources
-from ..catalog.pricing import charged
+from ..catalog.pricing import UNIT_NAMES, charged
 from .cost_reports import cost
-from .costs import CostBasis
+from .costs import CostBasis, SessionCoster
 from .models import DAY_MS, LedgerEntry, from_ms, to_ms
 from .reports import usage
+from .spending import PersonHistory
 from .storage import storage_cost
 
 ACTIONS = ("none", "warn", "restrict", "deny", "stop")
 MINUTE_MS = 60_000
-UNIT_FIGURE = {"server_hours": 1, "cpu_core_hours": 2, "gpu_hours": 4}  # index in a usage row
+UNIT_FIGURE = {"server_hours": 1, "cpu_core_hours": 2, "memory_gib_hours": 3, "gpu_hours": 4}  # in a usage row
 
 
 @dataclass(frozen=True)
@@ -104,39 +106,61 @@ class BudgetStatus:
         return min(stops) if stops else 0.0
 
 
-def spent(db: DB, basis: CostBasis | None, budget: Budget, subject: str, group: str | None, a: int, now: int) -> float:
-    """What `subject` (a person, a group, or the hub) spent in [a, now), in the budget's unit."""
+def spending(
+    db: DB, basis: CostBasis | None, budget: Budget, subject: str, since: int, now: int
+) -> Callable[[int], float]:
+    """start -> what `subject` (a person, a group, or the hub) spent in [start, now), in the
+    budget's unit, for any start at or after `since`. A person's own history is read once
+    (the spawn-time check's case); a group's or the hub's is read for each start."""
     person = budget.applies_to == "user" or (budget.applies_to == "group" and budget.per_person)
-    aggregate = "user" if person or budget.applies_to == "hub" else "group"
-    username = subject if person else None
-    if budget.unit == "money":
-        totals = cost(db, basis, a, now, aggregate, now, username=username)
-        homes = storage_cost(db, basis, a, now, aggregate, username)
-        if budget.applies_to == "hub":
-            return sum(row[0] + row[1] + row[2] for row in totals.values()) + sum(homes.values())
-        row = totals.get(subject, [0.0] * 4)
-        return row[0] + row[1] + row[2] + homes.get(subject, 0.0)
-    figure = UNIT_FIGURE[budget.unit]
-    totals = usage(db, a, now, aggregate, now, username)
-    rows = [totals.get(subject, [0] * 5)] if budget.applies_to != "hub" else list(totals.values())
-    return sum(row[figure] for row in rows)
+    money = budget.unit == "money"
+    if person:
+        coster = SessionCoster(basis) if basis is not None else None
+        history = PersonHistory(db, coster, subject, since, now, frozenset([budget.unit]))
+        if not money:
+            return lambda a: history.spent(a)[budget.unit]
+        return lambda a: history.spent(a)["money"] + storage_cost(db, basis, a, now, "user", subject).get(subject, 0.0)
+    aggregate = "user" if budget.applies_to == "hub" else "group"
+
+    def shared(a: int) -> float:
+        if money:
+            totals = cost(db, basis, a, now, aggregate, now)
+            homes = storage_cost(db, basis, a, now, aggregate)
+            rows = list(totals.values()) if budget.applies_to == "hub" else [totals.get(subject, [0.0] * 4)]
+            stored = sum(homes.values()) if budget.applies_to == "hub" else homes.get(subject, 0.0)
+            return sum(row[0] + row[1] + row[2] for row in rows) + stored
+        totals = usage(db, a, now, aggregate, now)
+        rows = [totals.get(subject, [0] * 5)] if budget.applies_to != "hub" else list(totals.values())
+        return sum(row[UNIT_FIGURE[budget.unit]] for row in rows)
+
+    return shared
+
+
+def spent(db: DB, basis: CostBasis | None, budget: Budget, subject: str, a: int, now: int) -> float:
+    """What `subject` spent in [a, now), in the budget's unit."""
+    return spending(db, basis, budget, subject, a, now)(a)
+
+
+_IN_PERIOD = and_(
+    LedgerEntry.kind == "topup", LedgerEntry.at_ms >= bindparam("start"), LedgerEntry.at_ms <= bindparam("now")
+)
+_LEDGER = select(
+    func.sum(case((_IN_PERIOD, LedgerEntry.amount), else_=0.0)),
+    func.max(case((LedgerEntry.kind == "extension", LedgerEntry.until_ms), else_=None)),
+).where(LedgerEntry.budget == bindparam("budget"), LedgerEntry.subject == bindparam("subject"))
 
 
 def _ledger(db: DB, budget: Budget, subject: str, start_ms: int, now_ms: int) -> tuple[float, int | None]:
     """(top-ups given in the period, the latest extension's end if still ahead), one query."""
-    in_period = and_(LedgerEntry.kind == "topup", LedgerEntry.at_ms >= start_ms, LedgerEntry.at_ms <= now_ms)
-    topups, until = db.execute(
-        select(
-            func.sum(case((in_period, LedgerEntry.amount), else_=0.0)),
-            func.max(case((LedgerEntry.kind == "extension", LedgerEntry.until_ms), else_=None)),
-        ).where(LedgerEntry.budget == budget.name, LedgerEntry.subject == subject)
-    ).one()
+    params = {"start": start_ms, "now": now_ms, "budget": budget.name, "subject": subject}
+    topups, until = db.execute(_LEDGER, params).one()
     return float(topups or 0.0), until if until is not None and until > now_ms else None
 
 
 def status(db: DB, basis: CostBasis | None, budget: Budget, subject: str, group: str | None, now: int) -> BudgetStatus:
     start, resets = budget.period(now)
-    used = spent(db, basis, budget, subject, group, start, now)
+    spend = spending(db, basis, budget, subject, start, now)
+    used = spend(start)
     topups, extended = _ledger(db, budget, subject, start, now)
     limit = budget.limit + topups
     percent = 100 * used / limit
@@ -145,11 +169,11 @@ def status(db: DB, basis: CostBasis | None, budget: Budget, subject: str, group:
     if extended is not None and ACTIONS.index(action) > ACTIONS.index("restrict"):
         action = "restrict"  # an extension: no deny, no stop until it ends
     if resets is None and ACTIONS.index(action) >= ACTIONS.index("deny"):
-        resets = _rolling_reset(db, basis, budget, subject, group, now, limit)
+        resets = _rolling_reset(spend, budget, now, limit)
     return BudgetStatus(budget, subject, group, used, limit, action, start, resets, extended)
 
 
-def _rolling_reset(db, basis, budget, subject, group, now: int, limit: float) -> int | None:
+def _rolling_reset(spend: Callable[[int], float], budget: Budget, now: int, limit: float) -> int | None:
     """When enough of a rolling window's spending has aged out to fall below the lowest
     deny threshold, to the minute (running servers not counted on): the earliest window
     start whose spending up to now is below it, plus the window's length."""
@@ -158,7 +182,7 @@ def _rolling_reset(db, basis, budget, subject, group, now: int, limit: float) ->
     low, high = now - length, now  # spending from `high` is nothing: below any limit
     while high - low > MINUTE_MS:
         middle = (low + high) // 2
-        if spent(db, basis, budget, subject, group, middle, now) < deny_at:
+        if spend(middle) < deny_at:
             high = middle
         else:
             low = middle
@@ -232,7 +256,7 @@ def hourly_in_unit(basis: CostBasis | None, unit: str, server: ServerResources, 
     if unit == "server_hours":
         return 1.0
     amounts = charged(server, basis.pricing.charge if basis else "requests")
-    return amounts.cpu if unit == "cpu_core_hours" else amounts.gpus
+    return {"cpu_core_hours": amounts.cpu, "memory_gib_hours": amounts.memory_gib}.get(unit, amounts.gpus)
 
 
 def spending_over_time(db: DB, basis, s: BudgetStatus, now: int) -> dict:
@@ -242,7 +266,7 @@ def spending_over_time(db: DB, basis, s: BudgetStatus, now: int) -> dict:
     day = s.period_start_ms
     while day < now:
         end = min(now, (day // DAY_MS + 1) * DAY_MS)
-        total += spent(db, basis, budget, s.subject, s.group, day, end)
+        total += spent(db, basis, budget, s.subject, day, end)
         days.append((from_ms(day).date().isoformat(), round(total, 6)))
         day = end
     chart = {"days": [d for d, _ in days], "spent": [v for _, v in days], "limit": s.limit, "forecast": None}
@@ -255,8 +279,6 @@ def spending_over_time(db: DB, basis, s: BudgetStatus, now: int) -> dict:
 
 
 # --- what people are told ----------------------------------------------------------------
-
-UNIT_NAMES = {"server_hours": "server-hours", "cpu_core_hours": "CPU core-hours", "gpu_hours": "GPU-hours"}
 
 
 def amount(value: float, unit: str, currency: str) -> str:

@@ -193,7 +193,7 @@ class DailyUserProfileUsage(UsageFigures, Base):
     """Closed sessions' usage per UTC day, user and profile: one person's reports."""
 
     __tablename__ = "usage_daily_user_profile"
-    __table_args__ = CLUSTERED
+    __table_args__ = (Index("usage_user_profile_by_user", "username", "day"), CLUSTERED)
 
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(255), primary_key=True)
@@ -204,7 +204,7 @@ class DailyUserGroupUsage(UsageFigures, Base):
     """Closed sessions' usage per UTC day, user and group (the groups at session start)."""
 
     __tablename__ = "usage_daily_user_group"
-    __table_args__ = CLUSTERED
+    __table_args__ = (Index("usage_user_group_by_user", "username", "day"), CLUSTERED)
 
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(255), primary_key=True)

@@ -57,6 +57,15 @@ class Rates(NamedTuple):
     gpu: float
 
 
+# what budgets in resource-hours are called to people (budgets in money use the currency)
+UNIT_NAMES = {
+    "server_hours": "server-hours",
+    "cpu_core_hours": "CPU core-hours",
+    "memory_gib_hours": "memory GiB-hours",
+    "gpu_hours": "GPU-hours",
+}
+
+
 class Quantities(NamedTuple):
     """What is charged for one hour: cores, GiB of memory, GPUs."""
 

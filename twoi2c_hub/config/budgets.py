@@ -55,7 +55,7 @@ class BudgetSpec(Strict):
     """The users or groups it applies to (empty for the hub)."""
     per_person: bool = True
     """For a group: each member has the whole limit (true), or the group shares it (false)."""
-    unit: Literal["money", "server_hours", "cpu_core_hours", "gpu_hours"] = "money"
+    unit: Literal["money", "server_hours", "cpu_core_hours", "memory_gib_hours", "gpu_hours"] = "money"
     """money (the pricing currency) or resource-hours."""
     limit: PositiveFloat
     """The limit per period, in `unit`."""

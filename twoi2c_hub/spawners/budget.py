@@ -19,6 +19,7 @@ from prometheus_client import Counter
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from .. import catalog
+from ..catalog.pricing import UNIT_NAMES
 
 log = logging.getLogger("twoi2c.budget")
 
@@ -123,5 +124,4 @@ def form_notes(state: dict | None, prices: dict, currency: str) -> tuple[dict | 
 
 
 def _amount(value: float, unit: str, currency: str) -> str:
-    names = {"server_hours": "server-hours", "cpu_core_hours": "CPU core-hours", "gpu_hours": "GPU-hours"}
-    return f"{value:,.2f} {currency}" if unit == "money" else f"{value:,.1f} {names[unit]}"
+    return f"{value:,.2f} {currency}" if unit == "money" else f"{value:,.1f} {UNIT_NAMES[unit]}"

@@ -188,6 +188,7 @@ class BudgetCheckService(CostService):
 
     name = "cost-checks"
     niceness = 0
+    idle_db_work = False  # a spawn waits for it: not behind a report's CPU
 
     def __init__(self, *, community_config: str, database_url: str):
         super().__init__(community_config=community_config, database_url=database_url, migrate=False)

@@ -75,6 +75,8 @@ class HubService:
     db_workers = 4
     # the service's CPU priority below the hub's (os.nice), so reports never slow logins
     niceness = 10
+    # database work (reports) only on CPU nothing else wants (SCHED_IDLE)
+    idle_db_work = True
     # reports one person may have running at once (more: 429)
     max_reports_per_person = 2
     # seconds between the background database checks /health reports
@@ -90,7 +92,9 @@ class HubService:
         self.metrics_registry = CollectorRegistry()
         self.pages = Pages(base_url=self.base_url, service_prefix=self.prefix, branding=branding)
         self._pool = ThreadPoolExecutor(
-            self.db_workers, thread_name_prefix=f"{self.name}-db", initializer=_idle_priority
+            self.db_workers,
+            thread_name_prefix=f"{self.name}-db",
+            initializer=_idle_priority if self.idle_db_work else None,
         )
         self.reports_running: dict[str, int] = {}
         self._shared: dict[Hashable, tuple[float, asyncio.Future]] = {}
