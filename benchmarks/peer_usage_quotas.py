@@ -16,9 +16,17 @@ Two halves:
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import glob
 import json
+import os
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 PEER = "jupyterhub-usage-quotas==0.2.1"
 NAMESPACE = "hub"  # the peer counts only series in its hub_namespace with a node label
@@ -75,7 +83,6 @@ class PeerUnavailable(Exception):
 
 class Peer:
     def __init__(self, work, now_s: float):
-        from pathlib import Path
 
         self.work = Path(work)
         self.now_s = now_s
@@ -85,10 +92,6 @@ class Peer:
     # -- what it needs
     @staticmethod
     def python312() -> str:
-        import glob
-        import os
-        import shutil
-        import subprocess
 
         candidates = [os.environ.get("TWOI2C_PEER_PYTHON")]
         candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python")))
@@ -102,28 +105,28 @@ class Peer:
 
     def venv(self) -> str:
         """The peer's own virtualenv, made once per machine (a cache in the temp directory)."""
-        import subprocess
-        import tempfile
-        from pathlib import Path
 
         home = Path(tempfile.gettempdir()) / "twoi2c-peer-usage-quotas-0.2.1"
         python = home / "bin" / "python"
         ready = home / ".installed"
-        if not ready.exists():
-            made = subprocess.run(
-                [self.python312(), "-m", "venv", "--clear", str(home)], capture_output=True, text=True
-            )
-            if made.returncode != 0:
-                raise PeerUnavailable(f"could not make the peer's virtualenv: {made.stderr[-500:]}")
-            result = subprocess.run([str(python), "-m", "pip", "install", "-q", PEER], capture_output=True, text=True)
-            if result.returncode != 0:
-                raise PeerUnavailable(f"pip install {PEER} failed: {result.stderr[-500:]}")
-            ready.touch()
+        with open(f"{home}.lock", "w") as lock:  # another run may be making it at the same time
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not ready.exists():
+                made = subprocess.run(
+                    [self.python312(), "-m", "venv", "--clear", str(home)], capture_output=True, text=True
+                )
+                if made.returncode != 0:
+                    raise PeerUnavailable(f"could not make the peer's virtualenv: {made.stderr[-500:]}")
+                result = subprocess.run(
+                    [str(python), "-m", "pip", "install", "-q", PEER], capture_output=True, text=True
+                )
+                if result.returncode != 0:
+                    raise PeerUnavailable(f"pip install {PEER} failed: {result.stderr[-500:]}")
+                ready.touch()
         return str(python)
 
     @staticmethod
     def binaries() -> tuple[str, str]:
-        import shutil
 
         prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
         if not (prometheus and promtool):
@@ -154,10 +157,7 @@ class Peer:
 
     def start(self, sessions) -> dict:
         """Backfill and start Prometheus; returns figures about the setup."""
-        import socket
-        import subprocess
-
-        import requests
+        import requests  # ours, not the peer's: this half runs in our environment
 
         prometheus, promtool = self.binaries()
         figures = {"samples": self.write_history(sessions)}
@@ -202,7 +202,6 @@ class Peer:
 
     def enforce(self, people, groups, limit: str, days: int, at_once: int = 20) -> dict:
         """Run the peer's check for `people` [(name, groups)], in its own environment."""
-        import subprocess
 
         spec = {"prometheus_url": self.url, "people": people, "groups": groups, "limit": limit, "days": days,
                 "at_once": at_once}  # fmt: skip
