@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+import requests
 from bs4 import BeautifulSoup
 
 pytestmark = pytest.mark.hub
@@ -75,13 +76,27 @@ def test_alice_also_sees_the_gpu_profile_and_the_whole_node(demo_hub):
 )
 def test_bob_forged_form_is_refused_and_starts_nothing(demo_hub, fields, status, message):
     session = demo_hub.login("bob")
+    logged = len(demo_hub.hub.log_file.read_text(errors="replace").splitlines())
     response = post_spawn(session, demo_hub, fields)
     assert response.status_code == status
     page = BeautifulSoup(response.text, "html.parser")
-    assert message in page.get_text()
+    # what and why in plain words, with a way to ask for access; no internal names
+    refusal = page.select_one(".twoi2c-refusal")
+    assert refusal.select_one("h2").get_text(strip=True) == "This server cannot start"
+    assert message in refusal.get_text()
+    assert "Error" not in refusal.get_text() and "ProfileRefused" not in page.get_text()
+    assert refusal.select_one("a.twoi2c-ask-access")["href"] == "https://example.org/demo-community/support"
+    # the form still selects a profile bob may start, so Start never sends nothing
+    checked = [radio["value"] for radio in page.select("input[name=profile]") if radio.has_attr("checked")]
+    assert checked == ["cpu"]
     # the hostile value is shown as text, never as markup
     assert not page.find("script", string="alert(1)")
     assert demo_hub.server("bob") is None
+    # an expected refusal is one WARNING line in the hub's log, no ERROR, no traceback
+    new = demo_hub.hub.log_file.read_text(errors="replace").splitlines()[logged:]
+    about = [line for line in new if message.split(":")[0][:40] in line]
+    assert len(about) == 1 and about[0].startswith("[W "), new
+    assert not [line for line in new if line.startswith("[E ") or "Traceback" in line], new
 
 
 @pytest.mark.parametrize(
@@ -96,10 +111,15 @@ def test_bob_forged_form_is_refused_and_starts_nothing(demo_hub, fields, status,
 )
 def test_bob_forged_rest_api_spawn_is_refused_and_starts_nothing(demo_hub, user_options, status, message):
     token = demo_hub.user_token("bob")
+    logged = len(demo_hub.hub.log_file.read_text(errors="replace").splitlines())
     response = demo_hub.api("POST", "/users/bob/server", token=token, json={"user_options": user_options})
     assert response.status_code == status, response.text
     assert message in response.json()["message"]
+    assert "ProfileRefused" not in response.json()["message"]
     assert demo_hub.server("bob") is None
+    new = demo_hub.hub.log_file.read_text(errors="replace").splitlines()[logged:]
+    assert [line[:3] for line in new if message in line] == ["[W "], new
+    assert not [line for line in new if line.startswith("[E ") or "Traceback" in line], new
 
 
 def server_process(demo_hub, username) -> int:
@@ -204,3 +224,17 @@ def test_after_a_refused_request_the_form_still_selects_a_profile(demo_hub):
     page = spawn_page(demo_hub.login("bob"), demo_hub)
     checked = [radio["value"] for radio in page.select("input[name=profile]") if radio.has_attr("checked")]
     assert checked == ["cpu"]  # the default, not nothing (which would start whatever is default unseen)
+
+
+def test_the_hubs_404_page_says_so_in_words_and_keeps_the_persons_menu(demo_hub):
+    bob = demo_hub.login("bob")
+    response = bob.get(f"{demo_hub.url}/hub/no-such-page", timeout=30)
+    assert response.status_code == 404
+    page = BeautifulSoup(response.text, "html.parser")
+    assert page.select_one("h1").get_text(strip=True) == "There is no such page"
+    assert "None" not in page.get_text()
+    assert page.select_one("#login_widget").get_text(" ", strip=True) == "bob Log out"
+    assert page.select_one(".twoi2c-error-next a")["href"] == "/hub/home"
+    # someone not logged in is offered the login instead
+    anonymous = requests.get(f"{demo_hub.url}/hub/no-such-page", timeout=30)
+    assert BeautifulSoup(anonymous.text, "html.parser").select_one("#login")["href"].endswith("/hub/login")

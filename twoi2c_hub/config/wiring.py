@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..network import free_port
 from ..paths import templates_dir
+from ..spawners import refusals
 from ..usage_client import UsageEventPoster
 from .loading import ConfigError, load_config
 from .models import CommunityConfig, GitHubAuth, WorkshopAuth
@@ -28,6 +29,7 @@ def configure(c, path) -> CommunityConfig:
         print(f"twoi2c-hub: the community config cannot be used.\n{e}", file=sys.stderr)
         raise SystemExit(1) from None
     _spawner(c, config)
+    refusals.install()  # an expected refusal: one WARNING line in the hub's log
     try:
         _authenticator(c, config)
     except SettingError as e:

@@ -44,7 +44,25 @@ _form_environment = jinja2.Environment(
 
 class ProfileRefused(SpawnException, ValueError):
     """A refused selection: a 4xx with its message for JupyterHub, and still the
-    ValueError that code written for KubeSpawner's own validation expects."""
+    ValueError that code written for KubeSpawner's own validation expects. Its text is
+    the message alone, in plain words: the form, the REST API and the log say that."""
+
+    @property
+    def jupyterhub_message(self) -> str:
+        return self.message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def preselected(offered: list[dict], selection: dict, disabled: dict) -> str | None:
+    """The profile the form selects: the person's own (last started, refused just now, or
+    from a launch link) while it may start; else the default; else the first that may."""
+    usable = [p["slug"] for p in offered if not disabled.get(p["slug"], {}).get("")]
+    if selection.get("profile") in usable:
+        return selection["profile"]
+    default = next((p["slug"] for p in offered if p.get("default") and p["slug"] in usable), None)
+    return default or (usable[0] if usable else None)
 
 
 class ConfirmLaunch(Exception):
@@ -154,6 +172,7 @@ class ProfileSpawnerMixin(LoggingConfigurable):
         notice, disabled, hours = budget.form_notes(state, prices, currency)
         return _form_environment.get_template("profile_form.html").render(
             profiles=offered,
+            preselected=preselected(offered, selection, disabled),
             selection=selection,
             from_link=from_link is not None,
             prices=prices,
