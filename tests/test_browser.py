@@ -1,6 +1,11 @@
 """The spawn page in a real browser (Debian's Chromium driven by Playwright)."""
 
+import json
+import re
+from datetime import UTC, date, datetime, timedelta
+
 import pytest
+import requests
 import yaml
 from playwright.sync_api import expect, sync_playwright
 
@@ -139,12 +144,24 @@ def test_markup_in_the_config_is_shown_as_text_and_never_runs(page, hostile_hub)
     assert page.dialogs == []
 
 
-def test_usage_pages_draw_their_charts_and_sort_their_tables(page, demo_hub):
-    token = demo_hub.user_token("bob")
-    response = demo_hub.api("POST", "/users/bob/server", token=token, json={"user_options": {"profile": "cpu"}})
+def run_a_server(hub, username):
+    """Start and stop a server of `username`; return once the usage service has recorded it."""
+    token = hub.user_token(username)
+    response = hub.api("POST", f"/users/{username}/server", token=token, json={"user_options": {"profile": "cpu"}})
     assert response.status_code in (201, 202)
-    demo_hub.wait_for(lambda: (demo_hub.server("bob") or {}).get("ready"), what="bob's server")
-    demo_hub.stop_server("bob")
+    hub.wait_for(lambda: (hub.server(username) or {}).get("ready"), what=f"{username}'s server")
+    hub.stop_server(username)
+
+    def recorded():
+        answer = requests.get(f"{hub.url}/services/usage/api/v1/sessions", params={"state": "stopped"},
+                              headers={"Authorization": f"token {token}"}, timeout=30)  # fmt: skip
+        return answer.status_code == 200 and answer.json()["data"]
+
+    hub.wait_for(recorded, what=f"{username}'s session in the usage service")
+
+
+def test_usage_pages_draw_their_charts_and_sort_their_tables(page, demo_hub):
+    run_a_server(demo_hub, "bob")
     log_in(page, demo_hub.url, "admin", demo_hub.password)
     page.goto(f"{demo_hub.url}/services/usage/admin?aggregate=user")
     expect(page.locator("#usage-chart .main-svg").first).to_be_visible(timeout=15_000)
@@ -169,8 +186,9 @@ def test_usage_pages_draw_their_charts_and_sort_their_tables(page, demo_hub):
         )
     ]
     assert values == sorted(values)
+    # the admin ran no server: their own page says so instead of drawing empty axes
     page.goto(f"{demo_hub.url}/services/usage/")
-    expect(page.locator("#usage-chart .main-svg").first).to_be_visible(timeout=15_000)
+    expect(page.locator(".twoi2c-chart-empty")).to_have_text("No usage in this period.")
 
 
 def test_the_monthly_statement_prints_to_pdf_without_the_navigation(page, demo_hub, tmp_path):
@@ -249,3 +267,50 @@ def test_the_community_cost_page_in_a_browser(page, budget_hub):
     page.wait_for_selector(".twoi2c-budget-chart .main-svg")  # the chart library drew the budget chart
     page.wait_for_selector("#cost-chart .main-svg")
     screenshot(page, "community-costs")
+
+
+def test_a_day_of_usage_reads_at_a_glance_on_a_phone_in_light_and_dark(browser, demo_hub, tmp_path):
+    run_a_server(demo_hub, "bob")
+    context = browser.new_context(viewport={"width": 390, "height": 844}, timezone_id="Europe/Berlin")
+    page = context.new_page()
+    try:
+        log_in(page, demo_hub.url, "bob", demo_hub.password)
+        page.goto(f"{demo_hub.url}/services/usage/?metric=server_hours")
+        expect(page.locator("#usage-chart .main-svg").first).to_be_visible(timeout=15_000)
+        # one bar a day over the whole 30 days, zeros included, on a date axis (no clock times)
+        chart = json.loads(page.locator("#usage-chart-data").text_content())
+        days = [date.fromisoformat(x) for x in chart["x"]]
+        assert len(days) == 30 and all(b - a == timedelta(days=1) for a, b in zip(days, days[1:], strict=False))
+        assert days[-1] == datetime.now(UTC).date()
+        assert sum(chart["series"][0]["y"]) > 0 and chart["series"][0]["y"].count(0) >= 29 - 1
+        ticks = page.locator("#usage-chart .xtick text").evaluate_all("els => els.map(e => e.textContent)")
+        assert ticks and not any(":" in t for t in ticks), ticks
+        # times in the reader's zone, named; units explained; nothing wider than the phone
+        expect(page.locator("#usage-sessions time").first).to_contain_text(re.compile(r"CET|GMT\+1"))
+        expect(page.locator(".twoi2c-units")).to_contain_text("a memory GiB-hour is one GiB of memory")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        # the table sorts from the keyboard, and says how it is sorted
+        header = page.locator("#usage-totals th", has_text="CPU core-hours")
+        header.locator("button").focus()
+        page.keyboard.press("Enter")
+        expect(header).to_have_attribute("aria-sort", "descending")
+        page.keyboard.press("Enter")
+        expect(header).to_have_attribute("aria-sort", "ascending")
+        expect(page.locator("#usage-totals th", has_text="Server hours")).to_have_attribute("aria-sort", "none")
+        # the chart follows the hub's dark mode: transparent background, light text
+        page.evaluate("document.documentElement.setAttribute('data-bs-theme', 'dark')")
+        tick = page.locator("#usage-chart .xtick text").first
+        expect(tick).to_have_css("fill", re.compile(r"rgb\((2[0-5]\d|1[5-9]\d), "))
+        background = page.locator("#usage-chart .main-svg").first.evaluate("e => e.style.background")
+        assert background in ("rgba(0, 0, 0, 0)", "transparent"), background
+        # a period without usage says so instead of drawing empty axes
+        page.goto(f"{demo_hub.url}/services/usage/?start=2020-01-01&end=2020-01-31")
+        expect(page.locator(".twoi2c-chart-empty")).to_have_text("No usage in this period.")
+        assert page.locator("#usage-chart").count() == 0
+        # presets: last month is one click
+        page.locator(".twoi2c-presets a", has_text="Last month").click()
+        first_of_month = datetime.now(UTC).date().replace(day=1)
+        expect(page.locator("#end")).to_have_value((first_of_month - timedelta(days=1)).isoformat())
+    finally:
+        page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+        context.close()

@@ -20,6 +20,7 @@ from tornado import web
 
 from ...accounting import windows
 from . import params
+from .charts import FIGURE_LABELS, UNITS_EXPLAINED
 
 if TYPE_CHECKING:
     from .service import HubService
@@ -248,7 +249,27 @@ class PageHandler(ServiceHandler):
     def step(window: windows.Window) -> str:
         return params.auto_step(window)
 
+    @staticmethod
+    def presets() -> list[dict[str, str]]:
+        """Periods a page offers in one click (UTC dates, both included)."""
+        today = datetime.now(UTC).date()
+        first = today.replace(day=1)
+        last_month_end = first - timedelta(days=1)
+        return [
+            {"label": "Last 7 days", "start": (today - timedelta(days=6)).isoformat(), "end": today.isoformat()},
+            {"label": "Last 30 days", "start": (today - timedelta(days=29)).isoformat(), "end": today.isoformat()},
+            {"label": "This month", "start": first.isoformat(), "end": today.isoformat()},
+            {
+                "label": "Last month",
+                "start": last_month_end.replace(day=1).isoformat(),
+                "end": last_month_end.isoformat(),
+            },
+        ]
+
     def render_page(self, name: str, **values: Any) -> None:
+        values.setdefault("presets", self.presets())
+        values.setdefault("figure_labels", FIGURE_LABELS)
+        values.setdefault("units_explained", UNITS_EXPLAINED)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(self.service.pages.render(name, self.current_user, self.xsrf_token.decode(), **values))
 

@@ -17,6 +17,8 @@ from .intake import now_ms
 SHARED_SECONDS = 10
 # names charted one by one; the rest are one "others" series
 CHART_NAMES = 8
+# what the pages can chart and sort by
+METRICS = ("server_hours", "cpu_core_hours", "memory_gib_hours", "gpu_hours")
 
 
 class UserPage(PageHandler):
@@ -25,6 +27,7 @@ class UserPage(PageHandler):
         user = self.current_user
         window, start, end = self.period()
         name, step, now = user["name"], self.step(window), now_ms()
+        metric = self.param_choice("metric", METRICS, "server_hours")
 
         def figures(db: DB) -> tuple:
             return (
@@ -40,7 +43,9 @@ class UserPage(PageHandler):
             recent=list(reversed(recent))[:50],
             start=start,
             end=end,
-            chart=chart_series(daily, "server_hours"),
+            chart=chart_series(daily, metric, window, step),
+            metric=metric,
+            metrics=METRICS,
             is_admin=self.may_read_all(user),
         )
 
@@ -54,10 +59,12 @@ class AdminPage(PageHandler):
         window, start, end = self.period()
         aggregate = self.param_choice("aggregate", reports.AGGREGATES, "user")
         drill = self.param_text("user")
+        metric = self.param_choice("metric", METRICS, "server_hours")
         step, now = self.step(window), now_ms()
 
         def figures(db: DB) -> tuple:
             totals = reports.allocation(db, *window, aggregate, now)
+            totals.sort(key=lambda row: (-row[metric], row["name"]))  # who used the most first
             # the chart: the CHART_NAMES largest, and everyone else as one series
             leaders = frozenset(row["name"] for row in totals[:CHART_NAMES])
             for row in totals:
@@ -78,7 +85,7 @@ class AdminPage(PageHandler):
 
         # every admin sees the same figures: a burst of the same page is computed once
         totals, series, active, drill_sessions = await self.service.shared_report(
-            ("admin", window, aggregate, drill), lambda: self.run_db(figures), ttl=SHARED_SECONDS
+            ("admin", window, aggregate, drill, metric), lambda: self.run_db(figures), ttl=SHARED_SECONDS
         )
         self.render_page(
             "usage/admin.html",
@@ -86,7 +93,9 @@ class AdminPage(PageHandler):
             aggregate=aggregate,
             start=start,
             end=end,
-            chart=chart_series(series, "server_hours", top=CHART_NAMES + 1),
+            chart=chart_series(series, metric, window, step, top=CHART_NAMES + 1),
+            metric=metric,
+            metrics=METRICS,
             active=active,
             drill=drill,
             drill_sessions=drill_sessions,
