@@ -121,6 +121,15 @@ def test_check_config_reports_every_error_with_its_path(tmp_path):
         ),
         ("hub: {name: X}\nusage: {host: hub}\n", "usage: set port: a fixed port is needed when host is not 127.0.0.1"),
         (
+            "hub: {name: X, funders: [{name: F, url: 'javascript:alert(1)'}]}\n",
+            "hub.funders[0].url: must be an http(s) address or a path starting with /, not 'javascript:alert(1)'",
+        ),
+        (
+            "hub: {name: X, operated_by: {name: O, logo_url: 'data:image/svg+xml,<svg onload=alert(1)>'}}\n",
+            "hub.operated_by.logo_url: must be an http(s) address or a path starting with /, "
+            "not 'data:image/svg+xml,<svg onload=alert(1)>'",
+        ),
+        (
             "hub: {name: X}\nspawner: {user_environment: {X: '{user}'}}\n",
             "spawner.user_environment: X: unknown placeholder {user}; use {username} or {escaped_username}",
         ),

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.hub
 def spawn_page(session, hub) -> BeautifulSoup:
     response = session.get(f"{hub.url}/hub/spawn", timeout=30)
     assert response.status_code == 200
-    return BeautifulSoup(response.text, "html.parser")
+    return BeautifulSoup(response.content, "html.parser")  # the page's own <meta charset>
 
 
 def offered(page: BeautifulSoup) -> dict[str, list[str]]:
@@ -45,6 +45,12 @@ def test_alice_also_sees_the_gpu_profile_and_the_whole_node(demo_hub):
     choices = offered(page)
     assert list(choices) == ["cpu", "gpu"]
     assert "whole-node" in choices["cpu"]
+    # what each gives in plain words and figures, never a cloud machine type's name
+    assert "n2-highmem" not in page.get_text()
+    whole = page.select_one("#profile-option-cpu--resources option[value=whole-node]").get_text(" ", strip=True)
+    assert "A whole large machine (researchers only) — 100 GiB memory, 14 CPUs guaranteed, up to 15 · " in whole
+    gpu = page.select_one("[data-profile=gpu] .twoi2c-resources").get_text(strip=True)
+    assert gpu == "14 GiB memory, 3.5 CPUs guaranteed, up to 4, 1 GPU"
     # this hub runs local processes: what it cannot give is said on the form
     assert "Not available on this hub: this image (the default environment runs instead) and a GPU." in page.get_text()
 
@@ -202,9 +208,51 @@ def test_pages_carry_the_community_name_announcement_and_funders(demo_hub):
     page = BeautifulSoup(response.text, "html.parser")
     assert page.title.get_text(strip=True) == "Demo Community Hub"
     assert page.select_one(".twoi2c-community-name").get_text(strip=True) == "Demo Community Hub"
-    assert "Servers are stopped after an hour without activity." in page.select_one(".announcement").get_text()
-    funder = page.select_one(".twoi2c-footer a")
+    announcement = page.select_one(".announcement")
+    assert "Servers are stopped after an hour without activity." in announcement.get_text()
+    assert announcement.select_one("strong").get_text() == "demo"  # Markdown, rendered
+    credits = {
+        dt.get_text(strip=True): dd
+        for dt, dd in zip(page.select(".twoi2c-footer dt"), page.select(".twoi2c-footer dd"), strict=True)
+    }
+    funder = credits["Funded by"].select_one("a")
     assert (funder.get_text(), funder["href"]) == ("The Example Foundation", "https://example.org/foundation")
+    assert credits["Operated by"].get_text(strip=True) == "The Example Operators"
+    assert credits["Designed by"].select_one("a")["href"] == "https://example.org/demo-community"
+
+
+def test_the_login_page_says_who_may_use_the_hub_and_how_to_get_access(demo_hub):
+    page = BeautifulSoup(requests.get(f"{demo_hub.url}/hub/login", timeout=30).text, "html.parser")
+    assert page.select_one(".twoi2c-login-name").get_text(strip=True) == "Demo Community Hub"
+    access = page.select_one(".twoi2c-access")
+    assert "students of the data course" in " ".join(access.get_text().split())
+    assert access.select_one("a").get_text() == "Ask for an account"
+    assert access.select_one("a")["href"] == "https://example.org/demo-community/support"
+    assert [dt.get_text(strip=True) for dt in page.select(".twoi2c-login-intro ~ div dt")] == [
+        "Operated by",
+        "Funded by",
+        "Designed by",
+    ]
+    assert page.select_one("#login_submit")  # the demo's one way in: its password form
+
+
+def test_home_and_every_page_lead_to_usage_and_costs_and_admins_to_the_communitys(demo_hub):
+    token = demo_hub.user_token("bob")
+    response = demo_hub.api("POST", "/users/bob/server", token=token, json={"user_options": {"profile": "cpu"}})
+    assert response.status_code in (201, 202), response.text
+    demo_hub.wait_for(lambda: (demo_hub.server("bob") or {}).get("ready"), what="bob's server")
+    demo_hub.stop_server("bob")
+    home = BeautifulSoup(demo_hub.login("bob").get(f"{demo_hub.url}/hub/home", timeout=30).text, "html.parser")
+    assert home.select_one(".twoi2c-last-profile strong").get_text() == "Shared CPU server"
+    links = {a.get_text(strip=True): a["href"] for a in home.select(".twoi2c-home-links a")}
+    assert links == {"My usage": "/services/usage/", "My costs and budget": "/services/cost/"}
+    navbar = [a.get_text(strip=True) for a in home.select("#thenavbar .nav-link")]
+    assert {"My usage", "My costs"} <= set(navbar) and "Community usage" not in navbar
+    # alice is in researchers, the community admins: the community's pages too, on every hub page
+    for path in ("/hub/home", "/hub/token", "/hub/spawn"):
+        page = BeautifulSoup(demo_hub.login("alice").get(f"{demo_hub.url}{path}", timeout=30).text, "html.parser")
+        navbar = {a.get_text(strip=True): a["href"] for a in page.select("#thenavbar .nav-link")}
+        assert navbar["Community usage"] == "/services/usage/admin" and navbar["Costs"] == "/services/cost/admin", path
 
 
 def test_a_bad_config_file_stops_the_hub_at_start_with_its_messages(hub_factory, tmp_path):

@@ -3,7 +3,7 @@
 import pytest
 
 from twoi2c_hub import catalog
-from twoi2c_hub.catalog import ProfileError, available, resolve
+from twoi2c_hub.catalog import GiB, ProfileError, ServerResources, available, in_plain_words, resolve
 from twoi2c_hub.catalog.instances import INSTANCE_TYPES, GiB, InstanceType, MiB
 
 CATALOG = [
@@ -287,7 +287,7 @@ def test_node_share_figures_match_hand_computed_values():
         assert override["node_selector"] == {"node.kubernetes.io/instance-type": "n2-highmem-4"}
     assert choices["mem_28_gib"]["display_name"] == "~28 GiB RAM, ~4 CPUs"
     assert choices["mem_6_9_gib"]["display_name"] == "~6.9 GiB RAM, ~0.9 CPUs"
-    assert choices["mem_6_9_gib"]["description"] == "Up to ~4 CPUs when available"
+    assert choices["mem_6_9_gib"]["description"] == "Up to ~4 CPUs when the machine is not busy"
 
 
 def test_node_share_uses_measured_allocatable_figures_when_given():
@@ -327,3 +327,18 @@ def test_reserved_cpu_and_memory_tiers():
     assert reserved_memory_bytes("gcp", 256 * GiB) == int(11.88 * GiB) + 100 * MiB
     assert reserved_memory_bytes("aws", 64 * GiB) == (255 + 11 * 110 + 100) * MiB
     assert reserved_memory_bytes("azure", 64 * GiB) == (20 * 30 + 50 + 100) * MiB
+
+
+@pytest.mark.parametrize(
+    "resources, words",
+    [
+        (ServerResources(cpu_guarantee=0.5, cpu_limit=4, mem_guarantee=4 * GiB, mem_limit=4 * GiB),
+         "4 GiB memory, 0.5 CPUs guaranteed, up to 4"),
+        (ServerResources(cpu_limit=1, mem_guarantee=GiB // 2, mem_limit=2 * GiB, gpu_count=2),
+         "0.5 GiB memory guaranteed, up to 2, 1 CPU, 2 GPUs"),
+        (ServerResources(mem_guarantee=int(14.5 * GiB)), "14 GiB memory"),  # no false precision past 10
+        (ServerResources(), None),
+    ],
+)  # fmt: skip
+def test_resources_in_plain_words(resources, words):
+    assert in_plain_words(resources) == words

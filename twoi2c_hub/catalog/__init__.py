@@ -8,6 +8,7 @@ config checks and the services use it; it imports nothing else of this package.
 
 from .instances import INSTANCE_TYPES, GiB, InstanceType, MiB
 from .node_share import node_share_choices, user_capacity
+from .plain import in_plain_words, plain_resources
 from .pricing import HourlyPrice, InstancePrice, PriceTable, Pricing, PricingError, ServerResources
 from .profiles import (
     GPU_TYPE_LABELS,
@@ -23,6 +24,8 @@ from .profiles import (
 from .selection import ResolvedServer, gpu_count, merge_override, parse_bytes, resolve
 
 __all__ = [
+    "in_plain_words",
+    "plain_resources",
     "GPU_TYPE_LABELS",
     "HourlyPrice",
     "InstancePrice",

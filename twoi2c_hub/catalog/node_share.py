@@ -71,10 +71,11 @@ def node_share_choices(
         }
         if instance.gpu_count:
             override["extra_resource_limits"] = {"nvidia.com/gpu": str(instance.gpu_count)}
+        # plain words: the person chooses how much, not which machine type
         description = (
-            f"Up to ~{_cpu_label(cpu)} CPUs when available"
+            f"Up to ~{_cpu_label(cpu)} CPUs when the machine is not busy"
             if i
-            else f"~{_cpu_label(cpu)} CPUs always available (a whole {instance.name} node)"
+            else f"~{_cpu_label(cpu)} CPUs always available: a whole machine to yourself"
         )
         key = "mem_" + re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
         choices.append(

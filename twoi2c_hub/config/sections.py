@@ -3,35 +3,64 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from .base import Strict, _error
+
+
+def _web_link(value: str) -> str:
+    """A link or image shown to people: http(s), or a path on this site; never a
+    `javascript:` or `data:` address, which would run or smuggle content."""
+    if re.match(r"^(https?://[^\s]+|/[^/\s][^\s]*|/)$", value):
+        return value
+    raise _error(f"must be an http(s) address or a path starting with /, not {value!r}")
+
+
+WebLink = Annotated[str, AfterValidator(_web_link)]
 
 
 class Funder(Strict):
     name: str
     """The funder's name."""
-    url: str | None = None
+    url: WebLink | None = None
     """A link to the funder."""
-    logo_url: str | None = None
+    logo_url: WebLink | None = None
     """The funder's logo."""
+
+
+class Organisation(Strict):
+    """Who operates or designed the hub."""
+
+    name: str = Field(min_length=1, max_length=200)
+    url: WebLink | None = None
+    """A link to the organisation."""
+    logo_url: WebLink | None = None
+    """Its logo."""
 
 
 class HubSection(Strict):
     name: str = Field(min_length=1, max_length=100)
     """The community's name, shown on every page."""
-    logo_url: str | None = None
+    logo_url: WebLink | None = None
     """The community's logo (top left of every page)."""
-    url: str | None = None
+    url: WebLink | None = None
     """Where the logo links to: the community's own site."""
-    support_url: str | None = None
+    support_url: WebLink | None = None
     """Where people get help with this hub (in every page's footer)."""
     funders: list[Funder] = Field(default_factory=list)
     """Who funds the hub (in every page's footer)."""
     announcement: str | None = None
-    """A message shown at the top of every page."""
+    """A message shown at the top of every page, in Markdown (links, emphasis, lists; any
+    HTML in it is shown as text)."""
+    operated_by: Organisation | None = None
+    """Who runs the hub (on the login and home pages)."""
+    designed_by: Organisation | None = None
+    """Who designed it, e.g. the community itself or a partner."""
+    access: str | None = None
+    """Who may use the hub and how to get access, in Markdown (on the login page, and on
+    the refusal page of someone who may not log in)."""
 
 
 class LocalSpawnerSection(Strict):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import secrets
 import sys
 from pathlib import Path
 
+from .. import catalog, markdown
 from ..network import free_port
 from ..paths import templates_dir
 from ..spawners import refusals
@@ -210,10 +212,21 @@ def _templates(c, config: CommunityConfig) -> None:
             "community_url": hub.url,
             "community_support_url": hub.support_url,
             "community_funders": [f.model_dump() for f in hub.funders],
+            "community_operated_by": hub.operated_by.model_dump() if hub.operated_by else None,
+            "community_designed_by": hub.designed_by.model_dump() if hub.designed_by else None,
+            # the community's own words: Markdown, sanitised (markdown.render)
+            "community_access_html": markdown.render(hub.access),
+            "community_admin_groups": list(config.community_admin_groups),
+            # the services' pages, linked from every hub page
+            "twoi2c_usage": config.usage.enabled,
+            "twoi2c_cost": config.pricing is not None and config.cost.enabled,
+            "twoi2c_profile_names": {
+                p["slug"]: p["display_name"] for p in catalog.initialize(copy.deepcopy(config.profile_list()))
+            },
         }
     )
     if hub.announcement:
-        template_vars["announcement"] = hub.announcement
+        template_vars["announcement"] = markdown.render(hub.announcement, inline=True)
     c.JupyterHub.template_vars = template_vars
 
 

@@ -181,6 +181,7 @@ class ProfileSpawnerMixin(LoggingConfigurable):
             disabled=disabled,
             hours_left=hours,
             notes={p["slug"]: self.profile_form_notes(p) for p in offered},
+            resources=catalog.plain_resources(offered),
             unlisted_sentinel=catalog.UNLISTED_SENTINEL,
             unlisted_suffix=catalog.UNLISTED_SUFFIX,
         )

@@ -19,6 +19,7 @@ from prometheus_client import Counter
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from .. import catalog
+from ..catalog.plain import RESOURCE_KEYS
 from ..catalog.pricing import UNIT_NAMES
 
 log = logging.getLogger("twoi2c.budget")
@@ -54,7 +55,6 @@ async def ask(
 
 
 # the override keys that change what a server costs
-PRICED_KEYS = {"cpu_guarantee", "cpu_limit", "mem_guarantee", "mem_limit", "extra_resource_limits", "node_selector"}
 
 
 def choice_prices(
@@ -80,7 +80,7 @@ def choice_prices(
         for key, option in (profile.get("profile_options") or {}).items():
             for choice_key, choice in (option.get("choices") or {}).items():
                 override = choice.get("kubespawner_override") or {}
-                if not PRICED_KEYS & set(override):
+                if not RESOURCE_KEYS & set(override):
                     continue  # an image, an environment: the price is the other choices'
                 merged: dict[str, Any] = json.loads(json.dumps(base))
                 catalog.merge_override(merged, override)
