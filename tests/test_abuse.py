@@ -295,3 +295,52 @@ def test_a_notebook_cannot_read_the_hubs_or_the_services_environment(demo_hub):
     assert result["uid"] == pwd.getpwnam(demo_hub.hub.server_account.user).pw_uid
     # and so no forged session can be recorded with the service's token
     assert events_token not in json.dumps(result)
+
+
+def test_a_launch_link_with_a_repository_pulls_it_once_the_person_starts(demo_hub):
+    bob = demo_hub.login("bob")
+    link = {
+        "profile": "cpu",
+        "repo": "https://github.com/example/course",
+        "branch": "main",
+        "urlpath": "lab/tree/course",
+    }
+    response = bob.get(f"{demo_hub.url}/hub/spawn/bob", params=link, timeout=30)
+    assert response.status_code == 200 and demo_hub.server("bob") is None  # the link starts nothing
+    page = BeautifulSoup(response.content, "html.parser")
+    assert "pulls https://github.com/example/course (branch main)" in " ".join(
+        page.select_one(".twoi2c-git-pull").get_text().split()
+    )
+    form = {
+        i["name"]: i["value"]
+        for i in page.select("#spawn_form input[type=hidden]")
+        if i.get("name", "").startswith("git-pull-")
+    }
+    assert form == {"git-pull-repo": link["repo"], "git-pull-branch": "main", "git-pull-urlpath": "lab/tree/course"}
+    # the person presses Start: the server opens through nbgitpuller, then the path
+    data = {"_xsrf": bob.cookies.get("_xsrf", path="/hub/"), "profile": "cpu", **form}
+    started = bob.post(f"{demo_hub.url}/hub/spawn/bob", data=data, allow_redirects=False, timeout=60)
+    assert started.status_code == 302, started.text
+    demo_hub.wait_for(lambda: (demo_hub.server("bob") or {}).get("ready"), what="bob's server")
+    try:
+        pid = demo_hub.api("GET", "/users/bob").json()["servers"][""]["state"]["pid"]
+        environ = dict(
+            item.decode().split("=", 1)
+            for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if b"=" in item
+        )
+        assert environ["JUPYTERHUB_DEFAULT_URL"] == (
+            "/git-pull?repo=https%3A%2F%2Fgithub.com%2Fexample%2Fcourse&branch=main&urlpath=lab%2Ftree%2Fcourse"
+        )
+    finally:
+        demo_hub.stop_server("bob")
+    # a malformed repository in a link is said on the form and never sent
+    bad = bob.get(f"{demo_hub.url}/hub/spawn/bob", params={"profile": "cpu", "repo": "javascript:alert(1)"}, timeout=30)
+    page = BeautifulSoup(bad.content, "html.parser")
+    assert "repo must be an https:// address" in page.select_one(".twoi2c-git-pull").get_text()
+    assert not page.select("input[name^=git-pull-]")
+    # and through the REST API, a 400 with the same words
+    token = demo_hub.user_token("bob")
+    refused = demo_hub.api("POST", "/users/bob/server", token=token,
+                           json={"user_options": {"profile": "cpu", "git_pull": {"repo": "http://plain.example/x"}}})  # fmt: skip
+    assert refused.status_code == 400 and "repo must be an https:// address" in refused.json()["message"]

@@ -3,7 +3,7 @@
 import pytest
 
 from twoi2c_hub import catalog
-from twoi2c_hub.catalog import GiB, ProfileError, ServerResources, available, in_plain_words, resolve
+from twoi2c_hub.catalog import ProfileError, ServerResources, available, in_plain_words, resolve
 from twoi2c_hub.catalog.instances import INSTANCE_TYPES, GiB, InstanceType, MiB
 
 CATALOG = [

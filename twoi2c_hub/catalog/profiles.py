@@ -129,7 +129,11 @@ def selection_from_link(query: Mapping[str, list[str]]) -> dict[str, str]:
     if not selection and values.get("profile"):
         selection = {"profile": values["profile"]}
     for key, value in values.items():
-        if key != "profile" and not key.startswith("profile-option-") and isinstance(value, str):
+        if (
+            key not in ("profile", "repo", "branch", "urlpath")
+            and not key.startswith("profile-option-")
+            and isinstance(value, str)
+        ):
             selection.setdefault(key, value)
     return selection
 

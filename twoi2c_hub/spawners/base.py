@@ -17,6 +17,7 @@ from traitlets import Any, Dict, Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .. import catalog
+from ..catalog import launch
 from ..paths import templates_dir
 from ..usage_client import UsageEventPoster
 from . import budget
@@ -123,6 +124,9 @@ class ProfileSpawnerMixin(LoggingConfigurable):
 
     instance_types = Dict(config=True, help="Instance types by name, for prices by instance type.")
 
+    # the operator's default_url, kept while a launch link's git-pull replaces it for one start
+    _configured_default_url: str | None = None
+
     # the selection last resolved by `resolve_selection`, for labels and accounting
     resolved_server: catalog.ResolvedServer | None = None
 
@@ -152,6 +156,7 @@ class ProfileSpawnerMixin(LoggingConfigurable):
                 )
             return ""
         from_link = self._take_selection_from_link()
+        git_pull = self._take_git_pull_from_link()
         selection = from_link or self.user_options or {}
         if selection.get("profile") not in {p["slug"] for p in offered}:
             # a profile that is gone or was never offered (a refused API request saves its
@@ -175,6 +180,8 @@ class ProfileSpawnerMixin(LoggingConfigurable):
             preselected=preselected(offered, selection, disabled),
             selection=selection,
             from_link=from_link is not None,
+            git_pull=git_pull,
+            git_pull_prefix=launch.FORM_PREFIX,
             prices=prices,
             currency=currency,
             budget=notice,
@@ -200,10 +207,21 @@ class ProfileSpawnerMixin(LoggingConfigurable):
                 reason="profile",
                 status_code=400,
             )
+        selection = dict(selection or {})
         try:
+            pull = selection.pop("git_pull", None)
+            if pull is not None and not isinstance(pull, dict):
+                raise catalog.ProfileError('git_pull must be an object like {"repo": "https://..."}.')
+            git_pull = launch.git_pull_from(pull or {})
             resolved = catalog.resolve(await self.get_catalog(), self.get_groups(), selection)
         except catalog.ProfileError as e:
             raise ProfileRefused(e.message, reason="profile", status_code=e.status) from None
+        # where the server opens: a launch link's repository through nbgitpuller, else as configured
+        if self._configured_default_url is None:
+            self._configured_default_url = self.default_url or ""
+        self.default_url = (
+            launch.git_pull_url(git_pull, self._configured_default_url) if git_pull else self._configured_default_url
+        )
         await self.check_budget(resolved)
         self.resolved_server = resolved
         return resolved
@@ -251,11 +269,21 @@ class ProfileSpawnerMixin(LoggingConfigurable):
         form when it raises. The exception carries no message: the form itself says what
         happened, as a note rather than an error."""
         self._selection_from_link = catalog.selection_from_link(query_data)
+        try:
+            self._git_pull_from_link = launch.git_pull_from(query_data)
+        except catalog.ProfileError as e:  # a malformed link: the form says so, pulls nothing
+            self._git_pull_from_link = {"error": e.message}
         raise ConfirmLaunch()
+
+    _git_pull_from_link: dict | None = None
 
     def _take_selection_from_link(self) -> dict | None:
         selection, self._selection_from_link = self._selection_from_link, None
         return selection
+
+    def _take_git_pull_from_link(self) -> dict | None:
+        git_pull, self._git_pull_from_link = self._git_pull_from_link, None
+        return git_pull
 
     @default("options_from_form")
     def _default_options_from_form(self):
@@ -265,7 +293,15 @@ class ProfileSpawnerMixin(LoggingConfigurable):
         """The selection in a posted spawn form. It is checked when the server starts,
         first thing: a refusal there reaches the form as a 4xx with its message, as it
         reaches a REST API client, and nothing starts."""
-        return catalog.selection_from_form(formdata)
+        selection = catalog.selection_from_form(formdata)
+        if selection and any(formdata.get(launch.FORM_PREFIX + key) for key in launch.KEYS):
+            # checked with the rest of the selection when the server starts
+            selection["git_pull"] = {
+                key: formdata[launch.FORM_PREFIX + key][0]
+                for key in launch.KEYS
+                if formdata.get(launch.FORM_PREFIX + key)
+            }
+        return selection
 
     # --- accounting events -----------------------------------------------------------
 
