@@ -65,12 +65,16 @@ class HubClient:
         session.get(f"{self.url}/hub/login", timeout=30)
         response = session.post(
             f"{self.url}/hub/login?next=",
-            data={"username": username, "password": self.password, "_xsrf": session.cookies.get("_xsrf", path="/hub/")},
+            data={"username": username, "password": self.password, "_xsrf": self.xsrf(session)},
             allow_redirects=False,
             timeout=30,
         )
         assert response.status_code == 302, f"login as {username} failed: {response.status_code}"
         return session
+
+    def xsrf(self, session: requests.Session) -> str | None:
+        """The hub's XSRF cookie of `session` (its path is the hub's, under any base_url)."""
+        return session.cookies.get("_xsrf", path=self.hub.base_url + "hub/")
 
     def user_token(self, username: str) -> str:
         response = self.api("POST", f"/users/{username}/tokens", json={"note": "e2e test", "expires_in": 600})
@@ -104,7 +108,9 @@ def hub_factory(tmp_path_factory):
     """
     hubs = []
 
-    def start(config_path, name="hub", extra_config="", environment=None, server_account=None) -> HubClient:
+    def start(
+        config_path, name="hub", extra_config="", environment=None, server_account=None, base_url="/"
+    ) -> HubClient:
         password = secrets.token_urlsafe(12)
         service_token = secrets.token_hex(32)
         extra = f"""
@@ -126,6 +132,7 @@ c.JupyterHub.load_roles.append({{
             server_account=server_account,
             # where the server user can reach them (pytest's own temp dirs are private)
             homes_dir=tempfile.mkdtemp(prefix="twoi2c-test-homes-") if server_account else None,
+            base_url=base_url,
         )
         hubs.append(hub)
         hub.start(timeout=90)

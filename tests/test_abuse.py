@@ -341,6 +341,6 @@ def test_a_launch_link_with_a_repository_pulls_it_once_the_person_starts(demo_hu
     assert not page.select("input[name^=git-pull-]")
     # and through the REST API, a 400 with the same words
     token = demo_hub.user_token("bob")
-    refused = demo_hub.api("POST", "/users/bob/server", token=token,
-                           json={"user_options": {"profile": "cpu", "git_pull": {"repo": "http://plain.example/x"}}})  # fmt: skip
+    options = {"profile": "cpu", "git_pull": {"repo": "http://plain.example/x"}}
+    refused = demo_hub.api("POST", "/users/bob/server", token=token, json={"user_options": options})
     assert refused.status_code == 400 and "repo must be an https:// address" in refused.json()["message"]

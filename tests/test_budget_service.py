@@ -76,6 +76,7 @@ with open({str(spawner)!r}, "w") as out:
 """
     client = hub_factory(path, "budget-hub", extra_config=extra)
     client.spawner_check = json.loads(spawner.read_text())
+    client.spawner_check["url"] = client.spawner_check["url"].replace("{base_url}", "/")  # the hub's
     client.database_url = config["usage"]["database_url"]
     client.wait_for(lambda: requests.get(f"{client.url}/services/cost/health", timeout=10).ok, what="cost service")
     return client

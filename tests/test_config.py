@@ -223,7 +223,8 @@ def test_configure_sets_spawner_profiles_templates_and_culler():
     usage = services["usage"]
     assert usage["environment"]["TWOI2C_USAGE_EVENTS_TOKEN"] == c.ProfileLocalSpawner.usage_events_token
     port = usage["url"].rsplit(":", 1)[1]
-    assert c.ProfileLocalSpawner.usage_events_url == f"http://127.0.0.1:{port}/services/usage/api/v1/events"
+    # the hub's base_url is filled in when an event is sent: it may be set after configure()
+    assert c.ProfileLocalSpawner.usage_events_url == f"http://127.0.0.1:{port}{{base_url}}services/usage/api/v1/events"
     # the cost service reads the usage service's database; community admins read every cost
     cost_environment = services["cost"]["environment"]
     assert cost_environment["TWOI2C_COST_DATABASE_URL"] == "sqlite:///twoi2c-usage.sqlite"
@@ -549,7 +550,8 @@ def test_with_budgets_the_spawn_time_check_has_a_process_of_its_own(tmp_path):
     assert checks["command"][-1] == "--checks-only" and checks["display"] is False
     port = checks["url"].rsplit(":", 1)[1]
     assert (
-        c.ProfileLocalSpawner.budget_check_url == f"http://127.0.0.1:{port}/services/cost-checks/api/v1/budgets/check"
+        c.ProfileLocalSpawner.budget_check_url
+        == f"http://127.0.0.1:{port}{{base_url}}services/cost-checks/api/v1/budgets/check"
     )
     token = c.ProfileLocalSpawner.budget_check_token
     assert (

@@ -11,6 +11,8 @@ import pytest
 import requests
 from bs4 import BeautifulSoup
 
+from twoi2c_hub.paths import examples_dir
+
 pytestmark = pytest.mark.hub
 
 
@@ -30,7 +32,7 @@ def offered(page: BeautifulSoup) -> dict[str, list[str]]:
 
 
 def post_spawn(session, hub, fields: dict):
-    data = {"_xsrf": session.cookies.get("_xsrf", path="/hub/"), **fields}
+    data = {"_xsrf": hub.xsrf(session), **fields}
     return session.post(f"{hub.url}/hub/spawn", data=data, allow_redirects=False, timeout=60)
 
 
@@ -286,3 +288,55 @@ def test_the_hubs_404_page_says_so_in_words_and_keeps_the_persons_menu(demo_hub)
     # someone not logged in is offered the login instead
     anonymous = requests.get(f"{demo_hub.url}/hub/no-such-page", timeout=30)
     assert BeautifulSoup(anonymous.text, "html.parser").select_one("#login")["href"].endswith("/hub/login")
+
+
+@pytest.fixture(scope="module")
+def community_hub(hub_factory, tmp_path_factory):
+    """The demo community under a base_url, as a hub behind a shared domain is run."""
+    return hub_factory(examples_dir() / "demo-community.yaml", "community-hub", base_url="/community/")
+
+
+def test_everything_works_under_a_base_url(community_hub):
+    hub = community_hub
+    assert hub.url.endswith("/community")
+    bob = hub.login("bob")
+    home = BeautifulSoup(bob.get(f"{hub.url}/hub/home", timeout=30).content, "html.parser")
+    hrefs = [a["href"] for a in home.select("#thenavbar .nav-link, .twoi2c-home-links a")]
+    assert "/community/services/usage/" in hrefs and "/community/services/cost/" in hrefs
+    assert all(h.startswith("/community/") for h in hrefs if h != "#"), hrefs  # "#": the Services menu
+    # a launch link, then the person's Start: the server runs under the prefix
+    page = BeautifulSoup(
+        bob.get(f"{hub.url}/hub/spawn/bob", params={"profile": "cpu"}, timeout=30).content, "html.parser"
+    )
+    assert page.select_one("#spawn_form")["action"].startswith("/community/hub/spawn")
+    data = {"_xsrf": hub.xsrf(bob), "profile": "cpu"}
+    started = bob.post(f"{hub.url}/hub/spawn/bob", data=data, allow_redirects=False, timeout=60)
+    assert started.status_code == 302 and started.headers["Location"].startswith("/community/"), started.text
+    hub.wait_for(lambda: (hub.server("bob") or {}).get("ready"), what="bob's server")
+    try:
+        opened = bob.get(f"{hub.url}/user/bob/", timeout=60)  # through the server's OAuth with the hub
+        assert opened.status_code == 200 and opened.url.startswith(f"{hub.url}/user/bob/"), opened.url
+    finally:
+        hub.stop_server("bob")
+    # the services' pages, their chart library and their links live under the prefix too
+    token = hub.user_token("bob")
+    hub.wait_for(
+        lambda: requests.get(f"{hub.url}/services/usage/api/v1/sessions", headers={"Authorization": f"token {token}"},
+                             timeout=30).json().get("data"),
+        what="bob's session",
+    )  # fmt: skip
+    usage = bob.get(f"{hub.url}/services/usage/", timeout=30)
+    assert usage.status_code == 200, usage.text
+    usage_page = BeautifulSoup(usage.content, "html.parser")
+    assert "/community/services/usage/static/plotly.min.js" in usage.text
+    assert bob.get(f"{hub.url}/services/usage/static/plotly.min.js", timeout=30).status_code == 200
+    assert usage_page.select_one("#usage-totals td").get_text() == "cpu"
+    assert all(
+        a["href"].startswith(("/community/", "?", "#"))
+        for a in usage_page.select("a[href]")
+        if not a["href"].startswith("http")
+    )
+    assert bob.get(f"{hub.url}/services/cost/", timeout=30).status_code == 200
+    # the 404 page leads home, under the prefix
+    missing = BeautifulSoup(bob.get(f"{hub.url}/hub/nowhere", timeout=30).content, "html.parser")
+    assert missing.select_one(".twoi2c-error-next a")["href"] == "/community/hub/home"

@@ -89,8 +89,11 @@ class LocalHub:
         environment: dict[str, str] | None = None,
         server_account: ServerAccount | None = None,
         homes_dir: str | os.PathLike | None = None,
+        base_url: str = "/",
     ):
         self.community_config = Path(community_config).resolve()
+        # the hub's prefix, e.g. /community/ (JupyterHub's base_url)
+        self.base_url = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.password = password
@@ -106,7 +109,8 @@ class LocalHub:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """Where the hub answers, with its base_url (without the trailing /)."""
+        return f"http://127.0.0.1:{self.port}{self.base_url.rstrip('/')}"
 
     def write_config(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +134,7 @@ from twoi2c_hub import configure
 
 configure(c, {str(self.community_config)!r})
 
-c.JupyterHub.bind_url = "http://127.0.0.1:{self.port}"
+c.JupyterHub.bind_url = "http://127.0.0.1:{self.port}{self.base_url}"
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = {free_port()}
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"

@@ -18,6 +18,20 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 log = logging.getLogger("twoi2c.usage-client")
 
 
+def hub_url(url: str) -> str:
+    """`url` with `{base_url}` replaced by the running hub's base_url (`/` outside a hub).
+
+    configure() writes the services' addresses with the placeholder: the hub's base_url
+    may be set after configure() in jupyterhub_config.py (or derived from bind_url), and
+    is only known for certain once the hub runs."""
+    if "{base_url}" not in url:
+        return url
+    from jupyterhub.app import JupyterHub
+
+    base_url = JupyterHub.instance().base_url if JupyterHub.initialized() else "/"
+    return url.replace("{base_url}", base_url)
+
+
 class UsageEventPoster:
     """Sends events to the usage service's `api/v1/events` with its events token."""
 
@@ -41,7 +55,7 @@ class UsageEventPoster:
 
     async def send(self, event: dict[str, Any]) -> bool:
         request = HTTPRequest(
-            self.url,
+            hub_url(self.url),
             method="POST",
             body=json.dumps(event),
             headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},

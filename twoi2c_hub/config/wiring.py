@@ -281,7 +281,6 @@ def _usage_service(c, config: CommunityConfig, config_path: Path) -> None:
     port = usage.port or free_port()
     # shared with the spawners for their start/stop events; new at every hub start
     events_token = secrets.token_hex(32)
-    base_url = c.JupyterHub.get("base_url", "/")
     _service(
         c,
         {
@@ -314,7 +313,8 @@ def _usage_service(c, config: CommunityConfig, config_path: Path) -> None:
         list(config.community_admin_groups),
     )
     spawner = c.ProfileKubeSpawner if config.spawner.kind == "kube" else c.ProfileLocalSpawner
-    events_url = f"http://127.0.0.1:{port}{base_url}services/usage/api/v1/events"
+    # {base_url}: the hub's, filled in when an event is sent (usage_client.hub_url)
+    events_url = f"http://127.0.0.1:{port}{{base_url}}services/usage/api/v1/events"
     spawner.usage_events_url = events_url
     spawner.usage_events_token = events_token
     if config.auth.provider in ("github", "cilogon", "oidc"):
@@ -398,8 +398,7 @@ def _cost_service(c, config: CommunityConfig, config_path: Path) -> None:
             },
             None,
         )
-        base_url = c.JupyterHub.get("base_url", "/")
-        path = f"{base_url}services/cost-checks/api/v1/budgets/check"
+        path = "{base_url}services/cost-checks/api/v1/budgets/check"  # filled in at each check
         spawner.budget_check_url = f"http://{cost.host}:{checks_port}{path}"
         spawner.budget_check_token = check_token
         spawner.budget_when_unreadable = config.budgets.when_unreadable

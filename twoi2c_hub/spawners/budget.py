@@ -21,6 +21,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from .. import catalog
 from ..catalog.plain import RESOURCE_KEYS
 from ..catalog.pricing import UNIT_NAMES
+from ..usage_client import hub_url
 
 log = logging.getLogger("twoi2c.budget")
 
@@ -37,7 +38,7 @@ async def ask(
     """The cost service's answer for `username` starting `server` (None: just their
     budgets); None if the service cannot be asked or cannot answer."""
     request = HTTPRequest(
-        url,
+        hub_url(url),
         method="POST",
         body=json.dumps({"username": username, "groups": groups, "server": server}),
         headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
