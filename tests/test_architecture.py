@@ -11,11 +11,12 @@ PACKAGE = Path(__file__).parent.parent / "twoi2c_hub"
 ALLOWED = {
     "catalog": set(),
     "accounting": {"catalog"},
-    "config": {"catalog", "paths", "network", "usage_client", "spawners", "authenticators"},
+    "config": {"catalog", "paths", "network", "usage_client", "spawners", "authenticators", "markdown"},
     "authenticators": set(),
     "spawners": {"catalog", "paths", "usage_client"},
     "services": {"accounting", "catalog", "config", "paths"},
     "usage_client": set(),
+    "markdown": set(),  # the community's words rendered safely: a leaf, like paths
 }
 
 
