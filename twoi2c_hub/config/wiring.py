@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import secrets
 import sys
 from pathlib import Path
 
-from .. import catalog, markdown
 from ..network import free_port
-from ..paths import templates_dir
 from ..spawners import refusals
 from ..usage_client import UsageEventPoster
 from .loading import ConfigError, load_config
 from .models import CommunityConfig, GitHubAuth, WorkshopAuth
+from .pages import templates
 
 IDLE_CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 
@@ -37,7 +35,7 @@ def configure(c, path) -> CommunityConfig:
     except SettingError as e:
         print(f"twoi2c-hub: {path}: {e}", file=sys.stderr)
         raise SystemExit(1) from None
-    _templates(c, config)
+    templates(c, config)
     _cookies(c)
     _culler(c, config)
     _usage_service(c, config, Path(path).resolve())
@@ -198,36 +196,6 @@ def _cookies(c) -> None:
     settings = dict(c.JupyterHub.get("tornado_settings", {}))
     settings["cookie_options"] = {"samesite": "Lax", **settings.get("cookie_options", {})}
     c.JupyterHub.tornado_settings = settings
-
-
-def _templates(c, config: CommunityConfig) -> None:
-    paths = [str(templates_dir())]
-    c.JupyterHub.template_paths = paths + [p for p in c.JupyterHub.get("template_paths", []) if p not in paths]
-    hub = config.hub
-    template_vars = dict(c.JupyterHub.get("template_vars", {}))
-    template_vars.update(
-        {
-            "community_name": hub.name,
-            "community_logo_url": hub.logo_url,
-            "community_url": hub.url,
-            "community_support_url": hub.support_url,
-            "community_funders": [f.model_dump() for f in hub.funders],
-            "community_operated_by": hub.operated_by.model_dump() if hub.operated_by else None,
-            "community_designed_by": hub.designed_by.model_dump() if hub.designed_by else None,
-            # the community's own words: Markdown, sanitised (markdown.render)
-            "community_access_html": markdown.render(hub.access),
-            "community_admin_groups": list(config.community_admin_groups),
-            # the services' pages, linked from every hub page
-            "twoi2c_usage": config.usage.enabled,
-            "twoi2c_cost": config.pricing is not None and config.cost.enabled,
-            "twoi2c_profile_names": {
-                p["slug"]: p["display_name"] for p in catalog.initialize(copy.deepcopy(config.profile_list()))
-            },
-        }
-    )
-    if hub.announcement:
-        template_vars["announcement"] = markdown.render(hub.announcement, inline=True)
-    c.JupyterHub.template_vars = template_vars
 
 
 def _culler(c, config: CommunityConfig) -> None:

@@ -1,0 +1,42 @@
+"""The hub's pages: our templates (share/templates) and the variables they read from the
+community config, set by configure()."""
+
+from __future__ import annotations
+
+import copy
+
+from .. import catalog, markdown
+from ..paths import templates_dir
+from .models import CommunityConfig
+
+
+def templates(c, config: CommunityConfig) -> None:
+    """Our templates first, and their variables: the community's name, logo, links and
+    words (Markdown, sanitised), who runs it, and which services' pages to link."""
+    paths = [str(templates_dir())]
+    c.JupyterHub.template_paths = paths + [p for p in c.JupyterHub.get("template_paths", []) if p not in paths]
+    hub = config.hub
+    template_vars = dict(c.JupyterHub.get("template_vars", {}))
+    template_vars.update(
+        {
+            "community_name": hub.name,
+            "community_logo_url": hub.logo_url,
+            "community_url": hub.url,
+            "community_support_url": hub.support_url,
+            "community_funders": [f.model_dump() for f in hub.funders],
+            "community_operated_by": hub.operated_by.model_dump() if hub.operated_by else None,
+            "community_designed_by": hub.designed_by.model_dump() if hub.designed_by else None,
+            # the community's own words: Markdown, sanitised (markdown.render)
+            "community_access_html": markdown.render(hub.access),
+            "community_admin_groups": list(config.community_admin_groups),
+            # the services' pages, linked from every hub page
+            "twoi2c_usage": config.usage.enabled,
+            "twoi2c_cost": config.pricing is not None and config.cost.enabled,
+            "twoi2c_profile_names": {
+                p["slug"]: p["display_name"] for p in catalog.initialize(copy.deepcopy(config.profile_list()))
+            },
+        }
+    )
+    if hub.announcement:
+        template_vars["announcement"] = markdown.render(hub.announcement, inline=True)
+    c.JupyterHub.template_vars = template_vars
