@@ -105,7 +105,7 @@ def hostile_hub(hub_factory, tmp_path_factory):
                     "announcement": HOSTILE,
                     "funders": [{"name": HOSTILE, "url": 'https://example.org/"><script>alert(1)</script>'}],
                     "access": HOSTILE,
-                    "operated_by": {"name": HOSTILE, "logo_url": "/x' onerror='alert(1)"},
+                    "operated_by": {"name": HOSTILE, "logo_url": '/x"onerror="alert(1)'},
                 },
                 "auth": {"users": {"eve": {"groups": [HOSTILE]}}},
                 "profiles": [

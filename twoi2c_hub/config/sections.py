@@ -34,6 +34,7 @@ class Organisation(Strict):
     """Who operates or designed the hub."""
 
     name: str = Field(min_length=1, max_length=200)
+    """Its name, as people know it."""
     url: WebLink | None = None
     """A link to the organisation."""
     logo_url: WebLink | None = None
