@@ -344,3 +344,34 @@ def test_a_launch_link_with_a_repository_pulls_it_once_the_person_starts(demo_hu
     options = {"profile": "cpu", "git_pull": {"repo": "http://plain.example/x"}}
     refused = demo_hub.api("POST", "/users/bob/server", token=token, json={"user_options": options})
     assert refused.status_code == 400 and "repo must be an https:// address" in refused.json()["message"]
+
+
+def test_the_interface_chosen_on_the_form_is_where_the_server_opens(demo_hub):
+    bob = demo_hub.login("bob")
+    page = BeautifulSoup(bob.get(f"{demo_hub.url}/hub/spawn/bob", timeout=30).content, "html.parser")
+    radios = {r["value"]: r.has_attr("checked") for r in page.select("input[name=interface]")}
+    assert radios == {"lab": True, "notebook": False, "rstudio": False}
+    data = {"_xsrf": demo_hub.xsrf(bob), "profile": "cpu", "interface": "notebook"}
+    started = bob.post(f"{demo_hub.url}/hub/spawn/bob", data=data, allow_redirects=False, timeout=60)
+    assert started.status_code == 302, started.text
+    demo_hub.wait_for(lambda: (demo_hub.server("bob") or {}).get("ready"), what="bob's server")
+    try:
+        pid = demo_hub.api("GET", "/users/bob").json()["servers"][""]["state"]["pid"]
+        environ = dict(
+            item.decode().split("=", 1)
+            for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if b"=" in item
+        )
+        assert environ["JUPYTERHUB_DEFAULT_URL"] == "/tree"
+    finally:
+        demo_hub.stop_server("bob")
+    # the form remembers the choice
+    again = BeautifulSoup(bob.get(f"{demo_hub.url}/hub/spawn/bob", timeout=30).content, "html.parser")
+    assert again.select_one("input[name=interface][value=notebook]").has_attr("checked")
+    # RStudio only where the image has it: with the SciPy image, a refusal that says so
+    data.update({"interface": "rstudio"})
+    refused = bob.post(f"{demo_hub.url}/hub/spawn/bob", data=data, allow_redirects=False, timeout=60)
+    assert refused.status_code == 400
+    text = " ".join(BeautifulSoup(refused.content, "html.parser").select_one(".twoi2c-refusal").get_text().split())
+    assert "RStudio is not in the image quay.io/jupyter/scipy-notebook:2025-01-06" in text
+    assert demo_hub.server("bob") is None

@@ -29,6 +29,19 @@ def check_config(path) -> subprocess.CompletedProcess:
     )
 
 
+def test_interfaces_are_filled_in_and_checked():
+    config = parse_config(
+        "hub: {name: X}\nspawner: {interfaces: [{name: lab}, {name: rstudio, images: ['*r-notebook*']}]}\n"
+    )
+    assert config.spawner.interface_list() == [
+        {"name": "lab", "display_name": "JupyterLab", "url": "/lab", "images": []},
+        {"name": "rstudio", "display_name": "RStudio", "url": "/rstudio", "images": ["*r-notebook*"]},
+    ]
+    assert errors_of("hub: {name: X}\nspawner: {interfaces: [{name: vscode}]}\n") == [
+        "spawner.interfaces[0].name: must be one of 'lab', 'notebook' or 'rstudio'"
+    ]
+
+
 def test_the_demo_config_is_valid():
     result = check_config(EXAMPLE)
     assert result.returncode == 0, result.stderr

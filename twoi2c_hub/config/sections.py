@@ -94,6 +94,25 @@ class LocalSpawnerSection(Strict):
         return self
 
 
+INTERFACE_URLS = {"lab": "/lab", "notebook": "/tree", "rstudio": "/rstudio"}
+INTERFACE_NAMES = {"lab": "JupyterLab", "notebook": "Jupyter Notebook", "rstudio": "RStudio"}
+
+
+class Interface(Strict):
+    """A way a server can open, offered on the spawn page."""
+
+    name: Literal["lab", "notebook", "rstudio"]
+    """`lab` (JupyterLab, /lab), `notebook` (classic Notebook, /tree) or `rstudio` (/rstudio,
+    through jupyter-rsession-proxy, which the image must have)."""
+    display_name: str | None = None
+    """What the spawn page calls it (default: JupyterLab, Jupyter Notebook, RStudio)."""
+    url: str | None = None
+    """Where it opens, inside the server (default as above)."""
+    images: list[str] = Field(default_factory=list)
+    """The images that have it (shell-style patterns, e.g. `quay.io/jupyter/r-notebook*`);
+    empty: every image."""
+
+
 class SpawnerSection(Strict):
     kind: Literal["local", "kube"] = "local"
     """`kube`: ProfileKubeSpawner (Kubernetes); `local`: ProfileLocalSpawner (processes on this machine)."""
@@ -109,6 +128,21 @@ class SpawnerSection(Strict):
     """Kubernetes volume mounts added to hub admins' servers only."""
     local: LocalSpawnerSection = Field(default_factory=LocalSpawnerSection)
     """Settings of the local-process spawner."""
+    interfaces: list[Interface] = Field(default_factory=list)
+    """The interfaces people choose between on the spawn page (the first is the default);
+    empty: no choice, servers open at `default_url`."""
+
+    def interface_list(self) -> list[dict[str, Any]]:
+        """The interfaces as the spawners take them, defaults filled in."""
+        return [
+            {
+                "name": i.name,
+                "display_name": i.display_name or INTERFACE_NAMES[i.name],
+                "url": i.url or INTERFACE_URLS[i.name],
+                "images": list(i.images),
+            }
+            for i in self.interfaces
+        ]
 
     @field_validator("user_environment", "admin_environment")
     @classmethod

@@ -72,6 +72,7 @@ def _spawner(c, config: CommunityConfig) -> None:
     section.start_timeout = spawner.start_timeout
     if spawner.default_url:
         section.default_url = spawner.default_url
+    section.interfaces = spawner.interface_list()
 
 
 class SettingError(Exception):

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 import escapism
 import jinja2
 from jupyterhub.spawner import SpawnException
-from traitlets import Any, Dict, Float, Unicode, default
+from traitlets import Any, Dict, Float, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .. import catalog
-from ..catalog import launch
+from ..catalog import interfaces, launch
 from ..paths import templates_dir
 from ..usage_client import UsageEventPoster
 from . import budget
@@ -124,6 +124,13 @@ class ProfileSpawnerMixin(LoggingConfigurable):
 
     instance_types = Dict(config=True, help="Instance types by name, for prices by instance type.")
 
+    interfaces = List(
+        config=True,
+        help="""The interfaces offered on the spawn page, the first the default:
+        `{"name": "lab", "display_name": "JupyterLab", "url": "/lab", "images": []}`
+        (`images`: shell-style patterns of the images that have it; empty: all).""",
+    )
+
     # the operator's default_url, kept while a launch link's git-pull replaces it for one start
     _configured_default_url: str | None = None
 
@@ -182,6 +189,8 @@ class ProfileSpawnerMixin(LoggingConfigurable):
             from_link=from_link is not None,
             git_pull=git_pull,
             git_pull_prefix=launch.FORM_PREFIX,
+            interfaces=self.interfaces,
+            interface=selection.get("interface") or (self.interfaces[0]["name"] if self.interfaces else None),
             prices=prices,
             currency=currency,
             budget=notice,
@@ -209,19 +218,21 @@ class ProfileSpawnerMixin(LoggingConfigurable):
             )
         selection = dict(selection or {})
         try:
+            interface_name = selection.pop("interface", None)
             pull = selection.pop("git_pull", None)
             if pull is not None and not isinstance(pull, dict):
                 raise catalog.ProfileError('git_pull must be an object like {"repo": "https://..."}.')
             git_pull = launch.git_pull_from(pull or {})
             resolved = catalog.resolve(await self.get_catalog(), self.get_groups(), selection)
+            interface = interfaces.chosen(self.interfaces, interface_name, resolved.image)
         except catalog.ProfileError as e:
             raise ProfileRefused(e.message, reason="profile", status_code=e.status) from None
-        # where the server opens: a launch link's repository through nbgitpuller, else as configured
+        # where the server opens: the chosen interface (else as configured), through
+        # nbgitpuller first when a launch link named a repository
         if self._configured_default_url is None:
             self._configured_default_url = self.default_url or ""
-        self.default_url = (
-            launch.git_pull_url(git_pull, self._configured_default_url) if git_pull else self._configured_default_url
-        )
+        opens = interface["url"] if interface else self._configured_default_url
+        self.default_url = launch.git_pull_url(git_pull, opens) if git_pull else opens
         await self.check_budget(resolved)
         self.resolved_server = resolved
         return resolved
@@ -301,6 +312,8 @@ class ProfileSpawnerMixin(LoggingConfigurable):
                 for key in launch.KEYS
                 if formdata.get(launch.FORM_PREFIX + key)
             }
+        if selection and formdata.get("interface"):
+            selection["interface"] = formdata["interface"][0]  # checked against the image at start
         return selection
 
     # --- accounting events -----------------------------------------------------------
