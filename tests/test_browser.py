@@ -305,6 +305,7 @@ def test_a_day_of_usage_reads_at_a_glance_on_a_phone_in_light_and_dark(browser, 
         expect(tick).to_have_css("fill", re.compile(r"rgb\((2[0-5]\d|1[5-9]\d), "))
         background = page.locator("#usage-chart .main-svg").first.evaluate("e => e.style.background")
         assert background in ("rgba(0, 0, 0, 0)", "transparent"), background
+        screenshot(page, "usage-phone-dark")
         # a period without usage says so instead of drawing empty axes
         page.goto(f"{demo_hub.url}/services/usage/?start=2020-01-01&end=2020-01-31")
         expect(page.locator(".twoi2c-chart-empty")).to_have_text("No usage in this period.")
