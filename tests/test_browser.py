@@ -72,6 +72,7 @@ def test_bob_picks_his_own_image_and_the_browser_checks_it_first(page, demo_hub)
         "profile": "cpu",
         "resources": "mem_6_9_gib",
         "image--unlisted-choice": "quay.io/jupyter/base-notebook:2025-01-06",
+        "interface": "lab",  # the first the hub offers, as the form showed it
     }
     demo_hub.stop_server("bob")
 
@@ -316,4 +317,24 @@ def test_a_day_of_usage_reads_at_a_glance_on_a_phone_in_light_and_dark(browser, 
         expect(page.locator("#end")).to_have_value((first_of_month - timedelta(days=1)).isoformat())
     finally:
         page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+        context.close()
+
+
+def test_the_spawn_form_works_without_javascript(browser, demo_hub, tmp_path):
+    """The profile cards are a plain form: with scripts off, choosing and starting work."""
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        log_in(page, demo_hub.url, "bob", demo_hub.password)
+        page.goto(f"{demo_hub.url}/hub/spawn")
+        expect(page.locator("input[name=profile][value=cpu]")).to_be_checked()
+        page.select_option("#profile-option-cpu--resources", "mem_14_gib")
+        page.locator("input[name=interface][value=notebook]").check()
+        page.click("#spawn_form button[type=submit]")
+        demo_hub.wait_for(lambda: (demo_hub.server("bob") or {}).get("ready"), what="bob's server")
+        options = demo_hub.api("GET", "/users/bob").json()["servers"][""]["user_options"]
+        assert options == {"profile": "cpu", "resources": "mem_14_gib", "image": "scipy", "interface": "notebook"}
+    finally:
+        if demo_hub.server("bob"):
+            demo_hub.stop_server("bob")
         context.close()
