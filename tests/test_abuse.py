@@ -372,6 +372,13 @@ def test_the_interface_chosen_on_the_form_is_where_the_server_opens(demo_hub):
     data.update({"interface": "rstudio"})
     refused = bob.post(f"{demo_hub.url}/hub/spawn/bob", data=data, allow_redirects=False, timeout=60)
     assert refused.status_code == 400
-    text = " ".join(BeautifulSoup(refused.content, "html.parser").select_one(".twoi2c-refusal").get_text().split())
+    refusal_page = BeautifulSoup(refused.content, "html.parser")
+    text = " ".join(refusal_page.select_one(".twoi2c-refusal").get_text().split())
     assert "RStudio is not in the image quay.io/jupyter/scipy-notebook:2025-01-06" in text
     assert demo_hub.server("bob") is None
+    # the form does not offer the refused interface as chosen again: Start would fail the same way
+    for page in (
+        refusal_page,
+        BeautifulSoup(bob.get(f"{demo_hub.url}/hub/spawn/bob", timeout=30).content, "html.parser"),
+    ):
+        assert [r["value"] for r in page.select("input[name=interface]") if r.has_attr("checked")] == ["lab"]

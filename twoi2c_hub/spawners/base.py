@@ -190,7 +190,7 @@ class ProfileSpawnerMixin(LoggingConfigurable):
             git_pull=git_pull,
             git_pull_prefix=launch.FORM_PREFIX,
             interfaces=self.interfaces,
-            interface=selection.get("interface") or (self.interfaces[0]["name"] if self.interfaces else None),
+            interface=await self._preselected_interface(selection),
             prices=prices,
             currency=currency,
             budget=notice,
@@ -201,6 +201,23 @@ class ProfileSpawnerMixin(LoggingConfigurable):
             unlisted_sentinel=catalog.UNLISTED_SENTINEL,
             unlisted_suffix=catalog.UNLISTED_SUFFIX,
         )
+
+    async def _preselected_interface(self, selection: dict) -> str | None:
+        """The interface the form selects: the person's last, if it can open the image
+        their last selection starts (a refused RStudio is not offered again as chosen);
+        else the first offered for every image, else the first."""
+        if not self.interfaces:
+            return None
+        fallback = next((i for i in self.interfaces if not i.get("images")), self.interfaces[0])["name"]
+        saved = selection.get("interface")
+        if saved is None:
+            return fallback
+        rest = {k: v for k, v in selection.items() if k not in ("interface", "git_pull")}
+        try:
+            image = catalog.resolve(await self.get_catalog(), self.get_groups(), rest).image
+            return interfaces.chosen(self.interfaces, saved, image)["name"]
+        except catalog.ProfileError:
+            return fallback
 
     @default("options_form")
     def _default_options_form(self):
