@@ -72,6 +72,15 @@ class HubClient:
         assert response.status_code == 302, f"login as {username} failed: {response.status_code}"
         return session
 
+    def server_pid(self, username: str) -> int:
+        """The process of `username`'s running server (the local spawner's)."""
+        return self.api("GET", f"/users/{username}").json()["servers"][""]["state"]["pid"]
+
+    def server_environ(self, username: str) -> dict[str, str]:
+        """The environment of `username`'s running server process."""
+        raw = Path(f"/proc/{self.server_pid(username)}/environ").read_bytes().split(b"\0")
+        return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
     def xsrf(self, session: requests.Session) -> str | None:
         """The hub's XSRF cookie of `session` (its path is the hub's, under any base_url)."""
         return session.cookies.get("_xsrf", path=self.hub.base_url + "hub/")

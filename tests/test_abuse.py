@@ -318,17 +318,12 @@ def test_a_launch_link_with_a_repository_pulls_it_once_the_person_starts(demo_hu
     }
     assert form == {"git-pull-repo": link["repo"], "git-pull-branch": "main", "git-pull-urlpath": "lab/tree/course"}
     # the person presses Start: the server opens through nbgitpuller, then the path
-    data = {"_xsrf": bob.cookies.get("_xsrf", path="/hub/"), "profile": "cpu", **form}
+    data = {"_xsrf": demo_hub.xsrf(bob), "profile": "cpu", **form}
     started = bob.post(f"{demo_hub.url}/hub/spawn/bob", data=data, allow_redirects=False, timeout=60)
     assert started.status_code == 302, started.text
     demo_hub.wait_for(lambda: (demo_hub.server("bob") or {}).get("ready"), what="bob's server")
     try:
-        pid = demo_hub.api("GET", "/users/bob").json()["servers"][""]["state"]["pid"]
-        environ = dict(
-            item.decode().split("=", 1)
-            for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            if b"=" in item
-        )
+        environ = demo_hub.server_environ("bob")
         assert environ["JUPYTERHUB_DEFAULT_URL"] == (
             "/git-pull?repo=https%3A%2F%2Fgithub.com%2Fexample%2Fcourse&branch=main&urlpath=lab%2Ftree%2Fcourse"
         )
@@ -356,12 +351,7 @@ def test_the_interface_chosen_on_the_form_is_where_the_server_opens(demo_hub):
     assert started.status_code == 302, started.text
     demo_hub.wait_for(lambda: (demo_hub.server("bob") or {}).get("ready"), what="bob's server")
     try:
-        pid = demo_hub.api("GET", "/users/bob").json()["servers"][""]["state"]["pid"]
-        environ = dict(
-            item.decode().split("=", 1)
-            for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            if b"=" in item
-        )
+        environ = demo_hub.server_environ("bob")
         assert environ["JUPYTERHUB_DEFAULT_URL"] == "/tree"
     finally:
         demo_hub.stop_server("bob")

@@ -130,16 +130,6 @@ def test_bob_forged_rest_api_spawn_is_refused_and_starts_nothing(demo_hub, user_
     assert not [line for line in new if line.startswith("[E ") or "Traceback" in line], new
 
 
-def server_process(demo_hub, username) -> int:
-    model = demo_hub.api("GET", f"/users/{username}").json()
-    return model["servers"][""]["state"]["pid"]
-
-
-def environ_of(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
-
-
 def test_alice_spawn_starts_a_server_with_the_resolved_profile_then_stops(demo_hub):
     session = demo_hub.login("alice")
     response = post_spawn(
@@ -159,8 +149,7 @@ def test_alice_spawn_starts_a_server_with_the_resolved_profile_then_stops(demo_h
     # the server answers through the proxy
     assert session.get(f"{demo_hub.url}/user/alice/api", timeout=30).json()["version"]
 
-    pid = server_process(demo_hub, "alice")
-    env = environ_of(pid)
+    pid, env = demo_hub.server_pid("alice"), demo_hub.server_environ("alice")
     assert env["SCRATCH_BUCKET"] == "s3://demo-community-scratch/alice"
     assert env["TWOI2C_PROFILE"] == "cpu"
     assert env["TWOI2C_IMAGE"] == "quay.io/jupyter/scipy-notebook:2025-01-06"
@@ -198,7 +187,7 @@ def test_admin_server_gets_admin_environment(demo_hub):
     )
     assert response.status_code in (201, 202), response.text
     demo_hub.wait_for(lambda: (demo_hub.server("admin") or {}).get("ready"), timeout=60, what="admin's server")
-    env = environ_of(server_process(demo_hub, "admin"))
+    env = demo_hub.server_environ("admin")
     assert env["HUB_ROLE"] == "admin"
     # the R image is not on this machine: the default environment runs, and says which image was asked for
     assert env["TWOI2C_IMAGE"] == "quay.io/jupyter/r-notebook:2025-01-06"

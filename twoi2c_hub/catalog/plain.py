@@ -5,12 +5,14 @@ to 4"), from the same resolved figures that are charged and enforced."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from .instances import GiB
 from .pricing import ServerResources
 from .selection import ResolvedServer, merge_override
+
+T = TypeVar("T")
 
 # the override keys that change what a server gets (and so what it costs)
 RESOURCE_KEYS = {"cpu_guarantee", "cpu_limit", "mem_guarantee", "mem_limit", "extra_resource_limits", "node_selector"}
@@ -47,23 +49,25 @@ def in_plain_words(resources: ServerResources) -> str | None:
     return ", ".join(words) if words else None
 
 
-def plain_resources(profiles: list[Mapping[str, Any]]) -> dict[str, dict[str, str | None]]:
-    """profile slug -> {"": the profile alone, "option/choice": with that choice} -> what it
-    gives in plain words, for the choices that change what a server gets."""
-
-    def words(override: Mapping[str, Any]) -> str | None:
-        return in_plain_words(ResolvedServer(None, None, {}, dict(override)).resources())
-
-    result: dict[str, dict[str, str | None]] = {}
+def by_choice(profiles: list[Mapping[str, Any]], figure: Callable[[ServerResources], T]) -> dict[str, dict[str, T]]:
+    """profile slug -> {"": the profile alone, "option/choice": with that choice} ->
+    `figure` of the server it starts, for the profile and each choice that changes what a
+    server gets (an image or environment choice has the other choices' figures)."""
+    result: dict[str, dict[str, T]] = {}
     for profile in profiles:
         base = profile.get("kubespawner_override") or {}
-        found = result[profile["slug"]] = {"": words(base)}
+        found = result[profile["slug"]] = {"": figure(ResolvedServer(None, None, {}, dict(base)).resources())}
         for key, option in (profile.get("profile_options") or {}).items():
             for choice_key, choice in (option.get("choices") or {}).items():
                 override = choice.get("kubespawner_override") or {}
                 if not RESOURCE_KEYS & set(override):
-                    continue  # an image, an environment: the resources are the other choices'
+                    continue
                 merged: dict[str, Any] = json.loads(json.dumps(base))
                 merge_override(merged, override)
-                found[f"{key}/{choice_key}"] = words(merged)
+                found[f"{key}/{choice_key}"] = figure(ResolvedServer(None, None, {}, merged).resources())
     return result
+
+
+def plain_resources(profiles: list[Mapping[str, Any]]) -> dict[str, dict[str, str | None]]:
+    """What the profile and each choice gives, in plain words (`by_choice`)."""
+    return by_choice(profiles, in_plain_words)

@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
 
 from prometheus_client import Counter
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from .. import catalog
-from ..catalog.plain import RESOURCE_KEYS
+from ..catalog.plain import by_choice
 from ..catalog.pricing import UNIT_NAMES
 from ..usage_client import hub_url
 
@@ -67,26 +66,13 @@ def choice_prices(
         return {}
     today = datetime.now(UTC).date()
 
-    def price(override: dict) -> float | None:
-        server = catalog.ResolvedServer(None, None, {}, override).resources()
+    def price(server: catalog.ServerResources) -> float | None:
         try:
             return pricing.hourly(server, today, instances).total
         except catalog.PricingError:
             return None
 
-    result: dict[str, dict[str, float | None]] = {}
-    for profile in profiles:
-        base = profile.get("kubespawner_override") or {}
-        prices = result[profile["slug"]] = {"": price(base)}
-        for key, option in (profile.get("profile_options") or {}).items():
-            for choice_key, choice in (option.get("choices") or {}).items():
-                override = choice.get("kubespawner_override") or {}
-                if not RESOURCE_KEYS & set(override):
-                    continue  # an image, an environment: the price is the other choices'
-                merged: dict[str, Any] = json.loads(json.dumps(base))
-                catalog.merge_override(merged, override)
-                prices[f"{key}/{choice_key}"] = price(merged)
-    return result
+    return by_choice(profiles, price)
 
 
 def form_notes(state: dict | None, prices: dict, currency: str) -> tuple[dict | None, dict, dict]:
