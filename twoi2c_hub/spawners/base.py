@@ -11,16 +11,14 @@ import json
 from datetime import UTC, datetime
 
 import escapism
-import jinja2
 from jupyterhub.spawner import SpawnException
 from traitlets import Any, Dict, Float, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .. import catalog
 from ..catalog import interfaces, launch
-from ..paths import templates_dir
 from ..usage_client import UsageEventPoster
-from . import budget
+from . import budget, form
 from .stop_reason import stop_reason
 
 _SAFE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789")
@@ -36,13 +34,6 @@ def user_groups(user) -> list[str]:
     return [getattr(g, "name", g) for g in getattr(user, "groups", None) or []]
 
 
-_form_environment = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(templates_dir())),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-)
-
-
 class ProfileRefused(SpawnException, ValueError):
     """A refused selection: a 4xx with its message for JupyterHub, and still the
     ValueError that code written for KubeSpawner's own validation expects. Its text is
@@ -54,16 +45,6 @@ class ProfileRefused(SpawnException, ValueError):
 
     def __str__(self) -> str:
         return self.message
-
-
-def preselected(offered: list[dict], selection: dict, disabled: dict) -> str | None:
-    """The profile the form selects: the person's own (last started, refused just now, or
-    from a launch link) while it may start; else the default; else the first that may."""
-    usable = [p["slug"] for p in offered if not disabled.get(p["slug"], {}).get("")]
-    if selection.get("profile") in usable:
-        return selection["profile"]
-    default = next((p["slug"] for p in offered if p.get("default") and p["slug"] in usable), None)
-    return default or (usable[0] if usable else None)
 
 
 class ConfirmLaunch(Exception):
@@ -154,70 +135,7 @@ class ProfileSpawnerMixin(LoggingConfigurable):
         return {}
 
     async def render_profile_form(self, spawner=None) -> str:
-        offered = await self.offered_profiles()
-        if not offered:
-            if await self.get_catalog():
-                # nothing for this person: say so instead of starting something
-                return _form_environment.get_template("profile_form_none.html").render(
-                    groups=sorted(self.get_groups()),
-                )
-            return ""
-        from_link = self._take_selection_from_link()
-        git_pull = self._take_git_pull_from_link()
-        selection = from_link or self.user_options or {}
-        if selection.get("profile") not in {p["slug"] for p in offered}:
-            # a profile that is gone or was never offered (a refused API request saves its
-            # options too): show the defaults, so some profile is always selected
-            selection = {}
-        prices = budget.choice_prices(offered, self.pricing, self.instance_types)
-        currency = self.pricing.currency if self.pricing is not None else ""
-        state = None
-        if self.budget_check_url:
-            state = await budget.ask(
-                self.budget_check_url,
-                self.budget_check_token,
-                self.budget_check_timeout,
-                self.user.name,
-                self.get_groups(),
-                None,
-            )
-        notice, disabled, hours = budget.form_notes(state, prices, currency)
-        return _form_environment.get_template("profile_form.html").render(
-            profiles=offered,
-            preselected=preselected(offered, selection, disabled),
-            selection=selection,
-            from_link=from_link is not None,
-            git_pull=git_pull,
-            git_pull_prefix=launch.FORM_PREFIX,
-            interfaces=self.interfaces,
-            interface=await self._preselected_interface(selection),
-            prices=prices,
-            currency=currency,
-            budget=notice,
-            disabled=disabled,
-            hours_left=hours,
-            notes={p["slug"]: self.profile_form_notes(p) for p in offered},
-            resources=catalog.plain_resources(offered),
-            unlisted_sentinel=catalog.UNLISTED_SENTINEL,
-            unlisted_suffix=catalog.UNLISTED_SUFFIX,
-        )
-
-    async def _preselected_interface(self, selection: dict) -> str | None:
-        """The interface the form selects: the person's last, if it can open the image
-        their last selection starts (a refused RStudio is not offered again as chosen);
-        else the first offered for every image, else the first."""
-        if not self.interfaces:
-            return None
-        fallback = next((i for i in self.interfaces if not i.get("images")), self.interfaces[0])["name"]
-        saved = selection.get("interface")
-        if saved is None:
-            return fallback
-        rest = {k: v for k, v in selection.items() if k not in ("interface", "git_pull")}
-        try:
-            image = catalog.resolve(await self.get_catalog(), self.get_groups(), rest).image
-            return interfaces.chosen(self.interfaces, saved, image)["name"]
-        except catalog.ProfileError:
-            return fallback
+        return await form.render(self)
 
     @default("options_form")
     def _default_options_form(self):

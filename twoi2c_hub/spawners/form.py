@@ -1,0 +1,97 @@
+"""The spawn form a person sees: the profiles offered to them as cards, each choice's price
+and resources in plain words, the budget's notice and the choices it disables, a launch
+link's selection and repository, and the interface to open in."""
+
+from __future__ import annotations
+
+import jinja2
+
+from .. import catalog
+from ..catalog import interfaces, launch
+from ..paths import templates_dir
+from . import budget
+
+_form_environment = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(templates_dir())),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def preselected(offered: list[dict], selection: dict, disabled: dict) -> str | None:
+    """The profile the form selects: the person's own (last started, refused just now, or
+    from a launch link) while it may start; else the default; else the first that may."""
+    usable = [p["slug"] for p in offered if not disabled.get(p["slug"], {}).get("")]
+    if selection.get("profile") in usable:
+        return selection["profile"]
+    default = next((p["slug"] for p in offered if p.get("default") and p["slug"] in usable), None)
+    return default or (usable[0] if usable else None)
+
+
+async def render(spawner) -> str:
+    """The form for `spawner` (a ProfileSpawnerMixin)."""
+    offered = await spawner.offered_profiles()
+    if not offered:
+        if await spawner.get_catalog():
+            # nothing for this person: say so instead of starting something
+            return _form_environment.get_template("profile_form_none.html").render(
+                groups=sorted(spawner.get_groups()),
+            )
+        return ""
+    from_link = spawner._take_selection_from_link()
+    git_pull = spawner._take_git_pull_from_link()
+    selection = from_link or spawner.user_options or {}
+    if selection.get("profile") not in {p["slug"] for p in offered}:
+        # a profile that is gone or was never offered (a refused API request saves its
+        # options too): show the defaults, so some profile is always selected
+        selection = {}
+    prices = budget.choice_prices(offered, spawner.pricing, spawner.instance_types)
+    currency = spawner.pricing.currency if spawner.pricing is not None else ""
+    state = None
+    if spawner.budget_check_url:
+        state = await budget.ask(
+            spawner.budget_check_url,
+            spawner.budget_check_token,
+            spawner.budget_check_timeout,
+            spawner.user.name,
+            spawner.get_groups(),
+            None,
+        )
+    notice, disabled, hours = budget.form_notes(state, prices, currency)
+    return _form_environment.get_template("profile_form.html").render(
+        profiles=offered,
+        preselected=preselected(offered, selection, disabled),
+        selection=selection,
+        from_link=from_link is not None,
+        git_pull=git_pull,
+        git_pull_prefix=launch.FORM_PREFIX,
+        interfaces=spawner.interfaces,
+        interface=await preselected_interface(spawner, selection),
+        prices=prices,
+        currency=currency,
+        budget=notice,
+        disabled=disabled,
+        hours_left=hours,
+        notes={p["slug"]: spawner.profile_form_notes(p) for p in offered},
+        resources=catalog.plain_resources(offered),
+        unlisted_sentinel=catalog.UNLISTED_SENTINEL,
+        unlisted_suffix=catalog.UNLISTED_SUFFIX,
+    )
+
+
+async def preselected_interface(spawner, selection: dict) -> str | None:
+    """The interface the form selects: the person's last, if it can open the image
+    their last selection starts (a refused RStudio is not offered again as chosen);
+    else the first offered for every image, else the first."""
+    if not spawner.interfaces:
+        return None
+    fallback = next((i for i in spawner.interfaces if not i.get("images")), spawner.interfaces[0])["name"]
+    saved = selection.get("interface")
+    if saved is None:
+        return fallback
+    rest = {k: v for k, v in selection.items() if k not in ("interface", "git_pull")}
+    try:
+        image = catalog.resolve(await spawner.get_catalog(), spawner.get_groups(), rest).image
+        return interfaces.chosen(spawner.interfaces, saved, image)["name"]
+    except catalog.ProfileError:
+        return fallback
