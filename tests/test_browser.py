@@ -338,3 +338,36 @@ def test_the_spawn_form_works_without_javascript(browser, demo_hub, tmp_path):
         if demo_hub.server("bob"):
             demo_hub.stop_server("bob")
         context.close()
+
+
+def test_the_cost_pages_on_a_phone_in_dark_mode(browser, budget_hub, tmp_path):
+    """The community costs and a student's own costs at 390 px, dark: nothing wider than
+    the phone, the charts drawn in the theme, the budget as text beside its bar."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark")
+    page = context.new_page()
+    try:
+        log_in(page, budget_hub.url, "alice", budget_hub.password)
+        page.evaluate("document.documentElement.setAttribute('data-bs-theme', 'dark')")
+        page.goto(f"{budget_hub.url}/services/cost/admin?aggregate=user")
+        page.evaluate("document.documentElement.setAttribute('data-bs-theme', 'dark')")
+        page.wait_for_selector("#cost-chart .main-svg")
+        page.wait_for_selector(".twoi2c-budget-chart .main-svg")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        tick = page.locator("#cost-chart .xtick text").first
+        expect(tick).to_have_css("fill", re.compile(r"rgb\((2[0-5]\d|1[5-9]\d), "))
+        header = page.locator("#cost-totals th", has_text="Total")
+        expect(header).to_have_attribute("aria-sort", "descending")
+        expect(page.locator(".twoi2c-budget-status[data-budget=community]")).to_contain_text("of 200.00 USD")
+        # the services' pages carry the same credits as the hub's
+        expect(page.locator(".twoi2c-footer")).to_contain_text("Operated by The Example Operators")
+        screenshot(page, "community-costs-phone-dark")
+        context.clear_cookies()
+        log_in(page, budget_hub.url, "bob", budget_hub.password)
+        page.goto(f"{budget_hub.url}/services/cost/")
+        expect(page.locator(".twoi2c-budget-status[data-budget=students-weekly]")).to_contain_text(
+            "8.40 USD of 10.00 USD"
+        )
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    finally:
+        page.screenshot(path=str(tmp_path / "cost-phone.png"), full_page=True)
+        context.close()

@@ -124,4 +124,6 @@ def branding(community: CommunityConfig | None) -> dict[str, Any]:
         "community_url": hub.url if hub else None,
         "community_support_url": hub.support_url if hub else None,
         "community_funders": [f.model_dump() for f in hub.funders] if hub else [],
+        "community_operated_by": hub.operated_by.model_dump() if hub and hub.operated_by else None,
+        "community_designed_by": hub.designed_by.model_dump() if hub and hub.designed_by else None,
     }
