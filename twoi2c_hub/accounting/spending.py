@@ -104,13 +104,6 @@ class PersonHistory:
         return dict(zip(UNITS, totals, strict=True))
 
 
-def person_spending(
-    db: DB, coster: SessionCoster | None, username: str, start_ms: int, now_ms: int, units: frozenset[str]
-) -> dict[str, float]:
-    """unit -> what `username` spent in [start_ms, now_ms), for `units` (of UNITS)."""
-    return PersonHistory(db, coster, username, start_ms, now_ms, units).spent(start_ms)
-
-
 def _clipped(pieces, started: int, stopped: int):
     for a, b in pieces:
         a, b = max(a, started), min(b, stopped)
