@@ -13,7 +13,7 @@ DEBIAN_PACKAGES := chromium postgresql
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,lint,docs,demo,postgresql]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,docs,demo,postgresql,fancy-profiles]'
 	touch $(STAMP)
 
 system-packages:

@@ -2,7 +2,7 @@ import os
 from pathlib import Path
 
 # OAuthenticator's HTTP mocks (its `client` fixture), shipped in its wheel
-pytest_plugins = ["oauthenticator.tests.conftest"]
+pytest_plugins = ["oauthenticator.tests.conftest", "browsing"]
 
 # kubernetes_asyncio reads KUBECONFIG when it is imported: set it before anything does
 os.environ["KUBECONFIG"] = str(Path(__file__).parent / "data" / "fake-kubeconfig.yaml")

@@ -7,45 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import requests
 import yaml
-from playwright.sync_api import expect, sync_playwright
+from browsing import log_in, screenshot
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.hub
-
-CHROMIUM_ARGS = [
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, tmp_path):
-    context = browser.new_context()
-    page = context.new_page()
-    dialogs = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    page.dialogs = dialogs
-    yield page
-    page.screenshot(path=str(tmp_path / "last-page.png"), full_page=True)
-    context.close()
-
-
-def log_in(page, hub_url, username, password):
-    page.goto(f"{hub_url}/hub/login")
-    page.fill("#username_input", username)
-    page.fill("#password_input", password)
-    page.click("#login_submit")
-    page.wait_for_url(f"{hub_url}/hub/**")
 
 
 def test_bob_picks_his_own_image_and_the_browser_checks_it_first(page, demo_hub):
@@ -239,15 +204,6 @@ def budget_hub(hub_factory, tmp_path_factory):
     spend(client, "bob", 8.4)
     spend(client, "alice", 3.1, groups=("researchers",))
     return client
-
-
-def screenshot(page, name):
-    """Kept where TWOI2C_SCREENSHOTS says (the docs keep the ones the notes show)."""
-    import os
-
-    directory = os.environ.get("TWOI2C_SCREENSHOTS")
-    if directory:
-        page.screenshot(path=f"{directory}/{name}.png", full_page=True)
 
 
 def test_the_spawn_page_shows_prices_and_the_budget_left(page, budget_hub):

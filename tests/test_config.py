@@ -272,6 +272,25 @@ def test_configure_stops_the_hub_with_the_same_messages(tmp_path, capsys):
     assert "culling.timeout: must be > 0" in capsys.readouterr().err
 
 
+def test_fancy_profiles_is_served_under_the_hub_or_said_missing(tmp_path, capsys, monkeypatch):
+    import jupyterhub_fancy_profiles
+
+    path = tmp_path / "c.yaml"
+    path.write_text("hub: {name: X}\nspawner: {form: fancy-profiles}\n")
+    c = Config()
+    configure(c, path)
+    assert c.ProfileLocalSpawner.spawn_form == "fancy-profiles"
+    [(route, handler, settings)] = c.JupyterHub.extra_handlers.get_value([])
+    assert route == "/fancy-profiles/static/(.*)"  # JupyterHub puts it under {base_url}hub/
+    assert Path(settings["path"], "dist", "form.js").is_file()
+    assert handler is jupyterhub_fancy_profiles.STATIC_HANDLER_TUPLE[1]
+    # not installed: the hub does not start, and says what to install
+    monkeypatch.setitem(sys.modules, "jupyterhub_fancy_profiles", None)
+    with pytest.raises(SystemExit):
+        configure(Config(), path)
+    assert "pip install 'twoi2c-hub[fancy-profiles]'" in capsys.readouterr().err
+
+
 def test_the_idle_culler_parses_the_flags_configure_writes():
     c = Config()
     configure(c, EXAMPLE)

@@ -156,6 +156,33 @@ async def test_kubespawner_sees_only_the_offered_profiles():
     assert form == "[cpu]"
 
 
+async def test_fancy_profiles_on_kubernetes_sees_only_the_offered_profiles():
+    """2i2c's jupyterhub-fancy-profiles, set up as its README says (its template through
+    KubeSpawner's) or through `spawn_form`: bob's page holds bob's profiles only, and
+    with `spawn_form` no overrides; a selection not his is refused at start either way."""
+    import jupyterhub_fancy_profiles
+
+    def page_profiles(form: str) -> list[dict]:
+        return json.loads(form.split("window.profileList = ", 1)[1].split(";\n", 1)[0])
+
+    bob = make_user("bob", ["students"])
+    spawner = make_spawner(DEMO, bob, additional_profile_form_template_paths=jupyterhub_fancy_profiles.TEMPLATE_PATHS)
+    profiles = page_profiles(await spawner.get_options_form())
+    assert [p["slug"] for p in profiles] == ["cpu"]
+    assert "whole-node" not in profiles[0]["profile_options"]["resources"]["choices"]
+
+    spawner = make_spawner(DEMO, bob, spawn_form="fancy-profiles")
+    spawner.hub = SimpleNamespace(base_url="/community/hub/")
+    form = await spawner.get_options_form()
+    assert '<script src="/community/hub/fancy-profiles/static/dist/form.js" defer>' in form
+    profiles = page_profiles(form)
+    assert [p["slug"] for p in profiles] == ["cpu"] and "kubespawner_override" not in json.dumps(profiles)
+    spawner.user_options = {"profile": "gpu"}
+    with pytest.raises(profiles_refused()) as refused:
+        await spawner.load_user_options()
+    assert refused.value.status_code == 403
+
+
 async def test_our_form_lists_only_what_bob_may_start():
     spawner = make_spawner(DEMO, make_user("bob", ["students"]))
     form = await spawner.get_options_form()

@@ -23,8 +23,10 @@ from collections.abc import Iterable, Mapping
 from slugify import slugify
 
 UNLISTED_SUFFIX = "--unlisted-choice"
-# the value of a choice select that means "use the write-in field" (KubeSpawner's form)
+# the value of a choice select that means "use the write-in field": KubeSpawner's form
+# (and ours) send the first, jupyterhub-fancy-profiles the second
 UNLISTED_SENTINEL = "unlisted-choice"
+UNLISTED_SENTINELS = (UNLISTED_SENTINEL, "unlisted_choice")
 
 # node selector keys that name a GPU model, by provider
 GPU_TYPE_LABELS = (
@@ -121,6 +123,51 @@ def available(catalog: Iterable[Mapping], groups: Iterable[str]) -> list[dict]:
     return offered
 
 
+# what a browser is given of a profile, an option, a choice and a write-in: what the
+# form shows, never the overrides (images, node selectors, environment) or group names
+_PAGE_KEYS = ("slug", "display_name", "description", "default")
+_OPTION_KEYS = ("display_name", "dynamic_image_building")
+_CHOICE_KEYS = ("display_name", "description", "default")
+_UNLISTED_KEYS = (
+    "enabled",
+    "display_name",
+    "display_name_in_choices",
+    "description_in_choices",
+    "validation_regex",
+    "validation_message",
+)
+
+
+def _picked(item: Mapping, keys: Iterable[str]) -> dict:
+    return {key: item[key] for key in keys if key in item}
+
+
+def for_the_page(offered: Iterable[Mapping], selection: Mapping[str, str]) -> list[dict]:
+    """The offered profiles (from `available`) as a spawn page's script may see them, in
+    KubeSpawner's profile_list shape, with `selection`'s profile and choices the
+    defaults (so a form that reads only `default` starts from the person's own)."""
+    page = []
+    for profile in offered:
+        shown = _picked(profile, _PAGE_KEYS)
+        options = {}
+        for key, option in (profile.get("profile_options") or {}).items():
+            choices = {name: _picked(choice, _CHOICE_KEYS) for name, choice in (option.get("choices") or {}).items()}
+            if profile["slug"] == selection.get("profile") and selection.get(key) in choices:
+                for name, choice in choices.items():
+                    choice["default"] = name == selection[key]
+            options[key] = {
+                **_picked(option, _OPTION_KEYS),
+                "choices": choices,
+                "unlisted_choice": _picked(option.get("unlisted_choice") or {}, _UNLISTED_KEYS),
+            }
+        shown["profile_options"] = options
+        page.append(shown)
+    if any(p["slug"] == selection.get("profile") for p in page):
+        for shown in page:
+            shown["default"] = shown["slug"] == selection["profile"]
+    return page
+
+
 def selection_from_link(query: Mapping[str, list[str]]) -> dict[str, str]:
     """The selection a launch link names: `?profile=gpu&image=scipy` (option keys as
     the API takes them) or the spawn form's own field names."""
@@ -157,7 +204,7 @@ def selection_from_form(formdata: Mapping[str, list[str]]) -> dict[str, str]:
     # a write-in field is only meant when its select says so (or has no select: no JS)
     for key in [k for k in selection if k.endswith(UNLISTED_SUFFIX)]:
         option_key = key[: -len(UNLISTED_SUFFIX)]
-        if selection.get(option_key, UNLISTED_SENTINEL) != UNLISTED_SENTINEL or not selection[key].strip():
+        if selection.get(option_key, UNLISTED_SENTINEL) not in UNLISTED_SENTINELS or not selection[key].strip():
             del selection[key]
         else:
             selection.pop(option_key, None)

@@ -131,6 +131,11 @@ class SpawnerSection(Strict):
     interfaces: list[Interface] = Field(default_factory=list)
     """The interfaces people choose between on the spawn page (the first is the default);
     empty: no choice, servers open at `default_url`."""
+    form: Literal["cards", "fancy-profiles"] = "cards"
+    """How the spawn page draws the profiles: `cards` (ours, with prices and plain-word
+    resources; works without JavaScript) or `fancy-profiles` (2i2c's
+    jupyterhub-fancy-profiles: `pip install twoi2c-hub[fancy-profiles]`). Either way people
+    see only their own profiles and every start is checked on the hub."""
 
     def interface_list(self) -> list[dict[str, Any]]:
         """The interfaces as the spawners take them, defaults filled in."""

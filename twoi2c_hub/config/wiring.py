@@ -28,9 +28,9 @@ def configure(c, path) -> CommunityConfig:
     except ConfigError as e:
         print(f"twoi2c-hub: the community config cannot be used.\n{e}", file=sys.stderr)
         raise SystemExit(1) from None
-    _spawner(c, config)
     refusals.install()  # an expected refusal: one WARNING line in the hub's log
     try:
+        _spawner(c, config)
         _authenticator(c, config)
     except SettingError as e:
         print(f"twoi2c-hub: {path}: {e}", file=sys.stderr)
@@ -73,6 +73,25 @@ def _spawner(c, config: CommunityConfig) -> None:
     if spawner.default_url:
         section.default_url = spawner.default_url
     section.interfaces = spawner.interface_list()
+    section.spawn_form = spawner.form
+    if spawner.form == "fancy-profiles":
+        _fancy_profiles(c)
+
+
+def _fancy_profiles(c) -> None:
+    """Serve jupyterhub-fancy-profiles' script and styles at {hub base URL}fancy-profiles/static/."""
+    try:
+        import jupyterhub_fancy_profiles
+    except ImportError:
+        raise SettingError(
+            "spawner.form is fancy-profiles, but jupyterhub-fancy-profiles is not installed: "
+            "pip install 'twoi2c-hub[fancy-profiles]'"
+        ) from None
+    from ..spawners.form import FANCY_PROFILES_STATIC
+
+    handler = jupyterhub_fancy_profiles.STATIC_HANDLER_TUPLE
+    route = "/" + FANCY_PROFILES_STATIC + "(.*)"
+    c.JupyterHub.extra_handlers.append((route, *handler[1:]))
 
 
 class SettingError(Exception):

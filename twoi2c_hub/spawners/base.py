@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import escapism
 from jupyterhub.spawner import SpawnException
-from traitlets import Any, Dict, Float, List, Unicode, default
+from traitlets import Any, Dict, Enum, Float, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .. import catalog
@@ -110,6 +110,17 @@ class ProfileSpawnerMixin(LoggingConfigurable):
         help="""The interfaces offered on the spawn page, the first the default:
         `{"name": "lab", "display_name": "JupyterLab", "url": "/lab", "images": []}`
         (`images`: shell-style patterns of the images that have it; empty: all).""",
+    )
+
+    spawn_form = Enum(
+        ["cards", "fancy-profiles"],
+        "cards",
+        config=True,
+        help="""How the spawn page draws the profiles: `cards` (ours: prices, plain-word
+        resources, budget-disabled choices greyed out; works without JavaScript) or
+        `fancy-profiles` (2i2c's jupyterhub-fancy-profiles, which must be installed and
+        its static files served: the community config's `spawner.form` does both).
+        Either way only this person's profiles are shown and every start is checked.""",
     )
 
     # the operator's default_url, kept while a launch link's git-pull replaces it for one start

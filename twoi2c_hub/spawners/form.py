@@ -1,6 +1,11 @@
 """The spawn form a person sees: the profiles offered to them as cards, each choice's price
 and resources in plain words, the budget's notice and the choices it disables, a launch
-link's selection and repository, and the interface to open in."""
+link's selection and repository, and the interface to open in.
+
+With `spawn_form = "fancy-profiles"` the profiles are drawn instead by 2i2c's
+jupyterhub-fancy-profiles, given only what this person is offered (and never the
+overrides); the notices and the interface choice stay ours, and every selection is
+checked at start as from the cards."""
 
 from __future__ import annotations
 
@@ -16,6 +21,11 @@ _form_environment = jinja2.Environment(
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
+# a profile list given to a script keeps its order (jinja sorts keys by default)
+_form_environment.policies["json.dumps_kwargs"] = {"sort_keys": False}
+
+# where jupyterhub-fancy-profiles' static files are served, under the hub's base URL
+FANCY_PROFILES_STATIC = "fancy-profiles/static/"
 
 
 def preselected(offered: list[dict], selection: dict, disabled: dict) -> str | None:
@@ -58,18 +68,31 @@ async def render(spawner) -> str:
             None,
         )
     notice, disabled, hours = budget.form_notes(state, prices, currency)
+    around = {
+        "from_link": from_link is not None,
+        "git_pull": git_pull,
+        "git_pull_prefix": launch.FORM_PREFIX,
+        "budget": notice,
+        "interfaces": spawner.interfaces,
+        "interface": await preselected_interface(spawner, selection),
+    }
+    if spawner.spawn_form == "fancy-profiles":
+        chosen = preselected(offered, selection, disabled)
+        if chosen != selection.get("profile"):
+            selection = {"profile": chosen} if chosen else {}
+        return _form_environment.get_template("fancy_profiles_form.html").render(
+            profiles=catalog.for_the_page(offered, selection),
+            script=spawner.hub.base_url + FANCY_PROFILES_STATIC + "dist/form.js",
+            beyond_budget=beyond_budget(offered, disabled),
+            **around,
+        )
     return _form_environment.get_template("profile_form.html").render(
         profiles=offered,
         preselected=preselected(offered, selection, disabled),
         selection=selection,
-        from_link=from_link is not None,
-        git_pull=git_pull,
-        git_pull_prefix=launch.FORM_PREFIX,
-        interfaces=spawner.interfaces,
-        interface=await preselected_interface(spawner, selection),
+        **around,
         prices=prices,
         currency=currency,
-        budget=notice,
         disabled=disabled,
         hours_left=hours,
         notes={p["slug"]: spawner.profile_form_notes(p) for p in offered},
@@ -77,6 +100,21 @@ async def render(spawner) -> str:
         unlisted_sentinel=catalog.UNLISTED_SENTINEL,
         unlisted_suffix=catalog.UNLISTED_SUFFIX,
     )
+
+
+def beyond_budget(offered: list[dict], disabled: dict) -> list[str]:
+    """The profiles and choices the budget disables, each as "name: reason" (a form that
+    cannot grey them out lists them; the start refuses them either way)."""
+    lines = []
+    for profile in offered:
+        for key, reason in disabled.get(profile["slug"], {}).items():
+            name = profile["display_name"]
+            if key:
+                option, _, choice = key.partition("/")
+                picked = profile["profile_options"][option]["choices"].get(choice, {})
+                name = f"{name}, {picked.get('display_name', choice)}"
+            lines.append(f"{name}: {reason}")
+    return lines
 
 
 async def preselected_interface(spawner, selection: dict) -> str | None:
