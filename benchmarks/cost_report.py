@@ -49,7 +49,7 @@ from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS  # noqa: E402
 from twoi2c_hub.accounting.rollups import roll_up  # noqa: E402
 from twoi2c_hub.config import parse_config  # noqa: E402
 from twoi2c_hub.localhub import LocalHub  # noqa: E402
-from twoi2c_hub.paths import examples_dir  # noqa: E402
+from twoi2c_hub.paths import demo_config  # noqa: E402
 
 GiB = 1024**3
 CPU, RAM, GPU = 0.031611, 0.004237, 0.95  # per core-hour, GiB-hour, GPU-hour
@@ -228,7 +228,7 @@ def main(argv=None):
     today = now_ms // DAY_MS * DAY_MS
     figures: dict = {"sessions": args.sessions, "users": args.users, "days": args.days}
 
-    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    config = demo_config()
     config["usage"] = {"database_url": url, "reconcile_interval": 3600}
     config["culling"] = {"enabled": False}
     config["cost"] = {"rollup_interval": 3600}

@@ -44,7 +44,7 @@ from twoi2c_hub.accounting.db import make_engine, session_maker, upgrade  # noqa
 from twoi2c_hub.accounting.models import DAY_MS  # noqa: E402
 from twoi2c_hub.accounting.rollups import roll_up  # noqa: E402
 from twoi2c_hub.localhub import LocalHub, tagged_processes  # noqa: E402
-from twoi2c_hub.paths import examples_dir  # noqa: E402
+from twoi2c_hub.paths import demo_config  # noqa: E402
 
 HEAVY = [
     ("admin", {"start": "2016-11-28", "end": "2026-11-26", "aggregate": "group"}),
@@ -166,7 +166,7 @@ def main(argv=None):
         shutil.copyfile(database, kept)
         figures["database"] = str(kept)
 
-    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    config = demo_config()
     config["usage"] = {"database_url": url, "reconcile_interval": 30}
     config["culling"] = {"enabled": False}
     (work / "community.yaml").write_text(yaml.safe_dump(config))

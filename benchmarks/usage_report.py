@@ -38,7 +38,7 @@ from twoi2c_hub.accounting.db import make_engine, session_maker, upgrade
 from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS
 from twoi2c_hub.accounting.rollups import roll_up
 from twoi2c_hub.localhub import LocalHub, tagged_processes
-from twoi2c_hub.paths import examples_dir
+from twoi2c_hub.paths import demo_config
 
 GiB = 1024**3
 
@@ -218,7 +218,7 @@ def main(argv=None):
     connection.close()
 
     # the service, run by a real hub on that database
-    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    config = demo_config()
     config["usage"] = {"database_url": url, "reconcile_interval": 3600}
     config["culling"] = {"enabled": False}
     (work / "community.yaml").write_text(yaml.safe_dump(config))

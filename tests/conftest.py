@@ -106,7 +106,8 @@ class HubClient:
     def stop_server(self, username: str):
         response = self.api("DELETE", f"/users/{username}/server")
         assert response.status_code in (202, 204), response.text
-        self.wait_for(lambda: self.server(username) is None, what=f"{username}'s server to stop")
+        # the local spawner may take SIGINT's 10 s, SIGTERM's 5 s and SIGKILL's 5 s
+        self.wait_for(lambda: self.server(username) is None, timeout=60, what=f"{username}'s server to stop")
 
 
 @pytest.fixture(scope="session")

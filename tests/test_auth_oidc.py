@@ -9,7 +9,7 @@ import yaml
 from bs4 import BeautifulSoup
 
 from twoi2c_hub.authenticators.base import anonymous_username
-from twoi2c_hub.paths import examples_dir
+from twoi2c_hub.paths import demo_config
 
 pytestmark = pytest.mark.hub
 
@@ -17,7 +17,7 @@ USERNAME_SECRET = secrets.token_hex(32)
 
 
 def community_config(tmp_path, auth: dict):
-    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    config = demo_config()
     config["auth"] = auth
     config["culling"] = {"enabled": False}
     path = tmp_path / "community.yaml"

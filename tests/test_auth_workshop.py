@@ -10,7 +10,7 @@ from bs4 import BeautifulSoup
 
 from twoi2c_hub.authenticators.base import LoginRefused
 from twoi2c_hub.authenticators.workshop import WorkshopAuthenticator
-from twoi2c_hub.paths import examples_dir
+from twoi2c_hub.paths import demo_config
 
 PASSWORD = "workshop-password-1"
 
@@ -100,7 +100,7 @@ async def test_temporary_accounts_give_each_visitor_a_new_name():
 
 
 def workshop_config(tmp_path, **workshop_settings):
-    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    config = demo_config()
     config["auth"] = {
         "provider": "workshop",
         "workshop": {"password_env": "TEST_WORKSHOP_PASSWORD", "group": "attendees", **workshop_settings},

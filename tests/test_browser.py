@@ -184,10 +184,10 @@ def budget_hub(hub_factory, tmp_path_factory):
     """The demo with a students' budget of 10 USD a month (warn at 80 %), bob past 80 %."""
     from test_budget_service import spend
 
-    from twoi2c_hub.paths import examples_dir
+    from twoi2c_hub.paths import demo_config
 
     work = tmp_path_factory.mktemp("browser-budget")
-    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    config = demo_config()
     config["culling"] = {"enabled": False}
     config["usage"] = {"reconcile_interval": 1.0, "database_url": f"sqlite:///{work / 'usage.sqlite'}"}
     config["budgets"] = {

@@ -14,7 +14,7 @@ from aiosmtpd.controller import Controller
 from test_budget_service import spend
 
 from twoi2c_hub.network import free_port
-from twoi2c_hub.paths import examples_dir
+from twoi2c_hub.paths import demo_config
 
 pytestmark = pytest.mark.hub
 
@@ -56,7 +56,7 @@ def receivers():
 def hub(hub_factory, tmp_path_factory, receivers):
     inbox, smtp_port, posts, hook_url = receivers
     work = tmp_path_factory.mktemp("alerts-config")
-    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    config = demo_config()
     config["culling"] = {"enabled": False}
     config["usage"] = {"reconcile_interval": 1.0, "database_url": f"sqlite:///{work / 'usage.sqlite'}"}
     config["cost"] = {"rollup_interval": 0.5}

@@ -25,7 +25,7 @@ from twoi2c_hub.accounting.events import ServerStart, ServerStarted, ServerStopp
 from twoi2c_hub.accounting.models import HOUR_MS
 from twoi2c_hub.accounting.recording import record
 from twoi2c_hub.localhub import tagged_processes
-from twoi2c_hub.paths import examples_dir
+from twoi2c_hub.paths import demo_config
 
 pytestmark = pytest.mark.hub
 CPU_CORE_HOUR = 0.031611  # the demo's price
@@ -34,7 +34,7 @@ CPU_CORE_HOUR = 0.031611  # the demo's price
 @pytest.fixture(scope="module")
 def hub(hub_factory, tmp_path_factory):
     work = tmp_path_factory.mktemp("budget-config")
-    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    config = demo_config()
     config["culling"] = {"enabled": False}
     config["usage"] = {"reconcile_interval": 1.0, "database_url": f"sqlite:///{work / 'usage.sqlite'}"}
     config["cost"] = {"rollup_interval": 1.0}

@@ -291,6 +291,23 @@ def test_fancy_profiles_is_served_under_the_hub_or_said_missing(tmp_path, capsys
     assert "pip install 'twoi2c-hub[fancy-profiles]'" in capsys.readouterr().err
 
 
+def test_a_logo_file_is_served_by_the_hub_and_checked(tmp_path, capsys):
+    (tmp_path / "logo.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    path = tmp_path / "c.yaml"
+    path.write_text("hub: {name: X, logo_file: logo.svg}\n")
+    c = Config()
+    configure(c, path)
+    assert c.JupyterHub.logo_file == str(tmp_path / "logo.svg")  # relative to the config file
+    assert c.JupyterHub.template_vars["community_logo_file"] is True
+    path.write_text("hub: {name: X, logo_file: missing.svg}\n")
+    with pytest.raises(SystemExit):
+        configure(Config(), path)
+    assert f"hub.logo_file: {tmp_path / 'missing.svg'} is not a file" in capsys.readouterr().err
+    assert errors_of("hub: {name: X, logo_file: a.svg, logo_url: https://example.org/a.svg}") == [
+        "hub: give the logo as logo_url or as logo_file, not both"
+    ]
+
+
 def test_the_idle_culler_parses_the_flags_configure_writes():
     c = Config()
     configure(c, EXAMPLE)

@@ -12,13 +12,13 @@ import yaml
 
 from twoi2c_hub.catalog import GiB
 from twoi2c_hub.config import load_config
-from twoi2c_hub.paths import examples_dir
+from twoi2c_hub.paths import demo_config
 
 pytestmark = pytest.mark.hub
 
 
 def cost_config(tmp_path):
-    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    config = demo_config()
     config["culling"] = {"enabled": False}
     config["usage"] = {"reconcile_interval": 1.0}
     config["cost"] = {"rollup_interval": 1.0}

@@ -10,7 +10,7 @@ from browsing import log_in, screenshot
 from playwright.sync_api import expect
 
 from twoi2c_hub import catalog
-from twoi2c_hub.paths import examples_dir
+from twoi2c_hub.paths import demo_config
 
 pytestmark = pytest.mark.hub
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.hub
 @pytest.fixture(scope="module")
 def fancy_hub(hub_factory, tmp_path_factory):
     work = tmp_path_factory.mktemp("fancy-config")
-    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    config = demo_config()
     config["spawner"]["form"] = "fancy-profiles"
     config["culling"] = {"enabled": False}
     path = work / "community.yaml"

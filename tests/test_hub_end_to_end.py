@@ -219,7 +219,10 @@ def test_the_login_page_says_who_may_use_the_hub_and_how_to_get_access(demo_hub)
     assert "students of the data course" in " ".join(access.get_text().split())
     assert access.select_one("a").get_text() == "Ask for an account"
     assert access.select_one("a")["href"] == "https://example.org/demo-community/support"
-    assert [dt.get_text(strip=True) for dt in page.select(".twoi2c-login-intro ~ div dt")] == [
+    # the credits once, in the footer (as on every page), with the logo served by the hub
+    assert page.select_one(".twoi2c-login-logo")["src"] == "/hub/logo"
+    assert requests.get(f"{demo_hub.url}/hub/logo", timeout=30).headers["Content-Type"] == "image/svg+xml"
+    assert [dt.get_text(strip=True) for dt in page.select(".twoi2c-footer dt")] == [
         "Operated by",
         "Funded by",
         "Designed by",

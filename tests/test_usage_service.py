@@ -16,7 +16,7 @@ import yaml
 from bs4 import BeautifulSoup
 
 from twoi2c_hub.localhub import tagged_processes
-from twoi2c_hub.paths import examples_dir
+from twoi2c_hub.paths import demo_config
 
 pytestmark = pytest.mark.hub
 
@@ -25,7 +25,7 @@ INTERVAL = 1.0
 
 
 def usage_config(tmp_path) -> Path:
-    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    config = demo_config()
     config["auth"]["users"][HOSTILE] = {"groups": ["students"]}
     config["auth"]["users"]["carol"] = {"groups": ["students"]}
     config["culling"] = {"enabled": False}

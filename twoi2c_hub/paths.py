@@ -21,3 +21,15 @@ def examples_dir() -> Path:
     if installed.is_dir():
         return installed
     return _PACKAGE.parent / "examples"
+
+
+def demo_config() -> dict:
+    """The demo community's config (examples/demo-community.yaml) as data, its files named
+    by absolute paths: for a changed copy written somewhere else (tests, benchmarks)."""
+    import yaml
+
+    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    hub = config["hub"]
+    if hub.get("logo_file"):
+        hub["logo_file"] = str(examples_dir() / hub["logo_file"])
+    return config

@@ -8,6 +8,11 @@ from pydantic_core import PydanticCustomError
 SLUG_PATTERN = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$"
 
 
+class SettingError(Exception):
+    """A setting the config file names but the machine or the environment does not
+    provide (a secret's variable, a logo file, a package)."""
+
+
 def _error(message: str) -> PydanticCustomError:
     # the type name is what check-config prints before nothing: the message stands alone
     return PydanticCustomError("twoi2c", message)

@@ -4,23 +4,32 @@ community config, set by configure()."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 from .. import catalog, markdown
 from ..paths import templates_dir
+from .base import SettingError
 from .models import CommunityConfig
 
 
-def templates(c, config: CommunityConfig) -> None:
+def templates(c, config: CommunityConfig, config_dir: Path) -> None:
     """Our templates first, and their variables: the community's name, logo, links and
-    words (Markdown, sanitised), who runs it, and which services' pages to link."""
+    words (Markdown, sanitised), who runs it, and which services' pages to link. A logo
+    file (relative to `config_dir`) is served by the hub as its own logo."""
     paths = [str(templates_dir())]
     c.JupyterHub.template_paths = paths + [p for p in c.JupyterHub.get("template_paths", []) if p not in paths]
     hub = config.hub
+    if hub.logo_file:
+        logo = (config_dir / hub.logo_file).resolve()
+        if not logo.is_file():
+            raise SettingError(f"hub.logo_file: {logo} is not a file")
+        c.JupyterHub.logo_file = str(logo)
     template_vars = dict(c.JupyterHub.get("template_vars", {}))
     template_vars.update(
         {
             "community_name": hub.name,
             "community_logo_url": hub.logo_url,
+            "community_logo_file": hub.logo_file is not None,  # at {base_url}logo
             "community_url": hub.url,
             "community_support_url": hub.support_url,
             "community_funders": [f.model_dump() for f in hub.funders],
@@ -40,3 +49,19 @@ def templates(c, config: CommunityConfig) -> None:
     if hub.announcement:
         template_vars["announcement"] = markdown.render(hub.announcement, inline=True)
     c.JupyterHub.template_vars = template_vars
+
+
+def fancy_profiles(c) -> None:
+    """Serve jupyterhub-fancy-profiles' script and styles at {hub base URL}fancy-profiles/static/."""
+    try:
+        import jupyterhub_fancy_profiles
+    except ImportError:
+        raise SettingError(
+            "spawner.form is fancy-profiles, but jupyterhub-fancy-profiles is not installed: "
+            "pip install 'twoi2c-hub[fancy-profiles]'"
+        ) from None
+    from ..spawners.form import FANCY_PROFILES_STATIC
+
+    handler = jupyterhub_fancy_profiles.STATIC_HANDLER_TUPLE
+    route = "/" + FANCY_PROFILES_STATIC + "(.*)"
+    c.JupyterHub.extra_handlers.append((route, *handler[1:]))

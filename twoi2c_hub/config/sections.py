@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
@@ -45,7 +46,10 @@ class HubSection(Strict):
     name: str = Field(min_length=1, max_length=100)
     """The community's name, shown on every page."""
     logo_url: WebLink | None = None
-    """The community's logo (top left of every page)."""
+    """The community's logo (top left of every page and on the login page), as a link."""
+    logo_file: Path | None = None
+    """Or the logo as an image file on the hub's machine (SVG, PNG, JPEG; a path relative
+    to this config file), served by the hub itself at {base_url}hub/logo."""
     url: WebLink | None = None
     """Where the logo links to: the community's own site."""
     support_url: WebLink | None = None
@@ -62,6 +66,12 @@ class HubSection(Strict):
     access: str | None = None
     """Who may use the hub and how to get access, in Markdown (on the login page, and on
     the refusal page of someone who may not log in)."""
+
+    @model_validator(mode="after")
+    def _one_logo(self):
+        if self.logo_url and self.logo_file:
+            raise _error("give the logo as logo_url or as logo_file, not both")
+        return self
 
 
 class LocalSpawnerSection(Strict):

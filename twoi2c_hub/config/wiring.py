@@ -10,9 +10,10 @@ from pathlib import Path
 from ..network import free_port
 from ..spawners import refusals
 from ..usage_client import UsageEventPoster
+from .base import SettingError
 from .loading import ConfigError, load_config
 from .models import CommunityConfig, GitHubAuth, WorkshopAuth
-from .pages import templates
+from .pages import fancy_profiles, templates
 
 IDLE_CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 
@@ -32,10 +33,10 @@ def configure(c, path) -> CommunityConfig:
     try:
         _spawner(c, config)
         _authenticator(c, config)
+        templates(c, config, Path(path).resolve().parent)
     except SettingError as e:
         print(f"twoi2c-hub: {path}: {e}", file=sys.stderr)
         raise SystemExit(1) from None
-    templates(c, config)
     _cookies(c)
     _culler(c, config)
     _usage_service(c, config, Path(path).resolve())
@@ -75,27 +76,7 @@ def _spawner(c, config: CommunityConfig) -> None:
     section.interfaces = spawner.interface_list()
     section.spawn_form = spawner.form
     if spawner.form == "fancy-profiles":
-        _fancy_profiles(c)
-
-
-def _fancy_profiles(c) -> None:
-    """Serve jupyterhub-fancy-profiles' script and styles at {hub base URL}fancy-profiles/static/."""
-    try:
-        import jupyterhub_fancy_profiles
-    except ImportError:
-        raise SettingError(
-            "spawner.form is fancy-profiles, but jupyterhub-fancy-profiles is not installed: "
-            "pip install 'twoi2c-hub[fancy-profiles]'"
-        ) from None
-    from ..spawners.form import FANCY_PROFILES_STATIC
-
-    handler = jupyterhub_fancy_profiles.STATIC_HANDLER_TUPLE
-    route = "/" + FANCY_PROFILES_STATIC + "(.*)"
-    c.JupyterHub.extra_handlers.append((route, *handler[1:]))
-
-
-class SettingError(Exception):
-    """A setting the config file names but the environment does not provide."""
+        fancy_profiles(c)
 
 
 def _secret(variable: str, what: str) -> str:

@@ -281,6 +281,10 @@ class NotFoundHandler(PageHandler):
         return "/api/" in self.request.path
 
     def prepare(self) -> None:
+        if not self.wants_json() and self.request.method == "GET" and self.get_current_user_safely() is None:
+            # through the hub's login first, as any page: the 404 then keeps the user menu
+            web.authenticated(lambda handler: None)(self)
+            return
         raise web.HTTPError(404, "There is no such page here.")
 
 

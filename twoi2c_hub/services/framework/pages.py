@@ -121,6 +121,7 @@ def branding(community: CommunityConfig | None) -> dict[str, Any]:
     return {
         "community_name": hub.name if hub else os.environ.get("JUPYTERHUB_SERVICE_NAME", "JupyterHub"),
         "community_logo_url": hub.logo_url if hub else None,
+        "community_logo_file": bool(hub and hub.logo_file),  # the hub serves it at {base_url}logo
         "community_url": hub.url if hub else None,
         "community_support_url": hub.support_url if hub else None,
         "community_funders": [f.model_dump() for f in hub.funders] if hub else [],
