@@ -17,6 +17,7 @@ ALLOWED = {
     "services": {"accounting", "catalog", "config", "paths"},
     "usage_client": set(),
     "markdown": set(),  # the community's words rendered safely: a leaf, like paths
+    "replicate": {"accounting", "config", "paths"},  # archives, forgetting, converting values
 }
 
 

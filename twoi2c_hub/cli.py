@@ -145,6 +145,55 @@ def import_bill(args) -> int:
     return 0
 
 
+def _database_url(args) -> str | None:
+    if args.url:
+        return args.url
+    try:
+        return load_config(args.config).usage.database_url
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return None
+
+
+def export_hub(args) -> int:
+    from .replicate.archive import ArchiveError, export
+
+    url = _database_url(args)
+    if url is None:
+        return 1
+    config_text = Path(args.config).read_text() if args.config else None
+    try:
+        manifest = export(url, config_text, Path(args.out))
+    except ArchiveError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    rows = {m["table"]: m["rows"] for m in manifest["tables"]}
+    print(f"{args.out}: {rows.get('sessions', 0):,} sessions, {sum(rows.values()):,} rows in {len(rows)} tables")
+    for secret in manifest["secrets"]:
+        what = secret.get("removed") or f"${secret['environment_variable']}"
+        print(f"  not in the archive: {secret['setting']} ({what})")
+    return 0
+
+
+def import_hub(args) -> int:
+    from .replicate.archive import ArchiveError
+    from .replicate.restore import restore
+
+    url = _database_url(args)
+    if url is None:
+        return 1
+    try:
+        manifest = restore(Path(args.archive), url, Path(args.extract_config) if args.extract_config else None)
+    except ArchiveError as e:
+        print(f"{args.archive}: {e}", file=sys.stderr)
+        return 1
+    rows = {m["table"]: m["rows"] for m in manifest["tables"]}
+    print(f"{args.archive}: imported {rows.get('sessions', 0):,} sessions, {sum(rows.values()):,} rows")
+    for secret in manifest["secrets"]:
+        print(f"  to set on this install: {secret['setting']}")
+    return 0
+
+
 def make_server_account(args) -> int:
     try:
         account = server_account.ensure(args.user, Path(args.path), args.python)
@@ -196,6 +245,20 @@ def main(argv=None) -> int:
     where.add_argument("--url", help="a database URL, e.g. postgresql+psycopg://user@host/db")
     where.add_argument("--config", help="a community config file (its usage.database_url)")
     upgrade.set_defaults(run=db_upgrade)
+
+    exporting = commands.add_parser("export", help="the whole hub's history and config as one archive")
+    exporting.add_argument("--out", required=True, help="the archive to write (a tar of JSON Lines)")
+    exporting.add_argument("--config", help="the community config (archived without secrets; its database)")
+    exporting.add_argument("--url", help="the accounting database (default: the config's usage.database_url)")
+    exporting.set_defaults(run=export_hub)
+
+    importing = commands.add_parser("import", help="load an archive into a new, empty accounting database")
+    importing.add_argument("archive")
+    where = importing.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", help="this install's community config (its usage.database_url)")
+    where.add_argument("--url", help="the accounting database URL")
+    importing.add_argument("--extract-config", help="write the archived community config to this new file")
+    importing.set_defaults(run=import_hub)
 
     args = parser.parse_args(argv)
     return args.run(args)
