@@ -148,6 +148,9 @@ def import_bill(args) -> int:
 def _database_url(args) -> str | None:
     if args.url:
         return args.url
+    if not args.config:
+        print("give --config or --url", file=sys.stderr)
+        return None
     try:
         return load_config(args.config).usage.database_url
     except ConfigError as e:
@@ -191,6 +194,23 @@ def import_hub(args) -> int:
     print(f"{args.archive}: imported {rows.get('sessions', 0):,} sessions, {sum(rows.values()):,} rows")
     for secret in manifest["secrets"]:
         print(f"  to set on this install: {secret['setting']}")
+    return 0
+
+
+def forget_person(args) -> int:
+    from .accounting.db import make_engine, session_maker, upgrade
+    from .accounting.forgetting import forget
+
+    url = _database_url(args)
+    if url is None:
+        return 1
+    upgrade(url)
+    engine = make_engine(url)
+    with session_maker(engine)() as db:
+        pseudonym = forget(db, args.username)
+    engine.dispose()
+    print(f"{args.username}: every row now says {pseudonym} (the figures stay in every report). "
+          "Delete the person in the hub too (its admin page or REST API).")  # fmt: skip
     return 0
 
 
@@ -259,6 +279,13 @@ def main(argv=None) -> int:
     where.add_argument("--url", help="the accounting database URL")
     importing.add_argument("--extract-config", help="write the archived community config to this new file")
     importing.set_defaults(run=import_hub)
+
+    forgetting = commands.add_parser("forget", help="replace a person's name by a pseudonym in every row")
+    forgetting.add_argument("username")
+    where = forgetting.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", help="the community config (its usage.database_url)")
+    where.add_argument("--url", help="the accounting database URL")
+    forgetting.set_defaults(run=forget_person)
 
     args = parser.parse_args(argv)
     return args.run(args)

@@ -196,6 +196,10 @@ class UsageSection(Strict):
     database_url: str = "sqlite:///twoi2c-usage.sqlite"
     """sqlite:///PATH (relative to the hub's directory) or postgresql+psycopg://user@host/db;
     the password, if any, from the environment."""
+    retention_months: int | None = Field(default=None, ge=1)
+    """Unname what is older than this many months: each person's old sessions, memberships
+    and rollups are kept under a pseudonym of their own, so every total stays (checked
+    every few hours). Unset: names are kept until `twoi2c-hub forget USER`."""
     reconcile_interval: float = Field(default=30, gt=0)
     """Seconds between reconciliations with the hub."""
     port: int = Field(default=0, ge=0, le=65535)

@@ -12,21 +12,18 @@ The format (version 1), documented in docs/replicate.md:
   their groups, dated group memberships, the rollups, the budget ledger and notices,
   imported bills, home storage).
 
-Export streams each table through a temporary file (to know its size and checksum before
-it goes into the tar); import reads the tar in one pass and loads each table in batches
-inside one transaction, so memory stays bounded whatever the history's size, and a
-refused or broken archive leaves nothing behind.
+Export streams each table from the database straight into the tar (tarstream: the
+header is written after the data, the manifest filled in last), the rows rendered as
+JSON by the database itself; import reads the tar in one pass and loads each table a
+megabyte at a time inside one transaction. Memory stays bounded whatever the history's
+size, and a refused or broken archive leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import tarfile
-import tempfile
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,10 +31,11 @@ from typing import IO, Any
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Boolean, MetaData, inspect, select
+from sqlalchemy import Boolean, Float, MetaData, inspect, select
 from sqlalchemy.engine import Connection
 
 from ..accounting.db import alembic_config, make_engine
+from .tarstream import TarWriter
 
 FORMAT = "twoi2c-hub-archive"
 FORMAT_VERSION = 1
@@ -78,92 +76,119 @@ def accounting_tables(connection: Connection) -> list:
 # --- export ---------------------------------------------------------------------------
 
 
-def _rows(connection: Connection, table) -> Iterator[list]:
+def _json_rows_sql(connection: Connection, table) -> str | None:
+    """A query whose one column is each row as its JSON line, rendered by the database
+    (C speed; exact: floats with 17 significant digits, booleans as true/false); None
+    where the database cannot (the rows are then encoded here)."""
+    quote = connection.dialect.identifier_preparer.quote
+    order = ", ".join(quote(c.name) for c in (list(table.primary_key.columns) or list(table.columns)))
+    parts = []
+    for column in table.columns:
+        name = quote(column.name)
+        if connection.dialect.name == "sqlite" and isinstance(column.type, Boolean):
+            parts.append(f"CASE WHEN {name} IS NULL THEN NULL WHEN {name} THEN json('true') ELSE json('false') END")
+        elif connection.dialect.name == "sqlite" and isinstance(column.type, Float):
+            parts.append(f"CASE WHEN {name} IS NULL THEN NULL ELSE json(printf('%!.17g', {name})) END")
+        else:
+            parts.append(name)
+    rendered = {
+        "sqlite": f"json_array({', '.join(parts)})",
+        # PostgreSQL writes float8 in its shortest exact form (extra_float_digits = 1)
+        "postgresql": f"json_build_array({', '.join(parts)})::text",
+    }.get(connection.dialect.name)
+    if rendered is None:
+        return None
+    return f"SELECT {rendered} FROM {quote(table.name)} ORDER BY {order}"
+
+
+def _lines(connection: Connection, table) -> Iterator[list[str]]:
+    """The table's rows as JSON lines, a batch at a time."""
+    sql = _json_rows_sql(connection, table)
+    if sql is not None:
+        # the driver's own cursor (a server-side one on PostgreSQL): strings, no Row objects
+        driver = connection.connection.driver_connection
+        cursor = driver.cursor(name="twoi2c_export") if connection.dialect.name == "postgresql" else driver.cursor()
+        try:
+            cursor.execute(sql)
+            while batch := cursor.fetchmany(BATCH):
+                yield [row[0] for row in batch]
+        finally:
+            cursor.close()
+        return
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     booleans = [i for i, c in enumerate(table.columns) if isinstance(c.type, Boolean)]
     order = list(table.primary_key.columns) or list(table.columns)
     result = connection.execution_options(stream_results=True, yield_per=BATCH).execute(
         select(*table.columns).order_by(*order)
     )
     for partition in result.partitions(BATCH):
+        batch = []
         for row in partition:
             values = list(row)
-            for i in booleans:  # SQLite keeps 0/1: written as JSON booleans everywhere
+            for i in booleans:
                 if values[i] is not None:
                     values[i] = bool(values[i])
-            yield values
+            batch.append(dumps(values))
+        yield batch
 
 
 def _write_table(connection: Connection, table, out: IO[bytes]) -> tuple[int, str]:
-    digest, count, dumps = hashlib.sha256(), 0, json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    lines: list[str] = []
-    for values in _rows(connection, table):
-        lines.append(dumps(values))
-        count += 1
-        if len(lines) == BATCH:
-            chunk = ("\n".join(lines) + "\n").encode()
-            digest.update(chunk)
-            out.write(chunk)
-            lines = []
-    if lines:
+    digest, count = hashlib.sha256(), 0
+    for lines in _lines(connection, table):
         chunk = ("\n".join(lines) + "\n").encode()
         digest.update(chunk)
         out.write(chunk)
+        count += len(lines)
     return count, digest.hexdigest()
 
 
-def _add(tar: tarfile.TarFile, name: str, source: IO[bytes], size: int) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = size, int(time.time()), 0o644
-    tar.addfile(info, source)
+MANIFEST_ROOM = 256 * 1024  # far more than the manifest of a few dozen tables needs
 
 
 def export(database_url: str, config_text: str | None, out: Path) -> dict[str, Any]:
     """Write the archive of the database at `database_url` (and the config, redacted) to
-    `out`, through `out`.partial renamed at the end: a failed export leaves no archive."""
+    `out`, through `out`.partial renamed at the end: a failed export leaves no archive.
+    One pass: each table streams from the database into the tar."""
     from .secrets import redacted
 
     engine = make_engine(database_url)
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "producer": _producer(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "database": engine.dialect.name,
+        "secrets": [],
+    }
     try:
-        with tempfile.TemporaryDirectory(prefix="twoi2c-export-", dir=out.parent) as work:
-            with engine.connect() as connection:
-                revision = schema_revision(connection)
-                if revision is None:
-                    raise ArchiveError(f"{database_url}: no accounting database here (run twoi2c-hub db upgrade)")
-                members = []
-                for table in accounting_tables(connection):
-                    path = Path(work) / f"{table.name}.jsonl"
-                    with open(path, "wb") as lines:
-                        rows, sha = _write_table(connection, table, lines)
-                    columns = [c.name for c in table.columns]
-                    members.append({"name": TABLES + path.name, "table": table.name, "rows": rows,
-                                    "columns": columns, "sha256": sha, "size": path.stat().st_size})  # fmt: skip
-            manifest: dict[str, Any] = {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "producer": _producer(),
-                "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                "schema_revision": revision,
-                "database": engine.dialect.name,
-                "tables": members,
-                "secrets": [],
-            }
-            config_bytes = b""
+        with open(partial, "wb") as file:
+            tar = TarWriter(file)
+            manifest_at = tar.reserve(MANIFEST, MANIFEST_ROOM)
             if config_text is not None:
                 config_out, manifest["secrets"] = redacted(config_text)
                 config_bytes = config_out.encode()
                 manifest["config"] = {"name": CONFIG_MEMBER, "sha256": hashlib.sha256(config_bytes).hexdigest()}
-            head = json.dumps(manifest, indent=2).encode()
-            with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
-                _add(tar, MANIFEST, io.BytesIO(head), len(head))
-                if config_text is not None:
-                    _add(tar, CONFIG_MEMBER, io.BytesIO(config_bytes), len(config_bytes))
-                for member in members:
-                    with open(Path(work) / member["name"].removeprefix(TABLES), "rb") as lines:
-                        _add(tar, member["name"], lines, member["size"])
-            os.replace(partial, out)
-            return manifest
+                tar.add(CONFIG_MEMBER, config_bytes)
+            with engine.connect() as connection:
+                if connection.dialect.name == "postgresql":  # floats exact whatever the server's setting
+                    connection.exec_driver_sql("SET extra_float_digits = 1")
+                manifest["schema_revision"] = schema_revision(connection)
+                if manifest["schema_revision"] is None:
+                    raise ArchiveError(f"{database_url}: no accounting database here (run twoi2c-hub db upgrade)")
+                manifest["tables"] = []
+                for table in accounting_tables(connection):
+                    name = f"{TABLES}{table.name}.jsonl"
+                    with tar.member(name) as lines:
+                        rows, sha = _write_table(connection, table, lines)
+                    columns = [c.name for c in table.columns]
+                    manifest["tables"].append({"name": name, "table": table.name, "rows": rows,
+                                               "columns": columns, "sha256": sha})  # fmt: skip
+            tar.fill(manifest_at, json.dumps(manifest, indent=2).encode(), MANIFEST_ROOM)
+            tar.close()
+        os.replace(partial, out)
+        return manifest
     finally:
         engine.dispose()
         partial.unlink(missing_ok=True)

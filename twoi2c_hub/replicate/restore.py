@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,7 +22,7 @@ from sqlalchemy.engine import Connection
 
 from ..accounting.db import make_engine, upgrade
 from .archive import (
-    BATCH,
+    _CHUNK,
     CONFIG_MEMBER,
     FORMAT,
     FORMAT_VERSION,
@@ -82,26 +83,41 @@ def _insert_sql(connection: Connection, table, columns: list[str]) -> str:
     return f"INSERT INTO {quote(table.name)} ({names}) VALUES ({', '.join([marker] * len(columns))})"
 
 
+def _batches(lines: IO[bytes], name: str) -> Iterator[tuple[bytes, list]]:
+    """(raw bytes, rows) about a megabyte at a time: the lines parsed as one JSON array."""
+    rest = b""
+    while True:
+        chunk = lines.read(_CHUNK)
+        if not chunk:
+            break
+        data = rest + chunk
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            rest = data
+            continue
+        rest = data[cut:]
+        yield data[:cut], _parsed(data[:cut], name)
+    if rest:
+        raise ArchiveError(f"{name}: its last line is cut short")
+
+
+def _parsed(data: bytes, name: str) -> list:
+    try:
+        return json.loads(b"[" + data[:-1].replace(b"\n", b",") + b"]")
+    except ValueError as e:
+        raise ArchiveError(f"{name}: not JSON lines ({e})") from None
+
+
 def _load_member(connection: Connection, table, member: dict, lines: IO[bytes]) -> None:
     sql = _insert_sql(connection, table, member["columns"])
     cursor = connection.connection.driver_connection.cursor()
-    digest, count, batch = hashlib.sha256(), 0, []
-    width = len(member["columns"])
-    for line in lines:
-        digest.update(line)
-        try:
-            values = json.loads(line)
-        except ValueError:
-            raise ArchiveError(f"{member['name']}: line {count + 1} is not JSON") from None
-        if not isinstance(values, list) or len(values) != width:
-            raise ArchiveError(f"{member['name']}: line {count + 1} does not have the {width} columns")
-        batch.append(values)
-        count += 1
-        if len(batch) == BATCH:
-            cursor.executemany(sql, batch)
-            batch = []
-    if batch:
-        cursor.executemany(sql, batch)
+    digest, count, width = hashlib.sha256(), 0, len(member["columns"])
+    for data, rows in _batches(lines, member["name"]):
+        digest.update(data)
+        if not all(isinstance(row, list) and len(row) == width for row in rows):
+            raise ArchiveError(f"{member['name']}: a line that is not an array of its {width} columns")
+        cursor.executemany(sql, rows)
+        count += len(rows)
     if count != member["rows"] or digest.hexdigest() != member["sha256"]:
         raise ArchiveError(
             f"{member['name']}: {count} rows that do not match the manifest ({member['rows']} rows, its "

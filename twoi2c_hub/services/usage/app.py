@@ -17,6 +17,7 @@ from typing import Any
 from tornado import web
 
 from ...accounting.db import make_engine, session_maker, upgrade
+from ...accounting.forgetting import expire, months_before
 from ...accounting.reports import iso
 from ...config.loading import ConfigError, load_config
 from ..framework import HubService
@@ -81,6 +82,22 @@ class UsageService(HubService):
             "reconcile_interval_seconds": self.reconciler.interval,
         }
 
+    # the retention period is applied this often (seconds)
+    retention_every = 6 * 3600
+    _retention_applied_ms = 0
+
+    def apply_retention(self, now: int) -> int:
+        """Unname what is older than `usage.retention_months`; returns how many people."""
+        months = self.community.usage.retention_months if self.community else None
+        if not months:
+            return 0
+        with self.open_db() as db:
+            people = expire(db, months_before(now, months))
+        self._retention_applied_ms = now
+        if people:
+            log.info("Retention: the rows of %d people older than %d months are unnamed", people, months)
+        return people
+
     async def background(self) -> None:
         while True:
             try:
@@ -88,6 +105,12 @@ class UsageService(HubService):
             except Exception:
                 self.metrics.errors.labels("reconcile").inc()
                 log.exception("Reconciliation failed; will try again")
+            if now_ms() - self._retention_applied_ms > self.retention_every * 1000:
+                try:
+                    await asyncio.to_thread(self.apply_retention, now_ms())
+                except Exception:
+                    self.metrics.errors.labels("retention").inc()
+                    log.exception("Applying the retention period failed; will try again")
             await asyncio.sleep(self.reconciler.interval)
 
 
