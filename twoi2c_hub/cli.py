@@ -214,6 +214,40 @@ def forget_person(args) -> int:
     return 0
 
 
+def convert_values(args) -> int:
+    import yaml
+
+    from .config.loading import parse_config
+    from .replicate.convert import convert
+
+    layers = []
+    for path in args.values:
+        try:
+            layers.append(yaml.safe_load(Path(path).read_text()) or {})
+        except (OSError, yaml.YAMLError) as e:
+            print(f"{path}: {e}", file=sys.stderr)
+            return 1
+    config, notes = convert(layers, args.name)
+    text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    header = [f"# Converted by twoi2c-hub convert from {', '.join(args.values)}."]
+    if notes:
+        header.append("# Not converted (keep in the chart's values, or do by hand):")
+        header += [f"#   {note}" for note in notes]
+    text = "\n".join(header) + "\n" + text
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        print(text, end="")
+    for note in notes:
+        print(f"not converted: {note}", file=sys.stderr)
+    try:
+        parse_config(text)
+    except ConfigError as e:
+        print(f"The converted config needs attention before use:\n{e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def make_server_account(args) -> int:
     try:
         account = server_account.ensure(args.user, Path(args.path), args.python)
@@ -286,6 +320,12 @@ def main(argv=None) -> int:
     where.add_argument("--config", help="the community config (its usage.database_url)")
     where.add_argument("--url", help="the accounting database URL")
     forgetting.set_defaults(run=forget_person)
+
+    converting = commands.add_parser("convert", help="a zero-to-jupyterhub hub's values as a community config")
+    converting.add_argument("values", nargs="+", help="values files, layered in order as Helm layers them")
+    converting.add_argument("--name", help="the community's name (default: the values' homepage name)")
+    converting.add_argument("--out", help="write the config here (default: print it)")
+    converting.set_defaults(run=convert_values)
 
     args = parser.parse_args(argv)
     return args.run(args)
