@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := chromium postgresql
+DEBIAN_PACKAGES := chromium postgresql sqlite3
 
 .PHONY: demo test lint format docs system-packages server-account clean
 

@@ -74,3 +74,15 @@ def test_cost_report_runs_and_its_figures_agree_with_plain_sql():
         assert theirs["people_charged_more_than_1pct_off"] > 0 and theirs["worst_overcharged"] in {
             f"user{i}" for i in range(1, 4)
         }
+
+
+def test_export_import_runs_and_moves_every_row():
+    command = [sys.executable, str(BENCHMARKS / "export_import.py"), "--sessions", "3000", "--users", "100"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["every_row_imported"] is True and figures["rows"] > 3000
+    for key in ("export", "import"):
+        assert figures[f"{key}_seconds"] > 0 and 0 < figures[f"{key}_peak_mb"] < 200
+    assert figures["baseline_dump_seconds"] > 0 and figures["baseline_load_seconds"] > 0
+    assert figures["export_vs_dump"] > 0 and figures["import_vs_load"] > 0

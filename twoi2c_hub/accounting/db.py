@@ -39,9 +39,28 @@ def alembic_config(url: str) -> AlembicConfig:
     return config
 
 
+# a PostgreSQL advisory lock's key: one upgrade at a time (two hub pods starting at once)
+UPGRADE_LOCK = 0x7132_C0DE
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at `url` to `revision` (`twoi2c-hub db upgrade`)."""
-    command.upgrade(alembic_config(url), revision)
+    """Bring the database at `url` to `revision` (`twoi2c-hub db upgrade`). Idempotent;
+    on PostgreSQL, upgrades started at once run one after the other (an advisory lock),
+    the later finding the work done."""
+    if not url.startswith("postgresql"):
+        command.upgrade(alembic_config(url), revision)
+        return
+    engine = make_engine(url)
+    try:
+        with engine.connect() as lock:
+            lock.exec_driver_sql(f"SELECT pg_advisory_lock({UPGRADE_LOCK})")
+            try:
+                command.upgrade(alembic_config(url), revision)
+            finally:
+                lock.exec_driver_sql(f"SELECT pg_advisory_unlock({UPGRADE_LOCK})")
+                lock.commit()
+    finally:
+        engine.dispose()
 
 
 def session_maker(engine: Engine) -> sessionmaker:

@@ -15,6 +15,7 @@ from .loading import ConfigError, load_config
 from .models import CommunityConfig, GitHubAuth, WorkshopAuth
 from .pages import fancy_profiles, templates
 
+PG_ENVIRONMENT = ("PGPASSWORD", "PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY")
 IDLE_CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 
 
@@ -237,6 +238,10 @@ READ_ALL_COST = "custom:cost:read-all"
 def _service(c, service: dict, role: dict | None) -> None:
     """Add (or replace) a hub-managed service, and the role with the scopes it needs."""
     name = service["name"]
+    # the database's password and TLS settings reach the services as they reach the hub
+    # (libpq's variables: a URL in the config file carries no password)
+    if "environment" in service:
+        service["environment"].update({k: os.environ[k] for k in PG_ENVIRONMENT if k in os.environ})
     c.JupyterHub.services = [s for s in c.JupyterHub.get("services", []) if s.get("name") != name] + [service]
     if role:
         c.JupyterHub.load_roles = [r for r in c.JupyterHub.get("load_roles", []) if r.get("name") != role["name"]]
