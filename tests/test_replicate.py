@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 import yaml
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from test_costs import NOW, PRICING, T0, random_sessions, record_all
 
 from twoi2c_hub.accounting.activity import active_users, sessions
@@ -157,6 +157,10 @@ def assert_refused_and_empty(archive, url, message):
     engine = make_engine(url)
     with engine.connect() as connection:
         assert existing_rows(connection) == {}
+        # and the schema is a new install's, every index there
+        for table in Base.metadata.sorted_tables:
+            wanted = {index.name for index in table.indexes}
+            assert wanted <= {i["name"] for i in inspect(connection).get_indexes(table.name)}, table.name
     engine.dispose()
 
 

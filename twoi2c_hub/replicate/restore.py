@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import MetaData, func, inspect, select, text
+from sqlalchemy import MetaData, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Connection
 
 from ..accounting.db import make_engine, upgrade
@@ -140,6 +140,59 @@ def _reset_sequences(connection: Connection, tables) -> None:
             )
 
 
+def _bulk_engine(url: str):
+    """An engine for loading: on SQLite, a rollback journal instead of the write-ahead log
+    (a fresh database's new pages need no journal; a log would write them all twice) and
+    a larger page cache; WAL comes back with the next `make_engine`."""
+    if not url.startswith("sqlite"):
+        return make_engine(url)
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _settings(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        for pragma in ("journal_mode=DELETE", "synchronous=NORMAL", "foreign_keys=ON", "cache_size=-32768"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    return engine
+
+
+def _load_all(connection: Connection, tar: tarfile.TarFile, manifest: dict) -> bytes | None:
+    """Every member into its table, the indexes built after the rows (as a dump loads);
+    returns the archived config."""
+    expected = {m["name"]: m for m in manifest["tables"]}
+    config_bytes = None
+    metadata = MetaData()
+    metadata.reflect(connection)
+    indexes = [index for table in metadata.sorted_tables for index in table.indexes]
+    for index in indexes:
+        index.drop(connection)
+    for info in tar:  # (the manifest, read already, comes first again)
+        if info.name == MANIFEST:
+            continue
+        if info.name == CONFIG_MEMBER and "config" in manifest:
+            config_bytes = tar.extractfile(info).read()
+            if hashlib.sha256(config_bytes).hexdigest() != manifest["config"]["sha256"]:
+                raise ArchiveError(f"{CONFIG_MEMBER} does not match the manifest's checksum")
+            continue
+        member = expected.pop(info.name, None)
+        if member is None or member["table"] not in metadata.tables:
+            raise ArchiveError(f"{info.name}: not in the manifest, or not a table of this schema")
+        table = metadata.tables[member["table"]]
+        if set(member["columns"]) != set(table.columns.keys()):
+            raise ArchiveError(f"{info.name}: its columns are not those of {table.name}")
+        _load_member(connection, table, member, tar.extractfile(info))
+    if expected:
+        raise ArchiveError(f"the archive ends early: {', '.join(sorted(expected))} missing (truncated?)")
+    if "config" in manifest and config_bytes is None:
+        raise ArchiveError(f"the archive ends early: {CONFIG_MEMBER} missing")
+    for index in indexes:
+        index.create(connection)
+    _reset_sequences(connection, metadata.sorted_tables)
+    return config_bytes
+
+
 def restore(archive: Path, database_url: str, config_out: Path | None = None) -> dict[str, Any]:
     """Load `archive` into the empty database at `database_url`; its config to `config_out`."""
     if config_out is not None and Path(config_out).exists():
@@ -149,13 +202,12 @@ def restore(archive: Path, database_url: str, config_out: Path | None = None) ->
     except (OSError, tarfile.TarError) as e:
         raise ArchiveError(f"{archive}: not a readable archive ({e})") from None
     upgrade(database_url)  # a fresh install is at the latest schema, empty
-    engine = make_engine(database_url)
-    loaded = False
+    engine = _bulk_engine(database_url)
+    started = loaded = False
     try:
         with tar:
             manifest = _manifest(tar)
-            revisions = known_revisions(database_url)
-            if manifest.get("schema_revision") not in revisions:
+            if manifest.get("schema_revision") not in known_revisions(database_url):
                 raise ArchiveError(
                     f"the archive's database schema ({manifest.get('schema_revision')}) is newer than this "
                     "twoi2c-hub knows: upgrade twoi2c-hub"
@@ -165,38 +217,20 @@ def restore(archive: Path, database_url: str, config_out: Path | None = None) ->
             if found:
                 counts = ", ".join(f"{n} {t}" for t, n in sorted(found.items()))
                 raise ArchiveError(f"the database already has data ({counts}): import into a new, empty database")
+            started = True
             _empty_at(database_url, manifest["schema_revision"])
-            expected = {m["name"]: m for m in manifest["tables"]}
-            config_bytes = None
             with engine.begin() as connection:
-                metadata = MetaData()
-                metadata.reflect(connection)
-                for info in tar:  # (the manifest, read already, comes first again)
-                    if info.name == MANIFEST:
-                        continue
-                    if info.name == CONFIG_MEMBER and "config" in manifest:
-                        config_bytes = tar.extractfile(info).read()
-                        if hashlib.sha256(config_bytes).hexdigest() != manifest["config"]["sha256"]:
-                            raise ArchiveError(f"{CONFIG_MEMBER} does not match the manifest's checksum")
-                        continue
-                    member = expected.pop(info.name, None)
-                    if member is None or member["table"] not in metadata.tables:
-                        raise ArchiveError(f"{info.name}: not in the manifest, or not a table of this schema")
-                    table = metadata.tables[member["table"]]
-                    if set(member["columns"]) != set(table.columns.keys()):
-                        raise ArchiveError(f"{info.name}: its columns are not those of {table.name}")
-                    _load_member(connection, table, member, tar.extractfile(info))
-                if expected:
-                    raise ArchiveError(f"the archive ends early: {', '.join(sorted(expected))} missing (truncated?)")
-                if "config" in manifest and config_bytes is None:
-                    raise ArchiveError(f"the archive ends early: {CONFIG_MEMBER} missing")
-                _reset_sequences(connection, metadata.sorted_tables)
+                config_bytes = _load_all(connection, tar, manifest)
             loaded = True
     except (tarfile.TarError, EOFError, OSError) as e:
         raise ArchiveError(f"{archive}: the archive is damaged or truncated ({e}); nothing was imported") from None
     finally:
         engine.dispose()
+        if started and not loaded:
+            # the rows were rolled back; the schema (SQLite runs DDL outside the transaction)
+            # is made afresh, so the database is as a new install's
+            _empty_at(database_url, "head")
         upgrade(database_url)  # the rows (or an empty database) at the latest schema
-    if loaded and config_out is not None and config_bytes is not None:
+    if config_out is not None and config_bytes is not None:
         Path(config_out).write_bytes(config_bytes)
     return manifest
