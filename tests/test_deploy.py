@@ -128,3 +128,38 @@ def test_the_hub_image_starts_from_the_charts_and_installs_the_package(line):
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert line in dockerfile
     assert "ARG Z2JH_HUB_IMAGE=quay.io/jupyterhub/k8s-hub:" in dockerfile
+
+
+def z2jh_chart() -> tuple[dict, dict] | None:
+    """The chart's default values and values schema: from TWOI2C_Z2JH_CHART (a chart
+    directory), or a git mirror of zero-to-jupyterhub-k8s; neither is in a package
+    registry, and the schema is not ours to commit."""
+    directory = os.environ.get("TWOI2C_Z2JH_CHART")
+    if directory and Path(directory, "values.schema.yaml").is_file():
+        read = [Path(directory, name).read_text() for name in ("values.yaml", "values.schema.yaml")]
+    else:
+        mirror = Path("/work/.mirror/jupyterhub+zero-to-jupyterhub-k8s/repo")
+        if not mirror.is_dir():
+            return None
+        read = [
+            subprocess.run(["git", "-C", str(mirror), "show", f"HEAD:jupyterhub/{name}"], capture_output=True,
+                           text=True, check=True).stdout
+            for name in ("values.yaml", "values.schema.yaml")
+        ]  # fmt: skip
+    return yaml.safe_load(read[0]), yaml.safe_load(read[1])
+
+
+def test_our_values_pass_the_charts_values_schema():
+    import jsonschema
+
+    from twoi2c_hub.replicate.convert import merge
+
+    chart = z2jh_chart()
+    if chart is None:
+        pytest.skip("no zero-to-jupyterhub chart here: set TWOI2C_Z2JH_CHART to a checkout's jupyterhub/")
+    defaults, schema = chart
+    validator = jsonschema.Draft7Validator(schema)
+    errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(merge([defaults, VALUES]))]
+    assert errors == []
+    # the check is real: a misspelt key is caught
+    assert list(validator.iter_errors(merge([defaults, VALUES, {"hub": {"extraVolumez": []}}])))
