@@ -55,6 +55,12 @@ def test_fancy_profiles_draws_only_the_persons_profiles_under_a_base_url(page, f
     page_text = json.dumps(profiles)
     assert "kubespawner_override" not in page_text and "allowed_groups" not in page_text
     assert "n2-highmem" not in page_text and "researchers" not in page_text
+    # every choice comes before the Start button (fancy-profiles moves it to its form's end)
+    assert page.evaluate("""() => {
+        const start = document.querySelector('#spawn_form button[type=submit]');
+        return [...document.querySelectorAll('#spawn_form input[name=interface], #spawn_form [name=profile]')]
+            .every(e => e.compareDocumentPosition(start) & Node.DOCUMENT_POSITION_FOLLOWING);
+    }""")
     screenshot(page, "spawn-fancy-profiles")
 
     options = start_from_the_form(page, fancy_hub, "bob")
