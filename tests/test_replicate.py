@@ -105,20 +105,50 @@ def other_database(request, database_url, tmp_path):
     return f"sqlite:///{tmp_path / 'imported.sqlite'}"
 
 
+def hub_database(url, people=()) -> dict[str, tuple]:
+    """JupyterHub's own database: with `people` (name, admin, groups) added; its people."""
+    from jupyterhub import orm
+
+    db = orm.new_session_factory(url)()
+    groups = {}
+    for name, admin, member_of in people:
+        user = orm.User(name=name, admin=admin)
+        for group in member_of:
+            if group not in groups:
+                groups[group] = orm.Group(name=group, properties={"course": group.upper()})
+                db.add(groups[group])
+            user.groups.append(groups[group])
+        db.add(user)
+    db.commit()
+    found = {
+        u.name: (u.admin, sorted(g.name for g in u.groups), sorted(str(g.properties) for g in u.groups))
+        for u in db.query(orm.User)
+    }
+    db.close()
+    return found
+
+
 def test_export_then_import_into_the_other_database_gives_the_same_reports(database_url, other_database, tmp_path):
     fill(database_url)
     config = tmp_path / "community.yaml"
     config.write_text(f"hub: {{name: Moved}}\nusage: {{database_url: '{database_url}'}}\n")
     archive = tmp_path / "hub.tar"
-    assert cli(["export", "--config", str(config), "--url", database_url, "--out", str(archive)]) == 0
+    hub_db = f"sqlite:///{tmp_path / 'jupyterhub.sqlite'}"
+    people = hub_database(hub_db, [("admin", True, []), ("user1", False, ["students", "staff"]),
+                                   (ANONYMOUS, False, ["students"]), ("nobody-ran-a-server", False, [])])  # fmt: skip
+    command = ["export", "--config", str(config), "--url", database_url, "--out", str(archive), "--hub-db", hub_db]
+    assert cli(command) == 0
 
     manifest = json.load(tarfile.open(archive).extractfile(MANIFEST))
     counts = {m["table"]: m["rows"] for m in manifest["tables"]}
     assert counts["sessions"] == 300 and counts["session_groups"] > 0 and counts["usage_daily_user"] > 0
     assert counts["budget_ledger"] == counts["budget_notices"] == 1 and counts["bill_lines"] == 2
 
-    assert cli(["import", str(archive), "--url", other_database, "--extract-config", str(tmp_path / "in.yaml")]) == 0
+    new_hub_db = f"sqlite:///{tmp_path / 'new-jupyterhub.sqlite'}"
+    command = ["import", str(archive), "--url", other_database, "--extract-config", str(tmp_path / "in.yaml")]
+    assert cli([*command, "--hub-db", new_hub_db]) == 0
     assert every_row(other_database) == every_row(database_url)
+    assert hub_database(new_hub_db) == people  # the hub's people, admins and groups too
     assert_same_reports(reports(database_url), reports(other_database))
     assert yaml.safe_load((tmp_path / "in.yaml").read_text())["hub"]["name"] == "Moved"
     # the imported database takes new sessions after the imported ones (PostgreSQL's sequences)

@@ -166,7 +166,7 @@ def export_hub(args) -> int:
         return 1
     config_text = Path(args.config).read_text() if args.config else None
     try:
-        manifest = export(url, config_text, Path(args.out))
+        manifest = export(url, config_text, Path(args.out), args.hub_db)
     except ArchiveError as e:
         print(str(e), file=sys.stderr)
         return 1
@@ -175,6 +175,8 @@ def export_hub(args) -> int:
     for secret in manifest["secrets"]:
         what = secret.get("removed") or f"${secret['environment_variable']}"
         print(f"  not in the archive: {secret['setting']} ({what})")
+    if args.hub_db is None:
+        print("  not in the archive: the hub's people and groups (give --hub-db, JupyterHub's db_url)")
     return 0
 
 
@@ -186,7 +188,8 @@ def import_hub(args) -> int:
     if url is None:
         return 1
     try:
-        manifest = restore(Path(args.archive), url, Path(args.extract_config) if args.extract_config else None)
+        config_out = Path(args.extract_config) if args.extract_config else None
+        manifest = restore(Path(args.archive), url, config_out, args.hub_db)
     except ArchiveError as e:
         print(f"{args.archive}: {e}", file=sys.stderr)
         return 1
@@ -194,6 +197,11 @@ def import_hub(args) -> int:
     print(f"{args.archive}: imported {rows.get('sessions', 0):,} sessions, {sum(rows.values()):,} rows")
     for secret in manifest["secrets"]:
         print(f"  to set on this install: {secret['setting']}")
+    people = next((m["rows"] for m in manifest.get("hub", []) if m["name"].endswith("users.jsonl")), 0)
+    if "hub_users_imported" in manifest:
+        print(f"  the hub's people: {manifest['hub_users_imported']} in {args.hub_db}")
+    elif people:
+        print(f"  the hub's {people} people were not imported: give --hub-db (JupyterHub's db_url)")
     return 0
 
 
@@ -304,6 +312,7 @@ def main(argv=None) -> int:
     exporting.add_argument("--out", required=True, help="the archive to write (a tar of JSON Lines)")
     exporting.add_argument("--config", help="the community config (archived without secrets; its database)")
     exporting.add_argument("--url", help="the accounting database (default: the config's usage.database_url)")
+    exporting.add_argument("--hub-db", help="JupyterHub's database URL (its db_url): the hub's people and groups")
     exporting.set_defaults(run=export_hub)
 
     importing = commands.add_parser("import", help="load an archive into a new, empty accounting database")
@@ -312,6 +321,7 @@ def main(argv=None) -> int:
     where.add_argument("--config", help="this install's community config (its usage.database_url)")
     where.add_argument("--url", help="the accounting database URL")
     importing.add_argument("--extract-config", help="write the archived community config to this new file")
+    importing.add_argument("--hub-db", help="JupyterHub's database URL on this install: the people and groups go there")
     importing.set_defaults(run=import_hub)
 
     forgetting = commands.add_parser("forget", help="replace a person's name by a pseudonym in every row")

@@ -35,6 +35,7 @@ from sqlalchemy import Boolean, Float, MetaData, inspect, select
 from sqlalchemy.engine import Connection
 
 from ..accounting.db import alembic_config, make_engine
+from . import hub_users
 from .tarstream import TarWriter
 
 FORMAT = "twoi2c-hub-archive"
@@ -145,10 +146,11 @@ def _write_table(connection: Connection, table, out: IO[bytes]) -> tuple[int, st
 MANIFEST_ROOM = 256 * 1024  # far more than the manifest of a few dozen tables needs
 
 
-def export(database_url: str, config_text: str | None, out: Path) -> dict[str, Any]:
-    """Write the archive of the database at `database_url` (and the config, redacted) to
-    `out`, through `out`.partial renamed at the end: a failed export leaves no archive.
-    One pass: each table streams from the database into the tar."""
+def export(database_url: str, config_text: str | None, out: Path, hub_db_url: str | None = None) -> dict[str, Any]:
+    """Write the archive of the database at `database_url` (and the config, redacted; and
+    the hub's people and groups from JupyterHub's database at `hub_db_url`) to `out`,
+    through `out`.partial renamed at the end: a failed export leaves no archive. One
+    pass: each table streams from the database into the tar."""
     from .secrets import redacted
 
     engine = make_engine(database_url)
@@ -171,6 +173,12 @@ def export(database_url: str, config_text: str | None, out: Path) -> dict[str, A
                 config_bytes = config_out.encode()
                 manifest["config"] = {"name": CONFIG_MEMBER, "sha256": hashlib.sha256(config_bytes).hexdigest()}
                 tar.add(CONFIG_MEMBER, config_bytes)
+            if hub_db_url is not None:
+                manifest["hub"] = []
+                for name, data in hub_users.read(hub_db_url).items():
+                    tar.add(name, data)
+                    manifest["hub"].append({"name": name, "rows": data.count(b"\n"),
+                                            "sha256": hashlib.sha256(data).hexdigest()})  # fmt: skip
             with engine.connect() as connection:
                 if connection.dialect.name == "postgresql":  # floats exact whatever the server's setting
                     connection.exec_driver_sql("SET extra_float_digits = 1")

@@ -21,6 +21,7 @@ from sqlalchemy import MetaData, create_engine, event, func, inspect, select, te
 from sqlalchemy.engine import Connection
 
 from ..accounting.db import make_engine, upgrade
+from . import hub_users
 from .archive import (
     _CHUNK,
     CONFIG_MEMBER,
@@ -158,10 +159,12 @@ def _bulk_engine(url: str):
     return engine
 
 
-def _load_all(connection: Connection, tar: tarfile.TarFile, manifest: dict) -> bytes | None:
+def _load_all(connection: Connection, tar: tarfile.TarFile, manifest: dict) -> tuple[bytes | None, dict]:
     """Every member into its table, the indexes built after the rows (as a dump loads);
-    returns the archived config."""
+    returns the archived config and the hub's people and groups (checked, not written)."""
     expected = {m["name"]: m for m in manifest["tables"]}
+    hub = {m["name"]: m for m in manifest.get("hub", [])}
+    hub_members: dict[str, bytes] = {}
     config_bytes = None
     metadata = MetaData()
     metadata.reflect(connection)
@@ -176,6 +179,12 @@ def _load_all(connection: Connection, tar: tarfile.TarFile, manifest: dict) -> b
             if hashlib.sha256(config_bytes).hexdigest() != manifest["config"]["sha256"]:
                 raise ArchiveError(f"{CONFIG_MEMBER} does not match the manifest's checksum")
             continue
+        if info.name in hub:
+            data = tar.extractfile(info).read()
+            if hashlib.sha256(data).hexdigest() != hub.pop(info.name)["sha256"]:
+                raise ArchiveError(f"{info.name} does not match the manifest's checksum")
+            hub_members[info.name] = data
+            continue
         member = expected.pop(info.name, None)
         if member is None or member["table"] not in metadata.tables:
             raise ArchiveError(f"{info.name}: not in the manifest, or not a table of this schema")
@@ -183,18 +192,22 @@ def _load_all(connection: Connection, tar: tarfile.TarFile, manifest: dict) -> b
         if set(member["columns"]) != set(table.columns.keys()):
             raise ArchiveError(f"{info.name}: its columns are not those of {table.name}")
         _load_member(connection, table, member, tar.extractfile(info))
-    if expected:
-        raise ArchiveError(f"the archive ends early: {', '.join(sorted(expected))} missing (truncated?)")
+    if expected or hub:
+        missing = ", ".join(sorted([*expected, *hub]))
+        raise ArchiveError(f"the archive ends early: {missing} missing (truncated?)")
     if "config" in manifest and config_bytes is None:
         raise ArchiveError(f"the archive ends early: {CONFIG_MEMBER} missing")
     for index in indexes:
         index.create(connection)
     _reset_sequences(connection, metadata.sorted_tables)
-    return config_bytes
+    return config_bytes, hub_members
 
 
-def restore(archive: Path, database_url: str, config_out: Path | None = None) -> dict[str, Any]:
-    """Load `archive` into the empty database at `database_url`; its config to `config_out`."""
+def restore(
+    archive: Path, database_url: str, config_out: Path | None = None, hub_db_url: str | None = None
+) -> dict[str, Any]:
+    """Load `archive` into the empty database at `database_url`; its config to `config_out`;
+    the hub's people and groups into JupyterHub's database at `hub_db_url`."""
     if config_out is not None and Path(config_out).exists():
         raise ArchiveError(f"{config_out} exists: give a new path for the archived config")
     try:
@@ -220,7 +233,7 @@ def restore(archive: Path, database_url: str, config_out: Path | None = None) ->
             started = True
             _empty_at(database_url, manifest["schema_revision"])
             with engine.begin() as connection:
-                config_bytes = _load_all(connection, tar, manifest)
+                config_bytes, hub_members = _load_all(connection, tar, manifest)
             loaded = True
     except (tarfile.TarError, EOFError, OSError) as e:
         raise ArchiveError(f"{archive}: the archive is damaged or truncated ({e}); nothing was imported") from None
@@ -233,4 +246,6 @@ def restore(archive: Path, database_url: str, config_out: Path | None = None) ->
         upgrade(database_url)  # the rows (or an empty database) at the latest schema
     if config_out is not None and config_bytes is not None:
         Path(config_out).write_bytes(config_bytes)
+    if hub_db_url is not None and hub_members:
+        manifest["hub_users_imported"] = hub_users.write(hub_db_url, hub_members)
     return manifest
