@@ -86,3 +86,26 @@ def test_export_import_runs_and_moves_every_row():
         assert figures[f"{key}_seconds"] > 0 and 0 < figures[f"{key}_peak_mb"] < 200
     assert figures["baseline_dump_seconds"] > 0 and figures["baseline_load_seconds"] > 0
     assert figures["export_vs_dump"] > 0 and figures["import_vs_load"] > 0
+
+
+@pytest.mark.hub
+def test_class_start_runs_both_hubs_and_counts_every_session():
+    command = [sys.executable, str(BENCHMARKS / "class_start.py"), "--people", "8", "--window", "4"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    for hub in ("ours", "plain"):
+        assert figures[hub]["errors"] == 0, figures[hub]["error_examples"]
+        assert figures[hub]["servers_started"] == 8
+        time_to_server = figures[hub]["time_to_server"]
+        assert 0 < time_to_server["p50_s"] <= time_to_server["p95_s"] <= time_to_server["p99_s"]
+        assert figures[hub]["hub"]["cpu_seconds"] > 0 and figures[hub]["hub"]["peak_rss_mb"] > 0
+    # every server our hub started is one session in the usage service, stopped, none twice
+    assert figures["ours"]["sessions"] == {"recorded": 8, "stopped": 8, "duplicated": 0}
+    assert figures["ours"]["usage_service"]["peak_rss_mb"] > 0
+    assert set(figures["targets_met"]) == {
+        "no_errors",
+        "every_session_recorded_once",
+        "time_to_server_p99_within_1.2x",
+        "hub_peak_rss_within_1.2x",
+    }
