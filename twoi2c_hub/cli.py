@@ -266,6 +266,13 @@ def make_server_account(args) -> int:
     return 0
 
 
+def _database_arguments(parser: argparse.ArgumentParser) -> None:
+    """--config or --url: which accounting database a command works on."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", help="a community config file (its usage.database_url)")
+    where.add_argument("--url", help="a database URL, e.g. postgresql+psycopg://user@host/db")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="twoi2c-hub", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -303,9 +310,7 @@ def main(argv=None) -> int:
     database = commands.add_parser("db", help="the accounting database")
     database_commands = database.add_subparsers(dest="db_command", required=True)
     upgrade = database_commands.add_parser("upgrade", help="create or migrate it to the latest schema")
-    where = upgrade.add_mutually_exclusive_group(required=True)
-    where.add_argument("--url", help="a database URL, e.g. postgresql+psycopg://user@host/db")
-    where.add_argument("--config", help="a community config file (its usage.database_url)")
+    _database_arguments(upgrade)
     upgrade.set_defaults(run=db_upgrade)
 
     exporting = commands.add_parser("export", help="the whole hub's history and config as one archive")
@@ -317,18 +322,14 @@ def main(argv=None) -> int:
 
     importing = commands.add_parser("import", help="load an archive into a new, empty accounting database")
     importing.add_argument("archive")
-    where = importing.add_mutually_exclusive_group(required=True)
-    where.add_argument("--config", help="this install's community config (its usage.database_url)")
-    where.add_argument("--url", help="the accounting database URL")
+    _database_arguments(importing)
     importing.add_argument("--extract-config", help="write the archived community config to this new file")
     importing.add_argument("--hub-db", help="JupyterHub's database URL on this install: the people and groups go there")
     importing.set_defaults(run=import_hub)
 
     forgetting = commands.add_parser("forget", help="replace a person's name by a pseudonym in every row")
     forgetting.add_argument("username")
-    where = forgetting.add_mutually_exclusive_group(required=True)
-    where.add_argument("--config", help="the community config (its usage.database_url)")
-    where.add_argument("--url", help="the accounting database URL")
+    _database_arguments(forgetting)
     forgetting.set_defaults(run=forget_person)
 
     converting = commands.add_parser("convert", help="a zero-to-jupyterhub hub's values as a community config")

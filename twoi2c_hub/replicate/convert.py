@@ -77,11 +77,9 @@ class Values:
 
     def get(self, path: str, default: Any = None) -> Any:
         """The value at `path`, counted as converted (all of it, if a map)."""
-        node: Any = self.data
-        for key in path.split("."):
-            if not isinstance(node, dict) or key not in node:
-                return default
-            node = node[key]
+        node = self.peek(path, _MISSING)
+        if node is _MISSING:
+            return default
         self.read.add(path)
         return node
 
