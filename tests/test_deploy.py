@@ -5,13 +5,12 @@ upgrade of the init container run twice at once against a real PostgreSQL."""
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from test_kube_spawner import KUBERNETES_VERSION
 from traitlets.config import Config
 
@@ -96,7 +95,11 @@ def test_the_charts_extra_config_configures_the_hub_from_the_mounted_config(tmp_
     assert ports == {10101, 10102}
 
 
-def test_the_init_containers_database_upgrade_twice_at_once(postgres_server, tmp_path):
+def test_the_init_containers_database_upgrade_waits_for_another_pods(postgres_server, tmp_path):
+    """Two hub pods starting at once: while one upgrades (holding the advisory lock), the
+    other's init container waits, then finds the work done."""
+    from twoi2c_hub.accounting.db import UPGRADE_LOCK
+
     url = postgres_server.new_database()
     config = yaml.safe_load(COMMUNITY.read_text())
     config["usage"]["database_url"] = url
@@ -107,20 +110,23 @@ def test_the_init_containers_database_upgrade_twice_at_once(postgres_server, tmp
     run = [str(Path(sys.executable).with_name(command[0])), *command[1:]]
     run[run.index("/etc/twoi2c/community.yaml")] = str(path)
 
-    def upgrade(_):
-        return subprocess.run(run, capture_output=True, text=True, timeout=120, env=os.environ.copy())
-
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(upgrade, range(2)))
-    assert all(r.returncode == 0 for r in results), [r.stderr[-2000:] for r in results]
     engine = make_engine(url)
+    with engine.connect() as other_pod:
+        other_pod.execute(text(f"SELECT pg_advisory_lock({UPGRADE_LOCK})"))
+        waiting = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with pytest.raises(subprocess.TimeoutExpired):
+            waiting.wait(timeout=5)  # it waits for the other pod's upgrade
+        assert not inspect(other_pod).has_table("alembic_version")
+        other_pod.execute(text(f"SELECT pg_advisory_unlock({UPGRADE_LOCK})"))
+        other_pod.commit()
+    out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, err[-2000:]
     with engine.connect() as connection:
-        assert (
-            connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-            == (known_revisions(url)[-1])
-        )
+        revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     engine.dispose()
-    assert upgrade(0).returncode == 0  # and again: nothing to do
+    assert revision == known_revisions(url)[-1]
+    again = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]  # and again: nothing to do
 
 
 @pytest.mark.parametrize("line", ["FROM ${Z2JH_HUB_IMAGE}", '"/tmp/twoi2c-hub[postgresql]"'])
