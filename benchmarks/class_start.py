@@ -119,8 +119,11 @@ class Watch:
         }
 
 
-async def person(hub_url: str, name: str, password: str, delay: float, form: dict | None, out: dict) -> None:
-    """One student: log in, start a server, reach it, stop it."""
+async def person(
+    hub_url: str, name: str, password: str, delay: float, form: dict | None, out: dict, hold: float = 0
+) -> None:
+    """One student: log in, start a server, reach it, (work `hold` seconds in it, then)
+    stop it (and log out)."""
     await asyncio.sleep(delay)
     jar = aiohttp.CookieJar(unsafe=True)
     timeout = aiohttp.ClientTimeout(total=600)
@@ -169,10 +172,18 @@ async def person(hub_url: str, name: str, password: str, delay: float, form: dic
                     raise RuntimeError(f"server: {r.status}")
             out["server"].append(time.perf_counter() - spawning)
             out["started"].append(name)
+            working_until = time.monotonic() + hold
+            while time.monotonic() < working_until:  # a request now and then, as a notebook's
+                await asyncio.sleep(min(60, working_until - time.monotonic()))
+                async with http.get(f"{hub_url}/user/{name}/api/status") as r:
+                    await r.read()
             headers = {"X-XSRFToken": xsrf}
             async with http.delete(f"{hub_url}/hub/api/users/{name}/server", headers=headers) as r:
                 if r.status not in (202, 204):
                     raise RuntimeError(f"stop: {r.status}")
+            if hold:
+                async with http.get(f"{hub_url}/hub/logout") as r:
+                    await r.read()
         except Exception as e:  # every kind of error counts
             out["errors"].append(f"{name}: {type(e).__name__}: {e}"[:300])
 
@@ -350,12 +361,20 @@ def main(argv=None) -> int:
     parser.add_argument("--people", type=int, default=300)
     parser.add_argument("--window", type=float, default=120, help="seconds over which they arrive")
     parser.add_argument("--rounds", type=int, default=3, help="class starts on each hub, alternating")
+    parser.add_argument(
+        "--soak-minutes", type=float, help="instead: our hub for this long, people coming and going (soak mode)"
+    )
     args = parser.parse_args(argv)
     people = [f"student-{i:04d}" for i in range(args.people)]
     password = secrets.token_urlsafe(12)
     work = Path(tempfile.mkdtemp(prefix="twoi2c-class-start-"))
     figures: dict = {"people": args.people, "window_seconds": args.window, "rounds": args.rounds}
     try:
+        if args.soak_minutes:
+            from soak import soak
+
+            print(json.dumps({"soak": soak(work, people, password, args.soak_minutes)}))
+            return 0
         figures.update(class_start_rounds(work, people, password, args.window, args.rounds))
         ours, plain = figures["ours"], figures["plain"]
         if ours["mean_time_to_server_s"] and plain["mean_time_to_server_s"]:

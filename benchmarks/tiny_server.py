@@ -1,12 +1,14 @@
 """A minimal real single-user server for load runs: what JupyterHub's spawner starts in
 place of jupyter-server, so that hundreds fit on two cores. It listens where the hub
 says (JUPYTERHUB_SERVICE_URL) and answers every request under its prefix with 200 and a
-little JSON, as a server that is up does; it ignores its arguments (--allow-root, ...)."""
+little JSON, as a server that is up does; it ignores its arguments (--allow-root, ...).
+TINY_SERVER_DELAY: seconds it takes to boot before it listens (default 0)."""
 
 import json
 import os
 import signal
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -28,6 +30,7 @@ def main() -> None:
         def log_message(self, *args):  # quiet: hundreds of these run at once
             pass
 
+    time.sleep(float(os.environ.get("TINY_SERVER_DELAY", "0")))
     server = ThreadingHTTPServer((where.hostname or "127.0.0.1", where.port), Handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))

@@ -127,7 +127,7 @@ def hub_factory(tmp_path_factory):
 c.JupyterHub.services.append({{"name": "e2e-tests", "api_token": {service_token!r}}})
 c.JupyterHub.load_roles.append({{
     "name": "e2e-tests",
-    "scopes": ["admin:users", "admin:servers", "admin:server_state", "tokens", "list:users"],
+    "scopes": ["admin:users", "admin:servers", "admin:server_state", "tokens", "list:users", "read:metrics"],
     "services": ["e2e-tests"],
 }})
 {extra_config}

@@ -90,22 +90,45 @@ def test_export_import_runs_and_moves_every_row():
 
 @pytest.mark.hub
 def test_class_start_runs_both_hubs_and_counts_every_session():
-    command = [sys.executable, str(BENCHMARKS / "class_start.py"), "--people", "8", "--window", "4"]
+    command = [sys.executable, str(BENCHMARKS / "class_start.py"), "--people", "8", "--window", "4", "--rounds", "2"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     for hub in ("ours", "plain"):
         assert figures[hub]["errors"] == 0, figures[hub]["error_examples"]
-        assert figures[hub]["servers_started"] == 8
+        assert figures[hub]["servers_started"] == 16 and len(figures[hub]["rounds"]) == 2
         time_to_server = figures[hub]["time_to_server"]
         assert 0 < time_to_server["p50_s"] <= time_to_server["p95_s"] <= time_to_server["p99_s"]
         assert figures[hub]["hub"]["cpu_seconds"] > 0 and figures[hub]["hub"]["peak_rss_mb"] > 0
     # every server our hub started is one session in the usage service, stopped, none twice
-    assert figures["ours"]["sessions"] == {"recorded": 8, "stopped": 8, "duplicated": 0}
-    assert figures["ours"]["usage_service"]["peak_rss_mb"] > 0
+    assert figures["ours"]["sessions"] == {"recorded": 16, "stopped": 16, "duplicated": 0}
+    assert figures["ours"]["usage_service"]["peak_rss_mb"] > 0 and figures["ours"]["cost_service"]["cpu_seconds"] > 0
+    # two rounds each, alternating; ours has the form's step, plain JupyterHub has none
+    assert len(figures["time_to_server_p99_ratio_by_round"]) == 2
+    assert set(figures["ours"]["phases"]) == {"spawn_page", "form_submitted", "progress_to_ready"}
+    assert set(figures["plain"]["phases"]) == {"spawn_page", "progress_to_ready"}
     assert set(figures["targets_met"]) == {
         "no_errors",
         "every_session_recorded_once",
         "time_to_server_p99_within_1.2x",
         "hub_peak_rss_within_1.2x",
     }
+
+
+@pytest.mark.hub
+def test_class_start_soak_mode_samples_memory_and_counts_every_session():
+    command = [sys.executable, str(BENCHMARKS / "class_start.py"), "--people", "4", "--soak-minutes", "0.5"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    soak = json.loads(result.stdout.strip().splitlines()[-1])["soak"]
+    assert soak["errors"] == 0, soak["error_examples"]
+    # people came back: more starts than people, each one session, none twice
+    assert soak["servers_started"] > 4
+    started = soak["servers_started"]
+    assert soak["sessions"] == {"recorded": started, "stopped": started, "duplicated": 0}
+    assert set(soak["memory"]) == {"hub", "usage_service", "cost_service", "proxy"}
+    for figures in soak["memory"].values():
+        assert 0 < figures["rss_after_warm_up_mb"] <= figures["peak_rss_mb"]
+        assert 0 < figures["rss_at_end_mb"] <= figures["peak_rss_mb"]
+        assert isinstance(figures["last_half_slope_mb_per_hour"], float)
+    assert set(soak["targets_met"]) == {"no_errors", "every_session_recorded_once", "memory_bounded"}

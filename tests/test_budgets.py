@@ -2,6 +2,7 @@
 and the prices; thresholds, top-ups, extensions, the rules that combine several budgets,
 and when a rolling budget lets a person start again."""
 
+import math
 from datetime import UTC, datetime
 
 import pytest
@@ -100,8 +101,20 @@ def test_an_extension_suspends_deny_until_its_date(db):
     db.add(LedgerEntry(budget="students-monthly", subject="bob", kind="extension", until_ms=NOW + DAY_MS,
                        at_ms=NOW, by="admin", reason="exam week"))  # fmt: skip
     db.commit()
-    assert status(db, BASIS, STUDENTS, "bob", "students", NOW).action == "restrict"
-    assert status(db, BASIS, STUDENTS, "bob", "students", NOW + 2 * DAY_MS).action == "deny"
+    extended = status(db, BASIS, STUDENTS, "bob", "students", NOW)
+    assert extended.action == "restrict"
+    after = status(db, BASIS, STUDENTS, "bob", "students", NOW + 2 * DAY_MS)
+    assert after.action == "deny"
+    # how far from refusing a start: the restrict threshold (80 %), extended or not
+    assert after.headroom == pytest.approx(80 - after.percent) and after.headroom < 0
+    assert extended.headroom == pytest.approx(80 - extended.percent)
+    only_warns = Budget("x", "hub", (), 1.0, thresholds=(Threshold(80, "warn"),))
+    assert math.isinf(status(db, BASIS, only_warns, "", None, NOW).headroom)  # nothing can refuse
+    deny_only = Budget("y", "user", ("bob",), 100.0, thresholds=(Threshold(100, "deny"),))
+    db.add(LedgerEntry(budget="y", subject="bob", kind="extension", until_ms=NOW + DAY_MS, at_ms=NOW, by="admin",
+                       reason="exam week"))  # fmt: skip
+    db.commit()
+    assert math.isinf(status(db, BASIS, deny_only, "bob", None, NOW).headroom)  # extended: no deny
 
 
 def test_a_shared_group_budget_and_the_hub_budget(db):
@@ -182,3 +195,18 @@ def test_spending_over_time_and_the_month_end_forecast(db):
     elapsed = (NOW - MONTH_START) / (30 * DAY_MS)  # of November's 30 days
     assert chart["forecast"] == {"days": ["2026-11-21", "2026-11-30"], "spent": [pytest.approx(s.used, abs=1e-5),
                                  pytest.approx(s.used / elapsed, abs=1e-5)]}  # fmt: skip
+
+
+def test_a_recent_state_far_from_every_limit_settles_a_start():
+    import time
+
+    from twoi2c_hub.spawners.budget import settles_start
+
+    now = time.monotonic()
+    far, near, none_can = {"headroom_percent": 40.0}, {"headroom_percent": 4.9}, {"headroom_percent": None}
+    assert settles_start((now, far), 15) and settles_start((now, none_can), 15)
+    assert not settles_start((now, near), 15)
+    assert not settles_start((now - 16, far), 15)  # too old
+    assert not settles_start((now, far), 0)  # reuse turned off
+    assert not settles_start((now, {"allowed": True}), 15)  # a service that does not say
+    assert not settles_start((now, None), 15) and not settles_start(None, 15)

@@ -78,6 +78,7 @@ def test_a_github_hub_in_three_layers(tmp_path, capsys):
     assert config["culling"] == {"enabled": True, "timeout": 1800, "every": 300, "max_age": 604800}
     assert config["spawner"]["default_url"] == "/lab" and config["spawner"]["start_timeout"] == 600
     assert config["spawner"]["user_environment"] == {"SCRATCH_BUCKET": "gs://example-scratch/{username}"}
+    assert (config["spawner"]["concurrent_spawn_limit"], config["spawner"]["active_server_limit"]) == (40, 250)
     # nothing silently dropped, no secret copied
     listed = {note.split(":")[0] for note in notes}
     for path in (

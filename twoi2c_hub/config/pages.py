@@ -41,6 +41,9 @@ def templates(c, config: CommunityConfig, config_dir: Path) -> None:
             # the services' pages, linked from every hub page
             "twoi2c_usage": config.usage.enabled,
             "twoi2c_cost": config.pricing is not None and config.cost.enabled,
+            # for the worded "hub is busy" and "hub is full" pages (error.html, 429)
+            "twoi2c_active_server_limit": config.spawner.active_server_limit,
+            "twoi2c_idle_minutes": config.culling.timeout // 60 if config.culling.enabled else None,
             "twoi2c_profile_names": {
                 p["slug"]: p["display_name"] for p in catalog.initialize(copy.deepcopy(config.profile_list()))
             },

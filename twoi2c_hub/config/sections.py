@@ -141,6 +141,15 @@ class SpawnerSection(Strict):
     interfaces: list[Interface] = Field(default_factory=list)
     """The interfaces people choose between on the spawn page (the first is the default);
     empty: no choice, servers open at `default_url`."""
+    concurrent_starts: int = Field(default=0, ge=0)
+    """Servers that start at the same time; more wait in line, first come first served,
+    and the spawn page tells each person their place and about how long (0: no line)."""
+    concurrent_spawn_limit: int = Field(default=100, ge=0)
+    """JupyterHub's limit on servers starting or waiting in line at once; beyond it people
+    are asked, in plain words, to try again shortly (0: no limit)."""
+    active_server_limit: int = Field(default=0, ge=0)
+    """JupyterHub's limit on servers running at once; beyond it people are told the hub is
+    full (0: no limit)."""
     form: Literal["cards", "fancy-profiles"] = "cards"
     """How the spawn page draws the profiles: `cards` (ours, with prices and plain-word
     resources; works without JavaScript) or `fancy-profiles` (2i2c's
@@ -158,6 +167,15 @@ class SpawnerSection(Strict):
             }
             for i in self.interfaces
         ]
+
+    @model_validator(mode="after")
+    def _line_inside_the_limit(self):
+        if self.concurrent_spawn_limit and self.concurrent_starts > self.concurrent_spawn_limit:
+            raise _error(
+                f"concurrent_starts ({self.concurrent_starts}) is more than concurrent_spawn_limit "
+                f"({self.concurrent_spawn_limit}): the starting servers count against that limit too"
+            )
+        return self
 
     @field_validator("user_environment", "admin_environment")
     @classmethod

@@ -76,6 +76,9 @@ def _spawner(c, config: CommunityConfig) -> None:
         section.default_url = spawner.default_url
     section.interfaces = spawner.interface_list()
     section.spawn_form = spawner.form
+    section.concurrent_starts = spawner.concurrent_starts
+    c.JupyterHub.concurrent_spawn_limit = spawner.concurrent_spawn_limit
+    c.JupyterHub.active_server_limit = spawner.active_server_limit
     if spawner.form == "fancy-profiles":
         fancy_profiles(c)
 

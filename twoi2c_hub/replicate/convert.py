@@ -259,6 +259,10 @@ def _spawner(z2jh: Values) -> dict:
         spawner["default_url"] = z2jh.get("singleuser.defaultUrl")
     if z2jh.get("singleuser.startTimeout"):
         spawner["start_timeout"] = z2jh.get("singleuser.startTimeout")
+    for source, target in (("hub.concurrentSpawnLimit", "concurrent_spawn_limit"),
+                           ("hub.activeServerLimit", "active_server_limit")):  # fmt: skip
+        if z2jh.peek(source) is not None:
+            spawner[target] = z2jh.get(source) or 0
     for source, target in (("singleuser.extraEnv", "user_environment"),
                            ("custom.singleuserAdmin.extraEnv", "admin_environment")):  # fmt: skip
         environment = {}

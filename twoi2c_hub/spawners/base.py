@@ -13,12 +13,11 @@ from datetime import UTC, datetime
 import escapism
 from jupyterhub.spawner import SpawnException
 from traitlets import Any, Dict, Enum, Float, List, Unicode, default
-from traitlets.config import LoggingConfigurable
 
 from .. import catalog
 from ..catalog import interfaces, launch
 from ..usage_client import UsageEventPoster
-from . import budget, form
+from . import budget, form, line
 from .stop_reason import stop_reason
 
 _SAFE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789")
@@ -51,7 +50,7 @@ class ConfirmLaunch(Exception):
     """A launch link's selection, to be confirmed on the form (not an error)."""
 
 
-class ProfileSpawnerMixin(LoggingConfigurable):
+class ProfileSpawnerMixin(line.WaitsInLine):
     """Profiles filtered by group, checked on the server side, with readable refusals."""
 
     user_environment = Dict(
@@ -88,6 +87,18 @@ class ProfileSpawnerMixin(LoggingConfigurable):
     budget_check_token = Unicode("", config=True, help="The cost service's check token.")
 
     budget_check_timeout = Float(3, config=True, help="Seconds before a budget check counts as unreadable.")
+
+    budget_state_reuse_seconds = Float(
+        15,
+        config=True,
+        help="""The budget state the spawn form read this many seconds ago settles the
+        start's check, when every budget of the person is far from a threshold that can
+        refuse (5 percentage points or more): one call to the cost service per start
+        instead of two. 0: always ask again at start.""",
+    )
+
+    # (monotonic time, the cost service's answer) the spawn form read; used once
+    budget_state_seen: tuple[float, dict | None] | None = None
 
     budget_when_unreadable = Unicode(
         "allow",
@@ -187,6 +198,10 @@ class ProfileSpawnerMixin(LoggingConfigurable):
         """Refuse, with the cost service's message, a server the person's budgets do not allow."""
         if not self.budget_check_url:
             return
+        seen, self.budget_state_seen = self.budget_state_seen, None
+        if budget.settles_start(seen, self.budget_state_reuse_seconds):
+            budget.REUSED.inc()
+            return
         answer = await budget.ask(
             self.budget_check_url,
             self.budget_check_token,
@@ -260,7 +275,13 @@ class ProfileSpawnerMixin(LoggingConfigurable):
             }
         if selection and formdata.get("interface"):
             selection["interface"] = formdata["interface"][0]  # checked against the image at start
+        # kept for the form, should the hub turn the start away before it begins ("the hub
+        # is busy, try again"): the person comes back to their own choice
+        self.submitted_selection = selection
         return selection
+
+    # the selection last posted with the spawn form (started or not)
+    submitted_selection: dict | None = None
 
     # --- accounting events -----------------------------------------------------------
 
@@ -273,7 +294,11 @@ class ProfileSpawnerMixin(LoggingConfigurable):
         return started.isoformat() + "Z" if started is not None else None
 
     async def start(self):
-        result = await super().start()
+        try:
+            result = await super().start()
+            await self.hold_place_until_answering(result)
+        finally:
+            self.leave_line_after_start()
         started = self._started_iso()
         if started is not None:
             summary = self.resolved_server.summary() if self.resolved_server else {}

@@ -9,6 +9,8 @@ checked at start as from the cards."""
 
 from __future__ import annotations
 
+import time
+
 import jinja2
 
 from .. import catalog
@@ -50,7 +52,7 @@ async def render(spawner) -> str:
         return ""
     from_link = spawner._take_selection_from_link()
     git_pull = spawner._take_git_pull_from_link()
-    selection = from_link or spawner.user_options or {}
+    selection = from_link or spawner.submitted_selection or spawner.user_options or {}
     if selection.get("profile") not in {p["slug"] for p in offered}:
         # a profile that is gone or was never offered (a refused API request saves its
         # options too): show the defaults, so some profile is always selected
@@ -67,6 +69,7 @@ async def render(spawner) -> str:
             spawner.get_groups(),
             None,
         )
+        spawner.budget_state_seen = (time.monotonic(), state)  # may settle the start's check
     notice, disabled, hours = budget.form_notes(state, prices, currency)
     around = {
         "from_link": from_link is not None,

@@ -77,6 +77,7 @@ class ProfileKubeSpawner(ProfileSpawnerMixin, KubeSpawner):
         apply the profile's overrides."""
         await self.resolve_selection(self.user_options)
         await super().load_user_options()
+        await self.wait_in_line()
 
     def get_env(self):
         env = super().get_env()

@@ -127,15 +127,20 @@ class ProfileLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
 
     async def start(self):
         resolved = await self.resolve_selection(self.user_options)
-        self.mem_limit = resolved.mem_limit
-        self.mem_guarantee = resolved.mem_guarantee
-        self.cpu_limit = resolved.cpu_limit
-        self.cpu_guarantee = resolved.cpu_guarantee
-        if self._configured_cmd is None:
-            self._configured_cmd = list(self.cmd)
-        python = self.python_for_image(resolved.image)
-        self.cmd = [python, "-m", "jupyterhub.singleuser"] if python else list(self._configured_cmd)
-        return await super().start()
+        await self.wait_in_line()
+        try:
+            self.mem_limit = resolved.mem_limit
+            self.mem_guarantee = resolved.mem_guarantee
+            self.cpu_limit = resolved.cpu_limit
+            self.cpu_guarantee = resolved.cpu_guarantee
+            if self._configured_cmd is None:
+                self._configured_cmd = list(self.cmd)
+            python = self.python_for_image(resolved.image)
+            self.cmd = [python, "-m", "jupyterhub.singleuser"] if python else list(self._configured_cmd)
+        except BaseException:
+            self.leave_line()
+            raise
+        return await super().start()  # it leaves the line when the server answers
 
     def get_env(self):
         env = super().get_env()

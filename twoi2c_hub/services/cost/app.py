@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 from typing import Any
 
@@ -104,6 +105,10 @@ class CostService(HubService):
         # as_of: the moment the figures are for (running servers count up to it)
         answer = {"allowed": True, "action": decision.action, "message": None, "contact": self.contact, "as_of": now}
         answer.update(budgethandlers.decision_json(decision, self.currency))
+        # how far every budget is from refusing a start (percentage points; None: none can):
+        # a spawner may let a state read seconds ago settle a start when this is large
+        headroom = min((s.headroom for s in decision.statuses), default=math.inf)
+        answer["headroom_percent"] = None if headroom == math.inf else round(headroom, 3)
         if server is not None:
             price = self.basis.pricing.hourly(server, from_ms(now).date(), self.basis.instances)
             answer["price_per_hour"] = round(price.total, 6)

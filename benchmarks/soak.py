@@ -1,0 +1,150 @@
+"""The soak mode of class_start.py (`--soak-minutes 30`): our hub for half an hour with
+people coming and going, the class pattern again and again, and the memory of the hub,
+the proxy and the services sampled every 5 s: after a warm-up, does it keep growing?
+
+Reports the resident memory after the warm-up and at the end, the peak, and the slope
+(least squares, MB an hour) after the warm-up and over the last half; errors; servers
+started and sessions recorded (each once). Memory counts as bounded when, over the last
+half, it grows by less than 1 % of the process's size an hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from class_start import (
+    hubs,
+    in_client_process,
+    person,
+    service_processes,
+    sessions_recorded,
+    summary,
+    wait_until_stopped,
+)
+
+from twoi2c_hub.localhub import tagged_processes
+
+
+async def people_coming_and_going(hub_url: str, password: str, people: list[str], seconds: float, form) -> dict:
+    """Each person arrives within the first two minutes, then again and again logs in,
+    starts a server, works in it 30 s to 3 min, stops it, logs out and is away 10 s to
+    1.5 min, until the time is up (a short run scales these down)."""
+    out: dict = {"login": [], "server": [], "started": [], "errors": [], "phases": defaultdict(list)}
+    until = time.monotonic() + seconds
+    hold = (min(30, seconds / 60), min(180, seconds / 10))
+    away = (min(10, seconds / 180), min(90, seconds / 20))
+    last_start = until - min(60, seconds / 10)
+
+    async def comes_and_goes(name: str, rng: random.Random) -> None:
+        await asyncio.sleep(rng.uniform(0, min(120, seconds / 10)))
+        while time.monotonic() < last_start:
+            await person(hub_url, name, password, 0, form, out, hold=rng.uniform(*hold))
+            await asyncio.sleep(rng.uniform(*away))
+
+    await asyncio.gather(*(comes_and_goes(n, random.Random(i)) for i, n in enumerate(people)))
+    out["phases"] = dict(out["phases"])
+    return out
+
+
+class MemoryWatch:
+    """Resident memory of processes every `every` seconds, for the soak's slopes."""
+
+    def __init__(self, pids: dict[str, list[int]], every: float = 5):
+        self.pids = pids
+        self.every = every
+        self.began = time.monotonic()
+        self.samples: dict[str, list[tuple[float, float]]] = {name: [] for name in pids}
+
+    def run(self, stop: threading.Event) -> None:
+        while True:
+            now = time.monotonic() - self.began
+            for name, pids in self.pids.items():
+                total = 0
+                for pid in pids:
+                    try:
+                        status = Path(f"/proc/{pid}/status").read_text()
+                        total += int(next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1])
+                    except (OSError, StopIteration):
+                        pass
+                self.samples[name].append((now, total / 1024))
+            if stop.wait(self.every):
+                return
+
+    def figures(self, warm_up: float) -> dict:
+        """Per process: resident MB after the warm-up and at the end, the peak, and the
+        slope (least squares, MB an hour) after the warm-up and over the last half."""
+        result = {}
+        for name, samples in self.samples.items():
+            settled = [(t, mb) for t, mb in samples if t >= warm_up]
+            if len(settled) < 4:
+                continue
+            half = settled[len(settled) // 2 :]
+            minute = max(1, int(60 / self.every))
+            result[name] = {
+                "rss_after_warm_up_mb": round(statistics.fmean(mb for _, mb in settled[:minute]), 1),
+                "rss_at_end_mb": round(statistics.fmean(mb for _, mb in settled[-minute:]), 1),
+                "peak_rss_mb": round(max(mb for _, mb in samples), 1),
+                "slope_mb_per_hour": slope(settled),
+                "last_half_slope_mb_per_hour": slope(half),
+            }
+        return result
+
+
+def slope(samples: list[tuple[float, float]]) -> float:
+    fit = statistics.linear_regression([t for t, _ in samples], [mb for _, mb in samples])
+    return round(fit.slope * 3600, 2)
+
+
+def soak(work: Path, people: list[str], password: str, minutes: float) -> dict:
+    """Our hub for `minutes`, people coming and going (people_coming_and_going); the
+    memory of the hub, the proxy and the services sampled all along."""
+    hub, form = hubs(work, people, password)["ours"]
+    hub.start(timeout=120)
+    try:
+        processes = service_processes(hub, ("usage", "cost"))
+        processes["proxy"] = [
+            p for p in tagged_processes(hub.tag)
+            if "twoi2c_hub.proxy" in Path(f"/proc/{p}/cmdline").read_text("latin-1")
+        ]  # fmt: skip
+        memory = MemoryWatch(processes, every=min(5, minutes))  # a short run: more often
+        stop = threading.Event()
+        sampler = threading.Thread(target=memory.run, args=(stop,))
+        sampler.start()
+        try:
+            result = in_client_process(people_coming_and_going, hub.url, hub.password, people, minutes * 60, form)
+        finally:
+            stop.set()
+            sampler.join()
+        wait_until_stopped(hub, hub.tag)
+        sessions = sessions_recorded(work / "usage.sqlite", len(result["started"]))
+    finally:
+        hub.stop()
+    warm_up = min(300, minutes * 60 / 5)
+    figures = {
+        "minutes": minutes,
+        "people": len(people),
+        "warm_up_seconds": warm_up,
+        "servers_started": len(result["started"]),
+        "errors": len(result["errors"]),
+        "error_examples": result["errors"][:5],
+        "login": summary(result["login"]),
+        "time_to_server": summary(result["server"]),
+        "sessions": sessions,
+        "memory": memory.figures(warm_up),
+    }
+    figures["targets_met"] = {
+        "no_errors": figures["errors"] == 0,
+        "every_session_recorded_once": sessions["recorded"] == figures["servers_started"]
+        and sessions["duplicated"] == 0,
+        # bounded: over the last half, growth of less than 1 % of the process's size an hour
+        "memory_bounded": all(
+            m["last_half_slope_mb_per_hour"] <= 0.01 * m["rss_at_end_mb"] for m in figures["memory"].values()
+        ),
+    }
+    return figures
