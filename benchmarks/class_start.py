@@ -2,23 +2,28 @@
 our hub and against plain JupyterHub, in the same run.
 
 Each person acts as a browser does: the login form with its cookies and XSRF token, the
-spawn page, the form submitted with a profile (plain JupyterHub: the spawn page starts
-the server itself), the progress stream followed until the server is ready, the server
-answering through the proxy; then the server is stopped. The servers are real processes
-started by the spawner, but minimal (tiny_server.py), so that hundreds fit on two cores;
-the hub, the proxy and our services are the real ones.
+spawn page, 1 to 4 s to choose (`--think`), the form submitted with a profile (plain
+JupyterHub: opening the spawn page starts the server), the progress stream followed until
+the server is ready, the server answering through the proxy; then the server is stopped.
+The servers are real processes started by the spawner, but minimal (tiny_server.py), so
+that hundreds fit on two cores; the hub, the proxy and our services are the real ones.
+The load client runs in a process of its own at the lowest priority, as a client on
+other machines would take no CPU from the hub.
 
 Ours: the demo-like community hub (profiles, usage accounting, prices and a budget
 checked at every start). Plain: JupyterHub with the same spawner base
 (LocalProcessSpawner as the hub's user), the same proxy and servers, DummyAuthenticator,
-no profiles, no accounting, no budgets.
+no profiles, no accounting, no budgets. `--rounds` class starts on each, alternating,
+each hub started afresh and alone on the machine; the figures pool the rounds.
 
-Reports, for both: login latency and time-to-server p50/p95/p99, errors of any kind, the
-hub's CPU seconds and peak RSS; for ours also the usage service's CPU and peak RSS,
-sessions recorded (must equal servers started, none duplicated) and the spawn path's
-overhead per person. Prints one JSON object. `--people 300 --window 120` by default.
+Reports, for both: login latency; time to server (from asking for it: pressing Start on
+our form, opening the spawn page on plain JupyterHub) and from opening the spawn page
+(our form's page included, the thinking not), p50/p95/p99, per round too; each step's
+time; errors of any kind; the hub's CPU seconds and peak RSS; for ours also the usage and
+cost services' CPU and peak RSS, sessions recorded (must equal servers started, none
+duplicated) and the spawn path's overhead per person. Prints one JSON object.
+`--people 300 --window 120 --rounds 3` by default. `--soak-minutes 30`: see soak.py.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -120,10 +125,21 @@ class Watch:
 
 
 async def person(
-    hub_url: str, name: str, password: str, delay: float, form: dict | None, out: dict, hold: float = 0
+    hub_url: str,
+    name: str,
+    password: str,
+    delay: float,
+    form: dict | None,
+    out: dict,
+    hold: float = 0,
+    think: float = 0,
 ) -> None:
-    """One student: log in, start a server, reach it, (work `hold` seconds in it, then)
-    stop it (and log out)."""
+    """One student: log in, open the spawn page, (take `think` seconds to choose, then)
+    press Start, reach the server, (work `hold` seconds in it, then) stop it (and log out).
+
+    Time to server: from asking for the server (plain JupyterHub: opening the spawn page,
+    which starts it; ours: pressing Start on the form) until it answers through the
+    proxy. From the spawn page: from opening it, the thinking left out."""
     await asyncio.sleep(delay)
     jar = aiohttp.CookieJar(unsafe=True)
     timeout = aiohttp.ClientTimeout(total=600)
@@ -146,8 +162,10 @@ async def person(
                 if r.status != 200:
                     raise RuntimeError(f"spawn page: {r.status}")
             out["phases"]["spawn_page"].append(time.perf_counter() - spawning)
+            asked = spawning  # plain JupyterHub: opening the spawn page asks for the server
             if form is not None:
-                submitting = time.perf_counter()
+                await asyncio.sleep(think)  # reading the cards, choosing
+                asked = submitting = time.perf_counter()  # ours: pressing Start
                 async with http.post(f"{hub_url}/hub/spawn?_xsrf={xsrf}", data={**form, "_xsrf": xsrf}) as r:
                     await r.read()
                     if r.status != 200:  # the spawn-pending page, after the redirect
@@ -170,7 +188,9 @@ async def person(
                 await r.read()
                 if r.status != 200:
                     raise RuntimeError(f"server: {r.status}")
-            out["server"].append(time.perf_counter() - spawning)
+            ready = time.perf_counter()
+            out["server"].append(ready - asked)
+            out["from_spawn_page"].append(ready - spawning - (think if form is not None else 0))
             out["started"].append(name)
             working_until = time.monotonic() + hold
             while time.monotonic() < working_until:  # a request now and then, as a notebook's
@@ -188,10 +208,19 @@ async def person(
             out["errors"].append(f"{name}: {type(e).__name__}: {e}"[:300])
 
 
-async def class_starts(hub_url: str, password: str, people: list[str], window: float, form: dict | None) -> dict:
-    out: dict = {"login": [], "server": [], "started": [], "errors": [], "phases": defaultdict(list)}
+def empty_results() -> dict:
+    return {"login": [], "server": [], "from_spawn_page": [], "started": [], "errors": [], "phases": defaultdict(list)}
+
+
+async def class_starts(
+    hub_url: str, password: str, people: list[str], window: float, form: dict | None, think: tuple[float, float]
+) -> dict:
+    """Everyone arrives within `window` seconds; on a form, each thinks `think` seconds."""
+    out = empty_results()
     rng = random.Random(7)
-    await asyncio.gather(*(person(hub_url, n, password, rng.uniform(0, window), form, out) for n in people))
+    await asyncio.gather(
+        *(person(hub_url, n, password, rng.uniform(0, window), form, out, think=rng.uniform(*think)) for n in people)
+    )
     out["phases"] = dict(out["phases"])
     return out
 
@@ -210,7 +239,7 @@ def in_client_process(work, *args) -> dict:
         return pool.submit(as_client, work, *args).result()
 
 
-def measured(hub: LocalHub, processes: dict[str, list[int]], people, window, form) -> tuple[dict, dict]:
+def measured(hub: LocalHub, processes: dict[str, list[int]], people, window, form, think) -> tuple[dict, dict]:
     """One class start against `hub`, its processes watched meanwhile."""
     watch = Watch(processes)
     stop = threading.Event()
@@ -218,7 +247,7 @@ def measured(hub: LocalHub, processes: dict[str, list[int]], people, window, for
     sampler.start()
     began = time.perf_counter()
     try:
-        result = in_client_process(class_starts, hub.url, hub.password, people, window, form)
+        result = in_client_process(class_starts, hub.url, hub.password, people, window, form, think)
     finally:
         stop.set()
         sampler.join()
@@ -269,7 +298,7 @@ class Runs:
     """What the rounds against one hub measured, pooled."""
 
     def __init__(self):
-        self.login, self.server, self.errors, self.started = [], [], [], 0
+        self.login, self.server, self.from_spawn_page, self.errors, self.started = [], [], [], [], 0
         self.phases: dict[str, list[float]] = defaultdict(list)
         self.processes: dict[str, dict] = {}
         self.rounds: list[dict] = []
@@ -278,6 +307,7 @@ class Runs:
     def add(self, result: dict, usage: dict) -> None:
         self.login += result["login"]
         self.server += result["server"]
+        self.from_spawn_page += result["from_spawn_page"]
         self.errors += result["errors"]
         self.started += len(result["started"])
         self.wall += result["wall_seconds"]
@@ -287,14 +317,22 @@ class Runs:
             mine = self.processes.setdefault(name, {"cpu_seconds": 0.0, "peak_rss_mb": 0.0})
             mine["cpu_seconds"] = round(mine["cpu_seconds"] + figures["cpu_seconds"], 2)
             mine["peak_rss_mb"] = max(mine["peak_rss_mb"], figures["peak_rss_mb"])
-        self.rounds.append({"time_to_server": summary(result["server"]), "errors": len(result["errors"])})
+        self.rounds.append(
+            {
+                "time_to_server": summary(result["server"]),
+                "from_spawn_page": summary(result["from_spawn_page"]),
+                "errors": len(result["errors"]),
+            }
+        )
 
     def figures(self) -> dict:
         return {
             "login": summary(self.login),
             "time_to_server": summary(self.server),
+            "from_spawn_page": summary(self.from_spawn_page),
             "phases": {k: summary(v) for k, v in self.phases.items()},
             "mean_time_to_server_s": round(statistics.fmean(self.server), 3) if self.server else None,
+            "mean_from_spawn_page_s": round(statistics.fmean(self.from_spawn_page), 3) if self.server else None,
             "servers_started": self.started,
             "errors": len(self.errors),
             "error_examples": self.errors[:5],
@@ -332,7 +370,9 @@ def hubs(work: Path, people: list[str], password: str) -> dict[str, tuple[LocalH
     return {"plain": (plain, None), "ours": (ours, {"profile": "cpu"})}
 
 
-def class_start_rounds(work: Path, people: list[str], password: str, window: float, rounds: int) -> dict:
+def class_start_rounds(
+    work: Path, people: list[str], password: str, window: float, rounds: int, think: tuple[float, float]
+) -> dict:
     """`rounds` class starts on each hub, alternating (plain first in odd rounds, ours
     first in even ones), each hub started afresh for its round and alone on the machine."""
     runs = {"plain": Runs(), "ours": Runs()}
@@ -344,7 +384,7 @@ def class_start_rounds(work: Path, people: list[str], password: str, window: flo
             hub.start(timeout=120)
             try:
                 processes = service_processes(hub, ("usage", "cost") if name == "ours" else ())
-                result, usage = measured(hub, processes, people, window, form)
+                result, usage = measured(hub, processes, people, window, form, think)
                 wait_until_stopped(hub, hub.tag)
                 runs[name].add(result, usage)
                 if name == "ours":
@@ -362,30 +402,44 @@ def main(argv=None) -> int:
     parser.add_argument("--window", type=float, default=120, help="seconds over which they arrive")
     parser.add_argument("--rounds", type=int, default=3, help="class starts on each hub, alternating")
     parser.add_argument(
+        "--think", type=float, nargs=2, default=(1.0, 4.0), metavar=("MIN", "MAX"),
+        help="seconds a person takes on our spawn form before pressing Start (uniform)",
+    )  # fmt: skip
+    parser.add_argument(
         "--soak-minutes", type=float, help="instead: our hub for this long, people coming and going (soak mode)"
     )
     args = parser.parse_args(argv)
     people = [f"student-{i:04d}" for i in range(args.people)]
     password = secrets.token_urlsafe(12)
     work = Path(tempfile.mkdtemp(prefix="twoi2c-class-start-"))
-    figures: dict = {"people": args.people, "window_seconds": args.window, "rounds": args.rounds}
+    figures: dict = {
+        "people": args.people,
+        "window_seconds": args.window,
+        "rounds": args.rounds,
+        "think_seconds": list(args.think),
+    }
     try:
         if args.soak_minutes:
             from soak import soak
 
             print(json.dumps({"soak": soak(work, people, password, args.soak_minutes)}))
             return 0
-        figures.update(class_start_rounds(work, people, password, args.window, args.rounds))
+        figures.update(class_start_rounds(work, people, password, args.window, args.rounds, tuple(args.think)))
         ours, plain = figures["ours"], figures["plain"]
-        if ours["mean_time_to_server_s"] and plain["mean_time_to_server_s"]:
+        if ours["mean_from_spawn_page_s"] and plain["mean_from_spawn_page_s"]:
+            # all our hub adds between opening the spawn page and a server that answers
+            # (the form's page included, the person's thinking not)
             figures["spawn_path_overhead_per_person_s"] = round(
-                ours["mean_time_to_server_s"] - plain["mean_time_to_server_s"], 3
+                ours["mean_from_spawn_page_s"] - plain["mean_from_spawn_page_s"], 3
             )
         figures["time_to_server_p99_ratio"] = ratio(ours["time_to_server"]["p99_s"], plain["time_to_server"]["p99_s"])
         figures["time_to_server_p99_ratio_by_round"] = [
             ratio(o["time_to_server"]["p99_s"], p["time_to_server"]["p99_s"])
             for o, p in zip(ours["rounds"], plain["rounds"], strict=True)
         ]
+        figures["from_spawn_page_p99_ratio"] = ratio(
+            ours["from_spawn_page"]["p99_s"], plain["from_spawn_page"]["p99_s"]
+        )
         figures["hub_peak_rss_ratio"] = ratio(ours["hub"]["peak_rss_mb"], plain["hub"]["peak_rss_mb"])
         sessions = ours["sessions"]
         figures["targets_met"] = {

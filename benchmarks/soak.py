@@ -15,10 +15,10 @@ import random
 import statistics
 import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 
 from class_start import (
+    empty_results,
     hubs,
     in_client_process,
     person,
@@ -35,7 +35,7 @@ async def people_coming_and_going(hub_url: str, password: str, people: list[str]
     """Each person arrives within the first two minutes, then again and again logs in,
     starts a server, works in it 30 s to 3 min, stops it, logs out and is away 10 s to
     1.5 min, until the time is up (a short run scales these down)."""
-    out: dict = {"login": [], "server": [], "started": [], "errors": [], "phases": defaultdict(list)}
+    out = empty_results()
     until = time.monotonic() + seconds
     hold = (min(30, seconds / 60), min(180, seconds / 10))
     away = (min(10, seconds / 180), min(90, seconds / 20))
@@ -44,7 +44,7 @@ async def people_coming_and_going(hub_url: str, password: str, people: list[str]
     async def comes_and_goes(name: str, rng: random.Random) -> None:
         await asyncio.sleep(rng.uniform(0, min(120, seconds / 10)))
         while time.monotonic() < last_start:
-            await person(hub_url, name, password, 0, form, out, hold=rng.uniform(*hold))
+            await person(hub_url, name, password, 0, form, out, hold=rng.uniform(*hold), think=rng.uniform(1, 4))
             await asyncio.sleep(rng.uniform(*away))
 
     await asyncio.gather(*(comes_and_goes(n, random.Random(i)) for i, n in enumerate(people)))
