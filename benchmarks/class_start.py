@@ -24,6 +24,7 @@ cost services' CPU and peak RSS, sessions recorded (must equal servers started, 
 duplicated) and the spawn path's overhead per person. Prints one JSON object.
 `--people 300 --window 120 --rounds 3` by default. `--soak-minutes 30`: see soak.py.
 """
+
 from __future__ import annotations
 
 import argparse
