@@ -235,3 +235,29 @@ async def test_a_plain_kubespawner_profile_list_without_groups_behaves_as_kubesp
     spawner.user_options = {"profile": "one"}
     await spawner.load_user_options()
     assert spawner.cpu_limit == 1
+
+
+async def test_pods_wait_in_line_after_their_selection_is_checked():
+    """With concurrent_starts = 1 the second pod's start waits, after its checks, until
+    the first start is done; a refused selection never takes a place in line."""
+    import asyncio
+
+    from twoi2c_hub.spawners.line import LINE
+
+    first = make_spawner(DEMO, make_user("alice"), concurrent_starts=1)
+    second = make_spawner(DEMO, make_user("carol"), concurrent_starts=1)
+    refused = make_spawner(DEMO, make_user("bob", ["students"]), concurrent_starts=1)
+    for spawner in (first, second):
+        spawner.user_options = {"profile": "cpu"}
+    refused.user_options = {"profile": "gpu"}
+    await first.load_user_options()
+    waiting = asyncio.ensure_future(second.load_user_options())
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and LINE.ahead_of(second._ticket) == 0
+    with pytest.raises(profiles_refused()):
+        await refused.load_user_options()
+    assert len(LINE.waiting) == 1 and refused._ticket is None
+    first.leave_line_after_start()
+    await asyncio.wait_for(waiting, 5)
+    second.leave_line_after_start()
+    assert (LINE.starting, len(LINE.waiting)) == (0, 0)
