@@ -28,6 +28,8 @@ def test_demo_runs_prints_url_and_password_and_ctrl_c_leaves_nothing_behind(tmp_
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # as a script's background job starts it: with SIGINT ignored, which Python keeps
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     tag = None
     try:

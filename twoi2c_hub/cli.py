@@ -72,6 +72,9 @@ def demo(args) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)
+    # Ctrl-C stops the demo even when started from a shell that ignores it (a background
+    # job of a script inherits SIGINT ignored, and Python then leaves it ignored)
+    signal.signal(signal.SIGINT, interrupted)
     try:
         hub.start(timeout=120)
         users = ", ".join(
