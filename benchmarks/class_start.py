@@ -409,6 +409,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--soak-minutes", type=float, help="instead: our hub for this long, people coming and going (soak mode)"
     )
+    parser.add_argument(
+        "--trace-memory", action="store_true", help="soak: trace the Python allocations of the hub and the services"
+    )
     args = parser.parse_args(argv)
     people = [f"student-{i:04d}" for i in range(args.people)]
     password = secrets.token_urlsafe(12)
@@ -423,7 +426,7 @@ def main(argv=None) -> int:
         if args.soak_minutes:
             from soak import soak
 
-            print(json.dumps({"soak": soak(work, people, password, args.soak_minutes)}))
+            print(json.dumps({"soak": soak(work, people, password, args.soak_minutes, args.trace_memory)}))
             return 0
         figures.update(class_start_rounds(work, people, password, args.window, args.rounds, tuple(args.think)))
         ours, plain = figures["ours"], figures["plain"]

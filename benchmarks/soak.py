@@ -11,7 +11,9 @@ half, it grows by less than 1 % of the process's size an hour.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 import statistics
 import threading
 import time
@@ -101,11 +103,64 @@ def slope(samples: list[tuple[float, float]]) -> float:
     return round(fit.slope * 3600, 2)
 
 
-def soak(work: Path, people: list[str], password: str, minutes: float) -> dict:
+TRACER = """\
+import os
+if os.environ.get("TWOI2C_TRACE_MEMORY"):  # the soak's --trace-memory
+    import signal, time, tracemalloc
+    tracemalloc.start(4)
+    def _dump(*_):
+        where = os.path.join(os.environ["TWOI2C_TRACE_MEMORY"], f"{os.getpid()}-{time.time():.0f}.snapshot")
+        tracemalloc.take_snapshot().dump(where)
+    signal.signal(signal.SIGUSR2, _dump)
+"""
+
+
+def trace_memory(hub, trace: Path) -> None:
+    """Python allocations traced in the hub and the services (a sitecustomize that starts
+    tracemalloc; SIGUSR2 writes a snapshot to `trace`), not in the servers."""
+    trace.mkdir(parents=True, exist_ok=True)
+    (trace / "sitecustomize.py").write_text(TRACER)
+    variables = {"TWOI2C_TRACE_MEMORY": str(trace), "PYTHONPATH": str(trace)}
+    hub.environment.update(variables)
+    hub.extra_config += (
+        f"for _service in c.JupyterHub.services:\n    _service.setdefault('environment', {{}}).update({variables!r})\n"
+    )
+
+
+def snapshots(processes: dict[str, list[int]]) -> None:
+    for pids in processes.values():
+        for pid in pids:
+            os.kill(pid, signal.SIGUSR2)
+
+
+def allocation_growth(trace: Path, processes: dict[str, list[int]], top: int = 8) -> dict[str, list[str]]:
+    """Per process, where Python allocations grew most between the first and the last
+    snapshot (tracemalloc, by line)."""
+    import tracemalloc
+
+    result = {}
+    for name, pids in processes.items():
+        for pid in pids:
+            taken = sorted(trace.glob(f"{pid}-*.snapshot"))
+            if len(taken) < 2:
+                continue
+            first, last = tracemalloc.Snapshot.load(str(taken[0])), tracemalloc.Snapshot.load(str(taken[-1]))
+            result[f"{name}:{pid}"] = [
+                f"{d.size_diff / 1024:+.0f} KiB {d.count_diff:+d} blocks {d.traceback[0]}"
+                for d in last.compare_to(first, "lineno")[:top]
+            ]
+    return result
+
+
+def soak(work: Path, people: list[str], password: str, minutes: float, trace: bool = False) -> dict:
     """Our hub for `minutes`, people coming and going (people_coming_and_going); the
-    memory of the hub, the proxy and the services sampled all along."""
+    memory of the hub, the proxy and the services sampled all along (`trace`: and Python
+    allocations traced in the hub and the services, compared after the warm-up and at the end)."""
     hub, form = hubs(work, people, password)["ours"]
+    if trace:
+        trace_memory(hub, work / "trace")
     hub.start(timeout=120)
+    warm_up = min(300, minutes * 60 / 5)
     try:
         processes = service_processes(hub, ("usage", "cost"))
         processes["proxy"] = [
@@ -113,6 +168,11 @@ def soak(work: Path, people: list[str], password: str, minutes: float) -> dict:
             if "twoi2c_hub.proxy" in Path(f"/proc/{p}/cmdline").read_text("latin-1")
         ]  # fmt: skip
         memory = MemoryWatch(processes, every=min(5, minutes))  # a short run: more often
+        traced = {k: v for k, v in processes.items() if k != "proxy"}
+        moments = (warm_up, max(warm_up + 1, minutes * 60 - 20)) if trace else ()
+        timers = [threading.Timer(at, snapshots, args=(traced,)) for at in moments]
+        for timer in timers:
+            timer.start()
         stop = threading.Event()
         sampler = threading.Thread(target=memory.run, args=(stop,))
         sampler.start()
@@ -121,11 +181,12 @@ def soak(work: Path, people: list[str], password: str, minutes: float) -> dict:
         finally:
             stop.set()
             sampler.join()
+        for timer in timers:
+            timer.join()
         wait_until_stopped(hub, hub.tag)
         sessions = sessions_recorded(work / "usage.sqlite", len(result["started"]))
     finally:
         hub.stop()
-    warm_up = min(300, minutes * 60 / 5)
     figures = {
         "minutes": minutes,
         "people": len(people),
@@ -138,6 +199,8 @@ def soak(work: Path, people: list[str], password: str, minutes: float) -> dict:
         "sessions": sessions,
         "memory": memory.figures(warm_up),
     }
+    if trace:
+        figures["python_allocation_growth"] = allocation_growth(work / "trace", traced)
     figures["targets_met"] = {
         "no_errors": figures["errors"] == 0,
         "every_session_recorded_once": sessions["recorded"] == figures["servers_started"]

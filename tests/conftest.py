@@ -1,4 +1,5 @@
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 # OAuthenticator's HTTP mocks (its `client` fixture), shipped in its wheel
@@ -149,10 +150,15 @@ c.JupyterHub.load_roles.append({{
         return HubClient(hub, password, service_token)
 
     yield start
-    for hub in hubs:
+
+    def stop(hub: LocalHub) -> None:
         hub.stop()
         if hub.server_account:
             shutil.rmtree(hub.homes_dir, ignore_errors=True)
+
+    # all at once: each waits seconds for its servers and services to end
+    with ThreadPoolExecutor(max(1, len(hubs))) as pool:
+        list(pool.map(stop, hubs))
 
 
 @pytest.fixture(scope="session")

@@ -122,7 +122,7 @@ def test_class_start_runs_both_hubs_and_counts_every_session():
 
 @pytest.mark.hub
 def test_class_start_soak_mode_samples_memory_and_counts_every_session():
-    command = [sys.executable, str(BENCHMARKS / "class_start.py"), "--people", "4", "--soak-minutes", "0.4"]
+    command = [sys.executable, str(BENCHMARKS / "class_start.py"), "--people", "4", "--soak-minutes", "0.3"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     soak = json.loads(result.stdout.strip().splitlines()[-1])["soak"]
