@@ -107,20 +107,26 @@ TRACER = """\
 import os
 if os.environ.get("TWOI2C_TRACE_MEMORY"):  # the soak's --trace-memory
     import signal, time, tracemalloc
-    tracemalloc.start(4)
-    def _dump(*_):
+    def _trace(*_):
+        # the first signal starts tracing (after the warm-up: nothing slows the start),
+        # the next writes what was allocated since and is still alive
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(4)
+            return
         where = os.path.join(os.environ["TWOI2C_TRACE_MEMORY"], f"{os.getpid()}-{time.time():.0f}.snapshot")
         tracemalloc.take_snapshot().dump(where)
-    signal.signal(signal.SIGUSR2, _dump)
+    signal.signal(signal.SIGUSR2, _trace)
 """
 
 
 def trace_memory(hub, trace: Path) -> None:
-    """Python allocations traced in the hub and the services (a sitecustomize that starts
-    tracemalloc; SIGUSR2 writes a snapshot to `trace`), not in the servers."""
+    """Python allocations traced in the hub and the services, not in the servers (a
+    sitecustomize: the first SIGUSR2 starts tracemalloc, the next writes a snapshot to
+    `trace`)."""
     trace.mkdir(parents=True, exist_ok=True)
     (trace / "sitecustomize.py").write_text(TRACER)
-    variables = {"TWOI2C_TRACE_MEMORY": str(trace), "PYTHONPATH": str(trace)}
+    path = os.pathsep.join(p for p in (str(trace), os.environ.get("PYTHONPATH", "")) if p)
+    variables = {"TWOI2C_TRACE_MEMORY": str(trace), "PYTHONPATH": path}
     hub.environment.update(variables)
     hub.extra_config += (
         f"for _service in c.JupyterHub.services:\n    _service.setdefault('environment', {{}}).update({variables!r})\n"
@@ -134,28 +140,26 @@ def snapshots(processes: dict[str, list[int]]) -> None:
 
 
 def allocation_growth(trace: Path, processes: dict[str, list[int]], top: int = 8) -> dict[str, list[str]]:
-    """Per process, where Python allocations grew most between the first and the last
-    snapshot (tracemalloc, by line)."""
+    """Per process, the Python allocations made after the warm-up and still alive at the
+    end, largest first, by line."""
     import tracemalloc
 
     result = {}
     for name, pids in processes.items():
         for pid in pids:
-            taken = sorted(trace.glob(f"{pid}-*.snapshot"))
-            if len(taken) < 2:
-                continue
-            first, last = tracemalloc.Snapshot.load(str(taken[0])), tracemalloc.Snapshot.load(str(taken[-1]))
-            result[f"{name}:{pid}"] = [
-                f"{d.size_diff / 1024:+.0f} KiB {d.count_diff:+d} blocks {d.traceback[0]}"
-                for d in last.compare_to(first, "lineno")[:top]
-            ]
+            for taken in sorted(trace.glob(f"{pid}-*.snapshot"))[-1:]:
+                stats = tracemalloc.Snapshot.load(str(taken)).statistics("lineno")
+                total = sum(s.size for s in stats)
+                result[f"{name}:{pid}"] = [f"total {total / 1024:.0f} KiB"] + [
+                    f"{s.size / 1024:.0f} KiB {s.count} blocks {s.traceback[0]}" for s in stats[:top]
+                ]
     return result
 
 
 def soak(work: Path, people: list[str], password: str, minutes: float, trace: bool = False) -> dict:
     """Our hub for `minutes`, people coming and going (people_coming_and_going); the
     memory of the hub, the proxy and the services sampled all along (`trace`: and Python
-    allocations traced in the hub and the services, compared after the warm-up and at the end)."""
+    allocations traced in the hub and the services from the warm-up to the end)."""
     hub, form = hubs(work, people, password)["ours"]
     if trace:
         trace_memory(hub, work / "trace")
