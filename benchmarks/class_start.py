@@ -410,8 +410,10 @@ def main(argv=None) -> int:
         "--soak-minutes", type=float, help="instead: our hub for this long, people coming and going (soak mode)"
     )
     parser.add_argument(
-        "--trace-memory", action="store_true", help="soak: trace the Python allocations of the hub and the services"
-    )
+        "--trace-memory", choices=("objects", "allocations"), default="",
+        help="soak: count the live objects of the hub and the services by type after the warm-up and at the end"
+        " (objects); trace their Python allocations in between too (allocations; slows them)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     people = [f"student-{i:04d}" for i in range(args.people)]
     password = secrets.token_urlsafe(12)

@@ -11,6 +11,7 @@ half, it grows by less than 1 % of the process's size an hour.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -105,28 +106,37 @@ def slope(samples: list[tuple[float, float]]) -> float:
 
 TRACER = """\
 import os
-if os.environ.get("TWOI2C_TRACE_MEMORY"):  # the soak's --trace-memory
-    import signal, time, tracemalloc
+if os.environ.get("TWOI2C_TRACE_MEMORY"):  # the soak's --count-objects / --trace-memory
+    import collections, gc, json, signal, time, tracemalloc
     def _trace(*_):
-        # the first signal starts tracing (after the warm-up: nothing slows the start),
-        # the next writes what was allocated since and is still alive
+        # at each signal: the live objects counted by type; with allocations traced, the
+        # first signal starts tracing (after the warm-up: nothing slows the start), the
+        # next writes what was allocated since and is still alive
+        stem = os.path.join(os.environ["TWOI2C_TRACE_MEMORY"], f"{os.getpid()}-{time.time():.0f}")
+        gc.collect()
+        counts = collections.Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
+        with open(stem + ".objects.json", "w") as f:
+            json.dump(counts, f)
+        if not os.environ.get("TWOI2C_TRACE_ALLOCATIONS"):
+            return
         if not tracemalloc.is_tracing():
             tracemalloc.start(4)
             return
-        where = os.path.join(os.environ["TWOI2C_TRACE_MEMORY"], f"{os.getpid()}-{time.time():.0f}.snapshot")
-        tracemalloc.take_snapshot().dump(where)
+        tracemalloc.take_snapshot().dump(stem + ".snapshot")
     signal.signal(signal.SIGUSR2, _trace)
 """
 
 
-def trace_memory(hub, trace: Path) -> None:
-    """Python allocations traced in the hub and the services, not in the servers (a
-    sitecustomize: the first SIGUSR2 starts tracemalloc, the next writes a snapshot to
-    `trace`)."""
+def trace_memory(hub, trace: Path, allocations: bool) -> None:
+    """Objects counted (and with `allocations`, Python allocations traced) in the hub and
+    the services, not in the servers: a sitecustomize answering SIGUSR2, writing to
+    `trace`."""
     trace.mkdir(parents=True, exist_ok=True)
     (trace / "sitecustomize.py").write_text(TRACER)
     path = os.pathsep.join(p for p in (str(trace), os.environ.get("PYTHONPATH", "")) if p)
     variables = {"TWOI2C_TRACE_MEMORY": str(trace), "PYTHONPATH": path}
+    if allocations:
+        variables["TWOI2C_TRACE_ALLOCATIONS"] = "1"
     hub.environment.update(variables)
     hub.extra_config += (
         f"for _service in c.JupyterHub.services:\n    _service.setdefault('environment', {{}}).update({variables!r})\n"
@@ -139,30 +149,39 @@ def snapshots(processes: dict[str, list[int]]) -> None:
             os.kill(pid, signal.SIGUSR2)
 
 
-def allocation_growth(trace: Path, processes: dict[str, list[int]], top: int = 8) -> dict[str, list[str]]:
-    """Per process, the Python allocations made after the warm-up and still alive at the
-    end, largest first, by line."""
+def memory_growth(trace: Path, processes: dict[str, list[int]], top: int = 8) -> dict[str, dict[str, list[str]]]:
+    """Per process, between the warm-up and the end: the types whose live objects grew
+    most in number and, when traced, the Python allocations made after the warm-up and
+    still alive at the end, largest first, by line."""
     import tracemalloc
 
     result = {}
     for name, pids in processes.items():
         for pid in pids:
+            found = {}
+            counted = sorted(trace.glob(f"{pid}-*.objects.json"))
+            if len(counted) >= 2:
+                first, last = (json.loads(f.read_text()) for f in (counted[0], counted[-1]))
+                grown = sorted(((last[k] - first.get(k, 0), k) for k in last), reverse=True)[:top]
+                found["objects"] = [f"+{n} {kind} (now {last[kind]})" for n, kind in grown if n > 0]
             for taken in sorted(trace.glob(f"{pid}-*.snapshot"))[-1:]:
                 stats = tracemalloc.Snapshot.load(str(taken)).statistics("lineno")
                 total = sum(s.size for s in stats)
-                result[f"{name}:{pid}"] = [f"total {total / 1024:.0f} KiB"] + [
+                found["allocations"] = [f"total {total / 1024:.0f} KiB"] + [
                     f"{s.size / 1024:.0f} KiB {s.count} blocks {s.traceback[0]}" for s in stats[:top]
                 ]
+            result[f"{name}:{pid}"] = found
     return result
 
 
-def soak(work: Path, people: list[str], password: str, minutes: float, trace: bool = False) -> dict:
+def soak(work: Path, people: list[str], password: str, minutes: float, trace: str = "") -> dict:
     """Our hub for `minutes`, people coming and going (people_coming_and_going); the
-    memory of the hub, the proxy and the services sampled all along (`trace`: and Python
-    allocations traced in the hub and the services from the warm-up to the end)."""
+    memory of the hub, the proxy and the services sampled all along (`trace`: "objects",
+    the live objects in the hub and the services counted by type after the warm-up and at
+    the end; "allocations", their Python allocations traced in between too)."""
     hub, form = hubs(work, people, password)["ours"]
     if trace:
-        trace_memory(hub, work / "trace")
+        trace_memory(hub, work / "trace", allocations=trace == "allocations")
     hub.start(timeout=120)
     warm_up = min(300, minutes * 60 / 5)
     try:
@@ -204,7 +223,7 @@ def soak(work: Path, people: list[str], password: str, minutes: float, trace: bo
         "memory": memory.figures(warm_up),
     }
     if trace:
-        figures["python_allocation_growth"] = allocation_growth(work / "trace", traced)
+        figures["growth_after_warm_up"] = memory_growth(work / "trace", traced)
     figures["targets_met"] = {
         "no_errors": figures["errors"] == 0,
         "every_session_recorded_once": sessions["recorded"] == figures["servers_started"]

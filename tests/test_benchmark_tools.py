@@ -123,6 +123,7 @@ def test_class_start_runs_both_hubs_and_counts_every_session():
 @pytest.mark.hub
 def test_class_start_soak_mode_samples_memory_and_counts_every_session():
     command = [sys.executable, str(BENCHMARKS / "class_start.py"), "--people", "4", "--soak-minutes", "0.3"]
+    command += ["--trace-memory", "objects"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     soak = json.loads(result.stdout.strip().splitlines()[-1])["soak"]
@@ -137,3 +138,7 @@ def test_class_start_soak_mode_samples_memory_and_counts_every_session():
         assert 0 < figures["rss_at_end_mb"] <= figures["peak_rss_mb"]
         assert isinstance(figures["last_half_slope_mb_per_hour"], float)
     assert set(soak["targets_met"]) == {"no_errors", "every_session_recorded_once", "memory_bounded"}
+    # objects counted in the hub and both services after the warm-up and at the end
+    growth = soak["growth_after_warm_up"]
+    assert {name.split(":")[0] for name in growth} == {"hub", "usage_service", "cost_service"}
+    assert all("objects" in found for found in growth.values()), growth
