@@ -106,23 +106,42 @@ def slope(samples: list[tuple[float, float]]) -> float:
 
 TRACER = """\
 import os
-if os.environ.get("TWOI2C_TRACE_MEMORY"):  # the soak's --count-objects / --trace-memory
+if os.environ.get("TWOI2C_TRACE_MEMORY"):  # the soak's --trace-memory
     import collections, gc, json, signal, time, tracemalloc
     def _trace(*_):
         # at each signal: the live objects counted by type; with allocations traced, the
         # first signal starts tracing (after the warm-up: nothing slows the start), the
-        # next writes what was allocated since and is still alive
+        # next ones write snapshots of what is allocated, to compare
         stem = os.path.join(os.environ["TWOI2C_TRACE_MEMORY"], f"{os.getpid()}-{time.time():.0f}")
         gc.collect()
         counts = collections.Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
         with open(stem + ".objects.json", "w") as f:
-            json.dump(counts, f)
+            json.dump({"objects": counts, "heap": _heap()}, f)
         if not os.environ.get("TWOI2C_TRACE_ALLOCATIONS"):
             return
         if not tracemalloc.is_tracing():
             tracemalloc.start(4)
             return
         tracemalloc.take_snapshot().dump(stem + ".snapshot")
+    def _heap():
+        # where the resident memory is: Python's objects, C's heap (in use, and freed
+        # but kept), files mapped; the threads that may each have a heap arena
+        import ctypes, sys
+        class Info(ctypes.Structure):
+            names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+            _fields_ = [(n, ctypes.c_size_t) for n in names.split()]
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = Info
+        info = libc.mallinfo2()
+        status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+        kb = lambda key: int(status[key].split()[0]) / 1024
+        return {
+            "python_blocks": sys.getallocatedblocks(),
+            "malloc_in_use_mb": (info.uordblks + info.hblkhd) / 2**20,
+            "malloc_free_kept_mb": info.fordblks / 2**20,
+            "rss_anonymous_mb": kb("RssAnon"), "rss_file_mb": kb("RssFile"),
+            "threads": int(status["Threads"]),
+        }
     signal.signal(signal.SIGUSR2, _trace)
 """
 
@@ -151,8 +170,9 @@ def snapshots(processes: dict[str, list[int]]) -> None:
 
 def memory_growth(trace: Path, processes: dict[str, list[int]], top: int = 8) -> dict[str, dict[str, list[str]]]:
     """Per process, between the warm-up and the end: the types whose live objects grew
-    most in number and, when traced, the Python allocations made after the warm-up and
-    still alive at the end, largest first, by line."""
+    most in number, the heap's figures then and at the end and, when traced, the Python
+    allocations that grew from a minute after the warm-up to the end, most first, by
+    line."""
     import tracemalloc
 
     result = {}
@@ -162,13 +182,17 @@ def memory_growth(trace: Path, processes: dict[str, list[int]], top: int = 8) ->
             counted = sorted(trace.glob(f"{pid}-*.objects.json"))
             if len(counted) >= 2:
                 first, last = (json.loads(f.read_text()) for f in (counted[0], counted[-1]))
-                grown = sorted(((last[k] - first.get(k, 0), k) for k in last), reverse=True)[:top]
-                found["objects"] = [f"+{n} {kind} (now {last[kind]})" for n, kind in grown if n > 0]
-            for taken in sorted(trace.glob(f"{pid}-*.snapshot"))[-1:]:
-                stats = tracemalloc.Snapshot.load(str(taken)).statistics("lineno")
-                total = sum(s.size for s in stats)
-                found["allocations"] = [f"total {total / 1024:.0f} KiB"] + [
-                    f"{s.size / 1024:.0f} KiB {s.count} blocks {s.traceback[0]}" for s in stats[:top]
+                was, now = first["objects"], last["objects"]
+                grown = sorted(((now[k] - was.get(k, 0), k) for k in now), reverse=True)[:top]
+                found["objects"] = [f"+{n} {kind} (now {now[kind]})" for n, kind in grown if n > 0]
+                found["heap"] = {k: [round(first["heap"][k], 1), round(v, 1)] for k, v in last["heap"].items()}
+            taken = sorted(trace.glob(f"{pid}-*.snapshot"))
+            if len(taken) >= 2:  # what grew between the first snapshot and the last, by line
+                first, last = (tracemalloc.Snapshot.load(str(f)) for f in (taken[0], taken[-1]))
+                stats = last.compare_to(first, "lineno")
+                total = sum(s.size_diff for s in stats)
+                found["allocations"] = [f"total {total / 1024:+.0f} KiB"] + [
+                    f"{s.size_diff / 1024:+.0f} KiB {s.count_diff:+} blocks {s.traceback[0]}" for s in stats[:top]
                 ]
             result[f"{name}:{pid}"] = found
     return result
@@ -192,7 +216,10 @@ def soak(work: Path, people: list[str], password: str, minutes: float, trace: st
         ]  # fmt: skip
         memory = MemoryWatch(processes, every=min(5, minutes))  # a short run: more often
         traced = {k: v for k, v in processes.items() if k != "proxy"}
-        moments = (warm_up, max(warm_up + 1, minutes * 60 - 20)) if trace else ()
+        end = max(warm_up + 2, minutes * 60 - 20)
+        # objects counted at the warm-up and the end; allocations traced from the warm-up
+        # on, compared between a minute later (or half way) and the end
+        moments = {"": (), "objects": (warm_up, end), "allocations": (warm_up, min(warm_up + 60, end - 1), end)}[trace]
         timers = [threading.Timer(at, snapshots, args=(traced,)) for at in moments]
         for timer in timers:
             timer.start()

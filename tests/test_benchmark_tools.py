@@ -142,3 +142,5 @@ def test_class_start_soak_mode_samples_memory_and_counts_every_session():
     growth = soak["growth_after_warm_up"]
     assert {name.split(":")[0] for name in growth} == {"hub", "usage_service", "cost_service"}
     assert all("objects" in found for found in growth.values()), growth
+    for found in growth.values():  # each heap figure after the warm-up and at the end
+        assert found["heap"]["python_blocks"][0] > 0 and found["heap"]["threads"][1] >= 1, found
