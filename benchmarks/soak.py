@@ -95,8 +95,19 @@ class MemoryWatch:
                 "peak_rss_mb": round(max(mb for _, mb in samples), 1),
                 "slope_mb_per_hour": slope(settled),
                 "last_half_slope_mb_per_hour": slope(half),
+                # growth that slows from quarter to quarter levels off; a leak keeps its pace
+                "growth_by_quarter_mb": quarters(settled, minute),
             }
         return result
+
+
+def quarters(samples: list[tuple[float, float]], minute: int) -> list[float]:
+    """The change of the minute-averaged RSS over each quarter of the time after the
+    warm-up (MB)."""
+    minute = max(1, min(minute, len(samples) // 5))  # a short run: shorter averages
+    averaged = [statistics.fmean(mb for _, mb in samples[i : i + minute]) for i in range(len(samples) - minute + 1)]
+    marks = [round(q * (len(averaged) - 1) / 4) for q in range(5)]
+    return [round(averaged[b] - averaged[a], 1) for a, b in zip(marks, marks[1:])]
 
 
 def slope(samples: list[tuple[float, float]]) -> float:

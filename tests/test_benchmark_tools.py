@@ -137,6 +137,7 @@ def test_class_start_soak_mode_samples_memory_and_counts_every_session():
         assert 0 < figures["rss_after_warm_up_mb"] <= figures["peak_rss_mb"]
         assert 0 < figures["rss_at_end_mb"] <= figures["peak_rss_mb"]
         assert isinstance(figures["last_half_slope_mb_per_hour"], float)
+        assert len(figures["growth_by_quarter_mb"]) == 4
     assert set(soak["targets_met"]) == {"no_errors", "every_session_recorded_once", "memory_bounded"}
     # objects counted in the hub and both services after the warm-up and at the end
     growth = soak["growth_after_warm_up"]
