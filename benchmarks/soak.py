@@ -136,7 +136,7 @@ if os.environ.get("TWOI2C_TRACE_MEMORY"):  # the soak's --trace-memory
         tracemalloc.take_snapshot().dump(stem + ".snapshot")
     def _heap():
         # where the resident memory is: Python's objects, C's heap (in use, and freed
-        # but kept), files mapped; the threads that may each have a heap arena
+        # but kept; SQLite's part), files mapped; the threads that may each have a heap arena
         import ctypes, sys
         class Info(ctypes.Structure):
             names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
@@ -144,12 +144,19 @@ if os.environ.get("TWOI2C_TRACE_MEMORY"):  # the soak's --trace-memory
         libc = ctypes.CDLL("libc.so.6")
         libc.mallinfo2.restype = Info
         info = libc.mallinfo2()
+        try:  # SQLite's own heap (page caches, statements), part of C's
+            sqlite = ctypes.CDLL("libsqlite3.so.0")
+            sqlite.sqlite3_memory_used.restype = ctypes.c_int64
+            sqlite_mb = sqlite.sqlite3_memory_used() / 2**20
+        except (OSError, AttributeError):
+            sqlite_mb = 0.0
         status = dict(line.split(":", 1) for line in open("/proc/self/status"))
         kb = lambda key: int(status[key].split()[0]) / 1024
         return {
             "python_blocks": sys.getallocatedblocks(),
             "malloc_in_use_mb": (info.uordblks + info.hblkhd) / 2**20,
             "malloc_free_kept_mb": info.fordblks / 2**20,
+            "sqlite_mb": sqlite_mb,
             "rss_anonymous_mb": kb("RssAnon"), "rss_file_mb": kb("RssFile"),
             "threads": int(status["Threads"]),
         }

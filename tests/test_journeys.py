@@ -215,6 +215,9 @@ def test_a_student_past_the_budget_is_told_why_and_whom_to_ask(page, browser, jo
     expect(refusal).to_contain_text(f"resets on {reset}")
     expect(refusal.locator("a.twoi2c-ask-access")).to_have_attribute("href", SUPPORT)
     expect(refusal).not_to_contain_text("Error:")
+    # said once: the form under the refusal does not repeat the budget's figures
+    expect(page.locator(".twoi2c-budget")).to_have_count(0)
+    expect(page.get_by_text("USD of 1.00 USD used")).to_have_count(1)
     # the form is drawn again, a profile selected
     expect(page.locator("input[name=profile]:checked")).to_have_count(1)
     assert hub.server("dan") is None

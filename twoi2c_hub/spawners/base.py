@@ -8,6 +8,7 @@ server in its own way.
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 
 import escapism
@@ -99,6 +100,9 @@ class ProfileSpawnerMixin(line.WaitsInLine):
 
     # (monotonic time, the cost service's answer) the spawn form read; used once
     budget_state_seen: tuple[float, dict | None] | None = None
+    # when (monotonic) a start was refused by the budget: the form drawn again under the
+    # refusal leaves out its own "budget used up" notice, which would repeat its figures
+    refused_by_budget: float | None = None
 
     budget_when_unreadable = Unicode(
         "allow",
@@ -225,6 +229,7 @@ class ProfileSpawnerMixin(line.WaitsInLine):
             )
             return
         if not answer.get("allowed", True):
+            self.refused_by_budget = time.monotonic()
             raise ProfileRefused(
                 answer.get("message") or "Your budget does not allow this server.", reason="budget", status_code=403
             )
