@@ -609,3 +609,17 @@ def test_with_budgets_the_spawn_time_check_has_a_process_of_its_own(tmp_path):
         == services["cost"]["environment"]["TWOI2C_COST_CHECK_TOKEN"]
     )
     assert c.ProfileLocalSpawner.budget_when_unreadable == "deny"
+
+
+def test_spawners_share_the_instance_catalog_instead_of_copying_it():
+    # JupyterHub builds a spawner at every start and traitlets deep-copies each configured
+    # value into it: the immutable instance types are shared, the mapping is each spawner's
+    c = Config()
+    configure(c, EXAMPLE)
+    from twoi2c_hub.spawners.local import ProfileLocalSpawner
+
+    first, second = ProfileLocalSpawner(config=c), ProfileLocalSpawner(config=c)
+    assert first.instance_types == c.ProfileLocalSpawner.instance_types and len(first.instance_types) > 10
+    assert first.instance_types is not second.instance_types
+    for name, instance in first.instance_types.items():
+        assert second.instance_types[name] is instance is c.ProfileLocalSpawner.instance_types[name]
