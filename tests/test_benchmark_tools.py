@@ -138,10 +138,29 @@ def test_class_start_soak_mode_samples_memory_and_counts_every_session():
         assert 0 < figures["rss_at_end_mb"] <= figures["peak_rss_mb"]
         assert isinstance(figures["last_half_slope_mb_per_hour"], float)
         assert len(figures["growth_by_quarter_mb"]) == 4
-    assert set(soak["targets_met"]) == {"no_errors", "every_session_recorded_once", "memory_bounded"}
+    assert set(soak["targets_met"]) == {
+        "no_errors",
+        "every_session_recorded_once",
+        "memory_bounded",
+        "python_objects_flat",
+    }
     # objects counted in the hub and both services after the warm-up and at the end
     growth = soak["growth_after_warm_up"]
     assert {name.split(":")[0] for name in growth} == {"hub", "usage_service", "cost_service"}
     assert all("objects" in found for found in growth.values()), growth
     for found in growth.values():  # each heap figure after the warm-up and at the end
         assert found["heap"]["python_blocks"][0] > 0 and found["heap"]["threads"][1] >= 1, found
+
+
+def test_soak_memory_bounded_means_flat_or_slowing_down(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from soak import levelling_off
+
+    def memory(slope, quarters, size=200.0):
+        return {"last_half_slope_mb_per_hour": slope, "rss_at_end_mb": size, "growth_by_quarter_mb": quarters}
+
+    assert levelling_off(memory(0.96, [6.2, 3.3, 0.5, 0.1]))  # the hub over an hour: levelled off
+    assert levelling_off(memory(9.6, [3.4, 2.9, 2.4, 2.2]))  # caches filling ever more slowly
+    assert not levelling_off(memory(9.6, [2.4, 2.4, 2.5, 2.4]))  # a leak keeps its pace
+    assert not levelling_off(memory(12.0, [0.0, 0.5, 1.0, 2.0]))  # growth that speeds up
+    assert levelling_off(memory(1.5, [0.0, 0.1, 0.0, 0.1]))  # flat
