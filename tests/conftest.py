@@ -44,6 +44,21 @@ def pytest_sessionstart(session):
             end_tagged_processes(tag)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that used a hub shows why the hub said what it said: the services that
+    exited and the last lines of the hub's log (services log there too)."""
+    report = yield
+    if report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            if isinstance(value, HubClient):
+                log = value.hub.log_file.read_text(errors="replace") if value.hub.log_file.exists() else ""
+                exits = [line for line in log.splitlines() if "exited with status" in line or "Error:" in line]
+                tail = "\n".join(log.splitlines()[-30:])
+                report.sections.append((f"hub {name}: {value.hub.log_file}", "\n".join(exits[-10:]) + "\n...\n" + tail))
+    return report
+
+
 class HubClient:
     """A running test hub and the ways a person or a program talks to it."""
 

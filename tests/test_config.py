@@ -623,3 +623,42 @@ def test_spawners_share_the_instance_catalog_instead_of_copying_it():
     assert first.instance_types is not second.instance_types
     for name, instance in first.instance_types.items():
         assert second.instance_types[name] is instance is c.ProfileLocalSpawner.instance_types[name]
+
+
+def test_the_services_ports_are_never_the_hubs_nor_each_others(monkeypatch):
+    """A port picked is bound seconds later, when the hub starts the proxy or a service: the
+    OS may offer it again meanwhile (it did once in CI: the proxy's port went to the cost
+    service, which could not start). The local hub runner reserves its ports for the hub
+    process; the wiring's picks skip them and each other."""
+    import itertools
+    import types
+
+    from twoi2c_hub import network
+
+    offered = itertools.chain([41001, 41001, 41002, 41003], itertools.repeat(41001))
+
+    class OSPicks:  # a socket bound to port 0: the OS offers the next port of `offered`
+        def __init__(self, *args):
+            self.port = None
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def bind(self, address):
+            self.port = next(offered)
+
+        def getsockname(self):
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(network, "socket", types.SimpleNamespace(socket=OSPicks))
+    monkeypatch.setattr(network, "_handed_out", set())
+    monkeypatch.setenv(network.RESERVED_PORTS_VARIABLE, "41002")  # the runner's proxy port
+    c = Config()
+    configure(c, EXAMPLE)
+    ports = [int(s["url"].rsplit(":", 1)[1]) for s in c.JupyterHub.services if "url" in s]
+    assert sorted(ports) == [41001, 41003]  # usage, cost: 41001 once, 41002 never
+    with pytest.raises(RuntimeError, match="no free TCP port"):
+        network.free_port()  # the OS offers only taken ports: a clear error, not a loop

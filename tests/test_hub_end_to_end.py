@@ -5,6 +5,7 @@ to start what they may and may not start through the form and the REST API.
 """
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -332,3 +333,18 @@ def test_everything_works_under_a_base_url(community_hub):
     # the 404 page leads home, under the prefix
     missing = BeautifulSoup(bob.get(f"{hub.url}/hub/nowhere", timeout=30).content, "html.parser")
     assert missing.select_one(".twoi2c-error-next a")["href"] == "/community/hub/home"
+
+
+def test_the_hub_process_knows_the_ports_its_runner_picked(demo_hub):
+    """The runner's proxy, hub and proxy-API ports reach the hub process as reserved, and
+    every service listens on a port of its own."""
+    from twoi2c_hub.network import RESERVED_PORTS_VARIABLE
+
+    hub = demo_hub.hub
+    environ = Path(f"/proc/{hub.process.pid}/environ").read_bytes().split(b"\0")
+    variables = dict(v.decode().split("=", 1) for v in environ if b"=" in v)
+    reserved = {int(p) for p in variables[RESERVED_PORTS_VARIABLE].split(",")}
+    assert reserved == {hub.port, hub.hub_port, hub.proxy_api_port}
+    started = re.findall(r"Starting managed service \S+ at http://127.0.0.1:(\d+)", hub.log_file.read_text())
+    ports = [int(p) for p in started]
+    assert len(ports) >= 2 and len(set(ports)) == len(ports) and not reserved & set(ports)

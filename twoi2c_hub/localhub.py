@@ -18,7 +18,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from .network import free_port
+from .network import RESERVED_PORTS_VARIABLE, free_port
 from .server_account import ServerAccount, reachable
 
 TAG_VARIABLE = "TWOI2C_HUB_TAG"
@@ -96,6 +96,8 @@ class LocalHub:
         self.base_url = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
+        self.hub_port = free_port()  # the hub's API, behind the proxy
+        self.proxy_api_port = free_port()
         self.password = password
         self.extra_config = extra_config
         self.tag = tag or uuid.uuid4().hex
@@ -136,8 +138,8 @@ configure(c, {str(self.community_config)!r})
 
 c.JupyterHub.bind_url = "http://127.0.0.1:{self.port}{self.base_url}"
 c.JupyterHub.hub_ip = "127.0.0.1"
-c.JupyterHub.hub_port = {free_port()}
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
+c.JupyterHub.hub_port = {self.hub_port}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{self.proxy_api_port}"
 c.ConfigurableHTTPProxy.command = {proxy_command()!r}
 c.ConfigurableHTTPProxy.pid_file = {str(self.data_dir / "proxy.pid")!r}
 c.JupyterHub.db_url = {"sqlite:///" + str(self.data_dir / "jupyterhub.sqlite")!r}
@@ -156,6 +158,8 @@ for _service in c.JupyterHub.get("services", []):
     def start(self, timeout: float = 60) -> None:
         config = self.write_config()
         env = {**os.environ, **self.environment, TAG_VARIABLE: self.tag}
+        # bound only once the hub runs: its wiring must not pick them for a service
+        env[RESERVED_PORTS_VARIABLE] = ",".join(map(str, (self.port, self.hub_port, self.proxy_api_port)))
         if self.password is not None:
             env["TWOI2C_DEMO_PASSWORD"] = self.password
         log = open(self.log_file, "ab")
