@@ -148,13 +148,17 @@ def test_a_student_meets_warn_restrict_deny_and_a_top_up(hub):
         timeout=60,
     )
     assert form.status_code == 403
-    message = BeautifulSoup(form.content, "html.parser").get_text(" ", strip=True)
+    refusal = BeautifulSoup(form.content, "html.parser")
+    message = refusal.get_text(" ", strip=True)
     assert re.search(
         r"10\.1\d USD of 10\.00 USD used \(101 %\) in the last 7 days; you can start again on 20\d\d-", message
     )
+    assert budget_notice(refusal) == ""  # the form under the refusal does not say it again
     api = hub.api("POST", "/users/bob/server", token=token, json={"user_options": {"profile": "cpu"}})
     assert api.status_code == 403 and "Your budget is used up" in api.json()["message"]
     assert hub.server("bob") is None
+    # a refusal through the REST API changes nothing on the page opened next
+    assert "Your budget is used up" in budget_notice(spawn_page(bob, hub))
 
     # an admin's top-up, kept in the ledger with who and why, lets bob start again
     topup = requests.post(

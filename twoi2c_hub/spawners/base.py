@@ -8,7 +8,6 @@ server in its own way.
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 
 import escapism
@@ -100,9 +99,12 @@ class ProfileSpawnerMixin(line.WaitsInLine):
 
     # (monotonic time, the cost service's answer) the spawn form read; used once
     budget_state_seen: tuple[float, dict | None] | None = None
-    # when (monotonic) a start was refused by the budget: the form drawn again under the
-    # refusal leaves out its own "budget used up" notice, which would repeat its figures
-    refused_by_budget: float | None = None
+    # a start from the spawn form was just refused by the budget: the form JupyterHub draws
+    # again under the refusal, in the same request, leaves out its own "budget used up"
+    # notice, which would repeat its figures (a REST API refusal sets nothing)
+    refused_by_budget: bool = False
+    # the spawn form was posted and its start has not been checked yet
+    form_posted: bool = False
 
     budget_when_unreadable = Unicode(
         "allow",
@@ -171,6 +173,8 @@ class ProfileSpawnerMixin(line.WaitsInLine):
 
     async def resolve_selection(self, selection) -> catalog.ResolvedServer:
         """The server `selection` starts for this user; a SpawnException (4xx) if refused."""
+        from_form, self.form_posted = self.form_posted, False
+        self.refused_by_budget = False
         if selection is not None and not isinstance(selection, dict):
             raise ProfileRefused(
                 'user_options must be a JSON object like {"profile": "..."}.',
@@ -194,11 +198,11 @@ class ProfileSpawnerMixin(line.WaitsInLine):
             self._configured_default_url = self.default_url or ""
         opens = interface["url"] if interface else self._configured_default_url
         self.default_url = launch.git_pull_url(git_pull, opens) if git_pull else opens
-        await self.check_budget(resolved)
+        await self.check_budget(resolved, from_form)
         self.resolved_server = resolved
         return resolved
 
-    async def check_budget(self, resolved: catalog.ResolvedServer) -> None:
+    async def check_budget(self, resolved: catalog.ResolvedServer, from_form: bool = False) -> None:
         """Refuse, with the cost service's message, a server the person's budgets do not allow."""
         if not self.budget_check_url:
             return
@@ -229,7 +233,7 @@ class ProfileSpawnerMixin(line.WaitsInLine):
             )
             return
         if not answer.get("allowed", True):
-            self.refused_by_budget = time.monotonic()
+            self.refused_by_budget = from_form
             raise ProfileRefused(
                 answer.get("message") or "Your budget does not allow this server.", reason="budget", status_code=403
             )
@@ -283,6 +287,7 @@ class ProfileSpawnerMixin(line.WaitsInLine):
         # kept for the form, should the hub turn the start away before it begins ("the hub
         # is busy, try again"): the person comes back to their own choice
         self.submitted_selection = selection
+        self.form_posted = True
         return selection
 
     # the selection last posted with the spawn form (started or not)

@@ -71,8 +71,9 @@ async def render(spawner) -> str:
         )
         spawner.budget_state_seen = (time.monotonic(), state)  # may settle the start's check
     notice, disabled, hours = budget.form_notes(state, prices, currency)
-    refused, spawner.refused_by_budget = spawner.refused_by_budget, None
-    if refused is not None and time.monotonic() - refused < 10 and state and state["action"] in ("deny", "stop"):
+    # drawn again under the refusal of the form just posted (JupyterHub draws it next)
+    refused, spawner.refused_by_budget = spawner.refused_by_budget, False
+    if refused and state and state["action"] in ("deny", "stop"):
         notice = None  # the refusal just drawn above the form says it, with the same figures
     around = {
         "from_link": from_link is not None,
