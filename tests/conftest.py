@@ -24,8 +24,11 @@ from twoi2c_hub.localhub import LocalHub, end_tagged_processes, process_tags
 from twoi2c_hub.paths import examples_dir
 
 # every process a test run starts carries a tag naming the run's own pid:
-# pytest-<pid>-<unique>; another run on the same machine has another pid
-TEST_TAG_PREFIX = f"pytest-{os.getpid()}-"
+# pytest-<pid>-<unique>; another run on the same machine has another pid. The run's
+# pytest-xdist workers name the pytest process that started them (a worker's command line
+# does not say pytest, so another worker would take it for a run that died)
+RUN_PID = os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()
+TEST_TAG_PREFIX = f"pytest-{RUN_PID}-"
 
 
 def _run_is_alive(pid: int) -> bool:

@@ -164,3 +164,17 @@ def test_soak_memory_bounded_means_flat_or_slowing_down(monkeypatch):
     assert not levelling_off(memory(9.6, [2.4, 2.4, 2.5, 2.4]))  # a leak keeps its pace
     assert not levelling_off(memory(12.0, [0.0, 0.5, 1.0, 2.0]))  # growth that speeds up
     assert levelling_off(memory(1.5, [0.0, 0.1, 0.0, 0.1]))  # flat
+
+
+def test_soak_python_objects_flat_means_at_most_two_percent_more_blocks(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from soak import python_objects_flat
+
+    def traced(*blocks):  # (after the warm-up, at the end) for each process
+        return {f"process-{i}": {"heap": {"python_blocks": list(b)}} for i, b in enumerate(blocks)}
+
+    # the 60-minute soak's hub and usage service: +0.9 % and +0.1 %
+    assert python_objects_flat(traced((1_426_291, 1_438_919), (1_001_079, 1_002_015)))
+    assert not python_objects_flat(traced((1_426_291, 1_438_919), (1_000_000, 1_030_000)))  # one grew 3 %
+    assert python_objects_flat(traced((1_000_000, 990_000)))  # fewer at the end
+    assert not python_objects_flat({"hub": {"objects": {}}})  # nothing measured is not flat

@@ -66,6 +66,7 @@ def hub(hub_factory, tmp_path_factory):
     }
     config["auth"]["users"]["dave"] = {"groups": ["workshop"]}
     config["auth"]["users"]["frank"] = {"groups": ["students"]}
+    config["auth"]["users"]["erin"] = {"groups": ["students"]}  # each test its own student
     path = work / "community.yaml"
     path.write_text(yaml.safe_dump(config))
     # the spawners' check URL and token, for a test that asks as the spawners ask
@@ -249,23 +250,23 @@ def test_past_a_stop_threshold_running_servers_stop_after_the_grace_period(hub):
 
 
 def test_cost_pages_show_budgets_and_the_admin_gives_a_top_up_through_the_form(hub):
-    spend(hub, "bob", 0.3)
-    bob = hub.login("bob")
-    page = BeautifulSoup(bob.get(f"{hub.url}/services/cost/", timeout=30).content, "html.parser")
+    spend(hub, "erin", 0.3)
+    erin = hub.login("erin")
+    page = BeautifulSoup(erin.get(f"{hub.url}/services/cost/", timeout=30).content, "html.parser")
     bar = page.select_one(".twoi2c-budget-status[data-budget=students-weekly]")
     assert bar is not None and "students-weekly" in bar.get_text()
     assert page.select_one("#cost-totals tbody tr td").get_text() == "cpu"
-    assert bob.get(f"{hub.url}/services/cost/admin", timeout=30).status_code == 403
+    assert erin.get(f"{hub.url}/services/cost/admin", timeout=30).status_code == 403
 
     alice = hub.login("alice")  # researchers: the community admins
     admin_page = alice.get(f"{hub.url}/services/cost/admin?aggregate=user", timeout=30)
     assert admin_page.status_code == 200
     soup = BeautifulSoup(admin_page.content, "html.parser")
     names = [row.select_one("td").get_text() for row in soup.select("#cost-totals tbody tr")]
-    assert "bob" in names
+    assert "erin" in names
     form = soup.select_one("#ledger-form")
     fields = {i["name"]: i.get("value", "") for i in form.select("input[type=hidden]")}
-    fields.update(budget="students-weekly", subject="bob", kind="topup", amount="2.5", reason="re-run lab 2")
+    fields.update(budget="students-weekly", subject="erin", kind="topup", amount="2.5", reason="re-run lab 2")
     response = alice.post(f"{hub.url}/services/cost/admin/ledger", data=fields, timeout=30)
     assert response.status_code == 200 and "re-run lab 2" in response.text  # back on the page, in the ledger
     # without the form's XSRF token nothing is given
