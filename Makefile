@@ -47,8 +47,11 @@ format: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m sphinx -W --keep-going -b html -q docs docs/_build/html
 
+# two worker processes (pytest-xdist), each taking whole test files: a file's module-scoped
+# hub is started once; the tests spend most of their time waiting on hubs and browsers
+TEST_WORKERS ?= 2
 test: $(STAMP) system-packages server-account lint docs
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info docs/_build
