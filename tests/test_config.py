@@ -631,29 +631,11 @@ def test_the_services_ports_are_never_the_hubs_nor_each_others(monkeypatch):
     service, which could not start). The local hub runner reserves its ports for the hub
     process; the wiring's picks skip them and each other."""
     import itertools
-    import types
 
     from twoi2c_hub import network
 
     offered = itertools.chain([41001, 41001, 41002, 41003], itertools.repeat(41001))
-
-    class OSPicks:  # a socket bound to port 0: the OS offers the next port of `offered`
-        def __init__(self, *args):
-            self.port = None
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def bind(self, address):
-            self.port = next(offered)
-
-        def getsockname(self):
-            return ("127.0.0.1", self.port)
-
-    monkeypatch.setattr(network, "socket", types.SimpleNamespace(socket=OSPicks))
+    monkeypatch.setattr(network, "_pick_and_hold", lambda host: next(offered))  # what the OS offers
     monkeypatch.setattr(network, "_handed_out", set())
     monkeypatch.setenv(network.RESERVED_PORTS_VARIABLE, "41002")  # the runner's proxy port
     c = Config()
