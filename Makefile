@@ -6,7 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := chromium postgresql sqlite3
+# prometheus: the usage-quotas peer's half of benchmarks/cost_report.py; faketime: the tests
+# that move the clock across midnight
+DEBIAN_PACKAGES := chromium postgresql sqlite3 prometheus faketime
 
 .PHONY: demo test lint format docs system-packages server-account clean
 

@@ -206,6 +206,22 @@ def compare_with_peer(work: Path, database: Path, people, groups, days, check_ur
     return result
 
 
+def targets_met(figures: dict) -> dict:
+    """The targets, each True or False, or None where its comparison could not run (a peer that
+    is not on this machine is reported as skipped, with the reason, under figures["peer"])."""
+    theirs = figures.get("peer", {}).get("theirs", {})
+    return {
+        "month_by_user_at_most_0.1x_baseline": figures["api_vs_baseline"] <= 0.1,
+        "check_p99_at_most_10ms": figures["check_p99_ms"] <= 10,
+        "check_faster_than_the_peer": (
+            figures["peer"]["ours"]["sequential_p99_ms"] < theirs["sequential_p99_ms"]
+            if "sequential_p99_ms" in theirs
+            else None
+        ),
+        "exact": max(figures["max_difference_from_baseline"], figures["check_max_difference_from_baseline"]) < 1e-6,
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=1_000_000)
@@ -395,16 +411,7 @@ for _s in c.JupyterHub.services:
     finally:
         hub.stop()
         shutil.rmtree(work, ignore_errors=True)
-    figures["targets_met"] = {
-        "month_by_user_at_most_0.1x_baseline": figures["api_vs_baseline"] <= 0.1,
-        "check_p99_at_most_10ms": figures["check_p99_ms"] <= 10,
-        "check_faster_than_the_peer": (
-            figures["peer"]["ours"]["sequential_p99_ms"] < figures["peer"]["theirs"]["sequential_p99_ms"]
-            if "theirs" in figures.get("peer", {})
-            else None
-        ),
-        "exact": max(figures["max_difference_from_baseline"], figures["check_max_difference_from_baseline"]) < 1e-6,
-    }
+    figures["targets_met"] = targets_met(figures)
     print(json.dumps(figures))
     return 0
 

@@ -129,6 +129,15 @@ class HubClient:
         self.wait_for(lambda: self.server(username) is None, timeout=60, what=f"{username}'s server to stop")
 
 
+# A run under libfaketime (`faketime -f +NNs pytest ...`, see CONTRIBUTING.md): every process
+# of a test hub keeps the tests' clock
+FAKE_CLOCK = {
+    k: v
+    for k, v in os.environ.items()
+    if "FAKETIME" in os.environ and (k == "LD_PRELOAD" or k.startswith(("FAKETIME", "DONT_FAKE")))
+}
+
+
 @pytest.fixture(scope="session")
 def hub_factory(tmp_path_factory):
     """Start a hub from a community config file; every hub started is stopped at the end.
@@ -150,6 +159,13 @@ c.JupyterHub.load_roles.append({{
     "services": ["e2e-tests"],
 }})
 {extra_config}
+"""
+        if FAKE_CLOCK:  # JupyterHub gives its services and servers only the variables it keeps
+            extra += f"""
+for _service in c.JupyterHub.services:
+    if "command" in _service:
+        _service.setdefault("environment", {{}}).update({FAKE_CLOCK!r})
+c.Spawner.environment.update({FAKE_CLOCK!r})
 """
         hub = LocalHub(
             config_path,

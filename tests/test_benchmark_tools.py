@@ -178,3 +178,22 @@ def test_soak_python_objects_flat_means_at_most_two_percent_more_blocks(monkeypa
     assert not python_objects_flat(traced((1_426_291, 1_438_919), (1_000_000, 1_030_000)))  # one grew 3 %
     assert python_objects_flat(traced((1_000_000, 990_000)))  # fewer at the end
     assert not python_objects_flat({"hub": {"objects": {}}})  # nothing measured is not flat
+
+
+def test_cost_report_reports_a_missing_peer_as_skipped_not_a_crash():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import cost_report
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    figures = {"api_vs_baseline": 0.05, "check_p99_ms": 4.0, "max_difference_from_baseline": 0.0}
+    figures["check_max_difference_from_baseline"] = 0.0
+    figures["peer"] = {"ours": {"sequential_p99_ms": 3.0}, "theirs": {"skipped": "no prometheus/promtool"}}
+    assert cost_report.targets_met(figures) == {
+        "month_by_user_at_most_0.1x_baseline": True,
+        "check_p99_at_most_10ms": True,
+        "check_faster_than_the_peer": None,
+        "exact": True,
+    }
+    figures["peer"]["theirs"] = {"sequential_p99_ms": 2.0}
+    assert cost_report.targets_met(figures)["check_faster_than_the_peer"] is False

@@ -5,7 +5,8 @@ community's hub at / and again under base_url=/community/.
 Every page visited is audited with axe-core (no serious or critical violation) and saved
 as a screenshot, light and dark, desktop and phone (the folder is printed at the end)."""
 
-from datetime import UTC, datetime, timedelta
+import time as pytime
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 import yaml
@@ -26,6 +27,7 @@ SUPPORT = "https://example.org/demo-community/support"
 
 
 def record_session(database_url, username, started: datetime, hours: float, groups, profile="cpu", gpus=0, cpus=1.0):
+    """A session that started and stopped; (start, stop) as datetimes."""
     start_ms = int(started.timestamp() * 1000)
     start = ServerStart(username, "", start_ms, profile=profile, cpu_guarantee=cpus, cpu_limit=cpus,
                         mem_guarantee_bytes=2 * 2**30, mem_limit_bytes=4 * 2**30, gpu_count=gpus,
@@ -36,6 +38,7 @@ def record_session(database_url, username, started: datetime, hours: float, grou
         record(db, [ServerStopped(username, "", start_ms + int(hours * HOUR_MS), "user", start_ms)])
         db.commit()
     engine.dispose()
+    return started, started + timedelta(hours=hours)
 
 
 def first_of_month(day):
@@ -44,6 +47,35 @@ def first_of_month(day):
 
 def first_of_next_month(day):
     return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def clear_of_the_month_end(minutes: float = 15) -> datetime:
+    """Now, once the UTC month will not end within `minutes` (waiting it out if it would):
+    "this month" and "last month" then mean the same months from seeding to checking."""
+    now = datetime.now(UTC)
+    next_month = datetime.combine(first_of_next_month(now.date()), time(), UTC)
+    if next_month - now < timedelta(minutes=minutes):
+        pytime.sleep((next_month - now).total_seconds() + 1)
+        now = datetime.now(UTC)
+    return now
+
+
+def days_with_use(sessions, days: list[str]) -> set[str]:
+    """Which of `days` (ISO dates, UTC) each (start, stop) of `sessions` has time in."""
+    used = set()
+    for start, stop in sessions:
+        day = start.date()
+        while datetime.combine(day, time(), UTC) < stop:
+            used.add(day.isoformat())
+            day += timedelta(days=1)
+    return used & set(days)
+
+
+def overlapping(sessions, first_day: str, last_day: str) -> list:
+    """The sessions with time between the start of `first_day` and the end of `last_day`."""
+    start = datetime.combine(date.fromisoformat(first_day), time(), UTC)
+    end = datetime.combine(date.fromisoformat(last_day) + timedelta(days=1), time(), UTC)
+    return [(a, b) for a, b in sessions if a < end and b > start]
 
 
 # the GPU hours each researcher used last month, as recorded below
@@ -81,17 +113,21 @@ def journey_hub(request, hub_factory, tmp_path_factory):
     hub = hub_factory(path, "journeys-hub", base_url=request.param)
     hub.suffix = "" if request.param == "/" else "-base-url"
     database = config["usage"]["database_url"]
-    now = datetime.now(UTC)
-    # bob: one session, two hours ago (sparse data)
-    record_session(database, "bob", now - timedelta(hours=2), 1.0, ["students"])
-    # dan: 40 cores for an hour, 1.26 USD at the demo's 0.0316 USD a core-hour: past his 1 USD
-    record_session(database, "dan", now - timedelta(hours=2), 1.0, ["workshop"], cpus=40.0)
+    now = clear_of_the_month_end()
+    # bob: one session, two hours ago (sparse data); the days it touches depend on the hour
+    hub.sessions = {"bob": [record_session(database, "bob", now - timedelta(hours=2), 1.0, ["students"])]}
+    # dan: 1.26 USD this month at the demo's 0.0316 USD a core-hour (40 cores for an hour,
+    # more cores for less time just after the month began): past his 1 USD
+    month_start = datetime.combine(first_of_month(now.date()), time(), UTC)
+    started = max(now - timedelta(hours=2), month_start)
+    hours = min(1.0, (now - started).total_seconds() / 3600 / 2)
+    record_session(database, "dan", started, hours, ["workshop"], cpus=40.0 / hours)
     # last month, the researchers' GPU servers (mid-month, far from either edge)
     middle = first_of_month(first_of_month(now.date()) - timedelta(days=1)) + timedelta(days=14)
     noon = datetime(middle.year, middle.month, middle.day, 12, tzinfo=UTC)
     for username, hours in GPU_HOURS_LAST_MONTH.items():
         record_session(database, username, noon, hours, ["researchers"], profile="gpu", gpus=1)
-    record_session(database, "bob", noon, 4.0, ["students"])  # CPU only: no GPU hours
+    hub.sessions["bob"].append(record_session(database, "bob", noon, 4.0, ["students"]))  # CPU only: no GPU hours
     return hub
 
 
@@ -178,13 +214,16 @@ def test_a_student_finds_home_their_profile_a_launch_link_and_their_usage(page, 
     audit(page, f"spawn-launch-link{hub.suffix}")
     assert hub.server("bob") is None  # a link never starts a server
 
-    # his usage: one session, one bar among 30 days; an empty month says so
+    # his usage: a bar for each day of the last 30 he used, a row for each session in them
+    # (which days those are depends on the date and the hour: recomputed from what was recorded)
     page.goto(f"{hub.url}/services/usage/")
     page.wait_for_selector("#usage-chart .main-svg", timeout=15_000)
     chart = page.evaluate("JSON.parse(document.querySelector('#usage-chart-data').textContent)")
-    values = chart["series"][0]["y"]
-    assert len(values) == 30 and sum(1 for v in values if v) == 1
-    expect(page.locator("#usage-sessions tbody tr")).to_have_count(1)
+    days, values = chart["x"], chart["series"][0]["y"]
+    assert len(values) == len(days) == 30
+    assert {day for day, value in zip(days, values) if value} == days_with_use(hub.sessions["bob"], days)
+    shown_sessions = overlapping(hub.sessions["bob"], days[0], days[-1])
+    expect(page.locator("#usage-sessions tbody tr")).to_have_count(len(shown_sessions))
     audit_every_way(browser, hub, f"{hub.url}/services/usage/", "usage-student", "bob", ready="#usage-chart .main-svg")
     page.goto(f"{hub.url}/services/usage/?start=2020-01-01&end=2020-01-31")
     expect(page.locator(".twoi2c-chart-empty")).to_have_text("No usage in this period.")
