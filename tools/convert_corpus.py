@@ -68,14 +68,6 @@ current-context: nowhere
 users: [{name: nobody, user: {token: not-a-token}}]
 """
 ONLY = ""
-AUTH_SECTIONS = {
-    "github": "GitHubOAuthenticator",
-    "cilogon": "CILogonOAuthenticator",
-    "generic-oauth": "GenericOAuthenticator",
-    "google": "GoogleOAuthenticator",
-    "azuread": "AzureAdOAuthenticator",
-    "auth0": "Auth0OAuthenticator",
-}
 Z2JH_PREFIXES = ("", "jupyterhub", "basehub.jupyterhub", "daskhub.jupyterhub")
 
 
@@ -91,7 +83,8 @@ class ValuesSet:
     staging: bool = False
     problems: list[str] = field(default_factory=list)  # files that could not be read
     templated: list[str] = field(default_factory=list)
-    secret_files: list[str] = field(default_factory=list)  # encrypted: not read
+    secret_files: list[str] = field(default_factory=list)  # sops files: keys read, values stood in for
+    chart_layers: int = 0  # how many of the first layers are the chart's own values.yaml
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -130,6 +123,36 @@ def _read_yaml(path: Path, vset: Any) -> dict | None:
     return data or {}
 
 
+_ENCRYPTED = re.compile(r"^ENC\[AES256_GCM,.*type:(\w+)\]$")
+PLACEHOLDER = {"str": "encrypted-value", "int": 1, "float": 1.0, "bool": True}
+
+
+def unencrypted(data: Any) -> Any:
+    """A sops-encrypted file's shape (its keys are plain) with stand-ins for its values:
+    the real deployment reads them, so the layering must see them (a later map keeps a
+    default an earlier `null` would remove)."""
+    if isinstance(data, dict):
+        return {k: unencrypted(v) for k, v in data.items() if k != "sops"}
+    if isinstance(data, list):
+        return [unencrypted(v) for v in data]
+    if isinstance(data, str):
+        match = _ENCRYPTED.match(data)
+        if match:
+            return PLACEHOLDER.get(match.group(1), "encrypted-value")
+    return data
+
+
+def read_secret(path: Path, vset: ValuesSet) -> dict | None:
+    if not path.exists():
+        return None
+    data = read_yaml(path, vset)
+    if data is None or "sops" not in data:
+        vset.problems.append(f"{path.name}: not a sops YAML file, left out")
+        return None
+    vset.secret_files.append(path.name)
+    return unencrypted(data)
+
+
 def render_jsonnet(path: Path, ext_vars: dict[str, str], as_path: str, vset: ValuesSet) -> dict | None:
     try:
         import _jsonnet
@@ -154,13 +177,13 @@ def twoi2c_sets(root: Path) -> list[ValuesSet]:
         )
         for hub in cluster.get("hubs") or []:
             chart = hub.get("helm_chart", "basehub")
-            files = [f for f in hub.get("helm_chart_values_files") or [] if "secret" not in os.path.basename(f)]
+            files = list(hub.get("helm_chart_values_files") or [])
             vset = ValuesSet(root.name, f"{cluster_dir.name}/{hub['name']}", files, staging="staging" in hub["name"])
             if ONLY and ONLY not in vset.name:
                 continue
-            vset.secret_files = [f for f in hub.get("helm_chart_values_files") or [] if f not in files]
             base = read_yaml(root / "helm-charts/basehub/values.yaml", vset) or {}
             vset.layers.append({"basehub": base} if chart == "daskhub" else base)
+            vset.chart_layers = 1
             ext_vars = {
                 "VARS_2I2C_HUB_NAME": hub["name"],
                 "VARS_2I2C_CLUSTER_NAME": cluster.get("name", cluster_dir.name),
@@ -178,11 +201,12 @@ def twoi2c_sets(root: Path) -> list[ValuesSet]:
                 vset.layers.append(rendered)
             for name in files:
                 path = cluster_dir / name
-                data = (
-                    render_jsonnet(path, ext_vars, str(path), vset)
-                    if name.endswith(".jsonnet")
-                    else read_yaml(path, vset)
-                )
+                if "secret" in os.path.basename(name):
+                    data = read_secret(path, vset)
+                elif name.endswith(".jsonnet"):
+                    data = render_jsonnet(path, ext_vars, str(path), vset)
+                else:
+                    data = read_yaml(path, vset)
                 if data is not None:
                     vset.layers.append(data)
             sets.append(vset)
@@ -223,15 +247,18 @@ def hubploy_sets(root: Path) -> list[ValuesSet]:
             vset = ValuesSet(root.name, f"{deployment.name}/{env}", files, staging=env == "staging")
             if ONLY and ONLY not in vset.name:
                 continue
-            if (deployment / f"secrets/{env}.yaml").exists():
-                vset.secret_files.append(f"secrets/{env}.yaml")
             if chart is not None:
                 vset.layers.append(read_yaml(chart / "values.yaml", vset) or {})
+                vset.chart_layers = 1
                 vset.files.insert(0, f"{chart.name}/values.yaml")
             for name in files:
                 data = read_yaml(deployment / name, vset)
                 if data is not None:
                     vset.layers.append(data)
+            secret = read_secret(deployment / f"secrets/{env}.yaml", vset)
+            if secret is not None:
+                vset.layers.append(secret)
+                vset.files.append(f"secrets/{env}.yaml (sops: values stood in for)")
             images = (hubploy or {}).get("images") or {}
             path = images.get("image_config_path") or "jupyterhub.singleuser.image"
             specs = (
@@ -266,6 +293,40 @@ def discover(arg: str) -> list[ValuesSet]:
 
 
 # --- z2jh's own jupyterhub_config.py --------------------------------------------------
+
+
+def helm_values(layers: list[dict], chart_layers: int) -> dict:
+    """What Helm computes: the -f files merged in order (a later value replaces, `null`
+    included, a map over a map merges), then coalesced with the chart's own values, where
+    a `null` left standing removes the chart's default."""
+    user: dict = {}
+    for layer in layers[chart_layers:]:
+        user = _user_merged(user, layer or {})
+    return _coalesced(user, merge(layers[:chart_layers]))
+
+
+def _user_merged(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _user_merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _coalesced(user: dict, chart: dict) -> dict:
+    out = copy.deepcopy(chart)
+    for key, value in user.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _coalesced(value, out[key])
+        elif isinstance(value, dict):
+            out[key] = _coalesced(value, {})
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def merge(layers: list[dict]) -> dict:
@@ -551,21 +612,13 @@ async def run_hub(vset: ValuesSet, z2jh: Z2JH) -> dict:
         "files": vset.files,
         "read_problems": vset.problems,
         "templated": vset.templated,
+        "encrypted_files_as_shapes": vset.secret_files,
     }
-    merged = merge(vset.layers)
+    merged = helm_values(vset.layers, vset.chart_layers)
     prefix = z2jh_prefix(merged)
-    # the client id is in the encrypted file the real deployment reads: stand in for it
-    auth_class = peek(merged, f"{prefix}.hub.config.JupyterHub.authenticator_class".lstrip("."))
-    if vset.secret_files and isinstance(auth_class, str):
-        section = AUTH_SECTIONS.get(auth_class, auth_class.rsplit(".", 1)[-1])
-        if not peek(merged, f"{prefix}.hub.config.{section}.client_id".lstrip(".")):
-            placeholder: dict = {}
-            _set_path(
-                placeholder, f"{prefix}.hub.config.{section}.client_id".lstrip("."), "client-id-from-encrypted-file"
-            )
-            vset.layers.append(placeholder)
-            merged = merge(vset.layers)
-            result["secret_placeholders"] = [f"hub.config.{section}.client_id"]
+    naive = merge(vset.layers)  # each null removing at once, as a plain layering does
+    if naive != merged:
+        result["helm_null_differs"] = True
     result["layout"] = {None: "none", "": "plain z2jh"}.get(prefix, f"under {prefix}:")
     z2jh_values = peek(merged, prefix) if prefix is not None else {}
     original_profiles = peek(z2jh_values, "singleuser.profileList") or []
@@ -588,8 +641,14 @@ async def run_hub(vset: ValuesSet, z2jh: Z2JH) -> dict:
         result["causes"].append(
             f"convert: authenticator {peek(z2jh_values, 'hub.config.JupyterHub.authenticator_class')} -> demo"
         )
-    if peek(z2jh_values, "hub.loadRoles"):
-        result["causes"].append("convert: hub.loadRoles present (roles)")
+    original_class = peek(z2jh_values, "hub.config.JupyterHub.authenticator_class")
+    result["auth_kept"] = not (original_class and (config.get("auth") or {}).get("provider") in (None, "demo"))
+    roles = peek(z2jh_values, "hub.loadRoles") or {}
+    result["roles_kept"] = {r.get("name", k) for k, r in roles.items() if isinstance(r, dict)} <= {
+        r.get("name") for r in config.get("roles") or [] if isinstance(r, dict)
+    }
+    if not result["roles_kept"]:
+        result["causes"].append("convert: hub.loadRoles dropped")
     result["auth_provider"] = (config.get("auth") or {}).get("provider")
     result["not_converted"] = [str(n) for n in notes]
     result["converted_profiles"] = len(config.get("profiles") or [])
@@ -768,11 +827,12 @@ def main(argv: list[str] | None = None) -> int:
                                 "reason": f"tool error {type(e).__name__}: {first_line(e)}"})  # fmt: skip
 
     yes = lambda v: {True: "yes", False: "no", None: "-"}.get(v, "-")  # noqa: E731
-    print(f"{'hub':42} {'prof':>4} {'conv':>4} {'check':>5} {'pods':>4} {'offer':>5}  first reason")
+    print(f"{'hub':42} {'prof':>4} {'conv':>4} {'check':>5} {'pods':>4} {'offer':>5} {'auth':>4} {'role':>4}  reason")
     for r in results:
         print(
             f"{r['corpus'][:12] + ':' + r['hub']:42.42} {r.get('profiles', 0):>4} {yes(r.get('converted')):>4} "
-            f"{yes(r.get('check_config')):>5} {yes(r.get('pods_same')):>4} {yes(r.get('offers_same')):>5}  "
+            f"{yes(r.get('check_config')):>5} {yes(r.get('pods_same')):>4} {yes(r.get('offers_same')):>5} "
+            f"{yes(r.get('auth_kept')):>4} {yes(r.get('roles_kept')):>4}  "
             f"{(r.get('reason') or '')[:150]}"
         )
     print()
@@ -783,11 +843,14 @@ def main(argv: list[str] | None = None) -> int:
         def count(key: str, rs: list = rs) -> int:
             return sum(bool(r.get(key)) for r in rs)
 
-        whole = lambda r: r.get("converted") and r.get("check_config") and r.get("pods_same") and r.get("offers_same")  # noqa: E731
+        whole = lambda r: all(  # noqa: E731
+            r.get(k) for k in ("converted", "check_config", "pods_same", "offers_same", "auth_kept", "roles_kept")
+        )
         print(
             f"{corpus}: {len(rs)} values sets ({len(with_profiles)} with a profileList): "
             f"converted {count('converted')}, check-config {count('check_config')}, "
             f"same pods {count('pods_same')}, same offers {count('offers_same')}, "
+            f"authenticator kept {count('auth_kept')}, roles kept {count('roles_kept')}, "
             f"whole {sum(bool(whole(r)) for r in rs)} (with profiles: {sum(bool(whole(r)) for r in with_profiles)})"
         )
         print("  first reasons:")
