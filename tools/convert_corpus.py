@@ -244,7 +244,7 @@ def hubploy_sets(root: Path) -> list[ValuesSet]:
             files = ["config/common.yaml"] + (
                 [f"config/{env}.yaml"] if (deployment / f"config/{env}.yaml").exists() else []
             )
-            vset = ValuesSet(root.name, f"{deployment.name}/{env}", files, staging=env == "staging")
+            vset = ValuesSet(root.name, f"{deployment.name}/{env}", list(files), staging=env == "staging")
             if ONLY and ONLY not in vset.name:
                 continue
             if chart is not None:
@@ -746,7 +746,7 @@ async def run_hub(vset: ValuesSet, z2jh: Z2JH) -> dict:
     result["selections"] = len(selections(initialized))
     result["pods_compared"] = compared
     result["pods_same"] = not pod_diffs
-    result["pod_diffs"] = pod_diffs[:8]
+    result["pod_diffs"] = pod_diffs[:8] + [d for d in pod_diffs[8:] if "volume" not in d][:8]
     result["causes"] = sorted(causes)
     if not result.get("reason"):
         if offer_diffs:
