@@ -2,11 +2,17 @@
 PostgreSQL: nothing is lost, and every report reads the same as on a database made at the
 latest revision from the same history."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
-from sqlalchemy import MetaData, insert
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import MetaData, insert, inspect
 from test_replicate import every_row, fill, reports
 
-from twoi2c_hub.accounting.db import make_engine, upgrade
+from twoi2c_hub.accounting.db import alembic_config, make_engine, upgrade
+from twoi2c_hub.accounting.models import Base
 from twoi2c_hub.replicate.archive import known_revisions
 
 EARLIER = known_revisions("sqlite://")[:-1]
@@ -96,3 +102,65 @@ def test_a_database_from_an_earlier_revision_upgrades_with_its_data(revision, da
                 assert got[key][name] == pytest.approx(figures, rel=1e-9, abs=1e-9), (revision, key, name)
         else:
             assert got[key] == value, (revision, key)
+
+
+def schema(url: str) -> dict:
+    """Every table's columns, keys, indexes and constraints, as the database reports them."""
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        seen = inspect(connection)
+        tables = {
+            name: {
+                "columns": sorted(
+                    (c["name"], str(c["type"]), c["nullable"], str(c.get("default")).strip("'"))
+                    for c in seen.get_columns(name)
+                ),  # in any order: a migration adds a column at the end
+                "primary_key": seen.get_pk_constraint(name)["constrained_columns"],
+                "foreign_keys": sorted(
+                    (tuple(f["constrained_columns"]), f["referred_table"], f.get("options", {}).get("ondelete"))
+                    for f in seen.get_foreign_keys(name)
+                ),
+                "indexes": sorted(
+                    (i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in seen.get_indexes(name)
+                ),
+                "unique": sorted(tuple(u["column_names"]) for u in seen.get_unique_constraints(name)),
+            }
+            for name in seen.get_table_names()
+        }
+        version = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
+    engine.dispose()
+    return {"tables": tables, "version": version}
+
+
+def test_a_new_database_made_in_one_step_is_the_one_the_migrations_make(tmp_path, request, database_url):
+    """An empty database is created at the latest schema at once (create and stamp); the
+    same schema, revision included, as running every migration one after the other."""
+    if database_url.startswith("sqlite"):
+        stepwise = f"sqlite:///{tmp_path / 'stepwise.sqlite'}"
+    else:
+        stepwise = request.getfixturevalue("postgres_server").new_database()
+    command.upgrade(alembic_config(stepwise), "head")  # every migration
+    made, migrated = schema(database_url), schema(stepwise)
+    assert made["version"] == migrated["version"] == [known_revisions(database_url)[-1]]
+    assert made["tables"].keys() == migrated["tables"].keys() and len(made["tables"]) > 10
+    for name, table in made["tables"].items():
+        assert table == migrated["tables"][name], name
+    # and the models hold nothing the migrations do not make
+    engine = make_engine(stepwise)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_server_default": True})
+        assert compare_metadata(context, Base.metadata) == []
+    engine.dispose()
+
+
+def test_services_starting_at_once_on_a_new_database_make_it_once_without_migrating(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'usage.sqlite'}"
+    head = known_revisions(url)[-1]
+
+    def only_when_done(config, revision):  # the later ones find the work done
+        assert schema(url)["version"] == [head], "a new database was migrated step by step"
+
+    monkeypatch.setattr(command, "upgrade", only_when_done)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: upgrade(url), range(4)))
+    assert schema(url)["version"] == [known_revisions(url)[-1]]

@@ -3,13 +3,16 @@ its schema managed by the Alembic migrations shipped in this package."""
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -44,23 +47,57 @@ UPGRADE_LOCK = 0x7132_C0DE
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at `url` to `revision` (`twoi2c-hub db upgrade`). Idempotent;
-    on PostgreSQL, upgrades started at once run one after the other (an advisory lock),
-    the later finding the work done."""
-    if not url.startswith("postgresql"):
+    """Bring the database at `url` to `revision` (`twoi2c-hub db upgrade`). Idempotent.
+    A new, empty database is made at the latest schema in one step (Alembic's "create and
+    stamp" recipe) rather than by every migration one after the other. Upgrades started at
+    once (the usage and cost services, two hub pods) run one after the other, the later
+    finding the work done."""
+    with _one_upgrade_at_a_time(url):
+        if revision == "head" and _create_if_empty(url):
+            return
         command.upgrade(alembic_config(url), revision)
-        return
+
+
+def _create_if_empty(url: str) -> bool:
+    """Make the latest schema in a database with no tables, and mark it as at the head
+    revision; False (nothing done) if it has any table."""
+    from .models import Base
+
     engine = make_engine(url)
     try:
-        with engine.connect() as lock:
-            lock.exec_driver_sql(f"SELECT pg_advisory_lock({UPGRADE_LOCK})")
-            try:
-                command.upgrade(alembic_config(url), revision)
-            finally:
-                lock.exec_driver_sql(f"SELECT pg_advisory_unlock({UPGRADE_LOCK})")
-                lock.commit()
+        with engine.begin() as connection:
+            if inspect(connection).get_table_names():
+                return False
+            Base.metadata.create_all(connection)
     finally:
         engine.dispose()
+    command.stamp(alembic_config(url), "head")
+    return True
+
+
+@contextmanager
+def _one_upgrade_at_a_time(url: str) -> Iterator[None]:
+    """A PostgreSQL advisory lock; for an SQLite file, a lock on a file beside it."""
+    if url.startswith("postgresql"):
+        engine = make_engine(url)
+        try:
+            with engine.connect() as lock:
+                lock.exec_driver_sql(f"SELECT pg_advisory_lock({UPGRADE_LOCK})")
+                try:
+                    yield
+                finally:
+                    lock.exec_driver_sql(f"SELECT pg_advisory_unlock({UPGRADE_LOCK})")
+                    lock.commit()
+        finally:
+            engine.dispose()
+        return
+    database = make_url(url).database
+    if not url.startswith("sqlite") or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.upgrade-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def session_maker(engine: Engine) -> sessionmaker:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -86,7 +87,7 @@ class ServerSession(Base):
     # counted in the daily rollups (only closed sessions are)
     rolled_up: Mapped[bool] = mapped_column(Boolean, default=False)
     # counted in the daily cost rollups (computed with the prices in force, see costs.py)
-    cost_rolled_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    cost_rolled_up: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class SessionGroup(Base):
