@@ -229,16 +229,15 @@ def convert_values(args) -> int:
     import yaml
 
     from .config.loading import parse_config
-    from .replicate.convert import convert
+    from .replicate.convert import ConvertError, convert, read_values
 
-    layers = []
-    for path in args.values:
-        try:
-            layers.append(yaml.safe_load(Path(path).read_text()) or {})
-        except (OSError, yaml.YAMLError) as e:
-            print(f"{path}: {e}", file=sys.stderr)
-            return 1
-    config, notes = convert(layers, args.name)
+    try:
+        chart = [read_values(path) for path in args.chart_values or []]
+        layers = [read_values(path) for path in args.values]
+    except ConvertError as e:
+        print(e, file=sys.stderr)
+        return 1
+    config, notes = convert(chart + layers, args.name, chart_layers=len(chart))
     text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
     header = [f"# Converted by twoi2c-hub convert from {', '.join(args.values)}."]
     if notes:
@@ -337,6 +336,13 @@ def main(argv=None) -> int:
 
     converting = commands.add_parser("convert", help="a zero-to-jupyterhub hub's values as a community config")
     converting.add_argument("values", nargs="+", help="values files, layered in order as Helm layers them")
+    converting.add_argument(
+        "--chart-values",
+        action="append",
+        metavar="FILE",
+        help="the chart's own values.yaml (e.g. 2i2c's basehub), layered below the values files as Helm "
+        "coalesces a chart's defaults (repeatable)",
+    )
     converting.add_argument("--name", help="the community's name (default: the values' homepage name)")
     converting.add_argument("--out", help="write the config here (default: print it)")
     converting.set_defaults(run=convert_values)

@@ -136,6 +136,9 @@ class SpawnerSection(Strict):
     """Environment added to hub admins' servers only."""
     admin_volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
     """Kubernetes volume mounts added to hub admins' servers only."""
+    oauth_client_allowed_scopes: list[str] = Field(default_factory=list)
+    """Scopes a server's token may have beyond its own (JupyterHub's
+    `Spawner.oauth_client_allowed_scopes`), e.g. `access:services` for the services."""
     local: LocalSpawnerSection = Field(default_factory=LocalSpawnerSection)
     """Settings of the local-process spawner."""
     interfaces: list[Interface] = Field(default_factory=list)

@@ -72,6 +72,8 @@ def _spawner(c, config: CommunityConfig) -> None:
     section.user_environment = spawner.user_environment
     section.admin_environment = spawner.admin_environment
     section.start_timeout = spawner.start_timeout
+    if spawner.oauth_client_allowed_scopes:
+        section.oauth_client_allowed_scopes = list(spawner.oauth_client_allowed_scopes)
     if spawner.default_url:
         section.default_url = spawner.default_url
     section.interfaces = spawner.interface_list()
