@@ -24,8 +24,12 @@ original profile list, build the pod KubeSpawner builds
 - from the original values: z2jh's own jupyterhub_config.py run on the chart's default
   values and these (hub.extraConfig not run: it is Python), a KubeSpawner;
 - from ours: z2jh's jupyterhub_config.py run on the chart defaults and only what `convert`
-  said to keep in the chart's values (deployment settings), then `twoi2c_hub`'s wiring of
-  the converted config, a ProfileKubeSpawner;
+  said to keep in the chart's values (deployment settings, and the server settings the
+  chart applies that have no community setting), then `twoi2c_hub`'s wiring of the
+  converted config, a ProfileKubeSpawner;
+
+The values are layered with `twoi2c_hub.replicate.convert.helm_values` (Helm's layering,
+the same the product uses);
 
 and compare image, resources, node selector, tolerations, environment, volumes and volume
 mounts. Offers are compared for every group set: no group, each group named in an
@@ -58,6 +62,10 @@ from typing import Any
 
 import yaml
 
+from twoi2c_hub.replicate.convert import Z2JH_PATHS as Z2JH_PREFIXES
+from twoi2c_hub.replicate.convert import at as peek
+from twoi2c_hub.replicate.convert import helm_values, merge
+
 Z2JH_MIRROR = Path("/work/.mirror/jupyterhub+zero-to-jupyterhub-k8s/repo")
 VOLATILE_ENV = {"JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_OAUTH_ACCESS_SCOPES", "JUPYTERHUB_OAUTH_SCOPES"}
 FAKE_KUBECONFIG = """apiVersion: v1
@@ -68,7 +76,6 @@ current-context: nowhere
 users: [{name: nobody, user: {token: not-a-token}}]
 """
 ONLY = ""
-Z2JH_PREFIXES = ("", "jupyterhub", "basehub.jupyterhub", "daskhub.jupyterhub")
 
 
 # --- values sets ------------------------------------------------------------------------
@@ -293,70 +300,6 @@ def discover(arg: str) -> list[ValuesSet]:
 
 
 # --- z2jh's own jupyterhub_config.py --------------------------------------------------
-
-
-def helm_values(layers: list[dict], chart_layers: int) -> dict:
-    """What Helm computes: the -f files merged in order (a later value replaces, `null`
-    included, a map over a map merges), then coalesced with the chart's own values, where
-    a `null` left standing removes the chart's default."""
-    user: dict = {}
-    for layer in layers[chart_layers:]:
-        user = _user_merged(user, layer or {})
-    return _coalesced(user, merge(layers[:chart_layers]))
-
-
-def _user_merged(base: dict, top: dict) -> dict:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _user_merged(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _coalesced(user: dict, chart: dict) -> dict:
-    out = copy.deepcopy(chart)
-    for key, value in user.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _coalesced(value, out[key])
-        elif isinstance(value, dict):
-            out[key] = _coalesced(value, {})
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def merge(layers: list[dict]) -> dict:
-    """Helm's layering: maps merged key by key, the rest replaced, null removes."""
-    out: dict = {}
-    for layer in layers:
-        out = _merged(out, layer or {})
-    return out
-
-
-def _merged(base: dict, top: dict) -> dict:
-    out = dict(base)
-    for key, value in top.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def peek(data: Any, path: str, default: Any = None) -> Any:
-    if not path:
-        return data
-    for key in path.split("."):
-        if not isinstance(data, dict) or key not in data:
-            return default
-        data = data[key]
-    return data
 
 
 def z2jh_prefix(merged: dict) -> str | None:
@@ -627,7 +570,7 @@ async def run_hub(vset: ValuesSet, z2jh: Z2JH) -> dict:
 
     # convert
     try:
-        config, notes = convert(copy.deepcopy(vset.layers), vset.name.split("/")[-1])
+        config, notes = convert(copy.deepcopy(vset.layers), vset.name.split("/")[-1], chart_layers=vset.chart_layers)
     except Exception as e:
         result.update(converted=False, reason=f"convert raised {type(e).__name__}: {first_line(e)}")
         return result
