@@ -28,15 +28,13 @@ original profile list, build the pod KubeSpawner builds
   chart applies that have no community setting), then `twoi2c_hub`'s wiring of the
   converted config, a ProfileKubeSpawner;
 
-The values are layered with `twoi2c_hub.replicate.convert.helm_values` (Helm's layering,
-the same the product uses);
-
 and compare image, resources, node selector, tolerations, environment, volumes and volume
 mounts. Offers are compared for every group set: no group, each group named in an
 `allowed_groups`, all of them; the original filtered as 2i2c's basehub filters (groups
 casefolded; a profile, choice or write-in with `allowed_groups` only for members).
 
-Not part of `make test`: it reads third-party repositories.
+The values are layered as Helm layers them by `twoi2c_hub.replicate.convert.helm_values`,
+the product's own. Not part of `make test`: it reads third-party repositories.
 """
 
 from __future__ import annotations
