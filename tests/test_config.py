@@ -328,7 +328,13 @@ def test_the_idle_culler_parses_the_flags_configure_writes():
 @pytest.mark.parametrize(
     "auth, expected",
     [
-        ({"provider": "facebook"}, ["auth.provider: must be one of 'demo', 'github', 'cilogon', 'oidc' or 'workshop'"]),
+        (
+            {"provider": "facebook"},
+            [
+                "auth.provider: must be one of 'demo', 'github', 'cilogon', 'oidc', 'workshop' or 'external'; "
+                "for the authenticator facebook, use provider: external with class: facebook"
+            ],
+        ),
         (
             {"provider": "github", "github": {"allowed_organizations": ["org"]}},
             ["auth.client_id: is required for provider github (the secret goes in $OAUTH_CLIENT_SECRET)"],

@@ -54,13 +54,12 @@ def _names(groups) -> str:
     return ", ".join(sorted(groups)) or "(none)"
 
 
-class CommunityAuthenticatorMixin(LoggingConfigurable):
-    """Mixed into an OAuthenticator subclass, before it in the bases."""
+class CommunityMixinBase(LoggingConfigurable):
+    """What both community mixins add: refusals that explain themselves, group mapping,
+    anonymised usernames, group changes reported to a hook."""
 
     # how this provider is named in anonymised-username hashes and in messages
     provider_name = "oauth"
-    # the user_info key holding the provider's stable, never-reassigned subject
-    subject_claim = "sub"
 
     explain_refusals = Bool(
         False,
@@ -89,13 +88,6 @@ class CommunityAuthenticatorMixin(LoggingConfigurable):
         help="A prefix added to every imported group name, after renames.",
     )
 
-    staff_users = List(
-        Unicode(),
-        config=True,
-        help="""Break-glass staff: names *at the provider* (before anonymisation) who are
-        always allowed in and are hub admins, whatever the other rules say.""",
-    )
-
     anonymize_usernames = Bool(
         False,
         config=True,
@@ -120,6 +112,60 @@ class CommunityAuthenticatorMixin(LoggingConfigurable):
         help="""Called as hook(authenticator, username, added, removed) whenever a login
         or a refresh changes someone's groups (sets of names). The usage service uses it
         to keep membership with dates.""",
+    )
+
+    def check_allow_config(self):
+        super().check_allow_config()
+        if self.anonymize_usernames and len(self.anonymous_secret) < 32:
+            raise ValueError(
+                f"{type(self).__name__}.anonymize_usernames needs a secret of at least 32 "
+                f"characters in ${ANONYMOUS_SECRET_ENV} (e.g. `openssl rand -hex 32`)"
+            )
+
+    def map_groups(self, groups) -> set[str]:
+        """The provider's groups as this hub names them: filtered, renamed, prefixed."""
+        mapped = set()
+        for group in groups:
+            group = str(group)
+            if self.group_patterns and not any(fnmatch.fnmatchcase(group, p) for p in self.group_patterns):
+                continue
+            for rule in self.group_renames:
+                group = re.sub(rule["match"], rule["replace"], group)
+            if group:
+                mapped.add(self.group_prefix + group)
+        return mapped
+
+    def report_group_changes(self, username: str, old: set[str], new: set[str]) -> None:
+        added, removed = new - old, old - new
+        if not (added or removed):
+            return
+        self.log.info("Groups of %s changed: added %s, removed %s", username, _names(added), _names(removed))
+        if self.group_change_hook is not None:
+            try:
+                self.group_change_hook(self, username, added, removed)
+            except Exception:
+                self.log.exception("group_change_hook failed for %s", username)
+
+    def switch_account_url(self) -> str | None:
+        """Where to go to log in with another account at the provider, if it has one."""
+        return None
+
+    def refuse(self, reason: str, status_code: int = 403):
+        self.log.warning("Login refused: %s", reason)
+        raise LoginRefused(reason, status_code=status_code, switch_account_url=self.switch_account_url())
+
+
+class CommunityAuthenticatorMixin(CommunityMixinBase):
+    """Mixed into an OAuthenticator subclass, before it in the bases."""
+
+    # the user_info key holding the provider's stable, never-reassigned subject
+    subject_claim = "sub"
+
+    staff_users = List(
+        Unicode(),
+        config=True,
+        help="""Break-glass staff: names *at the provider* (before anonymisation) who are
+        always allowed in and are hub admins, whatever the other rules say.""",
     )
 
     provider_down_policy = Unicode(
@@ -169,14 +215,6 @@ class CommunityAuthenticatorMixin(LoggingConfigurable):
             raise ValueError('provider_down_policy must be "keep" or "logout"')
         return proposal.value
 
-    def check_allow_config(self):
-        super().check_allow_config()
-        if self.anonymize_usernames and len(self.anonymous_secret) < 32:
-            raise ValueError(
-                f"{type(self).__name__}.anonymize_usernames needs a secret of at least 32 "
-                f"characters in ${ANONYMOUS_SECRET_ENV} (e.g. `openssl rand -hex 32`)"
-            )
-
     # --- usernames -------------------------------------------------------------------
 
     def provider_username(self, user_info: dict) -> str:
@@ -215,19 +253,6 @@ class CommunityAuthenticatorMixin(LoggingConfigurable):
 
     # --- groups ----------------------------------------------------------------------
 
-    def map_groups(self, groups) -> set[str]:
-        """The provider's groups as this hub names them: filtered, renamed, prefixed."""
-        mapped = set()
-        for group in groups:
-            group = str(group)
-            if self.group_patterns and not any(fnmatch.fnmatchcase(group, p) for p in self.group_patterns):
-                continue
-            for rule in self.group_renames:
-                group = re.sub(rule["match"], rule["replace"], group)
-            if group:
-                mapped.add(self.group_prefix + group)
-        return mapped
-
     async def get_user_groups(self, auth_state):
         return self.map_groups(await super().get_user_groups(auth_state))
 
@@ -238,17 +263,6 @@ class CommunityAuthenticatorMixin(LoggingConfigurable):
             self.log.info("Staff member %s (%s) logs in as a hub admin", auth_model["name"], provider_name)
             auth_model["admin"] = True
         return auth_model
-
-    def report_group_changes(self, username: str, old: set[str], new: set[str]) -> None:
-        added, removed = new - old, old - new
-        if not (added or removed):
-            return
-        self.log.info("Groups of %s changed: added %s, removed %s", username, _names(added), _names(removed))
-        if self.group_change_hook is not None:
-            try:
-                self.group_change_hook(self, username, added, removed)
-            except Exception:
-                self.log.exception("group_change_hook failed for %s", username)
 
     async def run_post_auth_hook(self, handler, auth_model):
         auth_model = await super().run_post_auth_hook(handler, auth_model)
@@ -284,10 +298,6 @@ class CommunityAuthenticatorMixin(LoggingConfigurable):
 
     # --- refusals --------------------------------------------------------------------
 
-    def switch_account_url(self) -> str | None:
-        """Where to go to log in with another account at the provider, if it has one."""
-        return None
-
     def refusal_reason(self, username: str, auth_model: dict) -> str:
         """Why `username` may not log in; providers say more."""
         groups = set(auth_model.get("groups") or [])
@@ -297,10 +307,6 @@ class CommunityAuthenticatorMixin(LoggingConfigurable):
                 f"{_names(self.allowed_groups)}. Your groups: {_names(groups)}."
             )
         return f"Your account ({username}) is not on this hub's list of allowed users."
-
-    def refuse(self, reason: str, status_code: int = 403):
-        self.log.warning("Login refused: %s", reason)
-        raise LoginRefused(reason, status_code=status_code, switch_account_url=self.switch_account_url())
 
     async def check_allowed(self, username, auth_model):
         if auth_model is not None:

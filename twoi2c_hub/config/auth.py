@@ -110,7 +110,9 @@ class WorkshopAuth(Strict):
         return self
 
 
-PROVIDERS = ("demo", "github", "cilogon", "oidc", "workshop")
+# `unconverted` is written by `twoi2c-hub convert` only, and never valid
+PROVIDERS = ("demo", "github", "cilogon", "oidc", "workshop", "external")
+TAGS = (*PROVIDERS, "unconverted")
 OAUTH_PROVIDERS = ("github", "cilogon", "oidc")
 # what to set so that a provider gives groups
 _GROUPS_HINT = {
@@ -275,6 +277,10 @@ class WorkshopAuthSection(_Auth):
         return self
 
 
+# they extend _Auth above
+from .external_auth import ExternalAuthSection, UnconvertedAuthSection  # noqa: E402
+
+
 def _provider(value: Any) -> str:
     if isinstance(value, dict):
         return value.get("provider", "demo")
@@ -288,6 +294,8 @@ AuthSection = Annotated[
     | Annotated[GitHubAuthSection, Tag("github")]
     | Annotated[CILogonAuthSection, Tag("cilogon")]
     | Annotated[OIDCAuthSection, Tag("oidc")]
-    | Annotated[WorkshopAuthSection, Tag("workshop")],
+    | Annotated[WorkshopAuthSection, Tag("workshop")]
+    | Annotated[ExternalAuthSection, Tag("external")]
+    | Annotated[UnconvertedAuthSection, Tag("unconverted")],
     Discriminator(_provider),
 ]

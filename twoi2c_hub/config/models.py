@@ -29,6 +29,7 @@ from .budgets import BudgetSpec, BudgetsSection, Threshold
 from .overrides import catalog_problems, kubespawner_traits, override_problems
 from .pricing import InstancePriceSpec, PriceTableSpec, PricingSection, unpriced
 from .profiles import Choice, InstanceTypeSpec, NodeShare, Profile, ProfileOption, UnlistedChoice
+from .roles import CustomScope, RoleSpec, custom_scope_problems, role_problems
 from .sections import (
     CostSection,
     CullingSection,
@@ -49,6 +50,7 @@ __all__ = [
     "CommunityConfig",
     "CostSection",
     "CullingSection",
+    "CustomScope",
     "DemoUser",
     "Funder",
     "GitHubAuth",
@@ -64,6 +66,7 @@ __all__ = [
     "OIDCAuth",
     "Profile",
     "ProfileOption",
+    "RoleSpec",
     "SpawnerSection",
     "Strict",
     "Threshold",
@@ -102,6 +105,32 @@ class CommunityConfig(Strict):
     """The cost service."""
     budgets: BudgetsSection | None = None
     """Limits on spending, and what happens as they are reached (needs the cost service)."""
+    roles: list[RoleSpec] = Field(default_factory=list)
+    """JupyterHub roles (its `load_roles`): scopes given to users, groups and the hub's services."""
+    custom_scopes: dict[str, CustomScope] = Field(default_factory=dict)
+    """Scopes of the community's own (`custom:...`), for its roles."""
+
+    def own_services(self) -> dict[str, str | None]:
+        """The hub's own services and the custom scope each defines (names as configure() uses them)."""
+        services: dict[str, str | None] = {}
+        if self.culling.enabled:
+            services["idle-culler"] = None
+        if self.usage.enabled:
+            services["usage"] = "custom:usage:read-all"
+        if self.pricing is not None and self.cost.enabled:
+            services["cost"] = "custom:cost:read-all"
+            if self.budgets is not None and self.budgets.budgets:
+                services["cost-checks"] = None
+        return services
+
+    @model_validator(mode="after")
+    def _roles_valid(self):
+        own = {scope for scope in self.own_services().values() if scope}
+        problems = custom_scope_problems(self.custom_scopes, own)
+        problems += role_problems(self.roles, own | set(self.custom_scopes), set(self.own_services()))
+        if problems:
+            raise _error("\n".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _profiles_consistent(self):

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..network import free_port
 from ..spawners import refusals
 from ..usage_client import UsageEventPoster
+from .access import external_authenticator, roles
 from .base import SettingError
 from .loading import ConfigError, load_config
 from .models import CommunityConfig, GitHubAuth, WorkshopAuth
@@ -42,6 +43,7 @@ def configure(c, path) -> CommunityConfig:
     _culler(c, config)
     _usage_service(c, config, Path(path).resolve())
     _cost_service(c, config, Path(path).resolve())
+    roles(c, config)  # last: beside the services' roles, and seeing their user scopes
     return config
 
 
@@ -101,6 +103,8 @@ def _authenticator(c, config: CommunityConfig) -> None:
         c.DemoAuthenticator.users = {name: user.model_dump() for name, user in auth.users.items()}
     elif auth.provider == "workshop":
         _workshop(c, auth)
+    elif auth.provider == "external":
+        external_authenticator(c, auth)
     else:
         _oauth(c, auth)
     section = c.Authenticator
@@ -296,7 +300,7 @@ def _usage_service(c, config: CommunityConfig, config_path: Path) -> None:
     events_url = f"http://127.0.0.1:{port}{{base_url}}services/usage/api/v1/events"
     spawner.usage_events_url = events_url
     spawner.usage_events_token = events_token
-    if config.auth.provider in ("github", "cilogon", "oidc"):
+    if config.auth.provider in ("github", "cilogon", "oidc", "external"):
         # group changes at login and refresh, dated exactly (the service also reads groups
         # from the hub at every reconciliation)
         authenticator = c.JupyterHub.authenticator_class.__name__

@@ -1,0 +1,175 @@
+"""Any other JupyterHub authenticator (`auth.provider: external`), with what the
+community config adds where the class allows it.
+
+The class is named by a dotted path (`canvasoauthenticator.CanvasOAuthenticator`) or an
+entry-point name of `jupyterhub.authenticators` (`google`, `tmp`, `shared-password`).
+`community_class` makes, at config time, a subclass of the same name (so
+`c.<Class>` settings read the same):
+
+- an OAuthenticator (Google, Auth0, GitLab, Canvas, ...) gets CommunityAuthenticatorMixin,
+  as our own providers do: group mapping, `groups_claim`, admin groups, staff,
+  anonymised usernames (of its `subject_claim`), refusals that explain themselves;
+- any other Authenticator (LTI, tmp, shared password, dummy, a site's own) gets
+  ExternalAuthenticatorMixin: the groups its `authenticate` returns mapped, allowed and
+  admin groups applied to them, anonymised usernames (a keyed hash of the name it
+  returns), refusals that explain themselves. What happens inside `authenticate` (a
+  wrong password, an LTI signature) stays the class's own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from importlib.metadata import entry_points
+
+from jupyterhub.auth import Authenticator
+from traitlets import Set, Unicode
+
+from .base import CommunityAuthenticatorMixin, CommunityMixinBase, _names, anonymous_username
+
+ENTRY_POINTS = "jupyterhub.authenticators"
+# what to install for a module or an entry-point name that is not installed
+PACKAGES = {
+    "oauthenticator": "oauthenticator",
+    "ltiauthenticator": "jupyterhub-ltiauthenticator",
+    "tmpauthenticator": "jupyterhub-tmpauthenticator",
+    "tmp": "jupyterhub-tmpauthenticator",
+    "nativeauthenticator": "jupyterhub-nativeauthenticator",
+    "firstuseauthenticator": "jupyterhub-firstuseauthenticator",
+    "ldapauthenticator": "jupyterhub-ldapauthenticator",
+    "canvasoauthenticator": "git+https://github.com/berkeley-dsep-infra/canvasoauthenticator",
+}
+
+
+class AuthenticatorNotFound(Exception):
+    """The named authenticator class cannot be used here; the message says why."""
+
+
+def _install_hint(name: str) -> str:
+    package = PACKAGES.get(name) or PACKAGES.get(name.split(":")[0].split(".")[0])
+    return f" (pip install {package})" if package else " (install the package that provides it)"
+
+
+def resolve(name: str) -> type[Authenticator]:
+    """The authenticator class `name` names: an entry-point name or a dotted path
+    (`module.Class` or `module:Class`), as JupyterHub's authenticator_class reads it."""
+    for entry in entry_points(group=ENTRY_POINTS):
+        if entry.name == name:
+            try:
+                cls = entry.load()
+            except Exception as e:
+                raise AuthenticatorNotFound(
+                    f"'{name}' ({entry.value}) is installed but cannot be imported: {e}"
+                ) from None
+            return _authenticator(name, cls)
+    if "." not in name and ":" not in name:
+        raise AuthenticatorNotFound(
+            f"'{name}' is not installed: no {ENTRY_POINTS} entry point of that name{_install_hint(name)}"
+        )
+    module_name, _, attribute = name.partition(":") if ":" in name else name.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
+            raise AuthenticatorNotFound(f"'{name}' is not installed{_install_hint(name)}") from None
+        raise AuthenticatorNotFound(f"'{name}' cannot be imported: {e}{_install_hint(e.name or '')}") from None
+    except Exception as e:
+        raise AuthenticatorNotFound(f"'{name}' cannot be imported: {type(e).__name__}: {e}") from None
+    cls = getattr(module, attribute, None)
+    if cls is None:
+        raise AuthenticatorNotFound(f"'{name}': the module {module_name} has no {attribute}")
+    return _authenticator(name, cls)
+
+
+def _authenticator(name: str, cls) -> type[Authenticator]:
+    if not (isinstance(cls, type) and issubclass(cls, Authenticator)):
+        raise AuthenticatorNotFound(f"'{name}' is not a JupyterHub Authenticator class")
+    return cls
+
+
+def is_oauthenticator(cls: type) -> bool:
+    try:
+        from oauthenticator.oauth2 import OAuthenticator
+    except ImportError:  # pragma: no cover - a dependency of this package
+        return False
+    return issubclass(cls, OAuthenticator)
+
+
+class ExternalAuthenticatorMixin(CommunityMixinBase):
+    """Mixed into any Authenticator that is not an OAuthenticator, before it in the bases.
+
+    Its own `allowed_groups` and `admin_groups` (community_*), so a class with settings of
+    those names (LDAP's) keeps its meaning of them."""
+
+    community_allowed_groups = Set(
+        Unicode(),
+        config=True,
+        help="Members of these groups (as the class gives them, after mapping) may log in.",
+    )
+
+    community_admin_groups = Set(
+        Unicode(),
+        config=True,
+        help="Members of these groups (after mapping) are hub admins.",
+    )
+
+    async def authenticate(self, handler, data):
+        result = super().authenticate(handler, data)
+        if inspect.isawaitable(result):
+            result = await result
+        if not result:
+            return result  # refused by the class itself
+        if isinstance(result, str):
+            result = {"name": result}
+        result = dict(result)
+        if result.get("groups") is not None:
+            result["groups"] = sorted(self.map_groups(result["groups"]))
+        if set(result.get("groups") or ()) & self.community_admin_groups:
+            result["admin"] = True
+        if self.anonymize_usernames:
+            result["name"] = anonymous_username(self.anonymous_secret.encode(), self.provider_name, result["name"])
+        return result
+
+    async def check_allowed(self, username, authentication=None):
+        groups = set((authentication or {}).get("groups") or ())
+        if groups & self.community_allowed_groups or (authentication or {}).get("admin"):
+            return True
+        allowed = super().check_allowed(username, authentication)
+        if inspect.isawaitable(allowed):
+            allowed = await allowed
+        if not allowed and self.explain_refusals:
+            if self.community_allowed_groups:
+                self.refuse(
+                    f"You are not a member of any of the groups allowed on this hub: "
+                    f"{_names(self.community_allowed_groups)}. Your groups: {_names(groups)}."
+                )
+            self.refuse(f"Your account ({username}) is not on this hub's list of allowed users.")
+        return allowed
+
+    def check_blocked_users(self, username, authentication=None):
+        allowed = super().check_blocked_users(username, authentication)
+        if not allowed and self.explain_refusals:
+            self.refuse("This account is blocked on this hub. Ask the hub's administrators if this is a mistake.")
+        return allowed
+
+    async def run_post_auth_hook(self, handler, auth_model):
+        auth_model = await super().run_post_auth_hook(handler, auth_model)
+        if auth_model and self.manage_groups and "groups" in auth_model and handler is not None:
+            existing = handler.find_user(auth_model["name"])
+            old = {g.name for g in existing.groups} if existing else set()
+            self.report_group_changes(auth_model["name"], old, set(auth_model["groups"]))
+        return auth_model
+
+
+def community_class(cls: type[Authenticator], subject_claim: str = "sub") -> type[Authenticator]:
+    """`cls` with the community mixin that fits it, under the same name."""
+    if issubclass(cls, CommunityMixinBase):
+        return cls
+    mixin = CommunityAuthenticatorMixin if is_oauthenticator(cls) else ExternalAuthenticatorMixin
+    namespace = {
+        "__module__": __name__,
+        "__doc__": cls.__doc__,
+        "provider_name": cls.__name__.lower(),
+        "subject_claim": subject_claim,
+    }
+    return type(cls.__name__, (mixin, cls), namespace)

@@ -1,0 +1,113 @@
+"""`auth: provider: external`: any other JupyterHub authenticator class, and the
+`unconverted` marker `twoi2c-hub convert` writes when it cannot carry one."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from .auth import GroupMapping, _Auth
+from .base import Strict, _error
+
+# the community config's own settings: never in `settings`, where they would be set twice
+_FIRST_CLASS = {
+    "allow_all": "allow_all",
+    "allowed_users": "allowed_users",
+    "admin_users": "admin_users",
+    "blocked_users": "blocked_users",
+    "allowed_groups": "allowed_groups",
+    "admin_groups": "admin_groups",
+    "auth_refresh_age": "refresh_age",
+    "group_patterns": "groups.import",
+    "group_renames": "groups.rename",
+    "group_prefix": "groups.prefix",
+    "anonymize_usernames": "anonymize_usernames",
+    "staff_users": "staff_users",
+    "groups_claim": "groups_claim",
+}
+# a setting whose value is a secret (or holds one: LTI 1.1's consumers, password_groups)
+_SECRET = re.compile(r"secret|password|private_key|api_key|^consumers$")
+
+
+class ExternalAuthSection(_Auth):
+    """`provider: external`: any other JupyterHub authenticator class (Canvas, LTI,
+    Auth0, Google, a site's own), with its own settings."""
+
+    provider: Literal["external"]
+    """`external`."""
+    class_: str = Field(
+        alias="class",
+        description="The class: a dotted path (`canvasoauthenticator.CanvasOAuthenticator`) or an "
+        "entry-point name of `jupyterhub.authenticators` (`google`, `tmp`, `dummy`, `shared-password`).",
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The class's own settings (traitlets), as `c.<Class>.<name> = value` would set them.",
+    )
+    settings_from_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Settings that are secrets: setting name -> the environment variable holding "
+        "its value (JSON for a list or a mapping), never the value itself.",
+    )
+    groups: GroupMapping = Field(default_factory=GroupMapping, description="How the class's groups are mapped.")
+    groups_claim: str | None = Field(
+        default=None, description="(OAuthenticator classes) the claim of the user info holding groups."
+    )
+    anonymize_usernames: bool = Field(
+        default=False,
+        description="Hub usernames are a keyed hash ($TWOI2C_USERNAME_SECRET) of the subject "
+        "(OAuthenticator classes: `subject_claim`; others: the name the class gives).",
+    )
+    subject_claim: str = Field(
+        default="sub", description="(OAuthenticator classes) the user-info claim that is the stable subject."
+    )
+    staff_users: list[str] = Field(
+        default_factory=list, description="(OAuthenticator classes) break-glass admins, by their name at the provider."
+    )
+
+    @model_validator(mode="after")
+    def _class_usable(self):
+        from ..authenticators.external import AuthenticatorNotFound, is_oauthenticator, resolve
+
+        try:
+            cls = resolve(self.class_)
+        except AuthenticatorNotFound as e:
+            raise _error(f"auth.class: {e}") from None
+        problems = []
+        traits = cls.class_traits(config=True)
+        for where, names in (("settings", self.settings), ("settings_from_env", self.settings_from_env)):
+            for name in names:
+                if name in _FIRST_CLASS:
+                    problems.append(f"auth.{where}.{name}: set auth.{_FIRST_CLASS[name]} instead")
+                elif name not in traits:
+                    close = difflib.get_close_matches(name, list(traits), n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    problems.append(f"auth.{where}.{name}: is not a setting of {cls.__name__}{hint}")
+                elif where == "settings" and _SECRET.search(name):
+                    problems.append(
+                        f"auth.settings.{name}: a secret; put it in an environment variable and "
+                        f"name that in auth.settings_from_env.{name}"
+                    )
+        if not is_oauthenticator(cls):
+            for name in ("groups_claim", "staff_users"):
+                if getattr(self, name):
+                    problems.append(f"auth.{name}: only for OAuthenticator classes; {cls.__name__} is not one")
+        if problems:
+            raise _error("\n".join(problems))
+        return self
+
+
+class UnconvertedAuthSection(Strict):
+    """`provider: unconverted`: what `twoi2c-hub convert` writes when it could not carry
+    the hub's authenticator; never valid, so the hub cannot start as something else."""
+
+    provider: Literal["unconverted"]
+    """`unconverted`."""
+    reason: str = Field(description="Why the authenticator was not converted, and what to do.")
+
+    @model_validator(mode="after")
+    def _never_valid(self):
+        raise _error(f"auth: the hub's authenticator was not converted: {self.reason}")
