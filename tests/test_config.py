@@ -82,7 +82,6 @@ def test_check_config_reports_every_error_with_its_path(tmp_path):
     p = f"{broken}: "
     expected = [
         p + "hub.funder: is not a known setting (did you mean 'funders'?)",
-        p + "profiles[0].alowed_groups: is not a known setting (did you mean 'allowed_groups'?)",
         p + "profiles[1].profile_options.image.unlisted_choice.validation_regex: "
         "is not a valid regular expression: unterminated character set at position 1",
         p + "profiles[1].profile_options.size.node_share[0].instance: unknown instance type "
@@ -92,12 +91,15 @@ def test_check_config_reports_every_error_with_its_path(tmp_path):
         "remove the key to offer it to everyone, or name the groups",
         p + "spawner.kind: must be one of 'local' or 'kube'",
         p + "culling.timeout: must be > 0",
+        # a near miss of allowed_groups would offer the profile to everyone: refused
+        p + "profiles[0].alowed_groups: is not a known setting (did you mean 'allowed_groups'?): "
+        "as written, this is offered to everyone",
         p + "profiles[1].profile_options.image.choices.big.kubespawner_override.cpu_limit: must be > 0",
         p + "profiles[1].profile_options.image.choices.big.kubespawner_override.mem_limit: "
         "must be a size like 512M, 4G or a number of bytes, not 'lots'",
-        p + "profiles[1].profile_options.image.choices.big.kubespawner_override.cpu_gurantee: "
-        "is not a KubeSpawner setting (did you mean 'cpu_guarantee'?)",
-        f"11 error(s) in {broken}",
+        # cpu_gurantee is no KubeSpawner setting: KubeSpawner would set it and start, so
+        # it is a warning (see tests/test_real_profile_lists.py), not an error
+        f"10 error(s) in {broken}",
     ]
     assert lines == expected
 

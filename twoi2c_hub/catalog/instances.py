@@ -47,6 +47,13 @@ class InstanceType:
     allocatable_memory_bytes: int | None = None
     gpu_count: int = 0
     gpu_type: str | None = None
+    # the value of node.kubernetes.io/instance-type on its nodes, when not its name
+    node_label: str | None = None
+
+    @property
+    def label_value(self) -> str:
+        """Where its pods are pinned: `node.kubernetes.io/instance-type` = this."""
+        return self.node_label or self.name
 
     def allocatable(self) -> tuple[float, int]:
         """(cores, bytes) the kubelet offers to pods."""

@@ -67,7 +67,7 @@ def node_share_choices(
             "mem_limit": int(mem_limit),
             "cpu_guarantee": round(cpu_guarantee, 3),
             "cpu_limit": round(cpu, 3),
-            "node_selector": {"node.kubernetes.io/instance-type": instance.name},
+            "node_selector": {"node.kubernetes.io/instance-type": instance.label_value},
         }
         if instance.gpu_count:
             override["extra_resource_limits"] = {"nvidia.com/gpu": str(instance.gpu_count)}

@@ -135,9 +135,15 @@ def gpu_count(override: Mapping) -> int:
 
 
 def merge_override(target: dict, new: Mapping) -> None:
-    """Apply an override the way KubeSpawner does: dicts merge, None removes a key."""
+    """Apply an override the way KubeSpawner 7.1's `_apply_overrides` does: a mapping is
+    merged into the setting's mapping (its `recursive_update`: key by key at any depth,
+    None removing a key, also inside a mapping made anew), so a choice's `node_selector`
+    keeps the profile's other labels; any other value replaces the setting, and None
+    leaves it unset."""
     for key, value in new.items():
-        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+        if isinstance(value, Mapping):
+            if not isinstance(target.get(key), dict):
+                target[key] = {}
             merge_override(target[key], value)
         elif value is None:
             target.pop(key, None)

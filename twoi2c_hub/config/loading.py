@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 from pathlib import Path
@@ -13,6 +14,9 @@ from pydantic import ValidationError
 from ..catalog.instances import INSTANCE_TYPES
 from .auth import PROVIDERS, TAGS
 from .models import CommunityConfig, Strict, catalog_problems
+from .overrides import profile_warnings, suggestion
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):
@@ -122,9 +126,7 @@ def validation_messages(error: ValidationError) -> list[str]:
                 continue
             loc = loc[:1] + loc[2:]
         if item["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(str(loc[-1]), _setting_names(), n=1)
-            if close:
-                message += f" (did you mean '{close[0]}'?)"
+            message += suggestion(loc[-1], _setting_names())
         if message.startswith(("profiles[", "profiles:", "auth.", "auth:", "roles[", "custom_scopes[")):
             lines.extend(message.splitlines())  # checks across settings name their own paths
         else:
@@ -153,15 +155,41 @@ def parse_config(text: str, source: str = "<config>") -> CommunityConfig:
         errors = validation_messages(e) + errors
     if errors:
         raise ConfigError(source, errors)
+    warnings = [f"{_path(loc)}: {message}" for loc, message in profile_warnings(data)]
+    config._warnings = warnings + instance_label_warnings(config)
     return config
 
 
+def instance_label_warnings(config: CommunityConfig) -> list[str]:
+    """An instance type whose node label no cloud gives: its node-share pods would wait
+    for a node that never comes, unless the operator's nodes carry that label."""
+    warnings = []
+    for name, spec in config.instance_types.items():
+        label = spec.node_label or name
+        if label in INSTANCE_TYPES:
+            continue
+        where = f"instance_types.{name}.node_label" if spec.node_label else f"instance_types.{name}"
+        close = difflib.get_close_matches(label, [t for t in INSTANCE_TYPES if t != label], n=1)
+        hint = f" (did you mean node_label: {close[0]}?)" if close else ""
+        advice = "make sure its nodes carry that label" if spec.node_label else "set node_label to the value they carry"
+        warnings.append(
+            f"{where}: '{label}' is not a cloud instance type twoi2c-hub knows: its node-share choices "
+            f"pin pods to nodes labelled node.kubernetes.io/instance-type={label}; {advice}{hint}"
+        )
+    return warnings
+
+
 def load_config(path: str | os.PathLike) -> CommunityConfig:
-    """The validated config in `path`, or a ConfigError listing every problem."""
+    """The validated config in `path`, or a ConfigError listing every problem.
+
+    Its warnings are logged, one line each (`check-config` prints them on stderr)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(path, [f"cannot read the file: {e.strerror}"]) from None
     except UnicodeDecodeError:
         raise ConfigError(path, ["the file is not UTF-8 text"]) from None
-    return parse_config(text, str(path))
+    config = parse_config(text, str(path))
+    for warning in config.warnings:
+        log.warning("%s: warning: %s", path, warning)
+    return config

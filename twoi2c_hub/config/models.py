@@ -9,7 +9,7 @@ their own module; this one puts them together.
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 from pydantic_core import PydanticCustomError
 
 from .. import catalog
@@ -132,6 +132,15 @@ class CommunityConfig(Strict):
             raise _error("\n".join(problems))
         return self
 
+    # what check-config warns about (with paths): kept, never an error; set by parse_config
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Things that work but may not be what was meant, one line each with its path
+        (a key nobody reads, an instance type's label no cloud gives its nodes)."""
+        return list(self._warnings)
+
     @model_validator(mode="after")
     def _profiles_consistent(self):
         slugs: dict[str, int] = {}
@@ -163,8 +172,15 @@ class CommunityConfig(Strict):
         return self
 
     def instance_catalog(self) -> dict[str, InstanceType]:
+        """Instance types by name, and a custom type also by its `node_label`: a pod's
+        node selector names the label, and the type described for it (its measured
+        capacity, its price) is the one that prices and shares that node."""
         table = dict(INSTANCE_TYPES)
-        table.update({name: spec.to_instance_type(name) for name, spec in self.instance_types.items()})
+        custom = {name: spec.to_instance_type(name) for name, spec in self.instance_types.items()}
+        table.update(custom)
+        for instance in custom.values():
+            if instance.node_label and instance.node_label not in custom:
+                table[instance.node_label] = instance
         return table
 
     def profile_list(self) -> list[dict]:

@@ -1,16 +1,33 @@
-"""KubeSpawner overrides in the raw `profiles:` section, checked key by key with paths.
+"""The raw `profiles:` section as KubeSpawner 7.1 would use it: what stops a start, and what
+works but may not be what was meant, each with its path.
 
 These checks read the raw data (before the models), so every bad key of every override
-is reported with its own path, not only the first one pydantic meets.
+is reported with its own path, not only the first one pydantic meets. They follow what
+KubeSpawner's `_apply_overrides` does with an override at start: a mapping is merged
+into the setting's current value, anything else is `setattr` on the spawner -- so a
+value the setting refuses, or a mapping for a setting KubeSpawner does not have, stops
+the start (an error), while a key that is no setting is set on the spawner where
+nothing reads it (a warning).
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from traitlets import Dict, TraitError
+
 from .. import catalog
+from .profiles import Choice, Profile, ProfileOption, UnlistedChoice
+
+# checked below with messages of their own
+_RESOURCE_KEYS = ("cpu_guarantee", "cpu_limit", "mem_guarantee", "mem_limit")
+_MAPPING_KEYS = ("node_selector", "environment", "extra_resource_limits", "extra_resource_guarantees")
+# our own keys of a profile, a choice or a write-in: a near miss is refused, since it
+# would offer to everyone what was meant for some groups
+_GUARDING_KEYS = ("allowed_groups",)
 
 
 @functools.cache
@@ -21,6 +38,15 @@ def kubespawner_traits() -> dict[str, Any]:
     return KubeSpawner.class_traits(config=True)
 
 
+@functools.cache
+def _spawner():
+    # an instance to validate values against, as setattr at start would: traits set up,
+    # __init__ not run (it would look for a cluster)
+    from kubespawner import KubeSpawner
+
+    return KubeSpawner.__new__(KubeSpawner)
+
+
 def _number_problem(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "must be a number of CPU cores, like 0.5 or 2"
@@ -29,12 +55,31 @@ def _number_problem(value: Any) -> str | None:
     return None
 
 
-def override_problems(override: Any, *, write_in: bool = False) -> list[tuple[tuple, str]]:
-    """Every problem in one kubespawner_override, as (path inside it, message).
+def suggestion(key: Any, known) -> str:
+    """' (did you mean 'x'?)' for the closest of `known`, never `key` itself."""
+    close = difflib.get_close_matches(str(key), [k for k in known if k != key], n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
-    Keys must be KubeSpawner settings; resource figures must be what KubeSpawner accepts
-    and be positive; a guarantee must not exceed its limit. A write-in's override is
-    only checked for its keys: its `{value}` placeholders are filled in at spawn time.
+
+def _trait_problem(key: str, value: Any) -> str | None:
+    """What KubeSpawner would say setting `key` to `value` (a mapping is merged instead)."""
+    trait = kubespawner_traits()[key]
+    if isinstance(value, dict) and (isinstance(trait, Dict) or isinstance(trait.default_value, dict)):
+        return None
+    try:
+        trait.validate(_spawner(), value)
+    except TraitError:
+        return f"must be {trait.info()}, not {value!r} (KubeSpawner would refuse it at start)"
+    return None
+
+
+def override_problems(override: Any, *, write_in: bool = False) -> list[tuple[tuple, str]]:
+    """Every problem in one kubespawner_override that would stop a start, as (path
+    inside it, message).
+
+    Values must be what the KubeSpawner setting takes; resource figures must be positive;
+    a guarantee must not exceed its limit. A write-in's override is only checked for
+    mappings of unknown keys: its `{value}` placeholders are filled in at spawn time.
     """
     if not isinstance(override, dict):
         return [((), "must be a mapping of KubeSpawner settings to values")]
@@ -43,16 +88,21 @@ def override_problems(override: Any, *, write_in: bool = False) -> list[tuple[tu
     sizes: dict[str, int] = {}
     for key, value in override.items():
         if key not in traits:
-            close = difflib.get_close_matches(str(key), traits, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            problems.append(((key,), f"is not a KubeSpawner setting{hint}"))
+            if isinstance(value, dict) and not _spawner_has(key):
+                problems.append(
+                    (
+                        (key,),
+                        "is not a KubeSpawner setting, and KubeSpawner cannot merge a mapping into "
+                        f"a setting it does not have: the start would fail{suggestion(key, traits)}",
+                    )
+                )
             continue
-        if write_in or value is None:
+        if write_in:
             continue
         problem = None
-        if key in ("cpu_guarantee", "cpu_limit"):
+        if key in ("cpu_guarantee", "cpu_limit") and value is not None:
             problem = _number_problem(value)
-        elif key in ("mem_guarantee", "mem_limit"):
+        elif key in ("mem_guarantee", "mem_limit") and value is not None:
             try:
                 sizes[key] = catalog.parse_bytes(value)
             except Exception:
@@ -62,17 +112,19 @@ def override_problems(override: Any, *, write_in: bool = False) -> list[tuple[tu
                     problem = "must be > 0"
         elif key == "image" and (not isinstance(value, str) or not value.strip()):
             problem = "must be an image name such as quay.io/jupyter/scipy-notebook:2025-01-06"
-        elif key in ("node_selector", "environment", "extra_resource_limits", "extra_resource_guarantees"):
-            if not isinstance(value, dict):
-                problem = "must be a mapping of names to values"
-            elif key in ("node_selector", "environment") and not all(
+        elif key in _MAPPING_KEYS and isinstance(value, dict):
+            if key in ("node_selector", "environment") and not all(
                 isinstance(v, str) or v is None for v in value.values()
             ):
                 problem = "values must be strings (quote numbers, booleans and lists)"
             elif key.startswith("extra_resource"):
                 for name, amount in value.items():
-                    if str(name).endswith("/gpu") and not _whole_number(amount):
+                    if str(name).endswith("/gpu") and amount is not None and not _whole_number(amount):
                         problems.append(((key, name), 'must be a whole number of GPUs, like "1"'))
+        elif key in _MAPPING_KEYS:
+            problem = "must be a mapping of names to values"
+        else:
+            problem = _trait_problem(key, value)
         if problem:
             problems.append(((key,), problem))
     cpu_g, cpu_l = override.get("cpu_guarantee"), override.get("cpu_limit")
@@ -85,6 +137,33 @@ def override_problems(override: Any, *, write_in: bool = False) -> list[tuple[tu
     return problems
 
 
+def _spawner_has(key: Any) -> bool:
+    from kubespawner import KubeSpawner
+
+    return isinstance(key, str) and hasattr(KubeSpawner, key)
+
+
+def override_warnings(override: Any, beside: Iterable[str] = ()) -> list[tuple[tuple, str]]:
+    """Keys of one kubespawner_override that are no KubeSpawner setting: KubeSpawner sets
+    them on the spawner as they are, where nothing reads them. `beside`: the keys of the
+    profile or choice the override is in (a `default: true` meant there, not in it)."""
+    if not isinstance(override, dict):
+        return []
+    traits = kubespawner_traits()
+    warnings = []
+    for key, value in override.items():
+        # a mapping for a setting KubeSpawner lacks is an error (override_problems)
+        if key in traits or (isinstance(value, dict) and not _spawner_has(key)):
+            continue
+        if key in beside:
+            hint = f" (as a key beside kubespawner_override, {key} would be read)"
+        else:
+            hint = suggestion(key, traits)
+        message = f"is not a KubeSpawner setting: KubeSpawner sets it on the spawner, where nothing reads it{hint}"
+        warnings.append(((key,), message))
+    return warnings
+
+
 def _whole_number(amount: Any) -> bool:
     try:
         count = float(amount)
@@ -93,29 +172,72 @@ def _whole_number(amount: Any) -> bool:
     return count >= 0 and count == int(count)
 
 
-def catalog_problems(data: Any) -> list[tuple[tuple, str]]:
-    """Problems in every kubespawner_override of the raw `profiles:` section, with paths."""
-    problems: list[tuple[tuple, str]] = []
+# --- walking the raw section -----------------------------------------------------------
+
+
+def _items(data: Any) -> Iterator[tuple[tuple, type, dict]]:
+    """(path, model, raw mapping) of every profile, option, choice and write-in."""
     profiles = data.get("profiles") if isinstance(data, dict) else None
     if not isinstance(profiles, list):
-        return problems
-
-    def check(where: tuple, item: Any, write_in: bool = False):
-        if isinstance(item, dict) and "kubespawner_override" in item:
-            base = where + ("kubespawner_override",)
-            problems.extend(
-                (base + loc, msg) for loc, msg in override_problems(item["kubespawner_override"], write_in=write_in)
-            )
-
+        return
     for i, profile in enumerate(profiles):
-        check(("profiles", i), profile)
-        options = profile.get("profile_options") if isinstance(profile, dict) else None
-        for key, option in (options or {}).items() if isinstance(options, dict) else []:
+        if not isinstance(profile, dict):
+            continue
+        yield ("profiles", i), Profile, profile
+        options = profile.get("profile_options")
+        for key, option in options.items() if isinstance(options, dict) else []:
             if not isinstance(option, dict):
                 continue
             where = ("profiles", i, "profile_options", key)
+            yield where, ProfileOption, option
             choices = option.get("choices")
-            for choice_key, choice in (choices or {}).items() if isinstance(choices, dict) else []:
-                check(where + ("choices", choice_key), choice)
-            check(where + ("unlisted_choice",), option.get("unlisted_choice"), write_in=True)
+            for choice_key, choice in choices.items() if isinstance(choices, dict) else []:
+                if isinstance(choice, dict):
+                    yield where + ("choices", choice_key), Choice, choice
+            if isinstance(option.get("unlisted_choice"), dict):
+                yield where + ("unlisted_choice",), UnlistedChoice, option["unlisted_choice"]
+
+
+def catalog_problems(data: Any) -> list[tuple[tuple, str]]:
+    """What in the raw `profiles:` section would stop a start, with paths: bad values in
+    every kubespawner_override, and a near miss of `allowed_groups`."""
+    problems: list[tuple[tuple, str]] = []
+    for where, model, item in _items(data):
+        for key in item:
+            if key not in model.model_fields and difflib.get_close_matches(str(key), _GUARDING_KEYS, n=1):
+                problems.append(
+                    (
+                        where + (key,),
+                        f"is not a known setting{suggestion(key, model.model_fields)}: "
+                        "as written, this is offered to everyone",
+                    )
+                )
+        if "kubespawner_override" in item:
+            base = where + ("kubespawner_override",)
+            found = override_problems(item["kubespawner_override"], write_in=model is UnlistedChoice)
+            problems.extend((base + loc, msg) for loc, msg in found)
     return problems
+
+
+def profile_warnings(data: Any) -> list[tuple[tuple, str]]:
+    """What in the raw `profiles:` section works but may not be what was meant, with
+    paths: keys neither KubeSpawner, jupyterhub-fancy-profiles nor twoi2c-hub reads
+    (kept and handed to KubeSpawner, as zero-to-jupyterhub does), and override keys that
+    are no KubeSpawner setting."""
+    warnings: list[tuple[tuple, str]] = []
+    for where, model, item in _items(data):
+        for key in item:
+            if key in model.model_fields or difflib.get_close_matches(str(key), _GUARDING_KEYS, n=1):
+                continue
+            warnings.append(
+                (
+                    where + (key,),
+                    "is read by neither KubeSpawner, jupyterhub-fancy-profiles nor twoi2c-hub: "
+                    f"kept and passed on unchanged{suggestion(key, model.model_fields)}",
+                )
+            )
+        if "kubespawner_override" in item:
+            base = where + ("kubespawner_override",)
+            found = override_warnings(item["kubespawner_override"], beside=model.model_fields)
+            warnings.extend((base + loc, msg) for loc, msg in found)
+    return warnings

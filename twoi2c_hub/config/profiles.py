@@ -1,5 +1,11 @@
 """The `profiles:` and `instance_types:` sections: KubeSpawner's profile_list format with
-`allowed_groups` and `node_share`, and capacity figures added to the built-in table."""
+`allowed_groups` and `node_share`, and capacity figures added to the built-in table.
+
+A profile list is read as KubeSpawner 7.1 reads it: every key KubeSpawner or
+jupyterhub-fancy-profiles reads is a field here, and any other key of a profile, an
+option, a choice or a write-in is kept and handed to KubeSpawner unchanged, as
+zero-to-jupyterhub does (`check-config` warns about it, see `overrides.profile_warnings`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import difflib
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from .. import catalog
 from ..catalog.instances import INSTANCE_TYPES, InstanceType
@@ -15,6 +21,9 @@ from .base import SLUG_PATTERN, Strict, _check_groups, _error
 
 
 class Overridable(Strict):
+    # keys nobody reads pass through, as in zero-to-jupyterhub (warned about, not refused)
+    model_config = ConfigDict(extra="allow")
+
     # checked by `catalog_problems`, which reports every bad key with its own path
     kubespawner_override: dict[str, Any] = Field(default_factory=dict)
     """KubeSpawner settings this sets (image, cpu_limit, mem_guarantee, node_selector, ...)."""
@@ -34,6 +43,9 @@ class Choice(Overridable):
     """A line under the name on the form."""
     default: bool = False
     """Selected unless the person picks another."""
+    slug: str | None = None
+    """A name 2i2c's hubs give their choices; read by neither KubeSpawner 7.1 nor
+    jupyterhub-fancy-profiles (a choice is named by its key), passed through unchanged."""
 
 
 class UnlistedChoice(Overridable):
@@ -41,6 +53,9 @@ class UnlistedChoice(Overridable):
     """Let people write in a value (e.g. their own image)."""
     display_name: str | None = None
     """The label of the write-in field."""
+    description: str | None = None
+    """A line some hubs write for the write-in; read by neither KubeSpawner 7.1 nor
+    jupyterhub-fancy-profiles (which show `description_in_choices`), passed through."""
     display_name_in_choices: str | None = None
     """How the write-in appears among the choices (default Other...)."""
     description_in_choices: str | None = None
@@ -103,6 +118,8 @@ class NodeShare(Strict):
 
 
 class ProfileOption(Strict):
+    model_config = ConfigDict(extra="allow")
+
     display_name: str
     """The option's label on the form."""
     choices: dict[str, Choice] = Field(default_factory=dict)
@@ -168,6 +185,10 @@ class InstanceTypeSpec(Strict):
     """GPUs on the machine."""
     gpu_type: str | None = None
     """The GPU model."""
+    node_label: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+    """The value of `node.kubernetes.io/instance-type` its nodes carry, where node-share
+    choices pin their pods (default: its name). Give it when the name is your own,
+    e.g. `n2-highmem-16-measured` with `node_label: n2-highmem-16`."""
 
     @field_validator("memory", "allocatable_memory")
     @classmethod
@@ -192,4 +213,5 @@ class InstanceTypeSpec(Strict):
             allocatable_memory_bytes=None if allocatable is None else catalog.parse_bytes(allocatable),
             gpu_count=self.gpu_count,
             gpu_type=self.gpu_type,
+            node_label=self.node_label,
         )
