@@ -111,3 +111,15 @@ class UnconvertedAuthSection(Strict):
     @model_validator(mode="after")
     def _never_valid(self):
         raise _error(f"auth: the hub's authenticator was not converted: {self.reason}")
+
+
+def class_facts(name: str) -> tuple[str, bool] | None:
+    """(its hub.config section, whether it is an OAuthenticator) of the authenticator
+    class `name` names, or None when it is not installed here."""
+    from ..authenticators.external import AuthenticatorNotFound, is_oauthenticator, resolve
+
+    try:
+        cls = resolve(name)
+    except AuthenticatorNotFound:
+        return None
+    return cls.__name__, is_oauthenticator(cls)

@@ -41,9 +41,10 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
+
+from .hub_auth import auth_and_roles
 
 _MISSING = object()
 
@@ -253,22 +254,6 @@ class Values:
         return found
 
 
-AUTHENTICATORS = {
-    "github": "github",
-    "oauthenticator.github.GitHubOAuthenticator": "github",
-    "oauthenticator.GitHubOAuthenticator": "github",
-    "cilogon": "cilogon",
-    "oauthenticator.cilogon.CILogonOAuthenticator": "cilogon",
-    "oauthenticator.CILogonOAuthenticator": "cilogon",
-    "generic-oauth": "oidc",
-    "generic": "oidc",
-    "oauthenticator.generic.GenericOAuthenticator": "oidc",
-    "oauthenticator.GenericOAuthenticator": "oidc",
-}
-_CLASS = {"github": "GitHubOAuthenticator", "cilogon": "CILogonOAuthenticator", "oidc": "GenericOAuthenticator"}
-# settings the converted config does not need: what it sets itself, or implies
-_IMPLIED = ("enable_auth_state", "manage_groups", "populate_teams_in_auth_state", "scope", "userdata_params")
-
 # KubeSpawner settings the singleuser defaults give, and where z2jh's jupyterhub_config.py
 # reads each from; each is set on c.KubeSpawner (hub.config.KubeSpawner replaces it,
 # hub.config.Spawner does not)
@@ -341,7 +326,7 @@ def convert(layers: list[dict], name: str | None = None, chart_layers: int = 0) 
     notes: list[Note] = []
     _original_problems(z2jh, notes)
     config: dict[str, Any] = {"hub": _hub(z2jh, name)}
-    config["auth"] = _auth(z2jh, notes)
+    config.update(auth_and_roles(z2jh, notes))  # auth: and roles: (hub_auth.py)
     config["profiles"] = _profiles(z2jh, notes)
     config["spawner"] = _spawner(z2jh, notes)
     config["culling"] = _culling(z2jh)
@@ -416,57 +401,6 @@ def _hub(z2jh: Values, name: str | None) -> dict:
             hub[target] = [organisation] if target == "funders" else organisation
     z2jh.get(home + "enabled")
     return hub
-
-
-def _auth(z2jh: Values, notes: list[Note]) -> dict:
-    cls = z2jh.peek("hub.config.JupyterHub.authenticator_class")
-    provider = AUTHENTICATORS.get(str(cls)) if cls else None
-    if provider is None:
-        return {"provider": "demo"}  # (the class is listed as not converted)
-    z2jh.get("hub.config.JupyterHub.authenticator_class")
-    common = z2jh.peek("hub.config.Authenticator", {}) or {}
-    section = z2jh.peek(f"hub.config.{_CLASS[provider]}", {}) or {}
-    settings = {**common, **section}
-    auth: dict[str, Any] = {"provider": provider}
-    for key in ("client_id", "allowed_users", "admin_users", "blocked_users", "allow_all", "allowed_groups",
-                "admin_groups"):  # fmt: skip
-        if settings.get(key) not in (None, [], ""):
-            auth[key] = sorted(settings[key]) if isinstance(settings[key], (list, set)) else settings[key]
-    if settings.get("oauth_callback_url"):
-        auth["callback_url"] = settings["oauth_callback_url"]
-    if "auth_refresh_age" in settings:
-        auth["refresh_age"] = settings["auth_refresh_age"]
-    if z2jh.get("custom.auth.anonymizeUsername"):
-        auth["anonymize_usernames"] = True
-    if provider == "github":
-        auth["github"] = {"allowed_organizations": list(settings.get("allowed_organizations") or [])}
-    elif provider == "cilogon":
-        auth["cilogon"] = {"idps": copy.deepcopy(settings.get("allowed_idps") or {})}
-    else:
-        issuer = urlsplit(settings.get("authorize_url") or "")
-        oidc: dict[str, Any] = {
-            "discovery_url": f"{issuer.scheme}://{issuer.netloc}/.well-known/openid-configuration",
-            "username_claim": settings.get("username_claim") or settings.get("username_key") or "preferred_username",
-        }
-        notes.append(Note(f"{z2jh.prefix}hub.config.GenericOAuthenticator.authorize_url",
-                          f"converted to discovery_url {oidc['discovery_url']}: check it"))  # fmt: skip
-        groups = settings.get("auth_state_groups_key") or settings.get("claim_groups_key")
-        if groups == "scope":
-            oidc["groups_from_scopes"] = True
-        elif isinstance(groups, str):
-            oidc["groups_claim"] = groups.removeprefix("oauth_user.")
-        if settings.get("scope"):
-            oidc["scopes"] = list(settings["scope"])
-        auth["oidc"] = oidc
-    known = {"client_id", "allowed_users", "admin_users", "blocked_users", "allow_all",
-             "allowed_groups", "admin_groups", "oauth_callback_url", "auth_refresh_age", "allowed_organizations",
-             "allowed_idps", "authorize_url", "token_url", "userdata_url", "username_claim", "username_key",
-             "auth_state_groups_key", "claim_groups_key", *_IMPLIED}  # fmt: skip
-    for where, values in ((f"hub.config.{_CLASS[provider]}", section), ("hub.config.Authenticator", common)):
-        for key in values:
-            if key in known:
-                z2jh.get(f"{where}.{key}")
-    return auth
 
 
 def _kube_setting(
