@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from twoi2c_hub import server_account
 from twoi2c_hub.cli import demo_homes
 from twoi2c_hub.localhub import tagged_processes
 from twoi2c_hub.network import free_port
+from twoi2c_hub.paths import demo_config
 
 pytestmark = pytest.mark.hub
 
@@ -81,3 +83,71 @@ def test_demo_runs_prints_url_and_password_and_ctrl_c_leaves_nothing_behind(tmp_
     assert "Stopped." in rest
     assert tagged_processes(tag) == []
     shutil.rmtree(demo_homes(tmp_path), ignore_errors=True)
+
+
+def start_demo(config: Path, data_dir: Path, environment=None):
+    """`twoi2c-hub demo --config`, and what it printed up to its 'Press Ctrl-C'."""
+    port = free_port()
+    command = [sys.executable, "-m", "twoi2c_hub.cli", "demo", "--config", str(config), "--port", str(port)]
+    demo = subprocess.Popen(
+        [*command, "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(environment or {})},
+    )
+    output = ""
+    while "Press Ctrl-C" not in output and demo.poll() is None:
+        output += demo.stdout.readline()
+    return demo, f"http://127.0.0.1:{port}", output
+
+
+def stop_demo(demo) -> str:
+    """Ctrl-C; what it printed then."""
+    if demo.poll() is None:
+        demo.send_signal(signal.SIGINT)
+    rest, _ = demo.communicate(timeout=60)
+    return rest
+
+
+@pytest.mark.parametrize("provider", ["workshop", "oidc"])
+def test_the_demo_runs_a_config_of_any_provider_and_says_how_to_log_in(provider, tmp_path, request):
+    config = demo_config()
+    config["culling"] = {"enabled": False}
+    environment = {}
+    if provider == "workshop":
+        config["auth"] = {"provider": "workshop", "workshop": {"group": "students"}}
+        environment["TWOI2C_WORKSHOP_PASSWORD"] = ""  # unset: the demo's own password opens it
+    else:
+        oidc = request.getfixturevalue("oidc_provider")
+        config["auth"] = {
+            "provider": "oidc",
+            "client_id": "twoi2c-demo",
+            "client_secret_env": "DEMO_OIDC_SECRET",
+            "allowed_groups": ["students"],
+            "oidc": {"discovery_url": oidc.url, "groups_claim": "groups"},
+        }
+        environment["DEMO_OIDC_SECRET"] = "not-so-secret"
+    path = tmp_path / f"{provider}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    demo, url, output = start_demo(path, tmp_path / "data", environment)
+    try:
+        assert f"is running at {url}/" in output, output
+        assert "Traceback" not in output, output
+        session = requests.Session()
+        if provider == "workshop":
+            assert "any name and the workshop password" in output, output
+            password = re.search(r"Password: (\S+)", output).group(1)
+            session.get(f"{url}/hub/login", timeout=30)
+            xsrf = session.cookies.get("_xsrf", path="/hub/")
+            data = {"username": "ada", "password": password, "_xsrf": xsrf}
+            response = session.post(f"{url}/hub/login", data=data, timeout=30)
+        else:
+            assert "through the oidc provider" in output, output
+            oidc.set_claims("ada-subject", {"preferred_username": "ada", "groups": ["students"]})
+            session, response = oidc.log_in(url, "ada-subject")
+        assert response.status_code == 200 and "/hub/login" not in response.url, response.url
+        assert session.get(f"{url}/hub/api/user", timeout=30).json()["name"] == "ada"
+    finally:
+        rest = stop_demo(demo)
+    assert demo.returncode == 0 and "Stopped." in rest, rest

@@ -58,11 +58,18 @@ def demo(args) -> int:
             return 1
     else:
         print("Not run as root: every server runs as you, and can read the hub's secrets.", file=sys.stderr)
+    environment = {}
+    if not os.environ.get("JUPYTERHUB_CRYPT_KEY"):  # OAuth providers keep tokens in auth state
+        environment["JUPYTERHUB_CRYPT_KEY"] = _demo_crypt_key(data_dir)
+    workshop = _workshop_password_env(config)
+    if workshop and not os.environ.get(workshop):  # the demo's password opens the workshop
+        environment[workshop] = password
     hub = LocalHub(
         config_path,
         data_dir,
         port=args.port,
         password=password,
+        environment=environment,
         server_account=account,
         homes_dir=args.homes_dir or (demo_homes(data_dir) if account else None),
     )
@@ -76,15 +83,9 @@ def demo(args) -> int:
     # job of a script inherits SIGINT ignored, and Python then leaves it ignored)
     signal.signal(signal.SIGINT, interrupted)
     try:
-        hub.start(timeout=120)
-        users = ", ".join(
-            f"{name} ({'hub admin' if u.admin else ', '.join(u.groups) or 'no group'})"
-            for name, u in config.auth.users.items()
-        )
+        hub.start()
         print(
-            f"\n  {config.hub.name} is running at {hub.url}/\n"
-            f"  Log in as {users}\n"
-            f"  Password: {password}\n\n"
+            f"\n  {config.hub.name} is running at {hub.url}/\n{how_to_log_in(config, password)}\n"
             "  Press Ctrl-C to stop.\n",
             flush=True,
         )
@@ -101,6 +102,39 @@ def demo(args) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans
         hub.stop()
         print("Stopped.", flush=True)
+
+
+def _demo_crypt_key(data_dir: Path) -> str:
+    """The key for auth state: kept in the data dir, so that a demo restarted with the same
+    --data-dir reads what it stored."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = data_dir / "crypt_key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def _workshop_password_env(config) -> str | None:
+    if config.auth.provider != "workshop":
+        return None
+    return config.auth.workshop.password_env if config.auth.workshop else "TWOI2C_WORKSHOP_PASSWORD"
+
+
+def how_to_log_in(config, password: str) -> str:
+    """The lines the demo prints under its URL: who may log in, and how."""
+    auth = config.auth
+    if auth.provider == "demo":
+        users = ", ".join(
+            f"{name} ({'hub admin' if u.admin else ', '.join(u.groups) or 'no group'})"
+            for name, u in auth.users.items()
+        )
+        return f"  Log in as {users}\n  Password: {password}\n"
+    if auth.provider == "workshop":
+        variable = _workshop_password_env(config)
+        shown = password if os.environ.get(variable) in (None, "", password) else f"the one in ${variable}"
+        return f"  Log in with any name and the workshop password.\n  Password: {shown}\n"
+    return f"  Log in through the {auth.provider} provider: the login page has its button.\n"
 
 
 def db_upgrade(args) -> int:

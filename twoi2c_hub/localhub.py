@@ -172,8 +172,14 @@ for _service in c.JupyterHub.get("services", []):
             start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        # waited for while it makes progress (its log grows: a hub and its services starting
+        # on busy cores), given up after `timeout` seconds without any, or ten times that in all
+        began = last_progress = time.monotonic()
+        log_size = 0
+        while time.monotonic() - last_progress < timeout and time.monotonic() - began < 10 * timeout:
+            size = self.log_file.stat().st_size if self.log_file.exists() else 0
+            if size != log_size:
+                log_size, last_progress = size, time.monotonic()
             if self.process.poll() is not None:
                 raise RuntimeError(
                     f"JupyterHub exited with status {self.process.returncode}; see {self.log_file}:\n" + self.log_tail()
@@ -187,7 +193,10 @@ for _service in c.JupyterHub.get("services", []):
                 pass
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"JupyterHub did not answer within {timeout} s; see {self.log_file}")
+        raise RuntimeError(
+            f"JupyterHub did not answer (nothing new in its log for {timeout} s); see {self.log_file}:\n"
+            + self.log_tail()
+        )
 
     def log_tail(self, lines: int = 40) -> str:
         try:
