@@ -12,7 +12,7 @@ DEBIAN_PACKAGES := chromium postgresql sqlite3 prometheus faketime
 
 .PHONY: demo test lint format docs system-packages server-account clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.cfg
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,lint,docs,demo,postgresql,fancy-profiles]'

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +29,14 @@ def test_installed_wheel_finds_its_templates_and_demo_config(tmp_path):
         text=True,
     )
     (wheel,) = wheels.glob("twoi2c_hub-*.whl")
+    # everything of the source tree is in it (setup.cfg lists the packages one by one)
+    inside = set(zipfile.ZipFile(wheel).namelist())
+    source = {str(f.relative_to(ROOT)) for f in (ROOT / "twoi2c_hub").rglob("*") if f.is_file()}
+    source = {name for name in source if "__pycache__" not in name}
+    templates = ROOT / "share" / "templates"
+    shared = {f"twoi2c_hub/_share/templates/{f.relative_to(templates)}" for f in templates.rglob("*") if f.is_file()}
+    examples = {f"twoi2c_hub/_share/examples/{f.name}" for f in (ROOT / "examples").iterdir() if f.is_file()}
+    assert len(source) > 100 and not (source | shared | examples) - inside, (source | shared | examples) - inside
     site = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
