@@ -261,3 +261,15 @@ async def test_pods_wait_in_line_after_their_selection_is_checked():
     await asyncio.wait_for(waiting, 5)
     second.leave_line_after_start()
     assert (LINE.starting, len(LINE.waiting)) == (0, 0)
+
+
+async def test_the_measured_instance_types_pods_land_on_nodes_that_exist():
+    """kube-community's `n2-highmem-16-measured` (measured allocatable figures) has
+    `node_label: n2-highmem-16`: its node-share pods ask for nodes with that label."""
+    kube = examples_dir() / "kube-community.yaml"
+    spawner = make_spawner(kube, make_user(groups=["example-collab:analysis"]))
+    spawner.user_options = {"profile": "shared", "resources": "mem_118_gib"}
+    await spawner.load_user_options()
+    pod = await as_dict(await spawner.get_pod_manifest())
+    assert pod["spec"]["nodeSelector"] == {"node.kubernetes.io/instance-type": "n2-highmem-16"}
+    assert pod["metadata"]["labels"][LABEL_PREFIX + "mem-limit"] == label_value(spawner.mem_limit)

@@ -342,3 +342,46 @@ def test_reserved_cpu_and_memory_tiers():
 )  # fmt: skip
 def test_resources_in_plain_words(resources, words):
     assert in_plain_words(resources) == words
+
+
+def test_a_choices_node_selector_adds_to_the_profiles_as_kubespawner_merges_it():
+    profile = {
+        "display_name": "GPU",
+        "kubespawner_override": {"node_selector": {"example.org/hub-name": "research", "example.org/pool": "users"}},
+        "profile_options": {
+            "size": {
+                "display_name": "Size",
+                "choices": {
+                    "t4": {
+                        "display_name": "T4",
+                        "kubespawner_override": {
+                            "node_selector": {
+                                "node.kubernetes.io/instance-type": "g4dn.xlarge",
+                                "example.org/pool": None,
+                            }
+                        },
+                    }
+                },
+            }
+        },
+    }
+    resolved = resolve([profile], [], {"profile": "gpu", "size": "t4"})
+    assert resolved.node_selector == {
+        "example.org/hub-name": "research",
+        "node.kubernetes.io/instance-type": "g4dn.xlarge",
+    }
+    assert resolved.instance_type == "g4dn.xlarge"
+
+
+def test_node_share_pins_a_custom_type_to_its_node_label():
+    measured = InstanceType(
+        "n2-highmem-16-measured", "gcp", 16, 128 * GiB, 15.89, 120 * GiB, node_label="n2-highmem-16"
+    )
+    choices = catalog.node_share_choices(measured, 2)
+    assert {
+        c["kubespawner_override"]["node_selector"]["node.kubernetes.io/instance-type"] for c in choices.values()
+    } == {"n2-highmem-16"}
+    plain = catalog.node_share_choices(INSTANCE_TYPES["n2-highmem-4"], 1)
+    assert next(iter(plain.values()))["kubespawner_override"]["node_selector"] == {
+        "node.kubernetes.io/instance-type": "n2-highmem-4"
+    }
