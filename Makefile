@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # that move the clock across midnight
 DEBIAN_PACKAGES := chromium postgresql sqlite3 prometheus faketime
 
-.PHONY: demo test lint format docs system-packages server-account clean
+.PHONY: demo test test-midnight lint format docs system-packages server-account clean
 
 $(STAMP): pyproject.toml setup.cfg
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,18 @@ docs: $(STAMP)
 TEST_WORKERS ?= 2
 test: $(STAMP) system-packages server-account lint docs
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# the tests whose answers depend on the date, with the clock (libfaketime, for the test
+# process, the hubs, their services and servers) a minute before and 30 s after the
+# midnight that ends this month: a day, a month and a budget period change under them
+CLOCK_TESTS ?= tests/test_journeys.py tests/test_usage_service.py
+test-midnight: $(STAMP) system-packages server-account
+	@month_end=$$(date -ud "$$(date -u +%Y-%m-01) +1 month" +%s); \
+	for at in -60 30; do \
+	  offset=$$(( month_end + at - $$(date +%s) )); \
+	  echo "== the clock at $$(date -ud @$$(( month_end + at )) '+%F %T') UTC"; \
+	  faketime -f "+$$offset" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(CLOCK_TESTS) $(PYTEST_ARGS) || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info docs/_build
