@@ -1,9 +1,10 @@
 """The community config as it may travel: secrets out, and a list of what was taken out.
 
 The config file names its secrets by environment variable (`client_secret_env`,
-`password_env`, `url_env`, ...): those names stay (the new operator sets the variables)
-and are listed. What would be a secret written in the file itself is removed and listed:
-a database URL's password and a webhook URL given directly.
+`password_env`, `url_env`, an external authenticator's `settings_from_env`, ...): those
+names stay (the new operator sets the variables) and are listed. What would be a secret
+written in the file itself is removed and listed: a database URL's password and a
+webhook URL given directly.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def _walk(node: Any, path: tuple[str, ...], needed: list[dict[str, str]]) -> Non
         value, where = node[key], ".".join((*path, str(key)))
         if isinstance(key, str) and key.endswith("_env") and isinstance(value, str):
             needed.append({"setting": where, "environment_variable": value})
+        elif key == "settings_from_env" and isinstance(value, dict):  # auth.provider external
+            needed += [{"setting": f"{where}.{k}", "environment_variable": v} for k, v in value.items()]
         elif key == "database_url" and isinstance(value, str):
             url = make_url(value)
             if url.password:
