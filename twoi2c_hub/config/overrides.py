@@ -38,10 +38,9 @@ def kubespawner_traits() -> dict[str, Any]:
     return KubeSpawner.class_traits(config=True)
 
 
-@functools.cache
 def _spawner():
-    # an instance to validate values against, as setattr at start would: traits set up,
-    # __init__ not run (it would look for a cluster)
+    # a spawner to set values on, as KubeSpawner's setattr at start would: its traits set
+    # up, its __init__ not run (that would look for a cluster)
     from kubespawner import KubeSpawner
 
     return KubeSpawner.__new__(KubeSpawner)
@@ -67,9 +66,11 @@ def _trait_problem(key: str, value: Any) -> str | None:
     if isinstance(value, dict) and (isinstance(trait, Dict) or isinstance(trait.default_value, dict)):
         return None
     try:
-        trait.validate(_spawner(), value)
+        setattr(_spawner(), key, value)
     except TraitError:
         return f"must be {trait.info()}, not {value!r} (KubeSpawner would refuse it at start)"
+    except Exception:  # noqa: BLE001 - anything else is KubeSpawner's own business at start
+        return None
     return None
 
 
