@@ -15,7 +15,7 @@ from traitlets.config import Config
 from twoi2c_hub import catalog
 from twoi2c_hub.cli import main as cli
 from twoi2c_hub.config import parse_config
-from twoi2c_hub.replicate.convert import merge
+from twoi2c_hub.replicate.helm import merge
 from twoi2c_hub.spawners.kube import ProfileKubeSpawner
 
 VALUES = Path(__file__).parent / "data" / "z2jh"

@@ -17,7 +17,8 @@ from traitlets.config import Config
 
 from twoi2c_hub.cli import main as cli
 from twoi2c_hub.config import parse_config, wiring
-from twoi2c_hub.replicate.convert import at, convert, helm_values, merge
+from twoi2c_hub.replicate.convert import convert
+from twoi2c_hub.replicate.helm import at, helm_values, merge
 from twoi2c_hub.spawners.kube import ProfileKubeSpawner
 
 # the server part of a hub's values, as 2i2c's and universities' hubs write it

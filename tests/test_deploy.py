@@ -158,7 +158,7 @@ def z2jh_chart() -> tuple[dict, dict] | None:
 def test_our_values_pass_the_charts_values_schema():
     import jsonschema
 
-    from twoi2c_hub.replicate.convert import merge
+    from twoi2c_hub.replicate.helm import merge
 
     chart = z2jh_chart()
     if chart is None:

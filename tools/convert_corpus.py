@@ -33,7 +33,7 @@ mounts. Offers are compared for every group set: no group, each group named in a
 `allowed_groups`, all of them; the original filtered as 2i2c's basehub filters (groups
 casefolded; a profile, choice or write-in with `allowed_groups` only for members).
 
-The values are layered as Helm layers them by `twoi2c_hub.replicate.convert.helm_values`,
+The values are layered as Helm layers them by `twoi2c_hub.replicate.helm.helm_values`,
 the product's own. Not part of `make test`: it reads third-party repositories.
 """
 
@@ -60,9 +60,9 @@ from typing import Any
 
 import yaml
 
-from twoi2c_hub.replicate.convert import Z2JH_PATHS as Z2JH_PREFIXES
-from twoi2c_hub.replicate.convert import at as peek
-from twoi2c_hub.replicate.convert import helm_values, merge
+from twoi2c_hub.replicate.helm import Z2JH_PATHS as Z2JH_PREFIXES
+from twoi2c_hub.replicate.helm import at as peek
+from twoi2c_hub.replicate.helm import helm_values, merge
 
 Z2JH_MIRROR = Path("/work/.mirror/jupyterhub+zero-to-jupyterhub-k8s/repo")
 VOLATILE_ENV = {"JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_OAUTH_ACCESS_SCOPES", "JUPYTERHUB_OAUTH_SCOPES"}

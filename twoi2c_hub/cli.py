@@ -263,7 +263,8 @@ def convert_values(args) -> int:
     import yaml
 
     from .config.loading import parse_config
-    from .replicate.convert import ConvertError, convert, read_values
+    from .replicate.convert import convert
+    from .replicate.helm import ConvertError, read_values
 
     try:
         chart = [read_values(path) for path in args.chart_values or []]

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..config.external_auth import _FIRST_CLASS, _SECRET, class_facts
+from .values import Note
 
 OURS = {
     "github": "github",
@@ -66,8 +67,6 @@ def auth_and_roles(z2jh, notes: list) -> dict:
 
 
 def _note(notes: list, z2jh, path: str, what: str) -> None:
-    from .convert import Note  # (convert imports this module)
-
     notes.append(Note(z2jh.prefix + path, what))
 
 
