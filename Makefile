@@ -15,6 +15,8 @@ DEBIAN_PACKAGES := chromium postgresql sqlite3 prometheus faketime
 $(STAMP): pyproject.toml setup.cfg
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	# left behind by the hatchling editable install of old: empty, it shadows the package
+	rm -rf $(VENV)/lib/python3*/site-packages/twoi2c_hub
 	$(BIN)/python -m pip install --quiet -e '.[test,lint,docs,demo,postgresql,fancy-profiles]'
 	touch $(STAMP)
 
