@@ -111,10 +111,10 @@ def schema(url: str) -> dict:
         seen = inspect(connection)
         tables = {
             name: {
-                "columns": sorted(
+                "columns": [
                     (c["name"], str(c["type"]), c["nullable"], str(c.get("default")).strip("'"))
                     for c in seen.get_columns(name)
-                ),  # in any order: a migration adds a column at the end
+                ],  # in the same order: rows read by position compare equal
                 "primary_key": seen.get_pk_constraint(name)["constrained_columns"],
                 "foreign_keys": sorted(
                     (tuple(f["constrained_columns"]), f["referred_table"], f.get("options", {}).get("ondelete"))

@@ -60,6 +60,8 @@ class ServerSession(Base):
         Index("sessions_cost_unrolled", "cost_rolled_up", "started_ms"),
     )
 
+    # columns in the order the migrations add them: a new database, made from these
+    # models in one step, is the same as one migrated step by step
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(255))
     server_name: Mapped[str] = mapped_column(String(255), default="")
@@ -73,8 +75,6 @@ class ServerSession(Base):
     mem_limit_bytes: Mapped[int | None] = mapped_column(BigInteger)
     gpu_count: Mapped[int] = mapped_column(Integer, default=0)
     gpu_type: Mapped[str | None] = mapped_column(String(255))
-    # the node's instance type, when the profile chose one (priced by instance type)
-    instance_type: Mapped[str | None] = mapped_column(String(255))
     started_ms: Mapped[int] = mapped_column(BigInteger)
     stopped_ms: Mapped[int | None] = mapped_column(BigInteger)
     # stopped - started, kept so that reports can bound how far back a window reaches
@@ -86,6 +86,8 @@ class ServerSession(Base):
     seen_ms: Mapped[int | None] = mapped_column(BigInteger)
     # counted in the daily rollups (only closed sessions are)
     rolled_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the node's instance type, when the profile chose one (priced by instance type)
+    instance_type: Mapped[str | None] = mapped_column(String(255))
     # counted in the daily cost rollups (computed with the prices in force, see costs.py)
     cost_rolled_up: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
