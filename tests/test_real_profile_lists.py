@@ -250,6 +250,34 @@ async def test_an_override_key_kubespawner_merely_sets_is_a_warning_and_the_pod_
     assert ours == await pod_of(KubeSpawner, profile_list, {"profile": "a"}, {})
 
 
+async def test_several_defaults_are_a_warning_and_the_first_is_selected_as_kubespawner_does():
+    profile_list = yaml.safe_load(
+        textwrap.dedent("""\
+        - display_name: A
+          default: true
+          profile_options:
+            image:
+              display_name: Image
+              choices:
+                one: {display_name: One, kubespawner_override: {image: "one:1"}}
+                two: {display_name: Two, default: true, kubespawner_override: {image: "two:1"}}
+                three: {display_name: Three, default: true, kubespawner_override: {image: "three:1"}}
+        - display_name: B
+          default: true
+          kubespawner_override: {image: "b:1"}
+        """)
+    )
+    config = parse_config(community(profile_list))
+    assert config.warnings == [
+        "profiles: 2 profiles say default: KubeSpawner (and this hub) selects the first, profiles[0]",
+        "profiles[0].profile_options.image.choices: 2 choices say default: KubeSpawner (and this hub) "
+        "selects the first, two",
+    ]
+    ours = await pod_of(ProfileKubeSpawner, config.profile_list(), {}, {})
+    assert ours == await pod_of(KubeSpawner, profile_list, {}, {}) and ours["image"] == "two:1"
+    assert catalog.resolve(config.profile_list(), [], {}).image == "two:1"
+
+
 def test_a_near_miss_of_allowed_groups_stays_an_error_as_it_would_open_the_profile():
     for key in ("alowed_groups", "allowed_group", "allowed-groups"):
         errors = pytest.raises(ConfigError, parse_config, community([{"display_name": "A", key: ["staff"]}]))

@@ -153,8 +153,6 @@ class CommunityConfig(Strict):
                     {"i": i, "slug": slug, "j": slugs[slug]},
                 )
             slugs[slug] = i
-        if sum(p.default for p in self.profiles) > 1:
-            raise _error("profiles: only one profile may be the default")
         return self
 
     @model_validator(mode="after")

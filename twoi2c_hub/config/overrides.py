@@ -220,12 +220,24 @@ def catalog_problems(data: Any) -> list[tuple[tuple, str]]:
     return problems
 
 
+def _several_defaults(where: tuple, items: Any, what: str) -> list[tuple[tuple, str]]:
+    pairs = items.items() if isinstance(items, dict) else enumerate(items)
+    defaults = [key for key, item in pairs if isinstance(item, dict) and item.get("default")]
+    if len(defaults) < 2:
+        return []
+    first = defaults[0] if isinstance(defaults[0], str) else f"{where[-1]}[{defaults[0]}]"
+    return [(where, f"{len(defaults)} {what}s say default: KubeSpawner (and this hub) selects the first, {first}")]
+
+
 def profile_warnings(data: Any) -> list[tuple[tuple, str]]:
     """What in the raw `profiles:` section works but may not be what was meant, with
     paths: keys neither KubeSpawner, jupyterhub-fancy-profiles nor twoi2c-hub reads
     (kept and handed to KubeSpawner, as zero-to-jupyterhub does), and override keys that
     are no KubeSpawner setting."""
     warnings: list[tuple[tuple, str]] = []
+    profiles = data.get("profiles") if isinstance(data, dict) else None
+    if isinstance(profiles, list):
+        warnings.extend(_several_defaults(("profiles",), profiles, "profile"))
     for where, model, item in _items(data):
         for key in item:
             if key in model.model_fields or difflib.get_close_matches(str(key), _GUARDING_KEYS, n=1):
@@ -237,6 +249,9 @@ def profile_warnings(data: Any) -> list[tuple[tuple, str]]:
                     f"kept and passed on unchanged{suggestion(key, model.model_fields)}",
                 )
             )
+        choices = item.get("choices") if model is ProfileOption else None
+        if isinstance(choices, dict):
+            warnings.extend(_several_defaults(where + ("choices",), choices, "choice"))
         if "kubespawner_override" in item:
             base = where + ("kubespawner_override",)
             found = override_warnings(item["kubespawner_override"], beside=model.model_fields)

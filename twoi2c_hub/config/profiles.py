@@ -141,8 +141,6 @@ class ProfileOption(Strict):
         enabled = self.unlisted_choice is not None and self.unlisted_choice.enabled
         if not self.choices and not self.node_share and not enabled:
             raise _error("an option needs choices, a node_share, or an enabled unlisted_choice")
-        if sum(c.default for c in self.choices.values()) > 1:
-            raise _error("only one choice may be the default")
         return self
 
 
