@@ -73,6 +73,10 @@ def end_tagged_processes(tag: str, *, grace: float = 5.0) -> list[int]:
     return found
 
 
+def _default_interrupt() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class LocalHub:
     """A JupyterHub process configured from a community config file."""
 
@@ -170,6 +174,10 @@ for _service in c.JupyterHub.get("services", []):
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # Ctrl-C as usual in the hub and what it starts, even when this process was started
+            # with SIGINT ignored (a script's background job): JupyterHub stops its services
+            # with SIGINT, and one that inherited it ignored (the idle culler) is waited for 10 s
+            preexec_fn=_default_interrupt,
         )
         log.close()
         # waited for while it makes progress (its log grows: a hub and its services starting
