@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -82,11 +83,7 @@ class ExternalAuthSection(_Auth):
             for name in names:
                 if name in _FIRST_CLASS:
                     problems.append(f"auth.{where}.{name}: set auth.{_FIRST_CLASS[name]} instead")
-                elif name not in traits:
-                    close = difflib.get_close_matches(name, list(traits), n=1)
-                    hint = f" (did you mean '{close[0]}'?)" if close else ""
-                    problems.append(f"auth.{where}.{name}: is not a setting of {cls.__name__}{hint}")
-                elif where == "settings" and _SECRET.search(name):
+                elif name in traits and where == "settings" and _SECRET.search(name):
                     problems.append(
                         f"auth.settings.{name}: a secret; put it in an environment variable and "
                         f"name that in auth.settings_from_env.{name}"
@@ -98,6 +95,28 @@ class ExternalAuthSection(_Auth):
         if problems:
             raise _error("\n".join(problems))
         return self
+
+
+def unknown_setting_warnings(auth: ExternalAuthSection) -> list[str]:
+    """Settings the installed class does not have: JupyterHub starts, and traitlets ignores
+    them with a warning (a hub may have run a newer or patched version of the class)."""
+    from ..authenticators.external import resolve
+
+    cls = resolve(auth.class_)
+    traits = cls.class_traits(config=True)
+    warnings = []
+    for where, names in (("settings", auth.settings), ("settings_from_env", auth.settings_from_env)):
+        for name in names:
+            if name in traits or name in _FIRST_CLASS:
+                continue
+            close = difflib.get_close_matches(name, [t for t in traits if t != name], n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            version = getattr(sys.modules.get(cls.__module__.split(".")[0]), "__version__", None)
+            installed = f" as installed here ({cls.__module__.split('.')[0]} {version})" if version else ""
+            warnings.append(
+                f"auth.{where}.{name}: is not a setting of {cls.__name__}{installed}: JupyterHub will ignore it{hint}"
+            )
+    return warnings
 
 
 class UnconvertedAuthSection(Strict):

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from ..catalog.instances import INSTANCE_TYPES
 from .auth import PROVIDERS, TAGS
+from .external_auth import unknown_setting_warnings
 from .models import CommunityConfig, Strict, catalog_problems
 from .overrides import profile_warnings, suggestion
 
@@ -156,6 +157,8 @@ def parse_config(text: str, source: str = "<config>") -> CommunityConfig:
     if errors:
         raise ConfigError(source, errors)
     warnings = [f"{_path(loc)}: {message}" for loc, message in profile_warnings(data)]
+    if config.auth.provider == "external":
+        warnings += unknown_setting_warnings(config.auth)
     config._warnings = warnings + instance_label_warnings(config)
     return config
 
