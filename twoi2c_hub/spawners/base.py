@@ -183,6 +183,7 @@ class ProfileSpawnerMixin(line.WaitsInLine):
             )
         selection = dict(selection or {})
         try:
+            launch.check_selection(selection)
             interface_name = selection.pop("interface", None)
             pull = selection.pop("git_pull", None)
             if pull is not None and not isinstance(pull, dict):
