@@ -38,8 +38,8 @@ _DURATION = re.compile(r"(\d{1,7})([mhdw])")
 _DURATION_OFFSET = re.compile(r"(\d{1,7})([mhdw]) offset (\d{1,7})([mhdw])")
 _UNIX_PAIR = re.compile(r"(\d{1,12})[,-](\d{1,12})")
 # the earliest and latest moments a window may touch (year 1 and 9999 overflow datetime)
-_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 EXAMPLES = "7d, 24h, today, week, month, lastmonth, or 2026-11-01T00:00:00Z,2026-11-08T00:00:00Z"
 
@@ -128,7 +128,7 @@ def parse_window(value: str, now: datetime, *, max_days: int = MAX_WINDOW_DAYS) 
     try:
         bounds = _named(value, now) or _duration(value, now) or _pair(value)
     except OverflowError:
-        raise ValueError(f"'{value}' reaches outside the years {_EARLIEST.year}-{_LATEST.year}") from None
+        raise ValueError(f"'{value}' reaches outside the years {EARLIEST.year}-{LATEST.year}") from None
     if bounds is None:
         raise ValueError(f"'{value}' is not a window; use e.g. {EXAMPLES}")
     return checked(*bounds, max_days=max_days)
@@ -136,8 +136,8 @@ def parse_window(value: str, now: datetime, *, max_days: int = MAX_WINDOW_DAYS) 
 
 def checked(start: datetime, end: datetime, *, max_days: int = MAX_WINDOW_DAYS) -> Window:
     """The window [start, end) if it is one a report may be asked for; else ValueError."""
-    if start < _EARLIEST or end > _LATEST:
-        raise ValueError(f"a window must lie between the years {_EARLIEST.year} and {_LATEST.year}")
+    if start < EARLIEST or end > LATEST:
+        raise ValueError(f"a window must lie between the years {EARLIEST.year} and {LATEST.year}")
     if end <= start:
         raise ValueError("its end must be after its start")
     if end - start > timedelta(days=max_days):

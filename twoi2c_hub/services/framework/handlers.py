@@ -9,7 +9,7 @@ import io
 import json
 import unicodedata
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from hmac import compare_digest
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,12 @@ if TYPE_CHECKING:
 
 LOG_IN = "Log in through the hub, or send a hub API token (Authorization: token ...)"
 METRICS_SCOPE = "read:metrics"
+STATE_CHANGING = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+XSRF_NEEDED = (
+    "A change sent with the hub's login cookie needs the XSRF token (the _xsrf field of the "
+    "service's own form, or an X-XSRFToken header); programs send a hub API token "
+    "(Authorization: token ...) instead."
+)
 
 
 def error_body(status: int, message: str, parameter: str | None = None) -> str:
@@ -51,6 +57,41 @@ class ServiceHandler(HubOAuthenticated, web.RequestHandler):
 
     def scopes(self, user: dict) -> set[str]:
         return set(user.get("scopes") or [])
+
+    # --- cross-site request forgery ----------------------------------------------------
+
+    def check_xsrf_cookie(self) -> None:
+        """A POST, PUT, DELETE or PATCH that the hub's OAuth cookie would authenticate needs
+        the XSRF token as well, as JupyterHub's own APIs do: another site can make a
+        browser send the cookie, never the token. A request with a valid hub API token
+        needs none (no browser sends one by itself).
+
+        Tornado asks this before every such request, before the user is known; hub OAuth
+        asks it again before taking the cookie, and for cross-site reads (answered as the
+        hub answers them)."""
+        if self.request.method not in STATE_CHANGING:
+            super().check_xsrf_cookie()
+            return
+        if self.authenticated_by_token():
+            return
+        try:
+            self.hub_auth.check_xsrf_cookie(self)
+        except web.HTTPError:
+            raise web.HTTPError(403, XSRF_NEEDED) from None
+
+    def authenticated_by_token(self) -> bool:
+        """Whether a valid hub API token (header or ?token=) comes with the request; a
+        cookie never counts. An invalid token does not count either: hub OAuth would then
+        fall back to the cookie."""
+        if getattr(self, "_token_authenticated", False):
+            return True
+        token = self.hub_auth.get_token(self, in_cookie=False)
+        if not token:
+            return False
+        try:
+            return self.hub_auth.user_for_token(token, session_id=self.hub_auth.get_session_id(self)) is not None
+        except Exception:  # the hub unreachable, a malformed token: not authenticated by it
+            return False
 
     def may_read_all(self, user: dict) -> bool:
         """Hub admins and holders of the service's read-all scope read everyone's figures."""
@@ -139,10 +180,6 @@ class APIHandler(ServiceHandler):
     def get_login_url(self) -> str:
         raise web.HTTPError(403, LOG_IN)
 
-    def check_xsrf_cookie(self) -> None:
-        # APIs are read with tokens or the OAuth cookie, only with GET
-        pass
-
     def reader(self) -> dict:
         """The person or service asking; 403 without one."""
         user = self.current_user
@@ -198,6 +235,9 @@ class TokenPostHandler(APIHandler):
     def get_current_user(self) -> None:
         return None  # the shared token, not a hub login, is checked below
 
+    def check_xsrf_cookie(self) -> None:
+        pass  # no cookie is taken here: only the shared token, checked in prepare()
+
     def prepare(self) -> None:
         if self.request.method != "POST":
             return
@@ -226,24 +266,10 @@ class PageHandler(ServiceHandler):
     """A page in the hub's look; errors are pages too."""
 
     def period(self, default_days: int = 30) -> tuple[windows.Window, str, str]:
-        """The days asked for (`start`, `end`: dates, both included), as a window and as
-        the dates to show in the form; the last `default_days` days by default."""
-        start_day = params.day("start", self.get_argument("start", None))
-        end_day = params.day("end", self.get_argument("end", None))
+        """The days asked for (`start`, `end`), as a window and as the dates to show in the
+        form (see `params.period`); the last `default_days` days by default."""
         today = datetime.now(UTC).date()
-        if start_day is None and end_day is None:
-            end_day = today
-            start_day = end_day - timedelta(days=default_days - 1)
-        elif start_day is None or end_day is None:
-            raise params.BadParameter("start" if start_day is None else "end", "give both dates, or neither")
-        try:
-            window = windows.checked(
-                datetime.combine(start_day, time(), UTC),
-                datetime.combine(end_day + timedelta(days=1), time(), UTC),
-            )
-        except ValueError as e:
-            raise params.BadParameter("start/end", str(e)) from None
-        return window, start_day.isoformat(), end_day.isoformat()
+        return params.period(self.get_argument("start", None), self.get_argument("end", None), today, default_days)
 
     @staticmethod
     def step(window: windows.Window) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 
 from tornado import web
 
@@ -71,16 +71,45 @@ def window(name: str, value: str | None, now: datetime, default: str | None = No
         raise BadParameter(name, str(e)) from None
 
 
+# the days a page, a report or a ledger entry may name: those of `accounting.windows`, so no
+# date arithmetic on a day given (the day after the last, a window's milliseconds) overflows
+FIRST_DAY = windows.EARLIEST.date()
+LAST_DAY = windows.LATEST.date() - timedelta(days=1)
+
+
 def day(name: str, value: str | None) -> date | None:
-    """A calendar date, YYYY-MM-DD."""
+    """A calendar date, YYYY-MM-DD, from FIRST_DAY to LAST_DAY."""
     if value is None or value == "":
         return None
     try:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             raise ValueError
-        return date.fromisoformat(value)
+        found = date.fromisoformat(value)
     except ValueError:
         raise BadParameter(name, f"'{value[:80]}' is not a date like 2026-11-01") from None
+    if not FIRST_DAY <= found <= LAST_DAY:
+        raise BadParameter(name, f"{value} is outside the dates a report may ask for ({FIRST_DAY} to {LAST_DAY})")
+    return found
+
+
+def period(start: str | None, end: str | None, today: date, default_days: int = 30) -> tuple[windows.Window, str, str]:
+    """The days a page asks for (`start`, `end`: dates, both included), as a window and as
+    the dates to show in its form; the last `default_days` days to `today` when neither is
+    given. Both days are checked before any arithmetic on them."""
+    start_day, end_day = day("start", start), day("end", end)
+    if start_day is None and end_day is None:
+        end_day = today
+        start_day = end_day - timedelta(days=default_days - 1)
+    elif start_day is None or end_day is None:
+        raise BadParameter("start" if start_day is None else "end", "give both dates, or neither")
+    try:
+        window = windows.checked(
+            datetime.combine(start_day, time(), UTC),
+            datetime.combine(end_day + timedelta(days=1), time(), UTC),
+        )
+    except ValueError as e:
+        raise BadParameter("start/end", str(e)) from None
+    return window, start_day.isoformat(), end_day.isoformat()
 
 
 def text(name: str, value: str | None, max_length: int = 255) -> str | None:
