@@ -212,7 +212,7 @@ for _service in c.JupyterHub.get("services", []):
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 20, *, end_leftovers: bool = True) -> None:
+    def stop(self, timeout: float = 60, *, end_leftovers: bool = True) -> None:
         """Stop the hub (it stops the proxy and, with cleanup_servers, the servers),
         then end anything left that was started for it (unless `end_leftovers` is False:
         a restart with cleanup_servers = False keeps the servers running)."""
