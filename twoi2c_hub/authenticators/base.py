@@ -146,6 +146,20 @@ class CommunityMixinBase(LoggingConfigurable):
             except Exception:
                 self.log.exception("group_change_hook failed for %s", username)
 
+    async def run_post_auth_hook(self, handler, auth_model):
+        auth_model = await super().run_post_auth_hook(handler, auth_model)
+        if auth_model and self.manage_groups and "groups" in auth_model and handler is not None:
+            existing = handler.find_user(auth_model["name"])
+            old = {g.name for g in existing.groups} if existing else set()
+            self.report_group_changes(auth_model["name"], old, set(auth_model["groups"]))
+        return auth_model
+
+    def check_blocked_users(self, username, authentication=None):
+        allowed = super().check_blocked_users(username, authentication)
+        if not allowed and self.explain_refusals:
+            self.refuse("This account is blocked on this hub. Ask the hub's administrators if this is a mistake.")
+        return allowed
+
     def switch_account_url(self) -> str | None:
         """Where to go to log in with another account at the provider, if it has one."""
         return None
@@ -264,14 +278,6 @@ class CommunityAuthenticatorMixin(CommunityMixinBase):
             auth_model["admin"] = True
         return auth_model
 
-    async def run_post_auth_hook(self, handler, auth_model):
-        auth_model = await super().run_post_auth_hook(handler, auth_model)
-        if auth_model and self.manage_groups and "groups" in auth_model and handler is not None:
-            existing = handler.find_user(auth_model["name"])
-            old = {g.name for g in existing.groups} if existing else set()
-            self.report_group_changes(auth_model["name"], old, set(auth_model["groups"]))
-        return auth_model
-
     async def refresh_user(self, user, handler=None, **kwargs):
         try:
             refreshed = await super().refresh_user(user, handler, **kwargs)
@@ -316,10 +322,4 @@ class CommunityAuthenticatorMixin(CommunityMixinBase):
         allowed = await super().check_allowed(username, auth_model)
         if not allowed and self.explain_refusals and auth_model is not None:
             self.refuse(self.refusal_reason(username, auth_model))
-        return allowed
-
-    def check_blocked_users(self, username, authentication=None):
-        allowed = super().check_blocked_users(username, authentication)
-        if not allowed and self.explain_refusals:
-            self.refuse("This account is blocked on this hub. Ask the hub's administrators if this is a mistake.")
         return allowed

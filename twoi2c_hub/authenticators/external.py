@@ -146,20 +146,6 @@ class ExternalAuthenticatorMixin(CommunityMixinBase):
             self.refuse(f"Your account ({username}) is not on this hub's list of allowed users.")
         return allowed
 
-    def check_blocked_users(self, username, authentication=None):
-        allowed = super().check_blocked_users(username, authentication)
-        if not allowed and self.explain_refusals:
-            self.refuse("This account is blocked on this hub. Ask the hub's administrators if this is a mistake.")
-        return allowed
-
-    async def run_post_auth_hook(self, handler, auth_model):
-        auth_model = await super().run_post_auth_hook(handler, auth_model)
-        if auth_model and self.manage_groups and "groups" in auth_model and handler is not None:
-            existing = handler.find_user(auth_model["name"])
-            old = {g.name for g in existing.groups} if existing else set()
-            self.report_group_changes(auth_model["name"], old, set(auth_model["groups"]))
-        return auth_model
-
 
 def community_class(cls: type[Authenticator], subject_claim: str = "sub") -> type[Authenticator]:
     """`cls` with the community mixin that fits it, under the same name."""
