@@ -27,6 +27,7 @@ from .models import to_ms
 
 # the longest window any report is asked for
 MAX_WINDOW_DAYS = 3660
+MAX_WINDOW_TEXT = 100  # characters: the longest window (two RFC 3339 times with microseconds) has 65
 
 _UNITS = {
     "m": timedelta(minutes=1),
@@ -124,6 +125,8 @@ def _pair(value: str) -> tuple[datetime, datetime] | None:
 def parse_window(value: str, now: datetime, *, max_days: int = MAX_WINDOW_DAYS) -> Window:
     """The window `value` names at `now` (an aware datetime); ValueError if it names none."""
     value = (value or "").strip()
+    if len(value) > MAX_WINDOW_TEXT:
+        raise ValueError(f"'{value[:40]}…' is longer than any window ({MAX_WINDOW_TEXT} characters)")
     now = now.astimezone(UTC)
     try:
         bounds = _named(value, now) or _duration(value, now) or _pair(value)

@@ -75,7 +75,7 @@ def server_of(raw) -> ServerResources:
 def _number(value):
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value > 1e15:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1e15:  # NaN too
         raise ValueError(f"{value!r} is not a resource amount")
     return value
 
