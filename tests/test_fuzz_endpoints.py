@@ -247,3 +247,38 @@ def test_a_budget_check_for_a_server_of_no_real_size_is_a_400_naming_it(hub, amo
     )  # fmt: skip
     assert response.status_code == 400, response.text
     assert response.json()["parameter"] == "server" and "is not a resource amount" in response.json()["message"]
+
+
+@FUZZ
+@given(options=st.one_of(json_value, st.fixed_dictionaries({}, optional={"profile": value, "image": value,
+                                                                        "git_pull": json_value})))  # fmt: skip
+@pytest.mark.hub
+def test_fuzz_any_user_options_through_the_rest_api_are_refused_in_a_short_4xx_and_start_nothing(hub, options):
+    if isinstance(options, dict) and str(options.get("profile", "")).strip() in ("", "cpu", "gpu"):
+        options["profile"] = "no such profile"  # a real choice would start a server: not what is fuzzed
+    token = hub.__dict__.setdefault("bob_token", hub.user_token("bob"))
+    response = requests.post(
+        f"{hub.url}/hub/api/users/bob/server", json=options, headers={"Authorization": f"token {token}"}, timeout=60
+    )
+    assert response.status_code < 500, response.text[-2000:]
+    if response.status_code >= 400:
+        assert response.json()["status"] == response.status_code and len(response.json()["message"]) <= MAX_MESSAGE
+    else:  # JupyterHub takes a body that is not an object as no options at all: the default starts
+        hub.wait_for(lambda: (hub.server("bob") or {}).get("ready"), timeout=120, what="bob's server")
+        hub.stop_server("bob")
+
+
+@FUZZ
+@given(username=value, password=value)
+@pytest.mark.hub
+def test_fuzz_any_login_form_is_a_login_or_a_refusal_never_an_error(hub, username, password):
+    session = requests.Session()
+    session.get(f"{hub.url}/hub/login", timeout=30)
+    response = session.post(
+        f"{hub.url}/hub/login?next=",
+        data={"username": username, "password": password, "_xsrf": hub.xsrf(session)},
+        allow_redirects=False,
+        timeout=60,
+    )
+    assert response.status_code in (200, 302, 403), response.text[-2000:]
+    assert "Traceback" not in response.text
