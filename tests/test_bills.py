@@ -3,6 +3,7 @@ PostgreSQL: the parts add up to the bill, the fee is the configured one, and bad
 refused with the line that is wrong."""
 
 import io
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ GCP = (BILLS / "gcp-billing-export.csv").read_text()
 
 
 def test_an_aws_cost_and_usage_report_is_summed_per_day_and_service():
-    source, totals = read_bill(io.StringIO(AWS), "USD")
+    source, totals = read_bill(io.BytesIO(AWS.encode()), "USD")
     day = NOVEMBER // DAY_MS
     assert source == "aws"
     assert totals == pytest.approx(
@@ -37,7 +38,7 @@ def test_an_aws_cost_and_usage_report_is_summed_per_day_and_service():
 
 
 def test_a_gcp_billing_export_adds_its_credits():
-    source, totals = read_bill(io.StringIO(GCP), "USD")
+    source, totals = read_bill(io.BytesIO(GCP.encode()), "USD")
     day = NOVEMBER // DAY_MS
     assert source == "gcp"
     assert totals == pytest.approx({(day + 1, "Compute Engine"): 20.0 - 2.5 + 6.5, (day + 19, "Cloud Filestore"): 3.0})
@@ -48,14 +49,17 @@ def test_a_gcp_billing_export_adds_its_credits():
     [
         ("date,amount\n2026-11-01,3\n", "not an AWS CUR or GCP billing export"),
         (AWS.replace("0.192,USD", "0.192,EUR", 1), "line 2: the currency is 'EUR', the prices' is 'USD'"),
-        (GCP.replace("2026-11-20 00:00:00 UTC", "yesterday"), "line 4: Invalid isoformat string: 'yesterday'"),
-        (GCP.replace(",6.50,", ",six,"), "line 3: could not convert string to float: 'six'"),
+        (
+            GCP.replace("2026-11-20 00:00:00 UTC", "yesterday"),
+            "line 4: the date 'yesterday' is not an ISO 8601 date and time",
+        ),
+        (GCP.replace(",6.50,", ",six,"), "line 3: the cost 'six' is not an amount from -1e+12 to 1e+12"),
     ],
     ids=["unknown-columns", "currency", "date", "number"],
 )
 def test_a_bad_bill_is_refused_with_the_line(text, message):
-    with pytest.raises(BillError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        read_bill(io.StringIO(text), "USD")
+    with pytest.raises(BillError, match=re.escape(message)):
+        read_bill(io.BytesIO(text.encode()), "USD")
 
 
 def gpu(user, start, hours):
@@ -76,7 +80,7 @@ def test_the_statement_puts_the_bill_beside_the_attributed_cost_and_the_fee(db):
     assert without_bill["cloud_cost"] == pytest.approx(attributed)
     assert without_bill["fee"] == pytest.approx(100 + 0.1 * attributed)
 
-    source, totals = read_bill(io.StringIO(GCP), "USD")
+    source, totals = read_bill(io.BytesIO(GCP.encode()), "USD")
     store_bill(db, source, totals, "USD", now)
     bill = 20.0 - 2.5 + 6.5 + 3.0
     s = statement(db, BASIS, 2026, 11, fee, now)
@@ -95,16 +99,21 @@ def test_the_statement_puts_the_bill_beside_the_attributed_cost_and_the_fee(db):
     assert statement(db, BASIS, 2026, 10, fee, now)["bill"] is None
 
 
+def bill_config(tmp_path: Path) -> Path:
+    """A community config whose prices are in USD, its accounting database in `tmp_path`."""
+    config = tmp_path / "community.yaml"
+    config.write_text(
+        "hub: {name: H}\nprofiles: [{display_name: A, kubespawner_override: {cpu_guarantee: 1}}]\n"
+        f"usage: {{database_url: 'sqlite:///{tmp_path / 'usage.sqlite'}'}}\n"
+        "pricing: {prices: [{effective: 2026-01-01, cpu_core_hour: 0.03}]}\n"
+    )
+    return config
+
+
 def test_the_bill_import_command(tmp_path):
     bill = tmp_path / "cur.csv"
     bill.write_text(AWS)
-    config = tmp_path / "community.yaml"
-    database = tmp_path / "usage.sqlite"
-    config.write_text(
-        "hub: {name: H}\nprofiles: [{display_name: A, kubespawner_override: {cpu_guarantee: 1}}]\n"
-        f"usage: {{database_url: 'sqlite:///{database}'}}\n"
-        "pricing: {prices: [{effective: 2026-01-01, cpu_core_hour: 0.03}]}\n"
-    )
+    config = bill_config(tmp_path)
     command = [sys.executable, "-m", "twoi2c_hub.cli", "bill", "import", str(bill), "--config", str(config)]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -166,8 +166,8 @@ def import_bill(args) -> int:
         return 1
     url = args.url or config.usage.database_url
     try:
-        with open(args.file, newline="", encoding="utf-8-sig") as lines:
-            source, totals = read_bill(lines, config.pricing.currency)
+        with open(args.file, "rb") as file:
+            source, totals = read_bill(file, config.pricing.currency)
     except (OSError, BillError) as e:
         print(f"{args.file}: {e}", file=sys.stderr)
         return 1
@@ -195,17 +195,43 @@ def _database_url(args) -> str | None:
         return None
 
 
+def _unreadable_url(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError):
+        return True
+    return False
+
+
 def export_hub(args) -> int:
+    import yaml
+
     from .replicate.archive import ArchiveError, export
 
     url = _database_url(args)
     if url is None:
         return 1
+    given = {"--url" if args.url else f"{args.config}: usage.database_url": url, "--hub-db": args.hub_db}
+    for where, value in given.items():
+        if value is not None and _unreadable_url(value):  # the message never shows it: it may hold a password
+            print(
+                f"{where}: not a database URL SQLAlchemy can read (like postgresql+psycopg://user@host/db)",
+                file=sys.stderr,
+            )
+            return 1
     config_text = Path(args.config).read_text() if args.config else None
     try:
         manifest = export(url, config_text, Path(args.out), args.hub_db)
     except ArchiveError as e:
         print(str(e), file=sys.stderr)
+        return 1
+    except yaml.YAMLError as e:  # read as it is (--url): the config's checks did not run
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}:" if mark else ""
+        print(f"{args.config}:{line} not YAML: {getattr(e, 'problem', None) or e}", file=sys.stderr)
         return 1
     rows = {m["table"]: m["rows"] for m in manifest["tables"]}
     print(f"{args.out}: {rows.get('sessions', 0):,} sessions, {sum(rows.values()):,} rows in {len(rows)} tables")
@@ -227,8 +253,8 @@ def import_hub(args) -> int:
     try:
         config_out = Path(args.extract_config) if args.extract_config else None
         manifest = restore(Path(args.archive), url, config_out, args.hub_db)
-    except ArchiveError as e:
-        print(f"{args.archive}: {e}", file=sys.stderr)
+    except ArchiveError as e:  # one line, the archive named once
+        print(f"{args.archive}: {' '.join(str(e).splitlines())}", file=sys.stderr)
         return 1
     rows = {m["table"]: m["rows"] for m in manifest["tables"]}
     print(f"{args.archive}: imported {rows.get('sessions', 0):,} sessions, {sum(rows.values()):,} rows")
