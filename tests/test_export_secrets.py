@@ -286,3 +286,13 @@ def test_no_url_with_a_secret_in_the_user_info_or_the_query_keeps_it(database_ur
         "home_storage.prometheus_url",
         "auth.oidc.discovery_url",
     }
+
+
+def test_an_empty_database_is_refused_without_showing_its_password(postgres_server, tmp_path, capsys):
+    """The refusal names the database, not its password (the test server trusts any)."""
+    url = postgres_server.new_database().replace("postgres@", f"postgres:{SECRET}@")
+    status = main(["export", "--url", url, "--out", str(tmp_path / "a.tar")])
+    err = capsys.readouterr().err
+    assert status != 0 and "no accounting database here" in err, err
+    assert SECRET not in err and "***" in err
+    assert not (tmp_path / "a.tar").exists()

@@ -32,7 +32,7 @@ from typing import IO, Any
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Boolean, Float, MetaData, inspect, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
 from ..accounting.db import alembic_config, make_engine
 from . import hub_users
@@ -184,7 +184,8 @@ def export(database_url: str, config_text: str | None, out: Path, hub_db_url: st
                     connection.exec_driver_sql("SET extra_float_digits = 1")
                 manifest["schema_revision"] = schema_revision(connection)
                 if manifest["schema_revision"] is None:
-                    raise ArchiveError(f"{database_url}: no accounting database here (run twoi2c-hub db upgrade)")
+                    shown = make_url(database_url).render_as_string(hide_password=True)
+                    raise ArchiveError(f"{shown}: no accounting database here (run twoi2c-hub db upgrade)")
                 manifest["tables"] = []
                 for table in accounting_tables(connection):
                     name = f"{TABLES}{table.name}.jsonl"
