@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -31,13 +32,19 @@ pytestmark = pytest.mark.hub
 CPU_CORE_HOUR = 0.031611  # the demo's price
 
 
-@pytest.fixture(scope="module")
-def hub(hub_factory, tmp_path_factory):
-    work = tmp_path_factory.mktemp("budget-config")
+def watched_config(work: Path) -> dict:
+    """The demo community without culling, its services looking at the hub every second."""
     config = demo_config()
     config["culling"] = {"enabled": False}
     config["usage"] = {"reconcile_interval": 1.0, "database_url": f"sqlite:///{work / 'usage.sqlite'}"}
     config["cost"] = {"rollup_interval": 1.0}
+    return config
+
+
+@pytest.fixture(scope="module")
+def hub(hub_factory, tmp_path_factory):
+    work = tmp_path_factory.mktemp("budget-config")
+    config = watched_config(work)
     config["profiles"][1].pop("allowed_groups")  # the GPU profile is offered to students here
     config["budgets"] = {
         "contact": "Ask the course staff (staff@example.org) for more.",
@@ -351,3 +358,71 @@ def test_far_from_every_limit_the_forms_budget_state_settles_the_start(hub):
     hub.wait_for(lambda: (hub.server("frank") or {}).get("ready"), timeout=90, what="frank's server")
     assert settled_by_form(hub) == before + 1  # asked again
     hub.stop_server("frank")
+
+
+# the hub's largest page of a list (JupyterHub's `api_page_max_limit`, 200 by default)
+CROWDED_PAGE = 2
+
+
+@pytest.fixture(scope="module")
+def crowded_hub(hub_factory, tmp_path_factory):
+    """A class of seven whose budgets say `stop`, on a hub whose lists come 2 to a page."""
+    work = tmp_path_factory.mktemp("crowded-config")
+    config = watched_config(work)
+    config["auth"] = {"provider": "demo", "users": {f"learner-{i}": {"groups": ["class"]} for i in range(7)}}
+    config["spawner"]["local"].update(apply_memory_limit=False, apply_cpu_limit=False)
+    config["budgets"] = {
+        "budgets": [
+            {
+                "name": "class-stop",
+                "applies_to": "group",
+                "names": ["class"],
+                "limit": 1,
+                "period": "7d",
+                "thresholds": [{"at": 100, "action": "stop", "grace_minutes": 0}],
+            }
+        ]
+    }
+    path = work / "community.yaml"
+    path.write_text(yaml.safe_dump(config))
+    tiny = [sys.executable, str(Path(__file__).parent.parent / "benchmarks" / "tiny_server.py")]
+    extra = f"""
+c.JupyterHub.api_page_max_limit = {CROWDED_PAGE}
+c.ProfileLocalSpawner.cmd = {tiny!r}
+"""
+    client = hub_factory(path, "crowded-hub", extra_config=extra)
+    client.database_url = config["usage"]["database_url"]
+    client.wait_for(lambda: requests.get(f"{client.url}/services/cost/health", timeout=10).ok, what="cost service")
+    return client
+
+
+def test_past_a_stop_threshold_everyone_is_stopped_however_many_pages_the_hub_lists(crowded_hub):
+    """The enforcer reads every page of the hub's active people: with the first page (in
+    the hub's own order) within budget, the five on the pages after it are stopped."""
+    hub = crowded_hub
+    people = [f"learner-{i}" for i in range(7)]
+
+    def start(name: str) -> None:
+        hub.login(name)  # the hub learns their group ("class") at login
+        started = hub.api("POST", f"/users/{name}/server", json={"user_options": {"profile": "cpu"}})
+        assert started.status_code in (201, 202), started.text
+
+    with ThreadPoolExecutor(len(people)) as pool:
+        list(pool.map(start, people))
+    for name in people:
+        hub.wait_for(lambda name=name: (hub.server(name) or {}).get("ready"), timeout=90, what=f"{name}'s server")
+    first_page = requests.get(
+        f"{hub.url}/hub/api/users",
+        params={"state": "active"},
+        headers={"Authorization": f"token {hub.service_token}", "Accept": "application/jupyterhub-pagination+json"},
+        timeout=30,
+    ).json()
+    assert first_page["_pagination"]["total"] == 7 and first_page["_pagination"]["next"]
+    within = [u["name"] for u in first_page["items"]]
+    over = [name for name in people if name not in within]
+    assert len(within) == CROWDED_PAGE and len(over) == 5
+    for name in over:
+        spend(hub, name, 1.2, groups=("class",))  # 120 % of their 1 USD
+    for name in over:
+        hub.wait_for(lambda name=name: hub.server(name) is None, timeout=60, what=f"{name}'s server to be stopped")
+    assert all((hub.server(name) or {}).get("ready") for name in within)

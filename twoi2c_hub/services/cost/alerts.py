@@ -21,12 +21,16 @@ from email.message import EmailMessage
 from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpclient import HTTPRequest
 
 from ...accounting import budgets
 from ...accounting.models import BudgetNotice
+from ..framework.hubapi import fetch
 
 log = logging.getLogger("twoi2c.cost")
+
+# seconds an alert's delivery may take, by e-mail or webhook
+DELIVERY_TIMEOUT_SECONDS = 20
 
 
 class Alerter:
@@ -138,7 +142,7 @@ class Alerter:
         message["To"] = ", ".join(email.to)
         message.set_content(text)
         try:
-            with smtplib.SMTP(email.smtp_host, email.smtp_port, timeout=20) as smtp:
+            with smtplib.SMTP(email.smtp_host, email.smtp_port, timeout=DELIVERY_TIMEOUT_SECONDS) as smtp:
                 if email.starttls:
                     smtp.starttls()
                 if email.username:
@@ -153,10 +157,16 @@ class Alerter:
     async def send_webhook(self, text: str) -> bool:
         hook = self.section.webhook
         url = hook.url or os.environ.get(hook.url_env or "", "")
-        request = HTTPRequest(url, method="POST", body=json.dumps({"text": text}),
-                              headers={"Content-Type": "application/json"}, request_timeout=20)  # fmt: skip
+        request = HTTPRequest(
+            url,
+            method="POST",
+            body=json.dumps({"text": text}),
+            headers={"Content-Type": "application/json"},
+            request_timeout=DELIVERY_TIMEOUT_SECONDS,
+            connect_timeout=DELIVERY_TIMEOUT_SECONDS,
+        )
         try:
-            await AsyncHTTPClient().fetch(request)
+            await fetch(request, what="The budget alert webhook")
             return True
         except Exception as e:
             self.service.metrics.errors.labels("alert-webhook").inc()

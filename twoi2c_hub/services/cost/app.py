@@ -70,11 +70,7 @@ class CostService(HubService):
         self.check_token = os.environ.get("TWOI2C_COST_CHECK_TOKEN", "")
         self.hub_name = self.community.hub.name
         self.alerter = Alerter(self, section.alerts if section else None, self.metrics_registry)
-        self.enforcer = Enforcer(
-            self,
-            hub_api_url=os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
-            api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
-        )
+        self.enforcer = Enforcer(self, self.hub_api)
 
     def routes(self) -> list[tuple]:
         return [

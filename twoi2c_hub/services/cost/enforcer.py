@@ -1,51 +1,44 @@
 """Budgets over their `stop` threshold: running servers stopped after a grace period.
 
 Every rollup interval the cost service reads which people have servers running (the hub
-API), and for each whose budgets say `stop`, records a notice (once per budget, person
-and period: its time starts the grace period, and `api/v1/budgets` shows when the stop
-comes). Once the grace period has passed, the service stops their servers through the
-hub API; the spawner records the stop with the reason `budget`.
+API, every page of its list), and for each whose budgets say `stop`, records a notice
+(once per budget, person and period: its time starts the grace period, and
+`api/v1/budgets` shows when the stop comes). Once the grace period has passed, the
+service stops their servers through the hub API; the spawner records the stop with the
+reason `budget`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import urllib.parse
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import HTTPClientError
 
 from ...accounting.models import BudgetNotice
+from ..framework.hubapi import HubAPI
 
 log = logging.getLogger("twoi2c.cost")
 
 
 class Enforcer:
-    def __init__(self, service, *, hub_api_url: str, api_token: str, request_timeout: float = 20):
+    def __init__(self, service, hub_api: HubAPI):
         self.service = service
-        self.hub_api_url = hub_api_url.rstrip("/")
-        self.api_token = api_token
-        self.request_timeout = request_timeout
+        self.hub_api = hub_api
 
     @property
     def needed(self) -> bool:
         return any(t.action == "stop" for b in self.service.budgets for t in b.thresholds)
 
-    async def hub(self, method: str, path: str) -> dict | list | None:
-        request = HTTPRequest(
-            f"{self.hub_api_url}{path}",
-            method=method,
-            headers={"Authorization": f"token {self.api_token}"},
-            request_timeout=self.request_timeout,
-        )
-        response = await AsyncHTTPClient().fetch(request)
-        return json.loads(response.body) if response.body else None
-
     async def running(self) -> list[dict]:
-        users = await self.hub("GET", "/users?state=active&limit=10000")
-        return users if isinstance(users, list) else users.get("items", [])
+        """The people with a server running (or starting or stopping), every page of them;
+        a person listed on two pages (the list moved between them) once."""
+        users = {}
+        async for user in self.hub_api.paged("/users", {"state": "active"}):
+            users[user["name"]] = user
+        return list(users.values())
 
     async def enforce(self, now: int) -> list[str]:
         """Stop the servers of people past a stop threshold whose grace has passed; the names."""
@@ -68,7 +61,7 @@ class Enforcer:
                         f"/users/{urllib.parse.quote(user['name'], safe='')}/servers/{urllib.parse.quote(server_name)}"
                     )
                 try:
-                    await self.hub("DELETE", path)
+                    await self.hub_api.request("DELETE", path)
                 except (HTTPClientError, OSError) as e:
                     log.warning("Could not stop %s's server %r over budget: %s", user["name"], server_name, e)
                     continue

@@ -9,9 +9,14 @@ import os
 import urllib.parse
 
 import escapism
-from tornado.httpclient import AsyncHTTPClient
+from tornado.httpclient import HTTPRequest
+
+from ..framework.hubapi import fetch
 
 log = logging.getLogger("twoi2c.cost")
+
+# seconds a query of home directory sizes may take (a large hub's query is slow)
+PROMETHEUS_TIMEOUT_SECONDS = 30.0
 
 
 def disk_usage(path: str) -> int:
@@ -45,9 +50,12 @@ def measure_local(directory: str) -> dict[str, int]:
 
 
 async def measure_prometheus(url: str, query: str, label: str) -> dict[str, int]:
-    response = await AsyncHTTPClient().fetch(
-        f"{url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': query})}", request_timeout=30
+    request = HTTPRequest(
+        f"{url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': query})}",
+        request_timeout=PROMETHEUS_TIMEOUT_SECONDS,
+        connect_timeout=PROMETHEUS_TIMEOUT_SECONDS,
     )
+    response = await fetch(request, what="The home directories' Prometheus query")
     body = json.loads(response.body)
     sizes = {}
     for sample in body.get("data", {}).get("result", []):

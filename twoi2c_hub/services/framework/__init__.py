@@ -5,11 +5,14 @@
   event loop, and a clean stop on SIGTERM;
 - `handlers`: hub OAuth and scopes on every request, one JSON error format
   (`{"code": 400, "message": "...", "parameter": "window"}`), `APIHandler` and `PageHandler`;
+- `hubapi`: the one client of the hub's REST API (JupyterHub's pagination, timeouts and
+  retries), and `fetch` with the same timeouts and retries for other calls out;
 - `params`: typed query parameters whose errors are 400s naming the parameter;
 - `pages`: pages in the hub's own look (its `page.html`, our branding).
 """
 
 from .handlers import APIHandler, HealthHandler, MetricsHandler, PageHandler, ServiceHandler, TokenPostHandler
+from .hubapi import HubAPI
 from .pages import Pages
 from .params import BadParameter
 from .service import HubService
@@ -18,6 +21,7 @@ __all__ = [
     "APIHandler",
     "BadParameter",
     "HealthHandler",
+    "HubAPI",
     "HubService",
     "MetricsHandler",
     "PageHandler",

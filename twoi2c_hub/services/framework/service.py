@@ -2,9 +2,9 @@
 
 A service subclass names its routes, its read-all scope and its templates; this base
 reads the hub's environment (`JUPYTERHUB_SERVICE_PREFIX`, `JUPYTERHUB_SERVICE_URL`,
-`JUPYTERHUB_API_TOKEN`, ...), adds the OAuth callback, `/health` and `/metrics`, runs
-database work in a small thread pool so that the event loop (and `/health`) always
-answers, and stops cleanly on SIGTERM.
+`JUPYTERHUB_API_TOKEN`, ...), holds the one client of the hub's REST API (`hub_api`),
+adds the OAuth callback, `/health` and `/metrics`, runs database work in a small thread
+pool so that the event loop (and `/health`) always answers, and stops cleanly on SIGTERM.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 
 from .handlers import HealthHandler, MetricsHandler, NotFoundHandler
+from .hubapi import HubAPI
 from .pages import Pages
 
 log = logging.getLogger("twoi2c.service")
@@ -89,6 +90,8 @@ class HubService:
         self.base_url = os.environ.get("JUPYTERHUB_BASE_URL", "/")
         self.engine = engine
         self.open_db = open_db
+        # the hub's REST API, with this service's token
+        self.hub_api = HubAPI.from_environment()
         self.metrics_registry = CollectorRegistry()
         self.pages = Pages(base_url=self.base_url, service_prefix=self.prefix, branding=branding)
         self._pool = ThreadPoolExecutor(

@@ -50,8 +50,7 @@ class UsageService(HubService):
         self.intake = EventIntake(self.open_db, self.metrics)
         self.reconciler = Reconciler(
             self.open_db,
-            hub_api_url=os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
-            api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
+            hub_api=self.hub_api,
             catalog=self.community.profile_list() if self.community else [],
             interval=interval,
             metrics=self.metrics,

@@ -10,19 +10,19 @@ was first seen gone), keeps dated group membership, and rolls closed sessions up
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from datetime import datetime
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import sessionmaker
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import HTTPClientError
 
 from ... import catalog
 from ...accounting.events import GroupsChanged, ServerStart, ServerStarted
 from ...accounting.models import ServerSession, to_ms
 from ...accounting.recording import close, open_sessions, record
 from ...accounting.rollups import roll_up
+from ..framework.hubapi import HubAPI
 from .intake import now_ms
 from .metrics import UsageMetrics
 
@@ -43,45 +43,21 @@ class Reconciler:
         self,
         open_db: sessionmaker,
         *,
-        hub_api_url: str,
-        api_token: str,
+        hub_api: HubAPI,
         catalog: list[dict],
         interval: float,
         metrics: UsageMetrics,
-        page_size: int = 200,
-        request_timeout: float = 20,
     ):
         self.open_db = open_db
-        self.hub_api_url = hub_api_url.rstrip("/")
-        self.api_token = api_token
+        self.hub_api = hub_api
         self.catalog = catalog
         self.interval = interval
-        self.page_size = page_size
-        self.request_timeout = request_timeout
         self.metrics = metrics
         self.last_reconciled_ms: int | None = None
 
     async def hub_users(self) -> list[dict]:
         """Every user with their servers (stopped ones too) and groups, page by page."""
-        client = AsyncHTTPClient()
-        users, offset = [], 0
-        while True:
-            request = HTTPRequest(
-                f"{self.hub_api_url}/users?include_stopped_servers=1&offset={offset}&limit={self.page_size}",
-                headers={
-                    "Authorization": f"token {self.api_token}",
-                    "Accept": "application/jupyterhub-pagination+json",
-                },
-                request_timeout=self.request_timeout,
-            )
-            response = await client.fetch(request)
-            body = json.loads(response.body)
-            items = body["items"] if isinstance(body, dict) else body
-            users.extend(items)
-            following = (body.get("_pagination") or {}).get("next") if isinstance(body, dict) else None
-            if not following:
-                return users
-            offset = following["offset"]
+        return [user async for user in self.hub_api.paged("/users", {"include_stopped_servers": 1})]
 
     def server_start(self, user: dict, server_name: str, server: dict, started_ms: int) -> ServerStart:
         """What a server found running was started with, resolved from its user options."""
