@@ -291,6 +291,7 @@ def convert_values(args) -> int:
     from .config.loading import parse_config
     from .replicate.convert import convert
     from .replicate.helm import ConvertError, read_values
+    from .replicate.values import listed
 
     try:
         chart = [read_values(path) for path in args.chart_values or []]
@@ -303,14 +304,13 @@ def convert_values(args) -> int:
     header = [f"# Converted by twoi2c-hub convert from {', '.join(args.values)}."]
     if notes:
         header.append("# Not converted (keep in the chart's values, or do by hand):")
-        header += [f"#   {note}" for note in notes]
+        header += [f"#   {line}" for line in listed(notes)]
     text = "\n".join(header) + "\n" + text
     if args.out:
         Path(args.out).write_text(text)
     else:
         print(text, end="")
-    for note in notes:
-        print(f"not converted: {note}", file=sys.stderr)
+    print("".join(f"not converted: {line}\n" for line in listed(notes)), end="", file=sys.stderr)
     try:
         parse_config(text)
     except ConfigError as e:

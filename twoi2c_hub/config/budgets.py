@@ -27,6 +27,7 @@ from typing import Literal
 from pydantic import Field, PositiveFloat, field_validator, model_validator
 
 from .base import Strict, _error
+from .yamlfile import shown
 
 ACTIONS = ("warn", "restrict", "deny", "stop")
 
@@ -70,7 +71,7 @@ class BudgetSpec(Strict):
     @classmethod
     def _period(cls, value):
         if value != "month" and not re.fullmatch(r"[1-9][0-9]{0,2}d", value):
-            raise _error(f"must be month or a number of days like 30d, not {value!r}")
+            raise _error(f"must be month or a number of days like 30d, not {shown(value)}")
         return value
 
     @model_validator(mode="after")

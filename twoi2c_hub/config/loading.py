@@ -6,9 +6,7 @@ import difflib
 import logging
 import os
 import re
-from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from ..catalog.instances import INSTANCE_TYPES
@@ -16,6 +14,7 @@ from .auth import PROVIDERS, TAGS
 from .external_auth import unknown_setting_warnings
 from .models import CommunityConfig, Strict, catalog_problems
 from .overrides import profile_warnings, suggestion
+from .yamlfile import MAX_CONFIG_BYTES, MAX_SHOWN_CHARS, YamlRefused, load, one_line, read_text, shown
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +28,6 @@ class ConfigError(Exception):
         super().__init__(f"{self.path}: {len(errors)} error(s)\n" + "\n".join(f"  {e}" for e in errors))
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"the key '{key}' is given twice", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def _path(loc: tuple) -> str:
     text = ""
     for part in loc:
@@ -51,8 +35,10 @@ def _path(loc: tuple) -> str:
             text += f"[{part}]"
         elif re.fullmatch(r"[A-Za-z0-9_-]+", str(part)):
             text += f".{part}" if text else str(part)
-        else:
+        elif str(part).isprintable() and len(str(part)) <= MAX_SHOWN_CHARS:
             text += f'["{part}"]'
+        else:
+            text += f"[{shown(part)}]"
     return text
 
 
@@ -96,7 +82,8 @@ def _auth_message(loc: tuple, item: dict) -> tuple[tuple, str] | None:
         expected = list(PROVIDERS)
         message = f"must be one of {', '.join(map(repr, expected[:-1]))} or {expected[-1]!r}"
         tag = (item.get("ctx") or {}).get("tag")
-        if tag:  # another JupyterHub authenticator, named as z2jh names them
+        if tag and len(str(tag)) <= MAX_SHOWN_CHARS and str(tag).isprintable():
+            # another JupyterHub authenticator, named as z2jh names them
             message += f"; for the authenticator {tag}, use provider: external with class: {tag}"
         return ("auth", "provider"), message
     provider = loc[1]
@@ -137,12 +124,9 @@ def validation_messages(error: ValidationError) -> list[str]:
 
 def parse_config(text: str, source: str = "<config>") -> CommunityConfig:
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(source, [f"{where}not valid YAML: {problem}"]) from None
+        data = load(text, MAX_CONFIG_BYTES)
+    except YamlRefused as e:
+        raise ConfigError(source, [f"{e.where}not valid YAML: {e.problem}" if e.syntax else str(e)]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -154,12 +138,12 @@ def parse_config(text: str, source: str = "<config>") -> CommunityConfig:
         config = CommunityConfig.model_validate(data, context=context)
     except ValidationError as e:
         errors = validation_messages(e) + errors
-    if errors:
-        raise ConfigError(source, errors)
+    if errors:  # (each one line, however long or strange a key or value it quotes)
+        raise ConfigError(source, [one_line(error) for error in errors])
     warnings = [f"{_path(loc)}: {message}" for loc, message in profile_warnings(data)]
     if config.auth.provider == "external":
         warnings += unknown_setting_warnings(config.auth)
-    config._warnings = warnings + instance_label_warnings(config)
+    config._warnings = [one_line(warning) for warning in warnings + instance_label_warnings(config)]
     return config
 
 
@@ -187,11 +171,9 @@ def load_config(path: str | os.PathLike) -> CommunityConfig:
 
     Its warnings are logged, one line each (`check-config` prints them on stderr)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(path, [f"cannot read the file: {e.strerror}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError(path, ["the file is not UTF-8 text"]) from None
+        text = read_text(path, MAX_CONFIG_BYTES)
+    except YamlRefused as e:
+        raise ConfigError(path, [str(e)]) from None
     config = parse_config(text, str(path))
     for warning in config.warnings:
         log.warning("%s: warning: %s", path, warning)

@@ -21,6 +21,7 @@ from traitlets import Dict, TraitError
 
 from .. import catalog
 from .profiles import Choice, Profile, ProfileOption, UnlistedChoice
+from .yamlfile import shown
 
 # checked below with messages of their own
 _RESOURCE_KEYS = ("cpu_guarantee", "cpu_limit", "mem_guarantee", "mem_limit")
@@ -68,7 +69,7 @@ def _trait_problem(key: str, value: Any) -> str | None:
     try:
         setattr(_spawner(), key, value)
     except TraitError:
-        return f"must be {trait.info()}, not {value!r} (KubeSpawner would refuse it at start)"
+        return f"must be {trait.info()}, not {shown(value)} (KubeSpawner would refuse it at start)"
     except Exception:  # noqa: BLE001 - anything else is KubeSpawner's own business at start
         return None
     return None
@@ -107,7 +108,7 @@ def override_problems(override: Any, *, write_in: bool = False) -> list[tuple[tu
             try:
                 sizes[key] = catalog.parse_bytes(value)
             except Exception:
-                problem = f"must be a size like 512M, 4G or a number of bytes, not {value!r}"
+                problem = f"must be a size like 512M, 4G or a number of bytes, not {shown(value)}"
             else:
                 if sizes[key] <= 0:
                     problem = "must be > 0"

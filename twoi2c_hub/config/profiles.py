@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from .. import catalog
 from ..catalog.instances import INSTANCE_TYPES, InstanceType
 from .base import SLUG_PATTERN, Strict, _check_groups, _error
+from .yamlfile import shown
 
 
 class Overridable(Strict):
@@ -108,7 +109,7 @@ class NodeShare(Strict):
         try:
             catalog.parse_bytes(value)
         except Exception:
-            raise _error(f"must be a size like 256M or 1G, not {value!r}") from None
+            raise _error(f"must be a size like 256M or 1G, not {shown(value)}") from None
         return value
 
     @field_validator("allowed_groups")
@@ -195,7 +196,7 @@ class InstanceTypeSpec(Strict):
             try:
                 size = catalog.parse_bytes(value)
             except Exception:
-                raise _error(f"must be a size like 64G, not {value!r}") from None
+                raise _error(f"must be a size like 64G, not {shown(value)}") from None
             if size <= 0:
                 raise _error("must be > 0")
         return value

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from .base import Strict, _error
+from .yamlfile import shown
 
 
 def _web_link(value: str) -> str:
@@ -16,7 +17,7 @@ def _web_link(value: str) -> str:
     `javascript:` or `data:` address, which would run or smuggle content."""
     if re.match(r"^(https?://[^\s]+|/[^/\s][^\s]*|/)$", value):
         return value
-    raise _error(f"must be an http(s) address or a path starting with /, not {value!r}")
+    raise _error(f"must be an http(s) address or a path starting with /, not {shown(value)}")
 
 
 WebLink = Annotated[str, AfterValidator(_web_link)]

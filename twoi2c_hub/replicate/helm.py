@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from ..config import yamlfile
+
 
 class ConvertError(Exception):
     """A values file that cannot be converted; the message is one line, naming the file."""
@@ -33,26 +35,26 @@ _TEMPLATE = re.compile(r"\{%|\{\{-|\{\{\s+[.$\w]")
 
 
 def read_values(path: str | Path) -> dict:
-    """One values file as data; a template or anything but a YAML map is refused with a
-    `ConvertError` naming the file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConvertError(f"{path}: cannot be read ({e})") from None
+    """One values file as data, read within the limits of `config/yamlfile.py`; a template,
+    a file past a limit or anything but a YAML map is refused with a `ConvertError` naming
+    the file. A key given twice keeps its last value, as Helm does."""
     templated = (
         f"{path}: a template (it has {{{{ ... }}}} or {{% ... %}}), not values: render it first "
         "(helm template, or your deployer), then convert the values it renders"
     )
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        if _TEMPLATE.search(text):
+        text = yamlfile.read_text(path, yamlfile.MAX_VALUES_BYTES)
+    except yamlfile.YamlRefused as e:
+        raise ConvertError(f"{path}: {e}") from None
+    try:
+        node, loader = yamlfile.compose(text, yamlfile.MAX_VALUES_BYTES, unique_keys=False)
+        if node is not None and _templated(node):
+            raise ConvertError(templated)
+        data = yamlfile.construct(node, loader)
+    except yamlfile.YamlRefused as e:
+        if e.syntax and _TEMPLATE.search(text):
             raise ConvertError(templated) from None
-        raise ConvertError(f"{path}: not YAML ({' '.join(str(e).split())})") from None
-    if node is not None and _templated(node):
-        raise ConvertError(templated)
+        raise ConvertError(f"{path}: not YAML ({e})" if e.syntax else f"{path}: {e}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

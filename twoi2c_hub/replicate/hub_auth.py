@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..config.external_auth import _FIRST_CLASS, _SECRET, class_facts
+from ..config.yamlfile import shown
 from .values import Note
 
 OURS = {
@@ -78,7 +79,7 @@ def _auth(z2jh, notes: list) -> dict:
             return _unconverted(z2jh, notes, chosen_in_python)
         name = "dummy"  # zero-to-jupyterhub's default (its values.yaml)
     if not isinstance(name, str) or not name.strip():
-        return _unconverted(z2jh, notes, f"{z2jh.prefix}{CLASS_PATH} is {name!r}, not a class name")
+        return _unconverted(z2jh, notes, f"{z2jh.prefix}{CLASS_PATH} is {shown(name)}, not a class name")
     provider = OURS.get(name)
     auth = _ours(z2jh, notes, provider) if provider else _external(z2jh, notes, name)
     _staff(z2jh, notes, auth)
@@ -122,7 +123,7 @@ def _common(auth: dict, settings: dict) -> None:
                         ("auth_refresh_age", "refresh_age")):  # fmt: skip
         value = settings.get(key)
         if value not in (None, [], "", {}):
-            auth[target] = sorted(value) if isinstance(value, (list, set)) else value
+            auth[target] = sorted(value, key=str) if isinstance(value, (list, set)) else value
 
 
 def _external(z2jh, notes: list, name: str) -> dict:
@@ -174,11 +175,11 @@ def _ours(z2jh, notes: list, provider: str) -> dict:
     if settings.get("oauth_callback_url"):
         auth["callback_url"] = settings["oauth_callback_url"]
     if provider == "github":
-        auth["github"] = {"allowed_organizations": list(settings.get("allowed_organizations") or [])}
+        auth["github"] = {"allowed_organizations": _listed(settings.get("allowed_organizations") or [])}
     elif provider == "cilogon":
         auth["cilogon"] = {"idps": copy.deepcopy(settings.get("idps") or settings.get("allowed_idps") or {})}
     else:
-        issuer = urlsplit(settings.get("authorize_url") or "")
+        issuer = _address(z2jh, notes, settings.get("authorize_url"))
         oidc: dict[str, Any] = {
             "discovery_url": f"{issuer.scheme}://{issuer.netloc}/.well-known/openid-configuration",
             "username_claim": settings.get("username_claim") or settings.get("username_key") or "preferred_username",
@@ -191,7 +192,7 @@ def _ours(z2jh, notes: list, provider: str) -> dict:
         elif isinstance(groups, str):
             oidc["groups_claim"] = groups.removeprefix("oauth_user.")
         if settings.get("scope"):
-            oidc["scopes"] = list(settings["scope"])
+            oidc["scopes"] = _listed(settings["scope"])
         auth["oidc"] = oidc
     known = {"client_id", "oauth_callback_url", "allowed_organizations", "allowed_idps", "idps", "authorize_url",
              "token_url", "userdata_url", "username_claim", "username_key", "auth_state_groups_key",
@@ -203,14 +204,34 @@ def _ours(z2jh, notes: list, provider: str) -> dict:
     return auth
 
 
+def _listed(value: Any) -> Any:
+    """A list copied; anything else as it is, for check-config to name."""
+    return list(value) if isinstance(value, (list, tuple, set)) else value
+
+
+def _address(z2jh, notes: list, value: Any):
+    """`hub.config.GenericOAuthenticator.authorize_url` split; not an address: noted."""
+    try:
+        if value is None or isinstance(value, str):
+            return urlsplit(value or "")
+    except ValueError:  # (a bracket left open in an IPv6 address)
+        pass
+    _note(notes, z2jh, "hub.config.GenericOAuthenticator.authorize_url", f"not an address: {shown(value)}")
+    return urlsplit("")
+
+
 def _staff(z2jh, notes: list, auth: dict) -> None:
     """2i2c's engineers as hub admins (basehub's extraConfig reads these settings)."""
     if not z2jh.get("custom.2i2c.add_staff_user_ids_to_admin_users"):
         return
     kind = z2jh.get("custom.2i2c.add_staff_user_ids_of_type")
     staff = z2jh.get(f"custom.2i2c.staff_{kind}_ids")
-    if staff:
-        auth["admin_users"] = sorted({*auth.get("admin_users", []), *staff})
+    if staff and not isinstance(staff, list):
+        _note(notes, z2jh, f"custom.2i2c.staff_{kind}_ids", "not a list of ids: not converted")
+    elif staff:
+        admins = auth.get("admin_users", [])
+        both = [*(admins if isinstance(admins, list) else [admins]), *staff]
+        auth["admin_users"] = sorted({repr(x): x for x in both}.values(), key=str)  # (ids of any type)
     else:
         _note(notes, z2jh, "custom.2i2c.add_staff_user_ids_to_admin_users",
               f"2i2c's staff (custom.2i2c.staff_{kind}_ids, in basehub's values.yaml, not among these "
@@ -223,9 +244,17 @@ def _roles(z2jh, notes: list) -> list[dict]:
     found: list[tuple[str, Any]] = []
     load_roles = z2jh.get("hub.loadRoles") or {}
     if isinstance(load_roles, dict):
-        found += [(f"hub.loadRoles.{key}", {"name": key, **(spec or {})}) for key, spec in load_roles.items()]
+        for key, spec in load_roles.items():
+            found.append(
+                (f"hub.loadRoles.{key}", {"name": key} | spec if isinstance(spec, dict) else spec or {"name": key})
+            )
+    else:
+        _note(notes, z2jh, "hub.loadRoles", "not a mapping of role names to roles: not converted")
     listed = z2jh.get("hub.config.JupyterHub.load_roles") or []
-    found += [(f"hub.config.JupyterHub.load_roles[{i}]", spec) for i, spec in enumerate(listed)]
+    if isinstance(listed, list):
+        found += [(f"hub.config.JupyterHub.load_roles[{i}]", spec) for i, spec in enumerate(listed)]
+    else:
+        _note(notes, z2jh, "hub.config.JupyterHub.load_roles", "not a list of roles: not converted")
     roles = []
     for path, spec in found:
         if not isinstance(spec, dict):
@@ -238,10 +267,11 @@ def _roles(z2jh, notes: list) -> list[dict]:
             elif key != "name":
                 _note(notes, z2jh, f"{path}.{key}", "not a role's setting: not converted")
         services = role.get("services") or []
+        services = services if isinstance(services, list) else []  # (not a list: check-config names it)
         for service in [s for s in services if s not in OWN_SERVICES]:
-            _note(notes, z2jh, f"{path}.services", f"'{service}' is one of the chart's hub.services, "
+            _note(notes, z2jh, f"{path}.services", f"{shown(service)} is one of the chart's hub.services, "
                   "which stay in the chart's values: taken out of the role")  # fmt: skip
-        if "services" in role:
+        if "services" in role and isinstance(role["services"], list):
             role["services"] = [s for s in services if s in OWN_SERVICES]
             if not role["services"]:
                 del role["services"]

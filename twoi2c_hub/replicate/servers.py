@@ -106,8 +106,13 @@ def _image(z2jh: Values, notes: list[Note]) -> str | None:
         return z2jh.get("hub.config.KubeSpawner.image")
     if not name:
         return None  # (a tag alone goes with the chart's default image: listed as not converted)
+    for path, value, what in (("name", name, "an image name"), ("tag", tag, "an image tag")):
+        if not isinstance(value, (str, int, float, type(None))) or isinstance(value, bool):
+            z2jh.get(f"singleuser.image.{path}")
+            notes.append(Note(f"{z2jh.prefix}singleuser.image.{path}", f"not {what} (text): not converted"))
+            return None
     z2jh.get("singleuser.image.name")
-    return f"{name}:{z2jh.get('singleuser.image.tag')}" if tag else name
+    return f"{name}:{z2jh.get('singleuser.image.tag')}" if tag else str(name)
 
 
 def _defaults(z2jh: Values, notes: list[Note]) -> dict:
@@ -141,7 +146,21 @@ def profile_list(z2jh: Values, notes: list[Note]) -> list[dict]:
     """The profiles, each with the singleuser defaults under its own settings; without a
     profile list, one profile made of the defaults (none, if there are none)."""
     defaults = _defaults(z2jh, notes)
+    source = z2jh.prefix + (
+        "singleuser.profileList"
+        if z2jh.peek("hub.config.KubeSpawner.profile_list") is None
+        else "hub.config.KubeSpawner.profile_list"
+    )
     profiles = copy.deepcopy(_kube_setting(z2jh, notes, "profile_list", "profileList") or [])
+    if not isinstance(profiles, list):
+        notes.append(Note(source, "not a list of profiles: not converted"))
+        profiles = []
+    for i, profile in enumerate(profiles):
+        if not isinstance(profile, dict):
+            notes.append(
+                Note(f"{source}[{i}]", "not a profile (a mapping of display_name, kubespawner_override, ...): left out")
+            )
+    profiles = [profile for profile in profiles if isinstance(profile, dict)]
     if not profiles:
         return (
             [{"display_name": "Default server", "slug": "default", "kubespawner_override": defaults}]
@@ -150,6 +169,8 @@ def profile_list(z2jh: Values, notes: list[Note]) -> list[dict]:
         )
     for profile in profiles:
         override = profile.setdefault("kubespawner_override", {})
+        if not isinstance(override, dict):
+            continue  # check-config names it: "must be a mapping of KubeSpawner settings to values"
         for setting, value in defaults.items():
             if isinstance(value, dict) and isinstance(override.get(setting), dict):
                 # KubeSpawner merges a map into the default (_apply_overrides), it does not replace it
@@ -172,7 +193,7 @@ def spawner_section(z2jh: Values, notes: list[Note]) -> dict:
         spawner["start_timeout"] = start_timeout
     scopes = _kube_setting(z2jh, notes, "oauth_client_allowed_scopes", section="Spawner")
     if scopes:
-        spawner["oauth_client_allowed_scopes"] = list(scopes)
+        spawner["oauth_client_allowed_scopes"] = list(scopes) if isinstance(scopes, list) else scopes
     for source, target in (
         ("hub.concurrentSpawnLimit", "concurrent_spawn_limit"),
         ("hub.activeServerLimit", "active_server_limit"),
@@ -183,14 +204,14 @@ def spawner_section(z2jh: Values, notes: list[Note]) -> dict:
     if environment:
         spawner["user_environment"] = environment
     admin = {}
-    for key, value in (z2jh.peek("custom.singleuserAdmin.extraEnv") or {}).items():
+    for key, value in _mapping(z2jh, notes, "custom.singleuserAdmin.extraEnv").items():
         if isinstance(value, str):  # (a valueFrom is listed as not converted)
             admin[key] = z2jh.get(f"custom.singleuserAdmin.extraEnv.{key}")
     if admin:
         spawner["admin_environment"] = admin
     mounts = z2jh.get("custom.singleuserAdmin.extraVolumeMounts")
     if mounts:
-        spawner["admin_volume_mounts"] = list(mounts.values()) if isinstance(mounts, dict) else list(mounts)
+        spawner["admin_volume_mounts"] = list(mounts.values()) if isinstance(mounts, dict) else mounts
     for key, what in SERVER_SETTINGS_KEPT.items():
         if z2jh.peek(f"singleuser.{key}") not in (None, {}, []):
             z2jh.get(f"singleuser.{key}")
@@ -224,7 +245,7 @@ def _environment(z2jh: Values, notes: list[Note]) -> dict:
     z2jh.read.discard(source)
     set_by_profiles = _environment_set_by_profiles(z2jh.peek("singleuser.profileList") or [])
     environment = {}
-    for key, value in z2jh.peek(source).items():
+    for key, value in _mapping(z2jh, notes, source).items():
         path = f"{source}.{key}"
         z2jh.get(path)
         if not isinstance(value, str):
@@ -257,17 +278,33 @@ def _environment(z2jh: Values, notes: list[Note]) -> dict:
     return environment
 
 
-def _environment_set_by_profiles(profiles: list) -> set[str]:
+def _environment_set_by_profiles(profiles: Any) -> set[str]:
     names: set[str] = set()
-    for profile in profiles if isinstance(profiles, list) else []:
-        overrides = [profile.get("kubespawner_override") or {}]
-        for option in (profile.get("profile_options") or {}).values():
-            overrides += [c.get("kubespawner_override") or {} for c in (option.get("choices") or {}).values()]
-            overrides.append((option.get("unlisted_choice") or {}).get("kubespawner_override") or {})
-        for override in overrides:
+    for profile in _maps(profiles):
+        overrides = [profile.get("kubespawner_override")]
+        for option in _maps(profile.get("profile_options")):
+            overrides += [c.get("kubespawner_override") for c in _maps(option.get("choices"))]
+            overrides += [u.get("kubespawner_override") for u in _maps([option.get("unlisted_choice")])]
+        for override in _maps(overrides):
             if isinstance(override.get("environment"), dict):
                 names |= set(override["environment"])
     return names
+
+
+def _maps(items: Any) -> list[dict]:
+    """The mappings among `items` (a list, or a mapping's values); the rest is check-config's to name."""
+    values = items.values() if isinstance(items, dict) else items if isinstance(items, list) else []
+    return [item for item in values if isinstance(item, dict)]
+
+
+def _mapping(z2jh: Values, notes: list[Note], path: str) -> dict:
+    """The mapping at `path` ({} if there is none); anything else there is noted, not read."""
+    value = z2jh.peek(path)
+    if value is None or isinstance(value, dict):
+        return value or {}
+    z2jh.get(path)
+    notes.append(Note(z2jh.prefix + path, "not a mapping of names to values: not converted"))
+    return {}
 
 
 def _unfillable(fields: set[str] | None) -> str:

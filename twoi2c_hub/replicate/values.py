@@ -6,10 +6,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..config.yamlfile import one_line
+
 _MISSING = object()
+# notes `convert` lists (2i2c's hubs leave at most 211); past these, how many more
+MAX_NOTES_LISTED = 1_000
 
 
 @dataclass
@@ -20,8 +25,21 @@ class Note:
     path: str
     what: str
 
+    def __post_init__(self) -> None:
+        # one line each, wherever it is written (a comment of the converted file included):
+        # a key of the values with a newline in it must not add a line to the config
+        self.path, self.what = one_line(self.path), one_line(self.what)
+
     def __str__(self) -> str:
         return f"{self.path}: {self.what}"
+
+
+def listed(notes: list[Note]) -> list[str]:
+    """The notes as `convert` lists them: at most `MAX_NOTES_LISTED`, then how many more."""
+    lines = [str(note) for note in notes[:MAX_NOTES_LISTED]]
+    if len(notes) > MAX_NOTES_LISTED:
+        lines.append(f"… and {len(notes) - MAX_NOTES_LISTED:,} more paths, not listed")
+    return lines
 
 
 class Values:
@@ -47,18 +65,16 @@ class Values:
         self.read.add(path)
         return node
 
-    def unread(self) -> list[str]:
-        """The leaf paths nothing read (a read map counts for all beneath it)."""
-        found: list[str] = []
+    def unread(self) -> Iterator[str]:
+        """The leaf paths nothing read (a read map counts for all beneath it), one at a time."""
 
-        def walk(node: Any, path: str) -> None:
+        def walk(node: Any, path: str) -> Iterator[str]:
             if path and any(path == r or path.startswith(r + ".") for r in self.read):
                 return
             if isinstance(node, dict) and node:
                 for key, value in node.items():
-                    walk(value, f"{path}.{key}" if path else str(key))
+                    yield from walk(value, f"{path}.{key}" if path else str(key))
             else:
-                found.append(path)
+                yield path
 
-        walk(self.data, "")
-        return found
+        return walk(self.data, "")
