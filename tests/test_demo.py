@@ -15,7 +15,7 @@ import requests
 import yaml
 
 from twoi2c_hub import server_account
-from twoi2c_hub.cli import demo_homes
+from twoi2c_hub.demo import demo_homes
 from twoi2c_hub.localhub import tagged_processes
 from twoi2c_hub.network import free_port
 from twoi2c_hub.paths import demo_config

@@ -47,6 +47,17 @@ def _lines(rows: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
 
 
+def reachable(hub_db_url: str) -> None:
+    """Connect to the hub's database and let go: SQLAlchemyError if it is out of reach."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(hub_db_url)
+    try:
+        engine.connect().close()
+    finally:
+        engine.dispose()
+
+
 def write(hub_db_url: str, members: dict[str, bytes]) -> int:
     """Add the archive's groups and people to the hub's database (created if new); people
     and groups already there keep theirs, and get the archived memberships added."""

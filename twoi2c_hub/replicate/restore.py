@@ -269,6 +269,8 @@ def restore(
     written before the manifest is read and checked."""
     if config_out is not None and Path(config_out).exists():
         raise ArchiveError(f"{config_out} exists: give a new path for the archived config")
+    if hub_db_url is not None:
+        hub_users.reachable(hub_db_url)  # before any row goes in: the people must be able to follow
     with _reading(Path(archive)) as tar:
         manifest = _manifest(tar, known_revisions(database_url))
         config_bytes, hub_members = _load(tar, manifest, database_url)

@@ -29,6 +29,8 @@ import yaml
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from ..config import yamlfile
+
 # a query parameter's name that says its value is a secret (libpq's passfile and sslkey
 # are paths, not secrets)
 SECRET_PARAMETER = re.compile(
@@ -46,7 +48,7 @@ URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
 def redacted(config_text: str) -> tuple[str, list[dict[str, str]]]:
     """(the config as YAML without secrets, what the new operator must provide)."""
     needed: list[dict[str, str]] = []
-    data = _clean(yaml.safe_load(config_text) or {}, (), needed)
+    data = _clean(yamlfile.load(config_text) or {}, (), needed)  # within the config's limits
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True), needed
 
 
