@@ -1,20 +1,26 @@
-"""How hard the fuzzing tests (hypothesis) try: a few examples in `make test`, as many as
-asked for in a longer run (see docs/security.md):
+"""How hard the fuzzing tests (hypothesis) try: each input surface's property test says
+how many examples it draws in `make test`; a longer run asks for more of every one
+(see docs/security.md):
 
-    TWOI2C_FUZZ_EXAMPLES=2000 .venv/bin/python -m pytest -k fuzz -p no:randomly
-
-Every input surface's property test takes its example count from here.
+    TWOI2C_FUZZ_EXAMPLES=2000 .venv/bin/python -m pytest -p no:randomly \
+        tests/test_fuzz_endpoints.py tests/test_*abuse*.py tests/test_export_secrets.py
 """
 
 import os
 
 from hypothesis import HealthCheck, settings
 
-EXAMPLES = int(os.environ.get("TWOI2C_FUZZ_EXAMPLES", "25"))
+ASKED = os.environ.get("TWOI2C_FUZZ_EXAMPLES")
 
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    database=None,  # each run draws afresh: what one found is kept as a written case, not a file
-)
+
+def fuzz(examples: int) -> settings:
+    """Hypothesis settings drawing `examples` examples, or as many as the run asks for."""
+    return settings(
+        max_examples=int(ASKED) if ASKED else examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        database=None,  # each run draws afresh: what one found is kept as a written case, not a file
+    )
+
+
+FUZZ = fuzz(25)  # the hub's endpoints: each example is a request

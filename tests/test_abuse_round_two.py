@@ -19,7 +19,8 @@ import pytest
 import requests
 import yaml
 from bs4 import BeautifulSoup
-from hypothesis import given, settings
+from fuzzing import fuzz
+from hypothesis import given
 from hypothesis import strategies as st
 from tornado import web
 
@@ -70,7 +71,7 @@ ISO_DAYS = st.dates(min_value=date.min, max_value=date.max).map(date.isoformat)
 DAY_TEXT = st.one_of(st.none(), ISO_DAYS, st.text(max_size=20), st.from_regex(r"\d{4}-\d{2}-\d{2}", fullmatch=True))
 
 
-@settings(max_examples=300, deadline=None)
+@fuzz(300)
 @given(start=DAY_TEXT, end=DAY_TEXT, today=st.dates(min_value=date(1971, 1, 1), max_value=date(8999, 12, 31)))
 def test_any_period_of_a_page_is_a_window_inside_the_years_or_a_400(start, end, today):
     try:
@@ -88,7 +89,7 @@ def test_any_period_of_a_page_is_a_window_inside_the_years_or_a_400(start, end, 
     assert reports.iso(window.start_ms) < reports.iso(window.end_ms)
 
 
-@settings(max_examples=300, deadline=None)
+@fuzz(300)
 @given(
     value=st.one_of(
         st.text(max_size=60),
@@ -184,7 +185,7 @@ def test_the_launch_links_people_use_still_pass():
         assert launch.git_pull_from(values) == values
 
 
-@settings(max_examples=300, deadline=None)
+@fuzz(300)
 @given(
     key=st.sampled_from(launch.KEYS),
     value=st.one_of(

@@ -15,7 +15,8 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from fuzzing import fuzz
+from hypothesis import event, given
 from hypothesis import strategies as st
 from sqlalchemy import select
 from test_bills import AWS, BILLS, GCP, bill_config
@@ -275,7 +276,7 @@ def exports(draw) -> bytes:
     return out.getvalue().encode()
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@fuzz(30)
 @given(exports())
 def test_any_rows_are_a_bill_with_finite_costs_or_one_line_and_nothing_written(importer, content):
     before = bill_rows(importer.url)  # the examples share the database

@@ -11,7 +11,8 @@ from urllib.parse import quote, unquote
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from fuzzing import fuzz
+from hypothesis import given
 from hypothesis import strategies as st
 from test_replicate import hub_database
 
@@ -271,7 +272,7 @@ def url_with_a_secret(draw, database: bool) -> str:
     return f"{scheme}://{user}@{draw(plain)}.example.org/{draw(plain)}{query}"
 
 
-@settings(max_examples=200, deadline=None)
+@fuzz(200)
 @given(url_with_a_secret(database=True), url_with_a_secret(database=False))
 def test_no_url_with_a_secret_in_the_user_info_or_the_query_keeps_it(database_url, web_url):
     config = {

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzzing import fuzz
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import inspect, text
 from test_properties import json_value, scalar
@@ -34,7 +35,7 @@ from twoi2c_hub.replicate.restore import existing_rows
 
 TWOI2C_HUB = str(Path(sys.executable).with_name("twoi2c-hub"))
 SESSIONS = "tables/sessions.jsonl"
-HOSTILE = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+HOSTILE = fuzz(25)
 
 
 @pytest.fixture(scope="module")

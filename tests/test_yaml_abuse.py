@@ -22,7 +22,8 @@ import textwrap
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from fuzzing import fuzz
+from hypothesis import given
 from hypothesis import strategies as st
 
 from twoi2c_hub.cli import main
@@ -472,7 +473,7 @@ def test_a_value_quoted_in_a_message_is_cut(tmp_path, capsys):
 
 # --- any shape, anywhere (hypothesis) --------------------------------------------------------
 
-SOME = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SOME = fuzz(30)
 NAMES = ["display_name", "slug", "kubespawner_override", "profile_options", "choices", "unlisted_choice", "image",
          "name", "tag", "environment", "mem_limit", "cpu_limit", "node_selector", "scopes", "services", "users",
          "provider", "allowed_groups", "default", "KubeSpawner", "extraEnv"]  # fmt: skip
