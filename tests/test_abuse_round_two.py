@@ -20,7 +20,7 @@ import requests
 import yaml
 from bs4 import BeautifulSoup
 from fuzzing import fuzz
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from tornado import web
 
@@ -195,6 +195,7 @@ def test_the_launch_links_people_use_still_pass():
         ).map("".join),
     ),
 )
+@example(key="branch", value="000000" + "\x1f" * 4 + "\U00018cd6" * 20)  # found: escapes made the message long
 def test_an_accepted_launch_link_value_has_no_dot_dot_segment_control_character_or_excess(key, value):
     values = {"repo": REPO, key: value} if key != "repo" else {"repo": value}
     try:

@@ -45,7 +45,8 @@ def _problem(key: str, value: str) -> str | None:
         return f"{key} must be at most {MAX_LENGTHS[key]} characters"
     pattern, what = _CHECKS[key]
     if not pattern.fullmatch(value):
-        return f"{key} must be {what}, not {value[:80]!r}"
+        shown = repr(value[:80])  # escapes make it longer: at most 80 characters of them
+        return f"{key} must be {what}, not {shown if len(shown) <= 80 else shown[:79] + '…'}"
     for decoded in _decodings(value):
         if any(unicodedata.category(c) == "Cc" for c in decoded):
             return f"{key} must not contain control characters (also percent-encoded)"

@@ -21,9 +21,15 @@ class BadParameter(web.HTTPError):
     """A 400 for one query parameter (or body field): `parameter` names it."""
 
     def __init__(self, parameter: str, problem: str):
-        super().__init__(400, f"{parameter}: {problem}")
+        message = printable(f"{parameter}: {problem}")  # a value quoted in it may hold a newline
+        super().__init__(400, message)
         self.parameter = parameter
-        self.message = f"{parameter}: {problem}"
+        self.message = message
+
+
+def printable(text: str) -> str:
+    """`text` on one line: each character that is not printable written as its escape."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def choice(name: str, value: str | None, allowed: Iterable[str], default: str | None = None) -> str | None:
