@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml setup.cfg
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# left behind by the hatchling editable install of old: empty, it shadows the package
 	rm -rf $(VENV)/lib/python3*/site-packages/twoi2c_hub
-	$(BIN)/python -m pip install --quiet -e '.[test,lint,docs,demo,postgresql,fancy-profiles]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,lint,docs,demo,postgresql,fancy-profiles]'
 	touch $(STAMP)
 
 system-packages:

@@ -47,7 +47,7 @@ import aiohttp
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import as_remote_client, wait_for_service  # noqa: E402
+from common import as_remote_client, percentile, wait_for_service  # noqa: E402
 
 from twoi2c_hub.localhub import LocalHub, tagged_processes  # noqa: E402
 from twoi2c_hub.paths import demo_config  # noqa: E402
@@ -68,13 +68,6 @@ class PlainHub(LocalHub):
         text = text.replace("c.ProfileLocalSpawner.", "c.SimpleLocalProcessSpawner.")
         path.write_text(text)
         return path
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def summary(values: list[float]) -> dict:

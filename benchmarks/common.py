@@ -1,11 +1,25 @@
-"""What the benchmarks share: waiting for a service, and running a client as a remote one."""
+"""What the benchmarks share: percentiles, waiting for a service, and running a client as
+a remote one."""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
 import requests
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The nearest-rank percentile: the smallest value that at least a fraction `q` of the
+    values are at or below (p99 of 100 values: the 99th smallest; p50 of 4: the 2nd).
+    Always a value that was measured; None for no values. Every benchmark's pNN uses it."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    # rounded first: 0.07 * 100 is 7.000000000000001, whose ceiling is not rank 7
+    rank = math.ceil(round(q * len(ordered), 9))
+    return ordered[min(len(ordered), max(1, rank)) - 1]
 
 
 def wait_for_service(hub, name: str, timeout: float = 120) -> None:

@@ -39,7 +39,7 @@ import yaml
 from tornado.httpclient import AsyncHTTPClient
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import as_remote_client, wait_for_service  # noqa: E402
+from common import as_remote_client, percentile, wait_for_service  # noqa: E402
 from peer_usage_quotas import Peer, PeerUnavailable  # noqa: E402
 from usage_report import generate  # noqa: E402  (the same generated history)
 
@@ -98,11 +98,6 @@ def report_load(api: str, token: str, last_month: tuple[int, int], stop, count) 
         count.value += 1
         window = f"{last_month[0] // 1000},{last_month[1] // 1000 + count.value}"
         session.get(f"{api}/cost", params={"window": window, "aggregate": "user"}, timeout=300)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def at_once(check_url: str, authorization: str, people, size: int) -> list[float]:

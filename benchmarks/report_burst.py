@@ -24,7 +24,6 @@ import re
 import secrets
 import shutil
 import sqlite3
-import statistics
 import sys
 import tempfile
 import threading
@@ -37,7 +36,7 @@ import requests
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import as_remote_client, wait_for_service  # noqa: E402
+from common import as_remote_client, percentile, wait_for_service  # noqa: E402
 from usage_report import generate  # noqa: E402  (the same generated history)
 
 from twoi2c_hub.accounting.db import make_engine, session_maker, upgrade  # noqa: E402
@@ -53,18 +52,11 @@ HEAVY = [
 ]
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def summary(values: list[float]) -> dict:
     return {
         "n": len(values),
-        "p50_ms": round(statistics.median(values), 1) if values else None,
-        "p99_ms": round(percentile(values, 0.99), 1),
+        "p50_ms": round(percentile(values, 0.5), 1) if values else None,
+        "p99_ms": round(percentile(values, 0.99), 1) if values else None,
     }
 
 

@@ -152,6 +152,32 @@ def test_class_start_soak_mode_samples_memory_and_counts_every_session():
         assert found["heap"]["python_blocks"][0] > 0 and found["heap"]["threads"][1] >= 1, found
 
 
+def test_every_benchmarks_percentiles_are_nearest_rank(monkeypatch):
+    """p99 means the same in every result file: the smallest measured value that at least
+    99 % of the values are at or below."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import class_start
+    import common
+    import cost_report
+    import report_burst
+    from common import percentile
+
+    hundred = [float(i) for i in range(100, 0, -1)]  # 1..100, unsorted
+    assert percentile(hundred, 0.99) == 99.0  # not the largest: one value in 100 is above it
+    assert percentile(hundred, 0.5) == 50.0 and percentile(hundred, 0.95) == 95.0
+    assert percentile(hundred, 0.07) == 7.0  # 0.07 * 100 is 7.000000000000001 in floats
+    assert percentile(hundred, 1.0) == 100.0 and percentile(hundred, 0.0) == 1.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.0  # a measured value, not their mean
+    assert percentile([3.0, 1.0, 2.0], 0.99) == 3.0 and percentile([5.0], 0.5) == 5.0
+    assert percentile([], 0.99) is None
+    # no benchmark has a rule of its own
+    for module in (class_start, cost_report, report_burst):
+        assert module.percentile is common.percentile, module.__name__
+    assert report_burst.summary([1.0, 2.0, 3.0, 4.0]) == {"n": 4, "p50_ms": 2.0, "p99_ms": 4.0}
+    assert report_burst.summary([]) == {"n": 0, "p50_ms": None, "p99_ms": None}
+    assert class_start.summary(hundred) == {"p50_s": 50.0, "p95_s": 95.0, "p99_s": 99.0}
+
+
 def test_soak_memory_bounded_means_flat_or_slowing_down(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     from soak import levelling_off
