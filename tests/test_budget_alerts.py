@@ -4,7 +4,6 @@ once per level, however often the cost service looks; the gauges are on /metrics
 import json
 import re
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -87,6 +86,21 @@ for _s in c.JupyterHub.services:
     return client
 
 
+def wait_for_rounds(hub, rounds: int) -> None:
+    """Until the cost service has done `rounds` whole rounds (roll up, stop, alert) begun
+    after this call: /health says when the latest round began, and a round is done when
+    the next one begins (an alert is in the inbox before its round ends)."""
+    began = []
+
+    def done() -> bool:
+        at = requests.get(f"{hub.url}/services/cost/health", timeout=10).json()["last_rolled_up"]
+        if not began or at != began[-1]:
+            began.append(at)
+        return len(began) >= rounds + 2  # the round going on at the call, `rounds`, the next
+
+    hub.wait_for(done, what=f"{rounds} more rounds of the cost service (last_rolled_up on its /health)")
+
+
 def test_each_level_is_sent_once_by_email_and_webhook(hub, receivers):
     inbox, _, posts, _ = receivers
     spend(hub, "bob", 1.2)  # 60 % of the hub's 2 USD
@@ -99,7 +113,7 @@ def test_each_level_is_sent_once_by_email_and_webhook(hub, receivers):
     spend(hub, "alice", 1.0, groups=("researchers",))  # 110 %
     hub.wait_for(lambda: len(inbox.messages) == 2 and len(posts) == 2, what="the 100 % alert")
     assert "reached 100 %" in posts[1]["text"]
-    time.sleep(3)  # several more looks: nothing is sent twice
+    wait_for_rounds(hub, 3)  # the service looked again, three times: nothing is sent twice
     assert len(inbox.messages) == 2 and len(posts) == 2
 
     admin = hub.user_token("admin")
