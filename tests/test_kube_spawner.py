@@ -1,6 +1,7 @@
 """ProfileKubeSpawner up to the API call: manifests KubeSpawner itself builds, validated
 against the Kubernetes schemas, for every profile and choice of every example config."""
 
+import asyncio
 import json
 from types import SimpleNamespace
 
@@ -237,11 +238,19 @@ async def test_a_plain_kubespawner_profile_list_without_groups_behaves_as_kubesp
     assert spawner.cpu_limit == 1
 
 
+async def until(condition, what: str, timeout: float = 5) -> None:
+    """Let the event loop run until `condition()`; after `timeout` s, fail saying `what`."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+
+
 async def test_pods_wait_in_line_after_their_selection_is_checked():
     """With concurrent_starts = 1 the second pod's start waits, after its checks, until
     the first start is done; a refused selection never takes a place in line."""
-    import asyncio
-
     from twoi2c_hub.spawners.line import LINE
 
     first = make_spawner(DEMO, make_user("alice"), concurrent_starts=1)
@@ -252,8 +261,10 @@ async def test_pods_wait_in_line_after_their_selection_is_checked():
     refused.user_options = {"profile": "gpu"}
     await first.load_user_options()
     waiting = asyncio.ensure_future(second.load_user_options())
-    await asyncio.sleep(0.05)
-    assert not waiting.done() and LINE.ahead_of(second._ticket) == 0
+    await until(lambda: second._ticket is not None or waiting.done(), "carol's start to join the line")
+    # first in line behind the one start going on, not admitted: it waits until that leaves
+    assert not waiting.done() and not second._ticket.admitted.done()
+    assert LINE.starting == 1 and LINE.ahead_of(second._ticket) == 0
     with pytest.raises(profiles_refused()):
         await refused.load_user_options()
     assert len(LINE.waiting) == 1 and refused._ticket is None
