@@ -265,8 +265,13 @@ async def run_in_kernel(hub, username: str, token: str, code: str) -> str:
     )
     output = []
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        message = json.loads(await connection.read_message())
+    while True:
+        try:
+            raw = await asyncio.wait_for(connection.read_message(), max(0, deadline - time.monotonic()))
+        except TimeoutError:
+            raise AssertionError(f"the kernel did not finish the code in 60 s; its output: {output}") from None
+        assert raw is not None, f"the kernel's channel closed before the code finished; its output: {output}"
+        message = json.loads(raw)
         if message.get("parent_header", {}).get("msg_id") != msg_id:
             continue
         if message["msg_type"] == "stream":

@@ -66,11 +66,12 @@ def test_demo_runs_prints_url_and_password_and_ctrl_c_leaves_nothing_behind(tmp_
             timeout=60,
         )
         assert response.status_code == 200
+        answered = None
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if session.get(f"{url}/user/alice/api", timeout=30).status_code == 200:
-                break
+        while answered != 200:
+            assert time.monotonic() < deadline, f"alice's server did not answer in 60 s (last: {answered})"
             time.sleep(0.3)
+            answered = session.get(f"{url}/user/alice/api", timeout=30).status_code
         running = tagged_processes(tag)
         assert len(running) >= 2  # at least the proxy and alice's server (the hub itself is tagged too)
         if os.geteuid() == 0:  # never as root: as the unprivileged server account
