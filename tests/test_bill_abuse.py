@@ -15,11 +15,11 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from bill_files import AWS, BILLS, GCP, bill_config
 from fuzzing import fuzz
 from hypothesis import event, given
 from hypothesis import strategies as st
 from sqlalchemy import select
-from test_bills import AWS, BILLS, GCP, bill_config
 
 from twoi2c_hub.accounting import bills
 from twoi2c_hub.accounting.db import make_engine, upgrade

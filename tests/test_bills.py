@@ -7,10 +7,10 @@ import re
 import subprocess
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from test_costs import PRICING, expected, record_all
+from bill_files import AWS, GCP, bill_config
+from cost_figures import PRICING, expected, record_all
 
 from twoi2c_hub.accounting.bills import BillError, Fee, read_bill, statement, store_bill
 from twoi2c_hub.accounting.costs import CostBasis
@@ -21,11 +21,6 @@ from twoi2c_hub.catalog import INSTANCE_TYPES, GiB
 BASIS = CostBasis(PRICING, INSTANCE_TYPES)
 NOVEMBER = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
 DECEMBER = int(datetime(2026, 12, 1, tzinfo=UTC).timestamp() * 1000)
-
-# the columns of the two exports (a few lines each, the columns we read and some we do not)
-BILLS = Path(__file__).parent / "data" / "bills"
-AWS = (BILLS / "aws-cur.csv").read_text()
-GCP = (BILLS / "gcp-billing-export.csv").read_text()
 
 
 def test_an_aws_cost_and_usage_report_is_summed_per_day_and_service():
@@ -97,17 +92,6 @@ def test_the_statement_puts_the_bill_beside_the_attributed_cost_and_the_fee(db):
     store_bill(db, source, totals, "USD", now)
     assert statement(db, BASIS, 2026, 11, fee, now)["bill"] == pytest.approx(bill)
     assert statement(db, BASIS, 2026, 10, fee, now)["bill"] is None
-
-
-def bill_config(tmp_path: Path) -> Path:
-    """A community config whose prices are in USD, its accounting database in `tmp_path`."""
-    config = tmp_path / "community.yaml"
-    config.write_text(
-        "hub: {name: H}\nprofiles: [{display_name: A, kubespawner_override: {cpu_guarantee: 1}}]\n"
-        f"usage: {{database_url: 'sqlite:///{tmp_path / 'usage.sqlite'}'}}\n"
-        "pricing: {prices: [{effective: 2026-01-01, cpu_core_hour: 0.03}]}\n"
-    )
-    return config
 
 
 def test_the_bill_import_command(tmp_path):

@@ -189,7 +189,7 @@ def test_the_monthly_statement_prints_to_pdf_without_the_navigation(page, demo_h
 @pytest.fixture(scope="module")
 def budget_hub(hub_factory, tmp_path_factory):
     """The demo with a students' budget of 10 USD a month (warn at 80 %), bob past 80 %."""
-    from test_budget_service import spend
+    from past_spending import spend
 
     from twoi2c_hub.paths import demo_config
 

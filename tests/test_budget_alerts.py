@@ -10,7 +10,7 @@ import pytest
 import requests
 import yaml
 from aiosmtpd.controller import Controller
-from test_budget_service import spend
+from past_spending import spend
 
 from twoi2c_hub.network import free_port
 from twoi2c_hub.paths import demo_config

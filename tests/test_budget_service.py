@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,16 +19,12 @@ import pytest
 import requests
 import yaml
 from bs4 import BeautifulSoup
+from past_spending import CPU_CORE_HOUR, spend
 
-from twoi2c_hub.accounting.db import make_engine, session_maker
-from twoi2c_hub.accounting.events import ServerStart, ServerStarted, ServerStopped
-from twoi2c_hub.accounting.models import HOUR_MS
-from twoi2c_hub.accounting.recording import record
 from twoi2c_hub.localhub import tagged_processes
 from twoi2c_hub.paths import demo_config
 
 pytestmark = pytest.mark.hub
-CPU_CORE_HOUR = 0.031611  # the demo's price
 
 
 def watched_config(work: Path) -> dict:
@@ -89,19 +84,6 @@ with open({str(spawner)!r}, "w") as out:
     client.database_url = config["usage"]["database_url"]
     client.wait_for(lambda: requests.get(f"{client.url}/services/cost/health", timeout=10).ok, what="cost service")
     return client
-
-
-def spend(hub, username, money, ended_ms_ago=HOUR_MS, groups=("students",)):
-    """Record a past session of `username` that cost `money` (one hour of CPU cores)."""
-    end = int(time.time() * 1000) - ended_ms_ago
-    start = ServerStart(username, "", end - HOUR_MS, profile="cpu", cpu_guarantee=money / CPU_CORE_HOUR,
-                        groups=list(groups))  # fmt: skip
-    engine = make_engine(hub.database_url)
-    with session_maker(engine)() as db:
-        record(db, [ServerStarted(start)])
-        record(db, [ServerStopped(username, "", end, "user", start.started_ms)])
-        db.commit()
-    engine.dispose()
 
 
 def spawn_page(session, hub) -> BeautifulSoup:

@@ -6,7 +6,7 @@ import math
 from datetime import UTC, datetime
 
 import pytest
-from test_costs import PRICING, expected, record_all
+from cost_figures import PRICING, expected, record_all
 
 from twoi2c_hub.accounting.budgets import Budget, Threshold, combine, decide, describe, hourly_in_unit, status
 from twoi2c_hub.accounting.costs import CostBasis

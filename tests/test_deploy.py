@@ -7,11 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import kubernetes_validate
 import pytest
 import yaml
+from kube_schemas import validate
 from sqlalchemy import inspect, text
-from test_kube_spawner import KUBERNETES_VERSION
 from traitlets.config import Config
 
 from twoi2c_hub.accounting.db import make_engine
@@ -21,10 +20,6 @@ from twoi2c_hub.replicate.archive import known_revisions
 DEPLOY = Path(__file__).parent.parent / "deploy" / "kubernetes"
 VALUES = yaml.safe_load((DEPLOY / "values.yaml").read_text())
 COMMUNITY = examples_dir() / "kube-community.yaml"
-
-
-def validate(manifest: dict) -> None:
-    kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
 
 
 def env_list(extra_env: dict) -> list[dict]:

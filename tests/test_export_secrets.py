@@ -14,7 +14,7 @@ import yaml
 from fuzzing import fuzz
 from hypothesis import given
 from hypothesis import strategies as st
-from test_replicate import hub_database
+from whole_history import hub_database
 
 from twoi2c_hub.accounting.db import upgrade
 from twoi2c_hub.cli import main

@@ -2,9 +2,9 @@
 every report's figures stay where they were (on SQLite and PostgreSQL)."""
 
 import pytest
+from cost_figures import NOW, T0
 from sqlalchemy import select
-from test_costs import NOW, T0
-from test_replicate import ANONYMOUS, BASIS, every_row, fill
+from whole_history import ANONYMOUS, BASIS, every_row, fill
 
 from twoi2c_hub.accounting.cost_reports import cost
 from twoi2c_hub.accounting.db import make_engine, session_maker

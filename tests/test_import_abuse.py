@@ -19,12 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from fuzzing import fuzz
+from fuzzing import fuzz, json_value, scalar
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import inspect, text
-from test_properties import json_value, scalar
-from test_replicate import fill, hub_database, tampered
+from whole_history import fill, hub_database, tampered
 
 from twoi2c_hub.accounting.db import make_engine, upgrade
 from twoi2c_hub.accounting.models import to_ms

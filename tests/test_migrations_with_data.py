@@ -9,7 +9,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, insert, inspect
-from test_replicate import every_row, fill, reports
+from whole_history import every_row, fill, reports
 
 from twoi2c_hub.accounting.db import alembic_config, make_engine, upgrade
 from twoi2c_hub.accounting.models import Base

@@ -4,6 +4,7 @@ refused input records nothing."""
 
 from datetime import UTC, datetime
 
+from fuzzing import json_value, scalar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -48,18 +49,6 @@ def test_a_window_is_a_bounded_interval_or_a_value_error(value, now):
     assert window.end_ms - window.start_ms <= MAX_WINDOW_DAYS * 86_400_000
 
 
-scalar = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=40),
-)
-json_value = st.recursive(
-    scalar,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-    max_leaves=12,
-)
 event_like = st.fixed_dictionaries(
     {"type": st.sampled_from(["start", "stop", "groups", "other"])},
     optional={

@@ -17,9 +17,9 @@ import textwrap
 from datetime import date
 from types import SimpleNamespace
 
-import kubernetes_validate
 import pytest
 import yaml
+from kube_schemas import validate
 from kubernetes_asyncio.client import ApiClient
 from kubespawner import KubeSpawner
 from kubespawner.utils import recursive_update
@@ -32,7 +32,6 @@ from twoi2c_hub.config import ConfigError, load_config, parse_config
 from twoi2c_hub.paths import examples_dir
 from twoi2c_hub.spawners.kube import ProfileKubeSpawner
 
-KUBERNETES_VERSION = "1.31.0"
 INSTANCE_LABEL = "node.kubernetes.io/instance-type"
 
 # a hub's profile list in the shapes the corpus taught us (2i2c's style)
@@ -125,7 +124,7 @@ async def pod_of(cls, profile_list, selection, defaults, groups=()):
     await spawner.load_user_options()
     async with ApiClient() as api:
         pod = {"apiVersion": "v1", "kind": "Pod", **api.sanitize_for_serialization(await spawner.get_pod_manifest())}
-    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    validate(pod)
     container = pod["spec"]["containers"][0]
     return {
         "image": container["image"],

@@ -8,81 +8,16 @@ import tarfile
 
 import pytest
 import yaml
+from cost_figures import NOW
 from sqlalchemy import inspect, select
-from test_costs import NOW, PRICING, T0, random_sessions, record_all
+from whole_history import ANONYMOUS, every_row, fill, hub_database, reports, tampered
 
-from twoi2c_hub.accounting.activity import active_users, sessions
-from twoi2c_hub.accounting.bills import store_bill
-from twoi2c_hub.accounting.cost_reports import cost
-from twoi2c_hub.accounting.costs import CostBasis, SessionCoster, roll_up_costs
 from twoi2c_hub.accounting.db import make_engine, session_maker, upgrade
-from twoi2c_hub.accounting.events import GroupsChanged
-from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS, Base, BudgetNotice, LedgerEntry, ServerSession
-from twoi2c_hub.accounting.recording import record
-from twoi2c_hub.accounting.reports import usage
-from twoi2c_hub.accounting.rollups import roll_up
-from twoi2c_hub.accounting.spending import UNITS, PersonHistory
-from twoi2c_hub.accounting.storage import record_home_sizes
+from twoi2c_hub.accounting.models import Base, ServerSession
 from twoi2c_hub.cli import main as cli
-from twoi2c_hub.replicate.archive import FORMAT_VERSION, MANIFEST, accounting_tables, export
+from twoi2c_hub.replicate.archive import FORMAT_VERSION, MANIFEST, export
 from twoi2c_hub.replicate.restore import ArchiveError, existing_rows, restore
 from twoi2c_hub.replicate.secrets import redacted
-
-BASIS = CostBasis(PRICING)
-# an anonymised hub's names (as the authenticators write them) must travel unchanged
-ANONYMOUS = "anon-3f9a1c2e"
-
-
-def fill(url):
-    """A history with every kind of row: sessions (part rolled up), memberships, costs,
-    the ledger, a notice, a bill and home storage."""
-    engine = make_engine(url)
-    with session_maker(engine)() as db:
-        history = random_sessions(count=300)
-        history[0][0].username = ANONYMOUS
-        record_all(db, history)
-        record(db, [GroupsChanged("user1", T0 + DAY_MS, added=frozenset({"staff"}))])
-        roll_up(db, T0 + 6 * DAY_MS)  # half the history rolled up, half raw
-        roll_up_costs(db, BASIS, T0 + 6 * DAY_MS)
-        db.add(LedgerEntry(budget="students", subject="user2", kind="top_up", amount=5.0, until_ms=None,
-                           at_ms=T0 + 2 * DAY_MS, by="admin", reason="a second project"))  # fmt: skip
-        db.add(BudgetNotice(budget="students", subject="user2", period_start_ms=T0, kind="warn", at_ms=T0 + DAY_MS))
-        db.commit()
-        store_bill(db, "aws", {(T0 // DAY_MS, "AmazonEC2"): 12.5, (T0 // DAY_MS + 1, "AmazonEBS"): 0.75}, "USD", NOW)
-        record_home_sizes(db, {"user1": 3 * 2**30, ANONYMOUS: 2**30}, T0 + 3 * DAY_MS)
-        db.commit()
-    engine.dispose()
-
-
-def every_row(url) -> dict[str, list[tuple]]:
-    engine = make_engine(url)
-    with engine.connect() as connection:
-        rows = {}
-        for table in accounting_tables(connection):
-            order = list(table.primary_key.columns) or list(table.columns)
-            rows[table.name] = [tuple(r) for r in connection.execute(select(table).order_by(*order))]
-    engine.dispose()
-    return rows
-
-
-def reports(url) -> dict:
-    """Every report the services show, as data."""
-    engine = make_engine(url)
-    out = {}
-    with session_maker(engine)() as db:
-        for a, b in ((T0, NOW), (T0 + 5 * HOUR_MS, T0 + 9 * DAY_MS + 7 * HOUR_MS), (T0 + 8 * DAY_MS, NOW)):
-            for aggregate in ("user", "group", "profile"):
-                out["usage", a, b, aggregate] = dict(usage(db, a, b, aggregate, NOW))
-                out["cost", a, b, aggregate] = dict(cost(db, BASIS, a, b, aggregate, NOW))
-            out["active", a, b] = active_users(db, a, b, NOW)
-        out["sessions"] = sessions(db, start_ms=T0, end_ms=NOW, limit=1000)
-        coster = SessionCoster(BASIS)
-        for username in ("user1", "user2", ANONYMOUS):
-            out["spending", username] = PersonHistory(db, coster, username, T0, NOW, frozenset(UNITS)).spent(
-                T0 + DAY_MS
-            )
-    engine.dispose()
-    return out
 
 
 def assert_same_reports(before, after):
@@ -103,29 +38,6 @@ def other_database(request, database_url, tmp_path):
     if database_url.startswith("sqlite"):
         return request.getfixturevalue("postgres_server").new_database()
     return f"sqlite:///{tmp_path / 'imported.sqlite'}"
-
-
-def hub_database(url, people=()) -> dict[str, tuple]:
-    """JupyterHub's own database: with `people` (name, admin, groups) added; its people."""
-    from jupyterhub import orm
-
-    db = orm.new_session_factory(url)()
-    groups = {}
-    for name, admin, member_of in people:
-        user = orm.User(name=name, admin=admin)
-        for group in member_of:
-            if group not in groups:
-                groups[group] = orm.Group(name=group, properties={"course": group.upper()})
-                db.add(groups[group])
-            user.groups.append(groups[group])
-        db.add(user)
-    db.commit()
-    found = {
-        u.name: (u.admin, sorted(g.name for g in u.groups), sorted(str(g.properties) for g in u.groups))
-        for u in db.query(orm.User)
-    }
-    db.close()
-    return found
 
 
 def test_export_then_import_into_the_other_database_gives_the_same_reports(database_url, other_database, tmp_path):
@@ -159,16 +71,6 @@ def test_export_then_import_into_the_other_database_gives_the_same_reports(datab
         assert db.scalar(select(ServerSession.id).where(ServerSession.username == "new")) == 301
         assert ANONYMOUS in {s.username for s in db.scalars(select(ServerSession))}
     engine.dispose()
-
-
-def tampered(archive, out, change):
-    """A copy of `archive` with `change(name, data) -> data` applied to each member."""
-    with tarfile.open(archive) as source, tarfile.open(out, "w") as target:
-        for info in source:
-            data = change(info.name, source.extractfile(info).read())
-            info.size = len(data)
-            target.addfile(info, io.BytesIO(data))
-    return out
 
 
 @pytest.fixture
