@@ -1,4 +1,5 @@
-"""The package's import graph flows one way, and no module grows past 400 lines."""
+"""The package's import graph flows one way, no module grows past 400 lines, and no test
+module imports another (what tests share is in conftest.py or a helper module)."""
 
 import ast
 from pathlib import Path
@@ -69,3 +70,14 @@ def test_services_never_import_each_others_handlers():
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_no_module_over_400_lines(path):
     assert len(path.read_text().splitlines()) <= 400
+
+
+def test_no_test_module_imports_another():
+    tests = Path(__file__).parent
+    for path in sorted(tests.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module]
+            for name in names:
+                assert not name.split(".")[0].startswith("test_"), f"{path.name} imports {name}"
