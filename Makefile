@@ -1,5 +1,5 @@
 # make demo: set up .venv and run the demo hub.  make test: set up and run every test
-# (with `make lint` and `make docs` first).
+# (with `make lint` and `make docs` first).  make check: the quick tests only.
 # Both bootstrap a fresh Debian machine: Python packages go into .venv, Debian packages
 # (Chromium for the browser tests) are installed with apt-get when missing (as root).
 PYTHON ?= python3
@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # that move the clock across midnight
 DEBIAN_PACKAGES := chromium postgresql sqlite3 prometheus faketime
 
-.PHONY: demo test test-midnight lint format docs system-packages server-account clean
+.PHONY: demo test check test-midnight lint format docs system-packages server-account clean
 
 $(STAMP): pyproject.toml setup.cfg
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,12 @@ docs: $(STAMP)
 TEST_WORKERS ?= 2
 test: $(STAMP) system-packages server-account lint docs
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# the inner loop, in under a minute: the tests that start no hub, browser or PostgreSQL
+# and take no seconds each (the markers are in pyproject.toml)
+CHECK_MARKERS := not hub and not browser and not postgres and not slow
+check: $(STAMP)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "$(CHECK_MARKERS)" $(PYTEST_ARGS)
 
 # the tests whose answers depend on the date, with the clock (libfaketime, for the test
 # process, the hubs, their services and servers) a minute before and 30 s after the

@@ -47,6 +47,19 @@ def pytest_sessionstart(session):
             end_tagged_processes(tag)
 
 
+# what a test starts, told by the fixtures it uses (see pyproject.toml's markers):
+# `make check` runs the tests that start none of them
+STARTED_BY = {"hub": "hub_factory", "browser": "browser", "postgres": "postgres_server"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by them
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for marker, fixture in STARTED_BY.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     """A failed test that used a hub shows why the hub said what it said: the services that
@@ -221,7 +234,7 @@ def postgres_server():
     server.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request, tmp_path):
     """An empty accounting database, migrated to the latest schema: SQLite and PostgreSQL."""
     from twoi2c_hub.accounting.db import upgrade

@@ -12,6 +12,8 @@ import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+import pytest
+
 UPSTREAM = Path(__file__).parent / "upstream"
 SUITES = ["oauthenticator.tests.test_github", "oauthenticator.tests.test_cilogon", "oauthenticator.tests.test_generic"]
 
@@ -50,6 +52,7 @@ def outcomes(tmp_path, *plugin) -> dict[str, str]:
     return results
 
 
+@pytest.mark.slow
 def test_oauthenticator_suites_give_the_same_result_with_our_classes(tmp_path):
     theirs = outcomes(tmp_path)
     ours = outcomes(tmp_path, "-p", "oauthenticator_as_ours")

@@ -76,6 +76,7 @@ def test_cost_report_runs_and_its_figures_agree_with_plain_sql():
         }
 
 
+@pytest.mark.slow
 def test_export_import_runs_and_moves_every_row():
     command = [sys.executable, str(BENCHMARKS / "export_import.py"), "--sessions", "3000", "--users", "100"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)

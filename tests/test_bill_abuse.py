@@ -26,6 +26,8 @@ from twoi2c_hub.accounting.db import make_engine, upgrade
 from twoi2c_hub.accounting.models import BillLine
 from twoi2c_hub.cli import main
 
+# a suite of hostile inputs, each through the importer or the CLI: `make test`, not `make check`
+pytestmark = pytest.mark.slow
 AWS_HEADER, AWS_ROW = AWS.splitlines()[:2]  # a1,2026-11-02T00:00:00Z,...,AmazonEC2,BoxUsage:m5.xlarge,0.192,USD
 GCP_HEADER, GCP_ROW = GCP.splitlines()[0], GCP.splitlines()[2]  # 0X,Compute Engine,...,6.50,USD,[]
 AWS_COLUMNS, GCP_COLUMNS = AWS_HEADER.split(","), GCP_HEADER.split(",")

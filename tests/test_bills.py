@@ -94,6 +94,7 @@ def test_the_statement_puts_the_bill_beside_the_attributed_cost_and_the_fee(db):
     assert statement(db, BASIS, 2026, 10, fee, now)["bill"] is None
 
 
+@pytest.mark.slow
 def test_the_bill_import_command(tmp_path):
     bill = tmp_path / "cur.csv"
     bill.write_text(AWS)

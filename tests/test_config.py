@@ -42,12 +42,14 @@ def test_interfaces_are_filled_in_and_checked():
     ]
 
 
+@pytest.mark.slow
 def test_the_demo_config_is_valid():
     result = check_config(EXAMPLE)
     assert result.returncode == 0, result.stderr
     assert "OK (2 profiles, 6 choices)" in result.stdout
 
 
+@pytest.mark.slow
 def test_check_config_reports_every_error_with_its_path(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text(
@@ -154,6 +156,7 @@ def test_each_kind_of_mistake_has_a_message(text, expected):
     assert errors_of(text) == [expected]
 
 
+@pytest.mark.slow
 def test_unreadable_file_is_an_error_not_a_traceback(tmp_path):
     result = check_config(tmp_path / "missing.yaml")
     assert result.returncode == 1
@@ -455,6 +458,7 @@ def test_configure_needs_the_client_secret_in_the_environment(tmp_path, capsys, 
     assert c.Authenticator.auth_refresh_age == 0
 
 
+@pytest.mark.slow
 def test_db_upgrade_creates_and_migrates_the_accounting_database(tmp_path):
     import sqlite3
 

@@ -32,6 +32,8 @@ from twoi2c_hub.replicate import checks
 from twoi2c_hub.replicate.archive import MANIFEST, export
 from twoi2c_hub.replicate.restore import existing_rows
 
+# a suite of hostile inputs, each through the importer or the CLI: `make test`, not `make check`
+pytestmark = pytest.mark.slow
 TWOI2C_HUB = str(Path(sys.executable).with_name("twoi2c-hub"))
 SESSIONS = "tables/sessions.jsonl"
 HOSTILE = fuzz(25)

@@ -68,6 +68,7 @@ def write(url: str, held: dict[str, list[dict]]) -> None:
     engine.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("revision", EARLIER)
 def test_a_database_from_an_earlier_revision_upgrades_with_its_data(revision, database_url, history, tmp_path):
     rows, latest = history

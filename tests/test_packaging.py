@@ -6,9 +6,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_installed_wheel_finds_its_templates_and_demo_config(tmp_path):
     wheels = tmp_path / "wheels"
     subprocess.run(

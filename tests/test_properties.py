@@ -4,6 +4,7 @@ refused input records nothing."""
 
 from datetime import UTC, datetime
 
+import pytest
 from fuzzing import json_value, scalar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -80,6 +81,7 @@ event_like = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 def test_the_event_intake_records_a_valid_event_and_nothing_of_a_refused_one(tmp_path):
     url = f"sqlite:///{tmp_path / 'events.sqlite'}"
     upgrade(url)

@@ -206,6 +206,7 @@ def test_a_suggestion_is_another_key_never_the_one_written(where, key):
     assert mentioned and key not in mentioned
 
 
+@pytest.mark.slow
 def test_check_config_prints_warnings_and_exits_0(tmp_path):
     path = tmp_path / "hub.yaml"
     path.write_text(community(PROFILE_LIST))

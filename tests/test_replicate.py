@@ -33,10 +33,10 @@ def assert_same_reports(before, after):
 
 
 @pytest.fixture
-def other_database(request, database_url, tmp_path):
+def other_database(database_url, tmp_path, postgres_server):
     """An empty database of the other kind: PostgreSQL for SQLite and the other way."""
     if database_url.startswith("sqlite"):
-        return request.getfixturevalue("postgres_server").new_database()
+        return postgres_server.new_database()
     return f"sqlite:///{tmp_path / 'imported.sqlite'}"
 
 

@@ -38,6 +38,8 @@ from twoi2c_hub.config.yamlfile import (
 )
 from twoi2c_hub.replicate.values import MAX_NOTES_LISTED
 
+# a suite of hostile inputs, each through the importer or the CLI: `make test`, not `make check`
+pytestmark = pytest.mark.slow
 MEMORY_BYTES = 400 * 1024 * 1024
 SECONDS = 20
 # a message quoting a value is short: the longest line of a refusal or a note
