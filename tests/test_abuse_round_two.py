@@ -15,9 +15,9 @@ import inspect
 import pkgutil
 from datetime import UTC, date, datetime
 
+import budget_hub
 import pytest
 import requests
-import yaml
 from bs4 import BeautifulSoup
 from fuzzing import fuzz
 from hypothesis import example, given
@@ -27,7 +27,6 @@ from tornado import web
 import twoi2c_hub.services
 from twoi2c_hub.accounting import reports, windows
 from twoi2c_hub.catalog import ProfileError, launch
-from twoi2c_hub.paths import demo_config
 from twoi2c_hub.services.framework import params
 from twoi2c_hub.services.framework.charts import chart_series
 from twoi2c_hub.services.framework.handlers import XSRF_NEEDED
@@ -233,21 +232,7 @@ def test_a_selection_value_no_catalog_could_mean_is_refused_before_the_catalog_i
 
 @pytest.fixture(scope="module")
 def hub(hub_factory, tmp_path_factory):
-    work = tmp_path_factory.mktemp("abuse-two-config")
-    config = demo_config()
-    config["culling"] = {"enabled": False}
-    config["usage"] = {"database_url": f"sqlite:///{work / 'usage.sqlite'}"}
-    config["budgets"] = {
-        "budgets": [{"name": "students-weekly", "applies_to": "group", "names": ["students"], "limit": 10,
-                     "period": "7d", "thresholds": [{"at": 100, "action": "deny"}]}],
-    }  # fmt: skip
-    path = work / "community.yaml"
-    path.write_text(yaml.safe_dump(config))
-    client = hub_factory(path, "abuse-two-hub")
-    for service in ("usage", "cost"):
-        client.wait_for(
-            lambda s=service: requests.get(f"{client.url}/services/{s}/health", timeout=10).ok, what=service
-        )
+    client = budget_hub.start(hub_factory, tmp_path_factory.mktemp("abuse-two-config"), "abuse-two-hub")
     return client
 
 

@@ -11,15 +11,14 @@ import json
 import re
 from pathlib import Path
 
+import budget_hub
 import pytest
 import requests
-import yaml
 from fuzzing import FUZZ
 from hypothesis import given
 from hypothesis import strategies as st
 
 from twoi2c_hub.localhub import tagged_processes
-from twoi2c_hub.paths import demo_config
 from twoi2c_hub.services.cost.app import CostService
 from twoi2c_hub.services.usage.app import UsageService
 
@@ -56,21 +55,7 @@ PATHS = USAGE_PATHS + COST_PATHS + ["usage/health", "cost/health", "usage/metric
 
 @pytest.fixture(scope="module")
 def hub(hub_factory, tmp_path_factory):
-    work = tmp_path_factory.mktemp("fuzz-config")
-    config = demo_config()
-    config["culling"] = {"enabled": False}
-    config["usage"] = {"database_url": f"sqlite:///{work / 'usage.sqlite'}"}
-    config["budgets"] = {
-        "budgets": [{"name": "students-weekly", "applies_to": "group", "names": ["students"], "limit": 10,
-                     "period": "7d", "thresholds": [{"at": 100, "action": "deny"}]}],
-    }  # fmt: skip
-    path = work / "community.yaml"
-    path.write_text(yaml.safe_dump(config))
-    client = hub_factory(path, "fuzz-hub")
-    for service in ("usage", "cost"):
-        client.wait_for(
-            lambda s=service: requests.get(f"{client.url}/services/{s}/health", timeout=10).ok, what=service
-        )
+    client = budget_hub.start(hub_factory, tmp_path_factory.mktemp("fuzz-config"), "fuzz-hub")
     client.tokens = {"admin": client.user_token("admin"), "bob": client.user_token("bob"), "nobody": None}
     client.log_start = client.hub.log_file.stat().st_size
     return client
