@@ -352,7 +352,8 @@ def crowded_hub(hub_factory, tmp_path_factory):
     work = tmp_path_factory.mktemp("crowded-config")
     config = watched_config(work)
     config["auth"] = {"provider": "demo", "users": {f"learner-{i}": {"groups": ["class"]} for i in range(7)}}
-    config["spawner"]["local"].update(apply_memory_limit=False, apply_cpu_limit=False)
+    # no image runs the hub's Python, so every server is the tiny one configured below
+    config["spawner"]["local"].update(apply_memory_limit=False, apply_cpu_limit=False, images={})
     config["budgets"] = {
         "budgets": [
             {
