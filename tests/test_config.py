@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from traitlets.config import Config
 
-from twoi2c_hub.config import ConfigError, configure, load_config, parse_config
+from twoi2c_hub import configure
+from twoi2c_hub.config import ConfigError, load_config, parse_config
 from twoi2c_hub.paths import examples_dir
 
 EXAMPLE = examples_dir() / "demo-community.yaml"

@@ -16,7 +16,8 @@ from kubespawner import KubeSpawner
 from traitlets.config import Config
 
 from twoi2c_hub.cli import main as cli
-from twoi2c_hub.config import parse_config, wiring
+from twoi2c_hub.config import parse_config
+from twoi2c_hub.hub import servers
 from twoi2c_hub.replicate.convert import convert
 from twoi2c_hub.replicate.helm import at, helm_values, merge
 from twoi2c_hub.spawners.kube import ProfileKubeSpawner
@@ -225,7 +226,7 @@ def test_hub_config_spawner_sections_outrank_singleuser_as_on_the_original():
     assert "outranked" in listed["singleuser.image.name"]
 
     c = Config()
-    wiring._spawner(c, parse_config(yaml.safe_dump(config)))
+    servers.spawner(c, parse_config(yaml.safe_dump(config)))
     assert c.ProfileKubeSpawner.oauth_client_allowed_scopes == ["access:services"]
 
 
@@ -349,7 +350,7 @@ async def test_every_server_gets_the_same_pod(path):
     assert "safe slug" in why[f"{prefix}singleuser.extraEnv.HOME_LINK"]
 
     ours = z2jh_spawner_config({**kept, "singleuser": {**kept["singleuser"], "profileList": []}})
-    wiring._spawner(ours, parse_config(yaml.safe_dump(config)))
+    servers.spawner(ours, parse_config(yaml.safe_dump(config)))
     compared = 0
     for selection in every_selection(values["singleuser"]["profileList"]):
         original = await pod_of(KubeSpawner(_mock=True, user=person(), config=z2jh_spawner_config(values)), selection)

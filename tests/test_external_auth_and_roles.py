@@ -16,10 +16,10 @@ from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
 from oauthenticator.google import GoogleOAuthenticator
 from traitlets.config import Config
 
+from twoi2c_hub import configure
 from twoi2c_hub.authenticators.base import CommunityAuthenticatorMixin, LoginRefused
 from twoi2c_hub.authenticators.external import ExternalAuthenticatorMixin, community_class
 from twoi2c_hub.config.loading import ConfigError, parse_config
-from twoi2c_hub.config.wiring import configure
 from twoi2c_hub.paths import demo_config
 from twoi2c_hub.replicate.convert import convert
 

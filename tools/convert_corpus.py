@@ -541,8 +541,8 @@ async def run_hub(vset: ValuesSet, z2jh: Z2JH) -> dict:
     from kubespawner import KubeSpawner
     from traitlets.config import Config
 
-    from twoi2c_hub.config import wiring
     from twoi2c_hub.config.loading import ConfigError, parse_config
+    from twoi2c_hub.hub import servers
     from twoi2c_hub.replicate.convert import convert
     from twoi2c_hub.spawners.kube import ProfileKubeSpawner
 
@@ -616,7 +616,7 @@ async def run_hub(vset: ValuesSet, z2jh: Z2JH) -> dict:
         ours_config = z2jh.config({**kept_values(z2jh_values, notes, prefix or ""), "singleuser": {
             **kept_values(z2jh_values, notes, prefix or "").get("singleuser", {}), "profileList": []}})  # fmt: skip
         if community is not None:
-            wiring._spawner(ours_config, community)
+            servers.spawner(ours_config, community)
         else:  # compare what the converted profiles would do, even though check-config refuses them
             section = ours_config.ProfileKubeSpawner
             section.profile_list = config.get("profiles") or []

@@ -11,6 +11,8 @@ __version__ = "0.1.0"
 
 def configure(c, path):
     """Wire the community config file at `path` into the JupyterHub config `c`."""
-    from .config.wiring import configure as _configure
+    # the wiring brings in the spawners, the authenticators and JupyterHub: imported when
+    # called, so that the command line (check-config, export, ...) starts without them
+    from .hub import configure as _configure
 
     return _configure(c, path)

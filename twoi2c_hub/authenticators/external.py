@@ -2,9 +2,10 @@
 community config adds where the class allows it.
 
 The class is named by a dotted path (`canvasoauthenticator.CanvasOAuthenticator`) or an
-entry-point name of `jupyterhub.authenticators` (`google`, `tmp`, `shared-password`).
-`community_class` makes, at config time, a subclass of the same name (so
-`c.<Class>` settings read the same):
+entry-point name of `jupyterhub.authenticators` (`google`, `tmp`, `shared-password`), and
+found as JupyterHub finds it (`twoi2c_hub.config.external_auth.resolve`, which
+check-config runs). `community_class` makes, at config time, a subclass of the same name
+(so `c.<Class>` settings read the same):
 
 - an OAuthenticator (Google, Auth0, GitLab, Canvas, ...) gets CommunityAuthenticatorMixin,
   as our own providers do: group mapping, `groups_claim`, admin groups, staff,
@@ -18,81 +19,13 @@ entry-point name of `jupyterhub.authenticators` (`google`, `tmp`, `shared-passwo
 
 from __future__ import annotations
 
-import importlib
 import inspect
-from importlib.metadata import entry_points
 
 from jupyterhub.auth import Authenticator
+from oauthenticator.oauth2 import OAuthenticator
 from traitlets import Set, Unicode
 
 from .base import CommunityAuthenticatorMixin, CommunityMixinBase, _names, anonymous_username
-
-ENTRY_POINTS = "jupyterhub.authenticators"
-# what to install for a module or an entry-point name that is not installed
-PACKAGES = {
-    "oauthenticator": "oauthenticator",
-    "ltiauthenticator": "jupyterhub-ltiauthenticator",
-    "tmpauthenticator": "jupyterhub-tmpauthenticator",
-    "tmp": "jupyterhub-tmpauthenticator",
-    "nativeauthenticator": "jupyterhub-nativeauthenticator",
-    "firstuseauthenticator": "jupyterhub-firstuseauthenticator",
-    "ldapauthenticator": "jupyterhub-ldapauthenticator",
-    "canvasoauthenticator": "git+https://github.com/berkeley-dsep-infra/canvasoauthenticator",
-}
-
-
-class AuthenticatorNotFound(Exception):
-    """The named authenticator class cannot be used here; the message says why."""
-
-
-def _install_hint(name: str) -> str:
-    package = PACKAGES.get(name) or PACKAGES.get(name.split(":")[0].split(".")[0])
-    return f" (pip install {package})" if package else " (install the package that provides it)"
-
-
-def resolve(name: str) -> type[Authenticator]:
-    """The authenticator class `name` names: an entry-point name or a dotted path
-    (`module.Class` or `module:Class`), as JupyterHub's authenticator_class reads it."""
-    for entry in entry_points(group=ENTRY_POINTS):
-        if entry.name == name:
-            try:
-                cls = entry.load()
-            except Exception as e:
-                raise AuthenticatorNotFound(
-                    f"'{name}' ({entry.value}) is installed but cannot be imported: {e}"
-                ) from None
-            return _authenticator(name, cls)
-    if "." not in name and ":" not in name:
-        raise AuthenticatorNotFound(
-            f"'{name}' is not installed: no {ENTRY_POINTS} entry point of that name{_install_hint(name)}"
-        )
-    module_name, _, attribute = name.partition(":") if ":" in name else name.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
-            raise AuthenticatorNotFound(f"'{name}' is not installed{_install_hint(name)}") from None
-        raise AuthenticatorNotFound(f"'{name}' cannot be imported: {e}{_install_hint(e.name or '')}") from None
-    except Exception as e:
-        raise AuthenticatorNotFound(f"'{name}' cannot be imported: {type(e).__name__}: {e}") from None
-    cls = getattr(module, attribute, None)
-    if cls is None:
-        raise AuthenticatorNotFound(f"'{name}': the module {module_name} has no {attribute}")
-    return _authenticator(name, cls)
-
-
-def _authenticator(name: str, cls) -> type[Authenticator]:
-    if not (isinstance(cls, type) and issubclass(cls, Authenticator)):
-        raise AuthenticatorNotFound(f"'{name}' is not a JupyterHub Authenticator class")
-    return cls
-
-
-def is_oauthenticator(cls: type) -> bool:
-    try:
-        from oauthenticator.oauth2 import OAuthenticator
-    except ImportError:  # pragma: no cover - a dependency of this package
-        return False
-    return issubclass(cls, OAuthenticator)
 
 
 class ExternalAuthenticatorMixin(CommunityMixinBase):
@@ -151,7 +84,7 @@ def community_class(cls: type[Authenticator], subject_claim: str = "sub") -> typ
     """`cls` with the community mixin that fits it, under the same name."""
     if issubclass(cls, CommunityMixinBase):
         return cls
-    mixin = CommunityAuthenticatorMixin if is_oauthenticator(cls) else ExternalAuthenticatorMixin
+    mixin = CommunityAuthenticatorMixin if issubclass(cls, OAuthenticator) else ExternalAuthenticatorMixin
     namespace = {
         "__module__": __name__,
         "__doc__": cls.__doc__,

@@ -1,16 +1,8 @@
-"""The community config file and `configure(c, path)` for jupyterhub_config.py."""
+"""The community config file: its models (pydantic) and its loading, with every problem
+and its path (what `twoi2c-hub check-config` prints). Wiring it into JupyterHub is
+`twoi2c_hub.configure` (the `hub` package)."""
 
 from .loading import ConfigError, load_config, parse_config
 from .models import CommunityConfig
 
-__all__ = ["CommunityConfig", "ConfigError", "configure", "load_config", "parse_config"]
-
-
-def __getattr__(name: str):
-    # configure() brings in the spawners and JupyterHub: imported when asked for, so that
-    # the command line (check-config, export, ...) starts without them
-    if name == "configure":
-        from .wiring import configure
-
-        return configure
-    raise AttributeError(name)
+__all__ = ["CommunityConfig", "ConfigError", "load_config", "parse_config"]

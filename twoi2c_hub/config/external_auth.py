@@ -1,17 +1,23 @@
-"""`auth: provider: external`: any other JupyterHub authenticator class, and the
-`unconverted` marker `twoi2c-hub convert` writes when it cannot carry one."""
+"""`auth: provider: external`: any other JupyterHub authenticator class, found as
+JupyterHub finds its `authenticator_class` (`resolve`: what to install when it is missing),
+and the `unconverted` marker `twoi2c-hub convert` writes when it cannot carry one."""
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import re
 import sys
-from typing import Any, Literal
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
 from .auth import GroupMapping, _Auth
 from .base import Strict, _error
+
+if TYPE_CHECKING:
+    from jupyterhub.auth import Authenticator
 
 # the community config's own settings: never in `settings`, where they would be set twice
 _FIRST_CLASS = {
@@ -71,8 +77,6 @@ class ExternalAuthSection(_Auth):
 
     @model_validator(mode="after")
     def _class_usable(self):
-        from ..authenticators.external import AuthenticatorNotFound, is_oauthenticator, resolve
-
         try:
             cls = resolve(self.class_)
         except AuthenticatorNotFound as e:
@@ -100,8 +104,6 @@ class ExternalAuthSection(_Auth):
 def unknown_setting_warnings(auth: ExternalAuthSection) -> list[str]:
     """Settings the installed class does not have: JupyterHub starts, and traitlets ignores
     them with a warning (a hub may have run a newer or patched version of the class)."""
-    from ..authenticators.external import resolve
-
     cls = resolve(auth.class_)
     traits = cls.class_traits(config=True)
     warnings = []
@@ -135,10 +137,80 @@ class UnconvertedAuthSection(Strict):
 def class_facts(name: str) -> tuple[str, bool] | None:
     """(its hub.config section, whether it is an OAuthenticator) of the authenticator
     class `name` names, or None when it is not installed here."""
-    from ..authenticators.external import AuthenticatorNotFound, is_oauthenticator, resolve
-
     try:
         cls = resolve(name)
     except AuthenticatorNotFound:
         return None
     return cls.__name__, is_oauthenticator(cls)
+
+
+# --- the class `auth.class` names, found as JupyterHub finds its authenticator_class ---
+
+ENTRY_POINTS = "jupyterhub.authenticators"
+# what to install for a module or an entry-point name that is not installed
+PACKAGES = {
+    "oauthenticator": "oauthenticator",
+    "ltiauthenticator": "jupyterhub-ltiauthenticator",
+    "tmpauthenticator": "jupyterhub-tmpauthenticator",
+    "tmp": "jupyterhub-tmpauthenticator",
+    "nativeauthenticator": "jupyterhub-nativeauthenticator",
+    "firstuseauthenticator": "jupyterhub-firstuseauthenticator",
+    "ldapauthenticator": "jupyterhub-ldapauthenticator",
+    "canvasoauthenticator": "git+https://github.com/berkeley-dsep-infra/canvasoauthenticator",
+}
+
+
+class AuthenticatorNotFound(Exception):
+    """The named authenticator class cannot be used here; the message says why."""
+
+
+def _install_hint(name: str) -> str:
+    package = PACKAGES.get(name) or PACKAGES.get(name.split(":")[0].split(".")[0])
+    return f" (pip install {package})" if package else " (install the package that provides it)"
+
+
+def resolve(name: str) -> type[Authenticator]:
+    """The authenticator class `name` names: an entry-point name or a dotted path
+    (`module.Class` or `module:Class`), as JupyterHub's authenticator_class reads it."""
+    for entry in entry_points(group=ENTRY_POINTS):
+        if entry.name == name:
+            try:
+                cls = entry.load()
+            except Exception as e:
+                raise AuthenticatorNotFound(
+                    f"'{name}' ({entry.value}) is installed but cannot be imported: {e}"
+                ) from None
+            return _authenticator(name, cls)
+    if "." not in name and ":" not in name:
+        raise AuthenticatorNotFound(
+            f"'{name}' is not installed: no {ENTRY_POINTS} entry point of that name{_install_hint(name)}"
+        )
+    module_name, _, attribute = name.partition(":") if ":" in name else name.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
+            raise AuthenticatorNotFound(f"'{name}' is not installed{_install_hint(name)}") from None
+        raise AuthenticatorNotFound(f"'{name}' cannot be imported: {e}{_install_hint(e.name or '')}") from None
+    except Exception as e:
+        raise AuthenticatorNotFound(f"'{name}' cannot be imported: {type(e).__name__}: {e}") from None
+    cls = getattr(module, attribute, None)
+    if cls is None:
+        raise AuthenticatorNotFound(f"'{name}': the module {module_name} has no {attribute}")
+    return _authenticator(name, cls)
+
+
+def _authenticator(name: str, cls) -> type[Authenticator]:
+    from jupyterhub.auth import Authenticator
+
+    if not (isinstance(cls, type) and issubclass(cls, Authenticator)):
+        raise AuthenticatorNotFound(f"'{name}' is not a JupyterHub Authenticator class")
+    return cls
+
+
+def is_oauthenticator(cls: type) -> bool:
+    try:
+        from oauthenticator.oauth2 import OAuthenticator
+    except ImportError:  # pragma: no cover - a dependency of this package
+        return False
+    return issubclass(cls, OAuthenticator)

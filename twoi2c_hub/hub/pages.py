@@ -1,18 +1,20 @@
 """The hub's pages: our templates (share/templates) and the variables they read from the
-community config, set by configure()."""
+community config."""
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
 
+from traitlets.config import Config
+
 from .. import catalog, markdown
+from ..config import CommunityConfig
 from ..paths import templates_dir
-from .base import SettingError
-from .models import CommunityConfig
+from .environment import SettingError
 
 
-def templates(c, config: CommunityConfig, config_dir: Path) -> None:
+def templates(c: Config, config: CommunityConfig, config_dir: Path) -> None:
     """Our templates first, and their variables: the community's name, logo, links and
     words (Markdown, sanitised), who runs it, and which services' pages to link. A logo
     file (relative to `config_dir`) is served by the hub as its own logo."""
@@ -52,19 +54,3 @@ def templates(c, config: CommunityConfig, config_dir: Path) -> None:
     if hub.announcement:
         template_vars["announcement"] = markdown.render(hub.announcement, inline=True)
     c.JupyterHub.template_vars = template_vars
-
-
-def fancy_profiles(c) -> None:
-    """Serve jupyterhub-fancy-profiles' script and styles at {hub base URL}fancy-profiles/static/."""
-    try:
-        import jupyterhub_fancy_profiles
-    except ImportError:
-        raise SettingError(
-            "spawner.form is fancy-profiles, but jupyterhub-fancy-profiles is not installed: "
-            "pip install 'twoi2c-hub[fancy-profiles]'"
-        ) from None
-    from ..spawners.form import FANCY_PROFILES_STATIC
-
-    handler = jupyterhub_fancy_profiles.STATIC_HANDLER_TUPLE
-    route = "/" + FANCY_PROFILES_STATIC + "(.*)"
-    c.JupyterHub.extra_handlers.append((route, *handler[1:]))
