@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from tornado import web
 
 import twoi2c_hub.services
-from twoi2c_hub.accounting import reports, windows
+from twoi2c_hub.accounting import opencost, windows
 from twoi2c_hub.catalog import ProfileError, launch
 from twoi2c_hub.services.framework import params
 from twoi2c_hub.services.framework.charts import chart_series
@@ -82,10 +82,10 @@ def test_any_period_of_a_page_is_a_window_inside_the_years_or_a_400(start, end, 
     assert windows.to_ms(windows.EARLIEST) <= window.start_ms < window.end_ms <= windows.to_ms(windows.LATEST)
     assert date.fromisoformat(shown_start) <= date.fromisoformat(shown_end)
     # what a page then does with it: a chart's buckets and the window's ends as text
-    step = params.auto_step(window)
+    step = opencost.auto_step(*window)
     chart = chart_series([], "total_cost", window, step)
-    assert 1 <= len(chart["x"]) <= params.MAX_STEPS + 1
-    assert reports.iso(window.start_ms) < reports.iso(window.end_ms)
+    assert 1 <= len(chart["x"]) <= opencost.MAX_STEPS + 1
+    assert opencost.iso(window.start_ms) < opencost.iso(window.end_ms)
 
 
 @fuzz(300)
@@ -114,7 +114,7 @@ def test_any_window_of_an_api_is_a_window_inside_the_years_or_a_400(value):
         return
     assert windows.to_ms(windows.EARLIEST) <= window.start_ms < window.end_ms <= windows.to_ms(windows.LATEST)
     params.check_steps(window, "1mo")
-    reports.iso(window.end_ms)
+    opencost.iso(window.end_ms)
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,7 @@ def test_a_persons_own_figures_and_daily_steps(db):
 
 
 def allocation_iso(ms):
-    from twoi2c_hub.accounting.reports import iso
+    from twoi2c_hub.accounting.opencost import iso
 
     return iso(ms)
 

@@ -20,7 +20,7 @@ from sqlalchemy import and_, bindparam, case, func, select
 from sqlalchemy.orm import Session as DB
 
 from ..catalog import ServerResources
-from ..catalog.pricing import UNIT_NAMES, charged
+from ..catalog.pricing import amount, charged
 from .cost_reports import cost
 from .costs import CostBasis, SessionCoster
 from .models import DAY_MS, LedgerEntry, from_ms, to_ms
@@ -288,12 +288,6 @@ def spending_over_time(db: DB, basis, s: BudgetStatus, now: int) -> dict:
 
 
 # --- what people are told ----------------------------------------------------------------
-
-
-def amount(value: float, unit: str, currency: str) -> str:
-    if unit == "money":
-        return f"{value:,.2f} {currency}"
-    return f"{value:,.1f} {UNIT_NAMES[unit]}"
 
 
 def describe(s: BudgetStatus, currency: str) -> str:

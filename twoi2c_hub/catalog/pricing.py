@@ -66,6 +66,14 @@ UNIT_NAMES = {
 }
 
 
+def amount(value: float, unit: str, currency: str) -> str:
+    """A figure in a budget's unit as people read it: money in the currency, to the cent;
+    resource-hours named, to a tenth."""
+    if unit == "money":
+        return f"{value:,.2f} {currency}"
+    return f"{value:,.1f} {UNIT_NAMES[unit]}"
+
+
 class Quantities(NamedTuple):
     """What is charged for one hour: cores, GiB of memory, GPUs."""
 

@@ -20,7 +20,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from .. import catalog
 from ..catalog.plain import by_choice
-from ..catalog.pricing import UNIT_NAMES
+from ..catalog.pricing import amount
 from ..usage_client import hub_url
 
 log = logging.getLogger("twoi2c.budget")
@@ -110,7 +110,7 @@ def form_notes(state: dict | None, prices: dict, currency: str) -> tuple[dict | 
         if state.get("stop_at"):
             text += f" Running servers stop at {state['stop_at'][:16].replace('T', ' ')} UTC."
     else:
-        text = f"Budget: {text}. Left: {_amount(decisive['left'], decisive['unit'], currency)}."
+        text = f"Budget: {text}. Left: {amount(decisive['left'], decisive['unit'], currency)}."
     if state.get("contact") and state["action"] != "none":
         text += f" {state['contact']}"
     disabled: dict[str, dict[str, str]] = {}
@@ -129,7 +129,3 @@ def form_notes(state: dict | None, prices: dict, currency: str) -> tuple[dict | 
                     hours.setdefault(slug, {})[key] = left / price
     notice = {"text": text, "level": level, "left": decisive["left"], "unit": decisive["unit"]}
     return notice, disabled, hours
-
-
-def _amount(value: float, unit: str, currency: str) -> str:
-    return f"{value:,.2f} {currency}" if unit == "money" else f"{value:,.1f} {UNIT_NAMES[unit]}"

@@ -8,7 +8,7 @@ from tornado import web
 from ...accounting import budgets
 from ...accounting.cost_reports import cost_allocation
 from ...accounting.models import LedgerEntry
-from ...accounting.reports import AGGREGATES, iso
+from ...accounting.opencost import AGGREGATES, iso
 from ...accounting.rollups import NO_GROUP
 from ..framework import PageHandler
 from ..framework.charts import chart_series

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tornado import web
 
-from ...accounting import reports
+from ...accounting import opencost
 
 
 class StaticHandler(web.StaticFileHandler):
@@ -43,7 +43,7 @@ def chart_series(rows: list[dict], figure: str, window, step: str, top: int = 8)
     """Per-step series of `figure`, one bucket for every step of `window` (zeros included),
     for the `top` names with most of it and the rest as 'others'. `x` holds each bucket's
     first day (a date axis); `empty` says there is nothing to draw."""
-    starts = [reports.iso(a) for a, _ in reports.buckets(window.start_ms, window.end_ms, step)]
+    starts = [opencost.iso(a) for a, _ in opencost.buckets(window.start_ms, window.end_ms, step)]
     totals: dict[str, float] = {}
     for row in rows:
         totals[row["name"]] = totals.get(row["name"], 0) + row[figure]

@@ -18,7 +18,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from tornado import web
 
-from ...accounting import windows
+from ...accounting import opencost, windows
 from . import params
 from .charts import FIGURE_LABELS, UNITS_EXPLAINED
 
@@ -273,7 +273,7 @@ class PageHandler(ServiceHandler):
 
     @staticmethod
     def step(window: windows.Window) -> str:
-        return params.auto_step(window)
+        return opencost.auto_step(*window)
 
     @staticmethod
     def presets() -> list[dict[str, str]]:

@@ -9,12 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from tornado import web
 
-from ...accounting import windows
-from ...accounting.reports import STEPS
-
-# report steps, and how many one report may have
-STEP_CHOICES = ("1h", "1d", "1w", "1mo")
-MAX_STEPS = 400
+from ...accounting import opencost, windows
 
 
 class BadParameter(web.HTTPError):
@@ -125,14 +120,9 @@ def text(name: str, value: str | None, max_length: int = 255) -> str | None:
     return value
 
 
-def auto_step(window: windows.Window) -> str:
-    """The finest step that keeps a chart of `window` to MAX_STEPS buckets or fewer."""
-    days = (window.end_ms - window.start_ms) / STEPS["1d"]
-    if days <= MAX_STEPS:
-        return "1d"
-    return "1w" if days / 7 <= MAX_STEPS else "1mo"
-
-
 def check_steps(window: windows.Window, step: str | None) -> None:
-    if step not in (None, "1mo") and (window.end_ms - window.start_ms) / STEPS[step] > MAX_STEPS:
-        raise BadParameter("step", f"{step} steps over this window make more than {MAX_STEPS}; use a longer step")
+    """At most `opencost.MAX_STEPS` steps of `step` in `window`."""
+    try:
+        opencost.check_steps(*window, step)
+    except ValueError as e:
+        raise BadParameter("step", str(e)) from None

@@ -9,62 +9,27 @@ from datetime import UTC, datetime
 
 from tornado import web
 
-from ...accounting import activity, reports
+from ...accounting import activity, opencost, reports
 from ...accounting.events import EventError, parse_event
 from ...accounting.rollups import NO_GROUP
 from ..framework import APIHandler, BadParameter, TokenPostHandler
 from ..framework import params as parse
-from ..framework.params import STEP_CHOICES, check_steps
+from ..framework.params import check_steps
 from .intake import now_ms
-
-# rows in one allocation answer (steps x names): more is a report nobody reads, and costly
-MAX_ROWS = 20_000
-# OpenCost's names for the figures of an allocation (ramByteHours in bytes, not GiB)
-ALLOCATION_FIELDS = {
-    "sessions": "sessions",
-    "server_hours": "serverHours",
-    "cpu_core_hours": "cpuCoreHours",
-    "memory_gib_hours": "ramByteHours",
-    "gpu_hours": "gpuHours",
-}
-ALLOCATION_COLUMNS = ["window.start", "window.end", "name", *ALLOCATION_FIELDS.values()]
-
-
-def opencost_allocation(row: dict) -> dict:
-    """One report row in OpenCost's allocation shape and field names."""
-    allocation = {
-        "name": row["name"],
-        "window": row["window"],
-        "start": row["window"]["start"],
-        "end": row["window"]["end"],
-    }
-    for ours, theirs in ALLOCATION_FIELDS.items():
-        value = row[ours]
-        allocation[theirs] = round(value * reports.GiB, 1) if ours == "memory_gib_hours" else value
-    return allocation
-
-
-def allocation_sets(rows: list[dict]) -> list[dict]:
-    """OpenCost's `data`: one object per step, mapping each name to its allocation."""
-    sets: dict[str, dict] = {}
-    for row in rows:
-        step = sets.setdefault(row["window"]["start"], {})
-        step[row["name"]] = opencost_allocation(row)
-    return list(sets.values())
 
 
 class AllocationAPI(APIHandler):
     async def get(self) -> None:
         user = self.reader()
         window = parse.window("window", self.get_argument("window", None), datetime.now(UTC), "7d")
-        aggregate = self.param_choice("aggregate", reports.AGGREGATES, "user")
-        step = self.param_choice("step", STEP_CHOICES)
+        aggregate = self.param_choice("aggregate", opencost.AGGREGATES, "user")
+        step = self.param_choice("step", opencost.STEP_CHOICES)
         check_steps(window, step)
         subject = self.subject(user)
         try:
             rows = await self.run_db(
                 lambda db: reports.allocation(
-                    db, *window, aggregate, now_ms(), step=step, username=subject, max_rows=MAX_ROWS
+                    db, *window, aggregate, now_ms(), step=step, username=subject, max_rows=opencost.MAX_ROWS
                 )
             )
         except ValueError as e:
@@ -73,9 +38,9 @@ class AllocationAPI(APIHandler):
             if aggregate == "group" and row["name"] == NO_GROUP:
                 row["name"] = "(no group)"
         self.respond(
-            allocation_sets(rows),
-            csv_rows=[opencost_allocation(r) for r in rows],
-            columns=ALLOCATION_COLUMNS,
+            opencost.allocation_sets(rows, opencost.USAGE_FIELDS),
+            csv_rows=[opencost.opencost_row(r, opencost.USAGE_FIELDS) for r in rows],
+            columns=opencost.columns(opencost.USAGE_FIELDS),
             filename=f"usage-by-{aggregate}",
         )
 
