@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session as DB
 
 from .cost_reports import cost
 from .costs import CostBasis
+from .figures import NO_COST
 from .models import DAY_MS, BillLine, to_ms
 from .storage import storage_cost
 from .windows import EARLIEST, LATEST
@@ -229,7 +230,7 @@ def statement(db: DB, basis: CostBasis, year: int, month: int, fee: Fee, now_ms:
     by_user = cost(db, basis, start, end, "user", now_ms)
     by_group = cost(db, basis, start, end, "group", now_ms)
     homes = storage_cost(db, basis, start, end, "group")
-    attributed = sum(v[0] + v[1] + v[2] for v in by_user.values()) + sum(homes.values())
+    attributed = sum(v.compute_cost for v in by_user.values()) + sum(homes.values())
     services = bill_by_service(db, start, end)
     bill = sum(services.values()) if services else None
     cloud = bill if bill is not None else attributed
@@ -249,11 +250,7 @@ def statement(db: DB, basis: CostBasis, year: int, month: int, fee: Fee, now_ms:
         # of the cloud bill, the share attributed to people's servers
         "cost_recovery": None if not bill else attributed / bill,
         "by_group": {
-            name: by_group.get(name, [0.0] * 4)[0]
-            + by_group.get(name, [0.0] * 4)[1]
-            + by_group.get(name, [0.0] * 4)[2]
-            + homes.get(name, 0.0)
-            for name in set(by_group) | set(homes)
-        },  # fmt: skip
+            name: by_group.get(name, NO_COST).compute_cost + homes.get(name, 0.0) for name in set(by_group) | set(homes)
+        },
         "group_rule": basis.group_rule,
     }

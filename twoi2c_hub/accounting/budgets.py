@@ -23,6 +23,7 @@ from ..catalog import ServerResources
 from ..catalog.pricing import amount, charged
 from .cost_reports import cost
 from .costs import CostBasis, SessionCoster
+from .figures import NO_COST, NO_USAGE
 from .models import DAY_MS, LedgerEntry, from_ms, to_ms
 from .reports import usage
 from .spending import PersonHistory
@@ -30,7 +31,6 @@ from .storage import storage_cost
 
 ACTIONS = ("none", "warn", "restrict", "deny", "stop")
 MINUTE_MS = 60_000
-UNIT_FIGURE = {"server_hours": 1, "cpu_core_hours": 2, "memory_gib_hours": 3, "gpu_hours": 4}  # in a usage row
 
 
 @dataclass(frozen=True)
@@ -135,12 +135,12 @@ def spending(
         if money:
             totals = cost(db, basis, a, now, aggregate, now)
             homes = storage_cost(db, basis, a, now, aggregate)
-            rows = list(totals.values()) if budget.applies_to == "hub" else [totals.get(subject, [0.0] * 4)]
+            rows = list(totals.values()) if budget.applies_to == "hub" else [totals.get(subject, NO_COST)]
             stored = sum(homes.values()) if budget.applies_to == "hub" else homes.get(subject, 0.0)
-            return sum(row[0] + row[1] + row[2] for row in rows) + stored
-        totals = usage(db, a, now, aggregate, now)
-        rows = [totals.get(subject, [0] * 5)] if budget.applies_to != "hub" else list(totals.values())
-        return sum(row[UNIT_FIGURE[budget.unit]] for row in rows)
+            return sum(row.compute_cost for row in rows) + stored
+        hours = usage(db, a, now, aggregate, now)
+        rows = [hours.get(subject, NO_USAGE)] if budget.applies_to != "hub" else list(hours.values())
+        return sum(getattr(row, budget.unit) for row in rows)
 
     return shared
 

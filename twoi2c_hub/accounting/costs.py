@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Literal
 
-from sqlalchemy import delete, false, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session as DB
 
 from ..catalog import InstanceType, Pricing, PricingError, ServerResources
+from .figures import COST_FIGURES, CostRow, add, resources_of
 from .models import (
     DAY_MS,
     HOUR_MS,
@@ -37,14 +38,12 @@ from .models import (
     DailyUserProfileCost,
     MonthlyUserCost,
     ServerSession,
-    SessionGroup,
     month_of,
 )
-from .rollups import NO_GROUP, day_parts, upsert_add
+from .rollups import NO_GROUP, closed_sessions, day_parts, groups_of, upsert_add
 
 GroupRule = Literal["split", "each", "primary"]
 GROUP_RULES = ("split", "each", "primary")
-COST_FIGURES = ("cpu_cost", "ram_cost", "gpu_cost", "unpriced_hours")
 COST_ROLLUPS = {
     DailyUserProfileCost: ("day", "username", "profile"),
     DailyUserGroupCost: ("day", "username", "group_name"),
@@ -101,54 +100,15 @@ class SessionCoster:
                 self._hourly[key] = None
         return self._hourly[key]
 
-    def days(self, resources: ServerResources, start_ms: int, stop_ms: int) -> Iterator[tuple[int, list[float]]]:
-        """(day, [cpu_cost, ram_cost, gpu_cost, unpriced_hours]) for each UTC day of [start, stop)."""
+    def days(self, resources: ServerResources, start_ms: int, stop_ms: int) -> Iterator[tuple[int, CostRow]]:
+        """(day, its cost) for each UTC day of [start, stop)."""
         for day, ms in day_parts(start_ms, stop_ms):
             hours = ms / HOUR_MS
             price = self.hourly(resources, day)
             if price is None:
-                yield day, [0.0, 0.0, 0.0, hours]
+                yield day, CostRow(0.0, 0.0, 0.0, hours)
             else:
-                yield day, [hours * price[0], hours * price[1], hours * price[2], 0.0]
-
-
-def resources_of(row) -> ServerResources:
-    return ServerResources(
-        row.cpu_guarantee,
-        row.cpu_limit,
-        row.mem_guarantee_bytes,
-        row.mem_limit_bytes,
-        row.gpu_count or 0,
-        row.gpu_type,
-        row.instance_type,
-    )
-
-
-SESSION_COLUMNS = (
-    ServerSession.id,
-    ServerSession.username,
-    ServerSession.profile,
-    ServerSession.started_ms,
-    ServerSession.stopped_ms,
-    ServerSession.cpu_guarantee,
-    ServerSession.cpu_limit,
-    ServerSession.mem_guarantee_bytes,
-    ServerSession.mem_limit_bytes,
-    ServerSession.gpu_count,
-    ServerSession.gpu_type,
-    ServerSession.instance_type,
-)
-
-
-def groups_of(db: DB, session_ids: list[int]) -> dict[int, list[str]]:
-    groups: dict[int, list[str]] = defaultdict(list)
-    for start in range(0, len(session_ids), 5000):
-        chunk = session_ids[start : start + 5000]
-        for session_id, group in db.execute(
-            select(SessionGroup.session_id, SessionGroup.group_name).where(SessionGroup.session_id.in_(chunk))
-        ):
-            groups[session_id].append(group)
-    return groups
+                yield day, CostRow(hours * price[0], hours * price[1], hours * price[2], 0.0)
 
 
 def ensure_basis(db: DB, basis: CostBasis, now_ms: int) -> bool:
@@ -174,36 +134,20 @@ def roll_up_costs(db: DB, basis: CostBasis, now_ms: int, grace_ms: int = 0, batc
     ensure_basis(db, basis, now_ms)
     coster = SessionCoster(basis)
     done = 0
-    while True:
-        rows = db.execute(
-            select(*SESSION_COLUMNS)
-            .where(
-                ServerSession.cost_rolled_up == false(),
-                ServerSession.stopped_ms.is_not(None),
-                ServerSession.stopped_ms <= now_ms - grace_ms,
-            )
-            .order_by(ServerSession.id)
-            .limit(batch)
-        ).all()
-        if not rows:
-            return done
+    for rows in closed_sessions(db, ServerSession.cost_rolled_up, now_ms - grace_ms, batch):
         groups = groups_of(db, [r.id for r in rows])
         totals = {table: defaultdict(lambda: [0.0, 0.0, 0.0, 0.0]) for table in COST_ROLLUPS}
         for r in rows:
             shares = basis.shares(groups.get(r.id, ()))
             for day, figures in coster.days(resources_of(r), r.started_ms, r.stopped_ms):
-                _add(totals[DailyUserProfileCost][(day, r.username, r.profile or "")], figures, 1.0)
-                _add(totals[MonthlyUserCost][(month_of(day), r.username)], figures, 1.0)
+                add(totals[DailyUserProfileCost][(day, r.username, r.profile or "")], figures)
+                add(totals[MonthlyUserCost][(month_of(day), r.username)], figures)
                 for group, share in shares.items():
-                    _add(totals[DailyUserGroupCost][(day, r.username, group)], figures, share)
+                    add(totals[DailyUserGroupCost][(day, r.username, group)], figures, share)
         for table, keys in COST_ROLLUPS.items():
             upsert_add(db, table, keys, totals[table], COST_FIGURES)
         ids = [r.id for r in rows]
         db.execute(update(ServerSession).where(ServerSession.id.in_(ids)).values(cost_rolled_up=True))
         db.commit()
         done += len(rows)
-
-
-def _add(row: list[float], figures: list[float], share: float) -> None:
-    for i, value in enumerate(figures):
-        row[i] += value * share
+    return done

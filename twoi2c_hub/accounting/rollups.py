@@ -15,9 +15,9 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as DB
 
+from .figures import FIGURES, SESSION_COLUMNS, add, reserved, resources_of, used
 from .models import (
     DAY_MS,
-    HOUR_MS,
     DailyGroupUsage,
     DailyProfileUsage,
     DailyUserGroupUsage,
@@ -30,8 +30,6 @@ from .models import (
 )
 from .recording import mark_rolled_up
 
-GiB = 1024**3
-FIGURES = ("sessions", "server_hours", "cpu_core_hours", "memory_gib_hours", "gpu_hours")
 NO_GROUP = ""  # sessions of people in no group
 
 
@@ -44,15 +42,6 @@ def day_parts(started_ms: int, stopped_ms: int) -> Iterator[tuple[int, int]]:
         yield day, end - moment
         moment = end
         day += 1
-
-
-def _add(totals: dict, key: tuple, hours: float, cpu: float, memory_gib: float, gpus: int, started: bool) -> None:
-    row = totals[key]
-    row[0] += 1 if started else 0
-    row[1] += hours
-    row[2] += hours * cpu
-    row[3] += hours * memory_gib
-    row[4] += hours * gpus
 
 
 def upsert_add(db: DB, table: type, keys: tuple[str, ...], totals: dict, figures: tuple[str, ...] = FIGURES) -> None:
@@ -81,6 +70,18 @@ ROLLUPS = {
     DailyUserGroupUsage: ("day", "username", "group_name"),
     MonthlyUserUsage: ("month", "username"),
 }
+# the daily rollup (table, name column) a report by each aggregate reads: everyone's, and
+# one person's
+READ_BY = {
+    "user": (DailyUserUsage, DailyUserUsage.username),
+    "group": (DailyGroupUsage, DailyGroupUsage.group_name),
+    "profile": (DailyProfileUsage, DailyProfileUsage.profile),
+}
+READ_BY_PERSON = {
+    "user": (DailyUserProfileUsage, DailyUserProfileUsage.username),
+    "group": (DailyUserGroupUsage, DailyUserGroupUsage.group_name),
+    "profile": (DailyUserProfileUsage, DailyUserProfileUsage.profile),
+}
 
 
 def _keys(day: int, username: str, profile: str, groups: list[str]) -> Iterator[tuple[type, tuple]]:
@@ -94,55 +95,53 @@ def _keys(day: int, username: str, profile: str, groups: list[str]) -> Iterator[
         yield DailyUserGroupUsage, (day, username, group)
 
 
-def roll_up(db: DB, now_ms: int, grace_ms: int = 0, batch: int = 20_000) -> int:
-    """Add sessions closed before `now_ms - grace_ms` to the rollups; returns how many."""
-    cutoff = now_ms - grace_ms
-    done = 0
+def closed_sessions(db: DB, rolled_up, cutoff_ms: int, batch: int) -> Iterator[list]:
+    """Batches of the sessions closed by `cutoff_ms` that the `rolled_up` flag says are not
+    in the rollups yet (SESSION_COLUMNS); the caller flags each batch before the next."""
     while True:
         rows = db.execute(
-            select(
-                ServerSession.id,
-                ServerSession.username,
-                ServerSession.profile,
-                ServerSession.started_ms,
-                ServerSession.stopped_ms,
-                ServerSession.cpu_guarantee,
-                ServerSession.cpu_limit,
-                ServerSession.mem_guarantee_bytes,
-                ServerSession.mem_limit_bytes,
-                ServerSession.gpu_count,
-            )
-            .where(
-                ServerSession.rolled_up == false(),
-                ServerSession.stopped_ms.is_not(None),
-                ServerSession.stopped_ms <= cutoff,
-            )
+            select(*SESSION_COLUMNS)
+            .where(rolled_up == false(), ServerSession.stopped_ms.is_not(None), ServerSession.stopped_ms <= cutoff_ms)
             .order_by(ServerSession.id)
             .limit(batch)
         ).all()
         if not rows:
-            return done
-        ids = [r.id for r in rows]
-        groups = defaultdict(list)
+            return
+        yield rows
+
+
+def groups_of(db: DB, session_ids: list[int]) -> dict[int, list[str]]:
+    """session id -> the groups its person was in when it started."""
+    groups: dict[int, list[str]] = defaultdict(list)
+    for start in range(0, len(session_ids), 5000):
+        chunk = session_ids[start : start + 5000]
         for session_id, group in db.execute(
-            select(SessionGroup.session_id, SessionGroup.group_name).where(SessionGroup.session_id.in_(ids))
+            select(SessionGroup.session_id, SessionGroup.group_name).where(SessionGroup.session_id.in_(chunk))
         ):
             groups[session_id].append(group)
+    return groups
+
+
+def roll_up(db: DB, now_ms: int, grace_ms: int = 0, batch: int = 20_000) -> int:
+    """Add sessions closed before `now_ms - grace_ms` to the rollups; returns how many."""
+    done = 0
+    for rows in closed_sessions(db, ServerSession.rolled_up, now_ms - grace_ms, batch):
+        ids = [r.id for r in rows]
+        groups = groups_of(db, ids)
         totals = {table: defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0]) for table in ROLLUPS}
         for r in rows:
-            cpu = r.cpu_guarantee or r.cpu_limit or 0.0
-            memory_gib = (r.mem_guarantee_bytes or r.mem_limit_bytes or 0) / GiB
+            hourly = reserved(resources_of(r))
             profile, session_groups = r.profile or "", groups.get(r.id) or [NO_GROUP]
             start_day = r.started_ms // DAY_MS
             # a session that ended as it began still counts, on its day
             parts = list(day_parts(r.started_ms, r.stopped_ms)) or [(start_day, 0)]
             for day, ms in parts:
-                hours = ms / HOUR_MS
-                first = day == start_day
+                figures = used(hourly, ms, started=day == start_day)
                 for table, key in _keys(day, r.username, profile, session_groups):
-                    _add(totals[table], key, hours, cpu, memory_gib, r.gpu_count, first)
+                    add(totals[table][key], figures)
         for table, keys in ROLLUPS.items():
             upsert_add(db, table, keys, totals[table])
         mark_rolled_up(db, ids)
         db.commit()
         done += len(rows)
+    return done

@@ -6,9 +6,11 @@ from sqlalchemy.orm import Session as DB
 from tornado import web
 
 from ...accounting import activity, reports
+from ...accounting.figures import FIGURES, HOURS
 from ...accounting.models import DAY_MS
+from ...accounting.opencost import AGGREGATES, iso
 from ...accounting.reports import NameFilter
-from ...accounting.rollups import FIGURES, NO_GROUP
+from ...accounting.rollups import NO_GROUP
 from ..framework import PageHandler
 from ..framework.charts import chart_series
 from .intake import now_ms
@@ -18,7 +20,7 @@ SHARED_SECONDS = 10
 # names charted one by one; the rest are one "others" series
 CHART_NAMES = 8
 # what the pages can chart and sort by
-METRICS = ("server_hours", "cpu_core_hours", "memory_gib_hours", "gpu_hours")
+METRICS = HOURS
 
 
 class UserPage(PageHandler):
@@ -57,7 +59,7 @@ class AdminPage(PageHandler):
         if not self.may_read_all(user):
             raise web.HTTPError(403, "This page is for hub admins and the community admins.")
         window, start, end = self.period()
-        aggregate = self.param_choice("aggregate", reports.AGGREGATES, "user")
+        aggregate = self.param_choice("aggregate", AGGREGATES, "user")
         drill = self.param_text("user")
         metric = self.param_choice("metric", METRICS, "server_hours")
         step, now = self.step(window), now_ms()
@@ -99,7 +101,7 @@ class AdminPage(PageHandler):
             active=active,
             drill=drill,
             drill_sessions=drill_sessions,
-            window=f"{reports.iso(window.start_ms)},{reports.iso(window.end_ms)}",
+            window=f"{iso(window.start_ms)},{iso(window.end_ms)}",
             figures=FIGURES,
             is_admin=True,
         )
