@@ -111,21 +111,25 @@ def cost_allocation(
         window = {"start": iso(bucket_start), "end": iso(bucket_end)}
         rows = []
         for name in sorted(set(money) | set(used) | set(storage)):
-            spent = money.get(name, NO_COST)
+            cpu, ram, gpu, unpriced = money.get(name, NO_COST)
+            sessions, server_hours, cpu_core_hours, memory_gib_hours, gpu_hours = used.get(name, NO_USAGE)
             # money: a short session costs little
-            parts = (spent.cpu_cost, spent.ram_cost, spent.gpu_cost, storage.get(name, 0.0))
-            cpu, ram, gpu, pv = (round(v, 9) for v in parts)
+            cpu, ram, gpu, pv = (round(v, 9) for v in (cpu, ram, gpu, storage.get(name, 0.0)))
             rows.append(
                 {
                     "name": name,
                     "window": window,
-                    **used.get(name, NO_USAGE).rounded(),
+                    "sessions": int(sessions),
+                    "server_hours": round(server_hours, 6),
+                    "cpu_core_hours": round(cpu_core_hours, 6),
+                    "memory_gib_hours": round(memory_gib_hours, 6),
+                    "gpu_hours": round(gpu_hours, 6),
                     "cpu_cost": cpu,
                     "ram_cost": ram,
                     "gpu_cost": gpu,
                     "pv_cost": pv,  # home storage (OpenCost's persistent volumes)
                     "total_cost": round(cpu + ram + gpu + pv, 9),  # the parts as shown add up to it
-                    "unpriced_hours": round(spent.unpriced_hours, 6),
+                    "unpriced_hours": round(unpriced, 6),
                 }
             )
         rows.sort(key=lambda r: (-r["total_cost"], r["name"]))

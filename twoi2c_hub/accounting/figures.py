@@ -25,20 +25,11 @@ from .models import HOUR_MS, ServerSession
 class UsageRow(NamedTuple):
     """A name's usage over a window."""
 
-    sessions: int  # sessions that started in the window
+    sessions: float  # how many started in the window (a whole number, added up as a float)
     server_hours: float
     cpu_core_hours: float
     memory_gib_hours: float
     gpu_hours: float
-
-    @classmethod
-    def of(cls, values) -> UsageRow:
-        sessions, *hours = values
-        return cls(int(sessions), *hours)
-
-    def rounded(self) -> dict:
-        """The figures as a report row shows them: hours to the millionth."""
-        return {"sessions": int(self.sessions), **{f: round(getattr(self, f), 6) for f in HOURS}}
 
 
 class CostRow(NamedTuple):
@@ -48,10 +39,6 @@ class CostRow(NamedTuple):
     ram_cost: float
     gpu_cost: float
     unpriced_hours: float  # server-hours no price in force covered, charged nothing
-
-    @classmethod
-    def of(cls, values) -> CostRow:
-        return cls(*values)
 
     @property
     def compute_cost(self) -> float:

@@ -130,7 +130,18 @@ def allocation(
     for bucket_start, bucket_end in steps:
         totals = usage(db, bucket_start, bucket_end, aggregate, now_ms, username, names, bounds)
         window = {"start": iso(bucket_start), "end": iso(bucket_end)}
-        rows = [{"name": name, "window": window, **figures.rounded()} for name, figures in totals.items()]
+        rows = [
+            {
+                "name": name,
+                "window": window,
+                "sessions": int(sessions),
+                "server_hours": round(server_hours, 6),
+                "cpu_core_hours": round(cpu_core_hours, 6),
+                "memory_gib_hours": round(memory_gib_hours, 6),
+                "gpu_hours": round(gpu_hours, 6),
+            }
+            for name, (sessions, server_hours, cpu_core_hours, memory_gib_hours, gpu_hours) in totals.items()
+        ]
         rows.sort(key=lambda r: (-r["server_hours"], r["name"]))
         result.extend(rows)
         if max_rows is not None and len(result) > max_rows:

@@ -143,7 +143,8 @@ def add_up(reading: Reading, start_ms: int, end_ms: int) -> dict:
     for piece in window.pieces:
         if not piece.unrolled_only or reading.bounds.unrolled_in(piece):
             reading.raw(piece)
-    return {name: reading.row.of(values) for name, values in reading.totals.items()}
+    make = reading.row._make
+    return {name: make(values) for name, values in reading.totals.items()}
 
 
 class Segment(NamedTuple):
@@ -169,10 +170,10 @@ def segments(daily: tuple[type, ColumnElement], monthly: tuple[type, ColumnEleme
 
 
 def add_rows(totals: Totals, rows) -> None:
-    """Add (name, *figures) rows of a query to `totals`; a row of only NULLs (an aggregate
-    over no rows) adds nothing."""
+    """Add (name, *figures) rows of a query to `totals`; a row of NULLs (an aggregate over
+    no rows: every figure is a sum, NULL only then) adds nothing."""
     for name, *values in rows:
-        if all(v is None for v in values):
+        if values[0] is None:
             continue
         row = totals[name]
         for i, value in enumerate(values):
