@@ -15,7 +15,7 @@ from sqlalchemy import and_, false, or_, select
 from sqlalchemy.orm import Session as DB
 
 from .costs import CostBasis, SessionCoster
-from .figures import COST_FIGURES, NO_COST, NO_USAGE, SESSION_COLUMNS, CostRow, add, resources_of
+from .figures import COST_FIGURES, NO_COST, NO_USAGE, SESSION_COLUMNS, CostRow, resources_of
 from .models import DailyUserGroupCost, DailyUserProfileCost, MonthlyUserCost, ServerSession
 from .opencost import AGGREGATES, buckets, iso
 from .reports import usage
@@ -62,15 +62,19 @@ class _Cost(Reading):
             start, end = max(r.started_ms, a), min(stop, b)
             if end <= start:
                 continue
+            # the session's cost, day by day (loops written out: thousands of sessions a report)
             figures = [0.0] * len(COST_FIGURES)
             for _, day_figures in self.coster.days(resources_of(r), start, end):
-                add(figures, day_figures)
+                for i, value in enumerate(day_figures):
+                    figures[i] += value
             if self.aggregate == "group":
                 names = self.coster.basis.shares(groups.get(r.id, ())).items()
             else:
                 names = [(r.username if self.aggregate == "user" else (r.profile or ""), 1.0)]
             for name, share in names:
-                add(self.totals[name], figures, share)
+                row = self.totals[name]
+                for i, value in enumerate(figures):
+                    row[i] += value * share
 
 
 def cost(
