@@ -1,5 +1,4 @@
-import sys
-
+from ..framework.service import exit_at_once
 from .app import main
 
-sys.exit(main())
+exit_at_once(main())

@@ -62,6 +62,22 @@ def _lower_priority(niceness: int) -> None:
         pass  # no autogroup here: the niceness is what counts
 
 
+def exit_at_once(code: int) -> None:
+    """End the service process with `code` once `serve()` has stopped it cleanly.
+
+    The interpreter's own exit (collecting every module, joining the database threads)
+    costs CPU time, and at the service's lowered priority on a busy machine that took
+    3-5 s for each service (measured on 2 cores with 2 busy loops), while JupyterHub stops
+    its services one after another: a hub stopped 13-18 s. Everything that matters is done
+    by then: the server is closed, the loops stopped, the engine disposed and the logs are
+    flushed here. Database work still running in the pool is abandoned as a SIGKILL would
+    (its transaction is not committed)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 class HubService:
     """Settings and lifecycle every service of this package shares."""
 
