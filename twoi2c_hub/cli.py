@@ -17,13 +17,20 @@ from .demo import demo
 
 
 def check_config(args) -> int:
+    from .config.fleet import is_fleet_file, load_fleet
+
+    fleet = args.fleet or is_fleet_file(args.file)
     try:
-        config = load_config(args.file)
+        config = load_fleet(args.file) if fleet else load_config(args.file)
     except ConfigError as e:
         for line in e.errors:
             print(f"{e.path}: {line}", file=sys.stderr)
         print(f"{len(e.errors)} error(s) in {e.path}", file=sys.stderr)
         return 1
+    if fleet:
+        sizes = f"{len(config.hubs)} hubs on {len(config.clusters)} clusters, {len(config.communities)} communities"
+        print(f"{args.file}: OK (a fleet of {sizes})")
+        return 0
     profiles = config.profile_list()
     choices = sum(len(o.get("choices", {})) for p in profiles for o in p.get("profile_options", {}).values())
     print(f"{args.file}: OK ({len(profiles)} profiles, {choices} choices)")
@@ -230,8 +237,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="twoi2c-hub", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    check = commands.add_parser("check-config", help="validate a community config file")
+    check = commands.add_parser("check-config", help="validate a community config or a fleet config file")
     check.add_argument("file")
+    check.add_argument(
+        "--fleet", action="store_true", help="read it as a fleet config (the default when it has a fleet: key)"
+    )
     check.set_defaults(run=check_config)
 
     run_demo = commands.add_parser("demo", help="run the demo hub on 127.0.0.1")
