@@ -101,7 +101,7 @@ def test_the_usage_service_applies_the_retention_period(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'usage.sqlite'}"
     config = tmp_path / "community.yaml"
     config.write_text(f"hub: {{name: X}}\nusage: {{database_url: '{url}', retention_months: 1}}\n")
-    service = UsageService(community_config=str(config), database_url=url, interval=30)
+    service = UsageService(community_config=str(config), database_url=url, reconcile_interval=30)
     fill(url)
     cutoff = T0 + 6 * DAY_MS
     now = int(datetime.fromtimestamp(cutoff / 1000, UTC).replace(month=12).timestamp() * 1000)  # a month later

@@ -1,12 +1,18 @@
 """The hub-service framework: what it relies on in JupyterHub, and its shared rules."""
 
+import asyncio
+
 import jinja2
 import jinja2.meta
 import pytest
+import yaml
 
-from twoi2c_hub.services.framework import BadParameter, params
+from twoi2c_hub.paths import demo_config
+from twoi2c_hub.services.cost.app import BudgetCheckService, CostService
+from twoi2c_hub.services.framework import BadParameter, every, params
 from twoi2c_hub.services.framework.handlers import csv_cell, error_body
 from twoi2c_hub.services.framework.pages import PAGE_NAMESPACE, Pages, hub_templates_dir
+from twoi2c_hub.services.usage.app import UsageService
 
 
 def test_the_hubs_page_template_reads_only_the_names_services_provide():
@@ -76,3 +82,78 @@ def test_one_error_shape():
 )
 def test_csv_cells_never_start_a_formula(value, cell):
     assert csv_cell(value) == cell
+
+
+# --- a service's settings (traitlets) and its background loops ------------------------------
+
+
+def community_file(tmp_path, **sections) -> str:
+    """The demo community's config with `sections` replaced, written to a file."""
+    config = demo_config()
+    config.update(sections)
+    path = tmp_path / "community.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_help_all_lists_every_setting_of_a_service_with_its_help(capsys):
+    with pytest.raises(SystemExit):
+        UsageService().initialize(["--help-all"])
+    shown = capsys.readouterr().out
+    for setting in ("db_workers", "niceness", "idle_db_work", "max_reports_per_person", "health_interval",
+                    "max_body_bytes", "reconcile_interval", "retention_interval"):  # fmt: skip
+        assert f"--UsageService.{setting}=" in shown
+    assert "Reports one person may have running at once; more are answered 429." in shown
+    with pytest.raises(SystemExit):
+        CostService().initialize(["--help-all"])
+    shown = capsys.readouterr().out
+    assert "--CostService.rollup_interval=" in shown and "--checks-only" in shown
+
+
+def test_a_setting_on_the_command_line_takes_effect(tmp_path):
+    url = f"sqlite:///{tmp_path / 'usage.sqlite'}"
+    service = UsageService()
+    service.initialize(
+        ["--config", community_file(tmp_path), "--database-url", url, "--UsageService.db_workers=8", "--interval=5"]
+    )
+    service.prepare()
+    assert service.db_workers == 8 and service._pool._max_workers == 8
+    assert service.reconciler.interval == 5 and service.health_details()["reconcile_interval_seconds"] == 5
+    service.engine.dispose()
+
+
+def test_the_cost_services_interval_comes_from_the_community_config_unless_the_command_line_says(tmp_path):
+    url = f"sqlite:///{tmp_path / 'usage.sqlite'}"
+    config = community_file(tmp_path, cost={"rollup_interval": 42})
+    from_config = CostService(community_config=config, database_url=url)
+    assert from_config.health_details()["rollup_interval_seconds"] == 42
+    from_command_line = CostService()
+    from_command_line.initialize(["--config", config, "--database-url", url, "--CostService.rollup_interval=7"])
+    from_command_line.prepare()
+    assert from_command_line.health_details()["rollup_interval_seconds"] == 7
+    checks = BudgetCheckService(community_config=config, database_url=url)
+    assert (checks.niceness, checks.idle_db_work) == (0, False)  # a spawn waits for it
+    assert (from_config.niceness, from_config.idle_db_work) == (10, True)
+    for service in (from_config, from_command_line, checks):
+        service.engine.dispose()
+
+
+async def test_a_failing_background_run_is_logged_counted_and_the_loop_goes_on(caplog):
+    runs, failures = [], []
+    second_run = asyncio.Event()
+
+    async def reconcile():
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise RuntimeError("the hub is away")
+        second_run.set()
+
+    loop = asyncio.ensure_future(
+        every(0, reconcile, failed="Reconciliation failed", count_failure=lambda: failures.append("reconcile"))
+    )
+    await asyncio.wait_for(second_run.wait(), timeout=30)
+    assert failures == ["reconcile"]
+    assert "Reconciliation failed; will try again" in caplog.text and "RuntimeError: the hub is away" in caplog.text
+    loop.cancel()  # the service's stop
+    with pytest.raises(asyncio.CancelledError):
+        await loop

@@ -9,23 +9,26 @@ the config: when the prices change, every rollup is computed again at start.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import math
 import os
+import sys
+from collections.abc import Awaitable
+from functools import cached_property
 from typing import Any
+
+from traitlets import Bool, Float, default
 
 from ...accounting import budgets
 from ...accounting.costs import CostBasis, roll_up_costs
-from ...accounting.db import make_engine, session_maker, upgrade
 from ...accounting.models import from_ms
 from ...accounting.reports import iso
 from ...accounting.storage import record_home_sizes
 from ...config.loading import ConfigError, load_config
 from ..framework import HubService
 from ..framework.charts import CHART_LIBRARY_ROUTE
-from ..framework.pages import branding
+from ..framework.lifecycle import every
 from . import apihandlers, budgethandlers, handlers, statements, storage
 from .alerts import Alerter
 from .enforcer import Enforcer
@@ -37,40 +40,111 @@ READ_ALL_SCOPE = "custom:cost:read-all"
 
 
 class CostService(HubService):
+    """Prices, cost rollups, budgets (alerts and stops) and the cost reports."""
+
     name = "cost"
+    description = "The cost service: what each person, group and profile cost, and budgets (run by the hub)."
     what = "costs"
     read_all_scope = READ_ALL_SCOPE
     error_template = "usage/error.html"
 
-    def __init__(self, *, community_config: str, database_url: str, migrate: bool = True):
-        self.community = load_config(community_config)
-        if self.community.pricing is None:
-            raise ConfigError(community_config, ["pricing: the cost service needs prices"])
+    flags = {
+        **HubService.flags,
+        "checks-only": ({"CostService": {"checks_only": True}}, "Serve only the spawn-time budget check."),
+    }
+
+    checks_only = Bool(
+        False,
+        config=True,
+        help="""Serve only the spawn-time budget check (the hub's `cost-checks` service, a
+        process of its own at the hub's CPU priority).""",
+    )
+    rollup_interval = Float(
+        config=True,
+        help="""Seconds between rounds of cost rollups, budget stops, alerts and home
+        directory measurements (the community config's `cost.rollup_interval`).""",
+    )
+
+    @default("database_url")
+    def _database_url_default(self) -> str:
+        return os.environ.get("TWOI2C_COST_DATABASE_URL", "sqlite:///twoi2c-usage.sqlite")
+
+    @default("rollup_interval")
+    def _rollup_interval_default(self) -> float:
+        return self.community.cost.rollup_interval
+
+    @cached_property
+    def community(self):
+        if not self.community_config:
+            raise ConfigError("--config", ["the cost service needs the community config (its pricing: section)"])
+        community = load_config(self.community_config)
+        if community.pricing is None:
+            raise ConfigError(self.community_config, ["pricing: the cost service needs prices"])
+        return community
+
+    @cached_property
+    def basis(self) -> CostBasis:
         pricing = self.community.pricing
-        self.basis = CostBasis(
+        return CostBasis(
             pricing.to_pricing(),
             self.community.instance_catalog(),
             group_rule=pricing.group_rule,
             primary_groups=tuple(pricing.primary_groups),
         )
-        self.interval = self.community.cost.rollup_interval
-        self.fee = pricing.fee
-        if migrate:  # the schema is the cost service's to bring up to date, not the checks'
-            upgrade(database_url)
-        engine = make_engine(database_url)
-        super().__init__(engine=engine, open_db=session_maker(engine), branding=branding(self.community))
-        self.metrics = CostMetrics(self.metrics_registry)
+
+    @property
+    def interval(self) -> float:
+        return self.rollup_interval
+
+    @property
+    def fee(self):
+        return self.community.pricing.fee
+
+    @cached_property
+    def metrics(self) -> CostMetrics:
+        return CostMetrics(self.metrics_registry)
+
+    @cached_property
+    def budgets(self) -> list[budgets.Budget]:
+        section = self.community.budgets
+        return [budget_of(spec) for spec in section.budgets] if section else []
+
+    @property
+    def combine(self) -> str:
+        section = self.community.budgets
+        return section.combine if section else "least_generous"
+
+    @property
+    def contact(self) -> str | None:
+        section = self.community.budgets
+        return section.contact if section else None
+
+    @cached_property
+    def check_token(self) -> str:
+        """The spawners' token for api/v1/budgets/check."""
+        return os.environ.get("TWOI2C_COST_CHECK_TOKEN", "")
+
+    @property
+    def hub_name(self) -> str:
+        return self.community.hub.name
+
+    @cached_property
+    def alerter(self) -> Alerter:
+        section = self.community.budgets
+        return Alerter(self, section.alerts if section else None, self.metrics_registry)
+
+    @cached_property
+    def enforcer(self) -> Enforcer:
+        return Enforcer(self, self.hub_api)
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
         self.last_rolled_up_ms: int | None = None
         self.homes_measured_ms: int | None = None
-        section = self.community.budgets
-        self.budgets = [budget_of(spec) for spec in section.budgets] if section else []
-        self.combine = section.combine if section else "least_generous"
-        self.contact = section.contact if section else None
-        # the spawners' token for api/v1/budgets/check
-        self.check_token = os.environ.get("TWOI2C_COST_CHECK_TOKEN", "")
-        self.hub_name = self.community.hub.name
-        self.alerter = Alerter(self, section.alerts if section else None, self.metrics_registry)
-        self.enforcer = Enforcer(self, self.hub_api)
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.basis, self.metrics, self.budgets, self.alerter, self.enforcer, self.interval  # noqa: B018
 
     def routes(self) -> list[tuple]:
         return [
@@ -164,20 +238,26 @@ class CostService(HubService):
             return
         await self.run_db(lambda db: record_home_sizes(db, sizes, now))
 
-    async def background(self) -> None:
-        while True:
-            try:
-                done = await self.roll_up()
-                if done:
-                    log.info("Added %d closed sessions to the cost rollups", done)
-                await self.enforcer.enforce(now_ms())
-                if self.budgets:
-                    await self.alerter.run(now_ms())
-                await self.measure_homes(now_ms())
-            except Exception:
-                self.metrics.errors.labels("rollup").inc()
-                log.exception("Cost rollup failed; will try again")
-            await asyncio.sleep(self.interval)
+    async def cost_round(self) -> None:
+        """The rollups, then budget stops, alerts and home directories (a failure of one
+        ends the round: the next round tries again)."""
+        done = await self.roll_up()
+        if done:
+            log.info("Added %d closed sessions to the cost rollups", done)
+        await self.enforcer.enforce(now_ms())
+        if self.budgets:
+            await self.alerter.run(now_ms())
+        await self.measure_homes(now_ms())
+
+    def background(self) -> list[Awaitable[None]]:
+        return [
+            every(
+                self.rollup_interval,
+                self.cost_round,
+                failed="Cost rollup failed",
+                count_failure=self.metrics.errors.labels("rollup").inc,
+            )
+        ]
 
 
 class BudgetCheckService(CostService):
@@ -188,17 +268,23 @@ class BudgetCheckService(CostService):
     code decides; the figures are read from the same database."""
 
     name = "cost-checks"
-    niceness = 0
-    idle_db_work = False  # a spawn waits for it: not behind a report's CPU
+    # the schema is the cost service's to bring up to date, not the checks'
+    migrates = False
 
-    def __init__(self, *, community_config: str, database_url: str):
-        super().__init__(community_config=community_config, database_url=database_url, migrate=False)
+    @default("niceness")
+    def _niceness_default(self) -> int:
+        return 0  # a spawn waits for it: at the hub's priority
+
+    @default("idle_db_work")
+    def _idle_db_work_default(self) -> bool:
+        return False  # a spawn waits for it: not behind a report's CPU
 
     def routes(self) -> list[tuple]:
         return [("api/v1/budgets/check", budgethandlers.BudgetCheckAPI)]
 
-    async def background(self) -> None:
+    def background(self) -> list[Awaitable[None]]:
         """The cost service rolls up, alerts and stops; this one only answers."""
+        return []
 
 
 def budget_of(spec) -> budgets.Budget:
@@ -216,19 +302,6 @@ def budget_of(spec) -> budgets.Budget:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m twoi2c_hub.services.cost")
-    parser.add_argument("--config", required=True, help="the community config file (its pricing: section)")
-    parser.add_argument(
-        "--database-url", default=os.environ.get("TWOI2C_COST_DATABASE_URL", "sqlite:///twoi2c-usage.sqlite")
-    )
-    parser.add_argument("--checks-only", action="store_true", help="serve only the spawn-time budget check")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
-    try:
-        kind = BudgetCheckService if args.checks_only else CostService
-        service = kind(community_config=args.config, database_url=args.database_url)
-    except ConfigError as e:
-        log.error("%s", e)
-        return 1
-    asyncio.run(service.serve())
-    return 0
+    argv = sys.argv[1:] if argv is None else argv
+    kind = BudgetCheckService if "--checks-only" in argv else CostService
+    return kind.main(argv)

@@ -1,10 +1,15 @@
 """`HubService`: a tornado application run by the hub as a managed service.
 
-A service subclass names its routes, its read-all scope and its templates; this base
-reads the hub's environment (`JUPYTERHUB_SERVICE_PREFIX`, `JUPYTERHUB_SERVICE_URL`,
-`JUPYTERHUB_API_TOKEN`, ...), holds the one client of the hub's REST API (`hub_api`),
-adds the OAuth callback, `/health` and `/metrics`, runs database work in a small thread
-pool so that the event loop (and `/health`) always answers, and stops cleanly on SIGTERM.
+A service is a `traitlets.config.Application` (as jupyterhub-idle-culler is): its settings
+are traits an operator reads in `--help-all` and sets on the command line
+(`--UsageService.db_workers=8`); the hub's command line gives it the community config
+(`--config`), from which some settings take their defaults. A service subclass names its
+routes, its read-all scope and its templates; this base reads the hub's environment
+(`JUPYTERHUB_SERVICE_PREFIX`, `JUPYTERHUB_SERVICE_URL`, `JUPYTERHUB_API_TOKEN`, ...),
+holds the one client of the hub's REST API (`hub_api`), adds the OAuth callback,
+`/health` and `/metrics`, runs database work in a small thread pool so that the event
+loop (and `/health`) always answers, runs its background work with `every()` and stops
+cleanly on SIGTERM.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlparse
 
@@ -29,10 +35,15 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 from tornado import web
 from tornado.httpserver import HTTPServer
+from traitlets import Bool, Float, Integer, Unicode
+from traitlets.config import Application
 
+from ...accounting.db import make_engine, session_maker, upgrade
+from ...config.loading import ConfigError, load_config
 from .handlers import HealthHandler, MetricsHandler, NotFoundHandler
 from .hubapi import HubAPI
-from .pages import Pages
+from .lifecycle import every
+from .pages import Pages, branding
 
 log = logging.getLogger("twoi2c.service")
 
@@ -62,24 +73,12 @@ def _lower_priority(niceness: int) -> None:
         pass  # no autogroup here: the niceness is what counts
 
 
-def exit_at_once(code: int) -> None:
-    """End the service process with `code` once `serve()` has stopped it cleanly.
+class HubService(Application):
+    """Settings and lifecycle every service of this package shares.
 
-    The interpreter's own exit (collecting every module, joining the database threads)
-    costs CPU time, and at the service's lowered priority on a busy machine that took
-    3-5 s for each service (measured on 2 cores with 2 busy loops), while JupyterHub stops
-    its services one after another: a hub stopped 13-18 s. Everything that matters is done
-    by then: the server is closed, the loops stopped, the engine disposed and the logs are
-    flushed here. Database work still running in the pool is abandoned as a SIGKILL would
-    (its transaction is not committed)."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-class HubService:
-    """Settings and lifecycle every service of this package shares."""
+    `initialize(argv)` reads the command line, `start()` serves until SIGTERM or SIGINT.
+    The community config, the database and the rest are made on first use, from the
+    settings as they are then (a test constructs a service with settings as keywords)."""
 
     # the service's name in the hub (JUPYTERHUB_SERVICE_NAME), e.g. "usage"
     name = "service"
@@ -88,36 +87,128 @@ class HubService:
     # the custom scope that lets a reader see everyone's figures
     read_all_scope = "custom:service:read-all"
     error_template = "usage/error.html"
-    # database work at once; more requests wait for a free worker
-    db_workers = 4
-    # the service's CPU priority below the hub's (os.nice), so reports never slow logins
-    niceness = 10
-    # database work (reports) only on CPU nothing else wants (SCHED_IDLE)
-    idle_db_work = True
-    # reports one person may have running at once (more: 429)
-    max_reports_per_person = 2
-    # seconds between the background database checks /health reports
-    health_interval = 1.0
-    # the largest request body any handler reads
-    max_body_bytes = 1024 * 1024
 
-    def __init__(self, *, engine: Engine, open_db: sessionmaker, branding: dict[str, Any]):
-        self.prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{self.name}/")
-        self.base_url = os.environ.get("JUPYTERHUB_BASE_URL", "/")
-        self.engine = engine
-        self.open_db = open_db
-        # the hub's REST API, with this service's token
-        self.hub_api = HubAPI.from_environment()
-        self.metrics_registry = CollectorRegistry()
-        self.pages = Pages(base_url=self.base_url, service_prefix=self.prefix, branding=branding)
-        self._pool = ThreadPoolExecutor(
+    aliases = {
+        "config": "HubService.community_config",
+        "database-url": "HubService.database_url",
+    }
+
+    community_config = Unicode(
+        "",
+        config=True,
+        help="""The community config file (the hub's). The hub gives it as `--config`;
+        some settings (intervals, prices, budgets) take their defaults from it.""",
+    )
+    database_url = Unicode(
+        config=True,
+        help="""The accounting database (SQLAlchemy URL); the hub sets it from the community
+        config's `usage.database_url`, in the environment.""",
+    )
+    db_workers = Integer(
+        4,
+        config=True,
+        help="""Database work (reports) at once; more requests wait for a free worker.""",
+    )
+    niceness = Integer(
+        10,
+        config=True,
+        help="""The service's CPU priority below the hub's (added to its niceness, and to its
+        session's autogroup on Linux), so that reports never slow logins and spawns.""",
+    )
+    idle_db_work = Bool(
+        True,
+        config=True,
+        help="""Run database work (reports) only on CPU nothing else on the machine wants
+        (Linux SCHED_IDLE).""",
+    )
+    max_reports_per_person = Integer(
+        2,
+        config=True,
+        help="""Reports one person may have running at once; more are answered 429.""",
+    )
+    health_interval = Float(
+        1.0,
+        config=True,
+        help="""Seconds between the background database checks that /health reports.""",
+    )
+    max_body_bytes = Integer(
+        1024 * 1024,
+        config=True,
+        help="""The largest request body any handler of the service reads (bytes).""",
+    )
+
+    @cached_property
+    def community(self):
+        """The community config, or None when the service was given none."""
+        return load_config(self.community_config) if self.community_config else None
+
+    # whether the service brings the database's schema up to date when it starts
+    migrates = True
+
+    @cached_property
+    def engine(self) -> Engine:
+        if self.migrates:
+            upgrade(self.database_url)
+        return make_engine(self.database_url)
+
+    @cached_property
+    def open_db(self) -> sessionmaker:
+        return session_maker(self.engine)
+
+    @cached_property
+    def hub_api(self) -> HubAPI:
+        """The hub's REST API, with this service's token."""
+        return HubAPI.from_environment()
+
+    @cached_property
+    def metrics_registry(self) -> CollectorRegistry:
+        return CollectorRegistry()
+
+    @cached_property
+    def pages(self) -> Pages:
+        return Pages(base_url=self.base_url, service_prefix=self.prefix, branding=branding(self.community))
+
+    @cached_property
+    def _pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(
             self.db_workers,
             thread_name_prefix=f"{self.name}-db",
             initializer=_idle_priority if self.idle_db_work else None,
         )
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{self.name}/")
+        self.base_url = os.environ.get("JUPYTERHUB_BASE_URL", "/")
         self.reports_running: dict[str, int] = {}
         self._shared: dict[Hashable, tuple[float, asyncio.Future]] = {}
         self._database: tuple[str, float | None] = ("unchecked", None)
+        if kwargs:  # constructed with its settings (not from a command line): ready at once
+            self.prepare()
+
+    def prepare(self) -> None:
+        """Read the community config and bring the database up to date now, before serving
+        (a ConfigError says what is wrong with the config), not at the first request."""
+        self.community, self.open_db, self.pages  # noqa: B018 - made on first use
+
+    def start(self) -> None:
+        """Serve until SIGTERM or SIGINT."""
+        asyncio.run(self.serve())
+
+    @classmethod
+    def main(cls, argv: list[str] | None = None) -> int:
+        """Run the service from the command line (`argv`, else sys.argv); 1 with a bad
+        community config, 0 once stopped."""
+        logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
+        service = cls()
+        service.initialize(argv)
+        try:
+            service.prepare()
+        except ConfigError as e:
+            log.error("%s", e)
+            return 1
+        service.start()
+        return 0
 
     # --- to be filled in by a service ------------------------------------------------
 
@@ -131,8 +222,10 @@ class HubService:
     def health_details(self) -> dict[str, Any]:
         return {}
 
-    async def background(self) -> None:
-        """Work that runs while the service does (e.g. reconciliation)."""
+    def background(self) -> list[Awaitable[None]]:
+        """Work that runs while the service does, each an `every(...)` loop (e.g. the
+        reconciliation); cancelled when the service stops."""
+        return []
 
     def log_request(self, handler: web.RequestHandler) -> bool:
         """False to keep a routine request out of the log."""
@@ -184,11 +277,12 @@ class HubService:
         except Exception as e:
             return f"error: {type(e).__name__}"
 
-    async def watch_database(self) -> None:
+    async def note_database(self) -> None:
+        self._database = (await self.check_database(), time.monotonic())
+
+    def watch_database(self) -> Awaitable[None]:
         """Check the database every `health_interval` seconds, for /health to report."""
-        while True:
-            self._database = (await self.check_database(), time.monotonic())
-            await asyncio.sleep(self.health_interval)
+        return every(lambda: self.health_interval, self.note_database, failed="The database check failed")
 
     async def health(self) -> dict[str, Any]:
         """The last database check (made in the background, so /health answers at once,
@@ -263,11 +357,11 @@ class HubService:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopped.set)
-        background = asyncio.create_task(self.background())
-        watching = asyncio.create_task(self.watch_database())
+        loops = [asyncio.ensure_future(loop) for loop in [self.watch_database(), *self.background()]]
         await stopped.wait()
-        background.cancel()
-        watching.cancel()
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
         server.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()

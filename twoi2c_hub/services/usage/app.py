@@ -4,25 +4,26 @@ Run by the hub (configure() adds it to c.JupyterHub.services) as
 `python -m twoi2c_hub.services.usage --config community.yaml`; it reads the hub's
 environment (JUPYTERHUB_API_TOKEN, JUPYTERHUB_SERVICE_URL, ...) and its own
 (TWOI2C_USAGE_DATABASE_URL, TWOI2C_USAGE_EVENTS_TOKEN, TWOI2C_USAGE_RECONCILE_INTERVAL).
+Its settings are listed by `python -m twoi2c_hub.services.usage --help-all`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable
+from functools import cached_property
 from typing import Any
 
 from tornado import web
+from traitlets import Float, default
 
-from ...accounting.db import make_engine, session_maker, upgrade
 from ...accounting.forgetting import expire, months_before
 from ...accounting.reports import iso
-from ...config.loading import ConfigError, load_config
 from ..framework import HubService
 from ..framework.charts import CHART_LIBRARY_ROUTE
-from ..framework.pages import branding
+from ..framework.lifecycle import every
 from . import apihandlers, handlers
 from .intake import EventIntake, now_ms
 from .metrics import UsageMetrics
@@ -35,24 +36,55 @@ READ_ALL_SCOPE = "custom:usage:read-all"
 
 
 class UsageService(HubService):
+    """Sessions in (the spawners' events, reconciliation with the hub), usage out."""
+
     name = "usage"
+    description = "The usage service: sessions recorded, usage reported (run by the hub)."
     what = "usage"
     read_all_scope = READ_ALL_SCOPE
     error_template = "usage/error.html"
 
-    def __init__(self, *, community_config: str | None, database_url: str, interval: float):
-        self.community = load_config(community_config) if community_config else None
-        upgrade(database_url)
-        engine = make_engine(database_url)
-        super().__init__(engine=engine, open_db=session_maker(engine), branding=branding(self.community))
-        self.events_token = os.environ.get("TWOI2C_USAGE_EVENTS_TOKEN", "")
-        self.metrics = UsageMetrics(self.metrics_registry)
-        self.intake = EventIntake(self.open_db, self.metrics)
-        self.reconciler = Reconciler(
+    aliases = {**HubService.aliases, "interval": "UsageService.reconcile_interval"}
+
+    reconcile_interval = Float(
+        config=True,
+        help="""Seconds between reconciliations with the hub (the community config's
+        `usage.reconcile_interval`, which the hub passes as TWOI2C_USAGE_RECONCILE_INTERVAL).""",
+    )
+    retention_interval = Float(
+        6 * 3600,
+        config=True,
+        help="""Seconds between applications of the retention period
+        (`usage.retention_months`).""",
+    )
+
+    @default("database_url")
+    def _database_url_default(self) -> str:
+        return os.environ.get("TWOI2C_USAGE_DATABASE_URL", DEFAULT_DATABASE_URL)
+
+    @default("reconcile_interval")
+    def _reconcile_interval_default(self) -> float:
+        return float(os.environ.get("TWOI2C_USAGE_RECONCILE_INTERVAL", "30"))
+
+    @cached_property
+    def events_token(self) -> str:
+        return os.environ.get("TWOI2C_USAGE_EVENTS_TOKEN", "")
+
+    @cached_property
+    def metrics(self) -> UsageMetrics:
+        return UsageMetrics(self.metrics_registry)
+
+    @cached_property
+    def intake(self) -> EventIntake:
+        return EventIntake(self.open_db, self.metrics)
+
+    @cached_property
+    def reconciler(self) -> Reconciler:
+        return Reconciler(
             self.open_db,
             hub_api=self.hub_api,
             catalog=self.community.profile_list() if self.community else [],
-            interval=interval,
+            interval=self.reconcile_interval,
             metrics=self.metrics,
         )
 
@@ -81,9 +113,9 @@ class UsageService(HubService):
             "reconcile_interval_seconds": self.reconciler.interval,
         }
 
-    # the retention period is applied this often (seconds)
-    retention_every = 6 * 3600
-    _retention_applied_ms = 0
+    def prepare(self) -> None:
+        super().prepare()
+        self.reconciler, self.intake  # noqa: B018 - made on first use
 
     def apply_retention(self, now: int) -> int:
         """Unname what is older than `usage.retention_months`; returns how many people."""
@@ -92,43 +124,31 @@ class UsageService(HubService):
             return 0
         with self.open_db() as db:
             people = expire(db, months_before(now, months))
-        self._retention_applied_ms = now
         if people:
             log.info("Retention: the rows of %d people older than %d months are unnamed", people, months)
         return people
 
-    async def background(self) -> None:
-        while True:
-            try:
-                await self.reconciler.reconcile()
-            except Exception:
-                self.metrics.errors.labels("reconcile").inc()
-                log.exception("Reconciliation failed; will try again")
-            if now_ms() - self._retention_applied_ms > self.retention_every * 1000:
-                try:
-                    await asyncio.to_thread(self.apply_retention, now_ms())
-                except Exception:
-                    self.metrics.errors.labels("retention").inc()
-                    log.exception("Applying the retention period failed; will try again")
-            await asyncio.sleep(self.reconciler.interval)
+    async def retain(self) -> None:
+        await asyncio.to_thread(self.apply_retention, now_ms())
+
+    def background(self) -> list[Awaitable[None]]:
+        # both at once at start, then each `interval` after its last run ended
+        errors = self.metrics.errors
+        return [
+            every(
+                self.reconcile_interval,
+                self.reconciler.reconcile,
+                failed="Reconciliation failed",
+                count_failure=errors.labels("reconcile").inc,
+            ),
+            every(
+                self.retention_interval,
+                self.retain,
+                failed="Applying the retention period failed",
+                count_failure=errors.labels("retention").inc,
+            ),
+        ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m twoi2c_hub.services.usage")
-    parser.add_argument("--config", help="the community config file (profiles resolve reconciled sessions)")
-    parser.add_argument("--database-url", default=os.environ.get("TWOI2C_USAGE_DATABASE_URL", DEFAULT_DATABASE_URL))
-    parser.add_argument(
-        "--interval",
-        type=float,
-        default=float(os.environ.get("TWOI2C_USAGE_RECONCILE_INTERVAL", "30")),
-        help="seconds between reconciliations with the hub",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
-    try:
-        service = UsageService(community_config=args.config, database_url=args.database_url, interval=args.interval)
-    except ConfigError as e:
-        log.error("%s", e)
-        return 1
-    asyncio.run(service.serve())
-    return 0
+    return UsageService.main(argv)
