@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 
 from twoi2c_hub import catalog
 from twoi2c_hub.accounting.db import make_engine, session_maker, upgrade
-from twoi2c_hub.accounting.events import EventError, parse_event
+from twoi2c_hub.accounting.events import EventError
 from twoi2c_hub.accounting.models import GroupMembership, ServerSession
+from twoi2c_hub.accounting.posted import parse_event
 from twoi2c_hub.accounting.recording import record
 from twoi2c_hub.accounting.windows import MAX_WINDOW_DAYS, parse_window
 from twoi2c_hub.config.loading import load_config

@@ -17,7 +17,9 @@ from sqlalchemy import select
 from tornado import web
 
 from ...accounting import budgets
+from ...accounting.events import EventError
 from ...accounting.models import LedgerEntry, from_ms
+from ...accounting.posted import parse_server_summary
 from ...accounting.recording import groups_at
 from ...accounting.reports import iso
 from ...catalog import PricingError, ServerResources
@@ -55,35 +57,15 @@ def decision_json(decision: budgets.Decision, currency: str) -> dict:
 
 
 def server_of(raw) -> ServerResources:
-    """The resources in a spawner's server summary (ResolvedServer.summary())."""
-    if not isinstance(raw, dict):
-        raise BadParameter("server", "must be an object")
+    """The resources in a spawner's server summary (ResolvedServer.summary()), checked as the
+    usage service checks a start event's (`ServerSummary`)."""
     try:
-        return ServerResources(
-            cpu_guarantee=_number(raw.get("cpu_guarantee")),
-            cpu_limit=_number(raw.get("cpu_limit")),
-            mem_guarantee=_number(raw.get("mem_guarantee")),
-            mem_limit=_number(raw.get("mem_limit")),
-            gpu_count=int(_number(raw.get("gpu_count")) or 0),
-            gpu_type=_text(raw.get("gpu_type")),
-            instance_type=_text(raw.get("instance_type")),
-        )
-    except (TypeError, ValueError) as e:
-        raise BadParameter("server", str(e)) from None
-
-
-def _number(value):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1e15:  # NaN too
-        raise ValueError(f"{value!r} is not a resource amount")
-    return value
-
-
-def _text(value):
-    if value is not None and (not isinstance(value, str) or len(value) > 255):
-        raise ValueError("names are strings of at most 255 characters")
-    return value
+        return parse_server_summary(raw).resources()
+    except EventError as e:
+        if "number" in e.problem:
+            # the words the budget check has always answered with, and now which field
+            raise BadParameter("server", f"{repr(e.value)[:40]} is not a resource amount ({e.field})") from None
+        raise BadParameter("server", e.problem if e.field == "server" else f"{e.field} {e.problem}") from None
 
 
 class BudgetsAPI(APIHandler):

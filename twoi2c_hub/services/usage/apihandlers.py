@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from tornado import web
 
 from ...accounting import activity, opencost, reports
-from ...accounting.events import EventError, parse_event
+from ...accounting.events import EventError
+from ...accounting.posted import parse_events
 from ...accounting.rollups import NO_GROUP
 from ..framework import APIHandler, BadParameter, TokenPostHandler
 from ..framework import params as parse
@@ -121,12 +122,10 @@ class EventsAPI(TokenPostHandler):
 
     async def post(self) -> None:
         body = self.json_body()
-        raw_events = body if isinstance(body, list) else [body]
-        if len(raw_events) > MAX_EVENTS_PER_POST:
+        if isinstance(body, list) and len(body) > MAX_EVENTS_PER_POST:
             raise BadParameter("body", f"at most {MAX_EVENTS_PER_POST} events in one post")
-        now = now_ms()
         try:
-            events = [parse_event(raw, f"events[{i}]", now_ms=now) for i, raw in enumerate(raw_events)]
+            events = parse_events(body, now_ms=now_ms())
         except EventError as e:
             self.service.metrics.errors.labels("events").inc()
             raise BadParameter(e.field, e.problem) from None
