@@ -24,20 +24,21 @@ def _kind(event: Event) -> str:
 class EventIntake:
     """Records batches of typed events, answering once they are committed.
 
-    Requests that arrive while others wait share one transaction (group commit), so many
-    spawners posting at once cost one write, not one each."""
+    Requests whose bodies the event loop read in the same pass share one transaction
+    (group commit), made at the loop's next callback: many spawners posting at once cost one
+    write, not one each, and a lone post waits for no timer. While a commit runs, the posts
+    that arrive meanwhile gather for the next one."""
 
-    def __init__(self, open_db: sessionmaker, metrics: UsageMetrics, commit_delay: float = 0.002):
+    def __init__(self, open_db: sessionmaker, metrics: UsageMetrics):
         self.open_db = open_db
         self.metrics = metrics
-        self.commit_delay = commit_delay  # seconds other requests may join a transaction
         self._waiting: list[tuple[Sequence[Event], asyncio.Future]] = []
 
     async def submit(self, events: Sequence[Event]) -> int:
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((events, future))
         if len(self._waiting) == 1:
-            asyncio.get_running_loop().call_later(self.commit_delay, self._commit_waiting)
+            asyncio.get_running_loop().call_soon(self._commit_waiting)
         return await future
 
     def _commit_waiting(self) -> None:
