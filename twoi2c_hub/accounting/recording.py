@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, case, insert, select, update
+from sqlalchemy import Connection, bindparam, case, insert, select, update
 from sqlalchemy.orm import Session as DB
 
 from .events import Event, GroupsChanged, ServerStart, ServerStarted, ServerStopped
@@ -34,14 +34,19 @@ def record(db: DB, events: Sequence[Event], *, source: str = "event", seen_ms: i
     compares with the hub); `seen_ms` is when the loop saw those servers running.
     """
     result = Recorded()
+    db.flush()  # what the caller changed first: sessions and stops are written below the ORM
     starts = [e.start for e in events if isinstance(e, ServerStarted)]
-    result.sessions_opened = _record_starts(db, starts, source=source, seen_ms=seen_ms)
+    result.sessions_opened = _record_starts(db.connection(), starts, source=source, seen_ms=seen_ms)
     changes = [e for e in events if isinstance(e, GroupsChanged)]
     for at_ms in sorted({c.at_ms for c in changes}):
         result.memberships_changed += _sync_memberships(
             db, {c.username: _groups_after(db, c) for c in changes if c.at_ms == at_ms}, at_ms
         )
-    _record_stops(db, [e for e in events if isinstance(e, ServerStopped)])
+    stops = [e for e in events if isinstance(e, ServerStopped)]
+    if stops:
+        _record_stops(db.connection(), stops)
+    if starts or stops:
+        db.expire_all()  # sessions loaded before now see what was written
     return result
 
 
@@ -51,53 +56,98 @@ def _groups_after(db: DB, change: GroupsChanged) -> set[str]:
     return (groups_at(db, change.username, change.at_ms) | change.added) - change.removed
 
 
-def _session_values(start: ServerStart, source: str, seen_ms: int | None) -> dict:
+def _resources(start: ServerStart) -> dict:
     return dict(
-        username=start.username,
-        server_name=start.server_name,
-        started_ms=start.started_ms,
         choices=json.dumps(start.choices, sort_keys=True),
-        source=source,
-        seen_ms=seen_ms,
-        rolled_up=False,
         **{name: getattr(start, name) for name in ServerStart.RESOURCE_FIELDS},
     )
 
 
-def _record_starts(db: DB, starts: list[ServerStart], *, source: str, seen_ms: int | None) -> int:
+# Recording is the event intake's hot path: these statements are built once (SQLAlchemy
+# caches their compiled form) and run as Core, with no ORM objects loaded or flushed.
+_sessions = ServerSession.__table__
+_EXISTING = select(
+    _sessions.c.id, _sessions.c.username, _sessions.c.server_name, _sessions.c.started_ms, _sessions.c.source
+).where(_sessions.c.started_ms.in_(bindparam("started", expanding=True)))
+_OPEN = insert(_sessions).returning(_sessions.c.id, sort_by_parameter_order=True)
+_SEEN = update(_sessions).where(_sessions.c.id == bindparam("session_id")).values(seen_ms=bindparam("seen"))
+_EXACT = (
+    update(_sessions)
+    .where(_sessions.c.id == bindparam("session_id"))
+    .values(source="event", **{name: bindparam(f"new_{name}") for name in ("choices", *ServerStart.RESOURCE_FIELDS)})
+)
+_GROUPS = insert(SessionGroup.__table__)
+_OPEN_STARTED = (
+    select(_sessions.c.started_ms)
+    .where(
+        _sessions.c.username == bindparam("who"),
+        _sessions.c.server_name == bindparam("server"),
+        _sessions.c.stopped_ms.is_(None),
+    )
+    .order_by(_sessions.c.started_ms.desc())
+    .limit(1)
+)
+_STOPPED = case((_sessions.c.started_ms > bindparam("stop_at"), _sessions.c.started_ms), else_=bindparam("stop_at"))
+_STOP = (
+    update(_sessions)
+    .where(
+        _sessions.c.username == bindparam("who"),
+        _sessions.c.server_name == bindparam("server"),
+        _sessions.c.started_ms == bindparam("start_at"),
+        _sessions.c.stopped_ms.is_(None)
+        | ((_sessions.c.stop_reason == "reconciled") & (_sessions.c.rolled_up.is_(False))),
+    )
+    .values(stopped_ms=_STOPPED, duration_ms=_STOPPED - _sessions.c.started_ms, stop_reason=bindparam("why"))
+)
+
+
+def _record_starts(db: Connection, starts: list[ServerStart], *, source: str, seen_ms: int | None) -> int:
     """Open a session for every new start; returns how many were new."""
     if not starts:
         return 0
     wanted = {(s.username, s.server_name, s.started_ms): s for s in starts}
     existing = {
         (row.username, row.server_name, row.started_ms): row
-        for row in db.scalars(select(ServerSession).where(ServerSession.started_ms.in_({k[2] for k in wanted})))
+        for row in db.execute(_EXISTING, {"started": sorted({k[2] for k in wanted})})
     }
-    for key in existing.keys() & wanted.keys():
-        session, start = existing[key], wanted[key]
-        if seen_ms is not None:
-            session.seen_ms = seen_ms
-        if source == "event" and session.source != "event":
-            # the spawner knows the resources exactly: its figures replace inferred ones
-            for name in ServerStart.RESOURCE_FIELDS:
-                setattr(session, name, getattr(start, name))
-            session.choices = json.dumps(start.choices, sort_keys=True)
-            session.source = "event"
+    told = existing.keys() & wanted.keys()
+    if seen_ms is not None and told:
+        db.execute(_SEEN, [{"session_id": existing[key].id, "seen": seen_ms} for key in told])
+    # the spawner knows the resources exactly: its figures replace inferred ones
+    exact = [key for key in told if source == "event" and existing[key].source != "event"]
+    if exact:
+        db.execute(
+            _EXACT,
+            [
+                {"session_id": existing[key].id, **{f"new_{k}": v for k, v in _resources(wanted[key]).items()}}
+                for key in exact
+            ],
+        )
     new = [start for key, start in wanted.items() if key not in existing]
     if not new:
-        db.flush()
         return 0
     rows = db.execute(
-        insert(ServerSession).returning(ServerSession.id, sort_by_parameter_order=True),
-        [_session_values(s, source, seen_ms) for s in new],
+        _OPEN,
+        [
+            dict(
+                username=s.username,
+                server_name=s.server_name,
+                started_ms=s.started_ms,
+                source=source,
+                seen_ms=seen_ms,
+                rolled_up=False,
+                **_resources(s),
+            )
+            for s in new
+        ],
     ).all()
     groups = [dict(session_id=row.id, group_name=g) for row, s in zip(rows, new) for g in sorted(set(s.groups))]
     if groups:
-        db.execute(insert(SessionGroup), groups)
+        db.execute(_GROUPS, groups)
     return len(new)
 
 
-def _record_stops(db: DB, stops: list[ServerStopped]) -> None:
+def _record_stops(db: Connection, stops: list[ServerStopped]) -> None:
     """Close the sessions the stops name, in one statement.
 
     A stop without its session's start closes that server's open session. A stop the
@@ -107,16 +157,7 @@ def _record_stops(db: DB, stops: list[ServerStopped]) -> None:
     for stop in stops:
         started_ms = stop.started_ms
         if started_ms is None:
-            started_ms = db.scalar(
-                select(ServerSession.started_ms)
-                .where(
-                    ServerSession.username == stop.username,
-                    ServerSession.server_name == stop.server_name,
-                    ServerSession.stopped_ms.is_(None),
-                )
-                .order_by(ServerSession.started_ms.desc())
-                .limit(1)
-            )
+            started_ms = db.scalar(_OPEN_STARTED, {"who": stop.username, "server": stop.server_name})
             if started_ms is None:
                 continue  # nothing open: a late duplicate
         exact.append(
@@ -128,23 +169,8 @@ def _record_stops(db: DB, stops: list[ServerStopped]) -> None:
                 why=stop.reason,
             )
         )
-    if not exact:
-        return
-    db.flush()
-    table = ServerSession.__table__
-    stopped = case((table.c.started_ms > bindparam("stop_at"), table.c.started_ms), else_=bindparam("stop_at"))
-    db.connection().execute(
-        update(table)
-        .where(
-            table.c.username == bindparam("who"),
-            table.c.server_name == bindparam("server"),
-            table.c.started_ms == bindparam("start_at"),
-            table.c.stopped_ms.is_(None) | ((table.c.stop_reason == "reconciled") & (table.c.rolled_up.is_(False))),
-        )
-        .values(stopped_ms=stopped, duration_ms=stopped - table.c.started_ms, stop_reason=bindparam("why")),
-        exact,
-    )
-    db.expire_all()  # sessions loaded before now see the stops
+    if exact:
+        db.execute(_STOP, exact)
 
 
 def _sync_memberships(db: DB, groups_by_user: Mapping[str, Iterable[str]], at_ms: int) -> int:
