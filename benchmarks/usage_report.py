@@ -9,7 +9,7 @@ hub with the usage service on that database, and times:
 - the same reports as a plain SQL GROUP BY over the raw sessions table (the baseline);
 - the service's resident memory after the reports;
 - ingest: start and stop events posted to `api/v1/events`, one event per request (one
-  client, and 16 clients at once, as many spawners would) and 100 per request.
+  client, and --clients at once, 16 by default, as many spawners would) and 100 per request.
 
 Prints one JSON object. `--sessions 20000` for a quick run.
 """
@@ -159,6 +159,7 @@ def main(argv=None):
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--events", type=int, default=4000)
+    parser.add_argument("--clients", type=int, default=16, help="clients posting at once (16: as many spawners)")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="twoi2c-bench-"))
@@ -295,7 +296,7 @@ for _s in c.JupyterHub.services:
         figures["ingest_events_per_second_sequential"] = round(len(sequential) / (time.perf_counter() - began))
         concurrent = list(event_pairs(args.events * 2, args.events))
         figures["ingest_events_per_second_concurrent"] = round(
-            asyncio.run(post_concurrently(events_url, events_token, concurrent, connections=16))
+            asyncio.run(post_concurrently(events_url, events_token, concurrent, connections=args.clients))
         )
         batched = list(event_pairs(args.events * 5, args.events * 4))
         began = time.perf_counter()
