@@ -67,7 +67,6 @@ def hub(hub_factory, tmp_path_factory):
         ],
     }
     config["auth"]["users"]["dave"] = {"groups": ["workshop"]}
-    config["auth"]["users"]["frank"] = {"groups": ["students"]}
     config["auth"]["users"]["erin"] = {"groups": ["students"]}  # each test its own student
     path = work / "community.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -300,46 +299,6 @@ def test_the_checks_database_work_runs_at_the_hubs_priority_and_reports_below_it
 
     assert policies(checks_only=True) == {os.SCHED_OTHER}
     assert os.SCHED_IDLE in policies(checks_only=False)
-
-
-def settled_by_form(hub) -> float:
-    token = {"Authorization": f"token {hub.service_token}"}
-    metrics = requests.get(f"{hub.url}/hub/metrics", headers=token, timeout=30)
-    assert metrics.status_code == 200, metrics.text[:300]
-    found = re.search(r"^twoi2c_budget_checks_settled_by_form_total (\S+)$", metrics.text, re.M)
-    return float(found.group(1)) if found else 0.0
-
-
-def test_far_from_every_limit_the_forms_budget_state_settles_the_start(hub):
-    """One call to the cost service per start from the form while a person is far from
-    any limit; close to one (under 5 points from restrict), the start asks again."""
-    check = hub.spawner_check
-    headers = {"Authorization": f"token {check['token']}"}
-
-    def headroom() -> float | None:
-        body = {"username": "frank", "groups": ["students"], "server": None}
-        answer = requests.post(check["url"], json=body, headers=headers, timeout=60).json()["data"]
-        return answer["headroom_percent"]
-
-    # nothing spent: 90 points to the restrict threshold (the deny one is further)
-    assert headroom() == 90.0
-    frank = hub.login("frank")
-    before = settled_by_form(hub)
-    spawn_page(frank, hub)
-    started = frank.post(f"{hub.url}/hub/spawn", data={"profile": "cpu", "_xsrf": hub.xsrf(frank)}, timeout=60)
-    assert started.status_code == 200, started.text[:500]
-    hub.wait_for(lambda: (hub.server("frank") or {}).get("ready"), timeout=90, what="frank's server")
-    assert settled_by_form(hub) == before + 1
-    hub.stop_server("frank")
-
-    spend(hub, "frank", 8.7)  # 87 %: warned, 3 points from restrict
-    assert abs(headroom() - 3.0) < 0.1
-    spawn_page(frank, hub)
-    started = frank.post(f"{hub.url}/hub/spawn", data={"profile": "cpu", "_xsrf": hub.xsrf(frank)}, timeout=60)
-    assert started.status_code == 200, started.text[:500]
-    hub.wait_for(lambda: (hub.server("frank") or {}).get("ready"), timeout=90, what="frank's server")
-    assert settled_by_form(hub) == before + 1  # asked again
-    hub.stop_server("frank")
 
 
 # the hub's largest page of a list (JupyterHub's `api_page_max_limit`, 200 by default)

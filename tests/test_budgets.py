@@ -195,18 +195,3 @@ def test_spending_over_time_and_the_month_end_forecast(db):
     elapsed = (NOW - MONTH_START) / (30 * DAY_MS)  # of November's 30 days
     assert chart["forecast"] == {"days": ["2026-11-21", "2026-11-30"], "spent": [pytest.approx(s.used, abs=1e-5),
                                  pytest.approx(s.used / elapsed, abs=1e-5)]}  # fmt: skip
-
-
-def test_a_recent_state_far_from_every_limit_settles_a_start():
-    import time
-
-    from twoi2c_hub.spawners.budget import settles_start
-
-    now = time.monotonic()
-    far, near, none_can = {"headroom_percent": 40.0}, {"headroom_percent": 4.9}, {"headroom_percent": None}
-    assert settles_start((now, far), 15) and settles_start((now, none_can), 15)
-    assert not settles_start((now, near), 15)
-    assert not settles_start((now - 16, far), 15)  # too old
-    assert not settles_start((now, far), 0)  # reuse turned off
-    assert not settles_start((now, {"allowed": True}), 15)  # a service that does not say
-    assert not settles_start((now, None), 15) and not settles_start(None, 15)

@@ -6,6 +6,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from bs4 import BeautifulSoup
 from kube_schemas import validate
 from kubernetes_asyncio.client import ApiClient
 from traitlets.config import Config
@@ -283,3 +284,114 @@ async def test_the_measured_instance_types_pods_land_on_nodes_that_exist():
     pod = await as_dict(await spawner.get_pod_manifest())
     assert pod["spec"]["nodeSelector"] == {"node.kubernetes.io/instance-type": "n2-highmem-16"}
     assert pod["metadata"]["labels"][LABEL_PREFIX + "mem-limit"] == label_value(spawner.mem_limit)
+
+
+class CostService:
+    """The cost service's budget check as the spawners ask it (`spawners.budget.ask`),
+    answering `state`; it keeps what each call asked about (None: the form's question)."""
+
+    def __init__(self, monkeypatch, state: dict):
+        from twoi2c_hub.spawners import budget
+
+        self.state, self.asked = state, []
+        monkeypatch.setattr(budget, "ask", self.ask)
+
+    async def ask(self, url, token, timeout, username, groups, server):
+        self.asked.append(server)
+        return self.state
+
+
+def budget_state(action: str) -> dict:
+    """The cost service's answer for bob under one students budget in that state."""
+    spent = {"none": 10.0, "deny": 101.0}[action]
+    return {
+        "allowed": action == "none",
+        "action": action,
+        "message": f"Your budget is used up: students-weekly: {spent:.2f} USD of 100.00 USD used.",
+        "decisive": "students-weekly",
+        "headroom_percent": 80.0 if action == "none" else 0.0,
+        "budgets": [
+            {
+                "budget": "students-weekly",
+                "text": f"students-weekly: {spent:.2f} USD of 100.00 USD used",
+                "left": max(0.0, 100.0 - spent),
+                "unit": "money",
+            }
+        ],
+    }
+
+
+def budget_spawner(monkeypatch, action: str):
+    spawner = make_spawner(DEMO, make_user("bob", ["students"]), budget_check_url="http://cost/check")
+    return spawner, CostService(monkeypatch, budget_state(action))
+
+
+def posted(spawner, profile: str = "cpu") -> dict:
+    """What the hub does with a posted spawn form: the selection becomes user_options."""
+    spawner.user_options = spawner.options_from_form({"profile": [profile]})
+    return spawner.user_options
+
+
+async def test_a_start_from_the_form_asks_the_cost_service_once_and_the_form_once(monkeypatch):
+    """The form asks for the person's budgets (its notice); the start asks again, with the
+    server: one call per start, however recently the form asked."""
+    spawner, cost = budget_spawner(monkeypatch, "none")
+    form = await spawner.get_options_form()
+    assert "students-weekly: 10.00 USD of 100.00 USD used" in form
+    posted(spawner)
+    resolved = await spawner.resolve_selection(spawner.user_options)
+    assert cost.asked == [None, resolved.summary()]
+
+
+def budget_notice(form: str) -> bool:
+    return "twoi2c-budget" in form and "Your budget is used up, so no server can start." in form
+
+
+async def test_the_form_drawn_under_its_own_starts_budget_refusal_leaves_out_its_notice(monkeypatch):
+    """The refusal above the form says it with the same figures; a REST API refusal, or a
+    refusal for another reason, leaves the notice on the page opened next."""
+    spawner, _ = budget_spawner(monkeypatch, "deny")
+    assert budget_notice(await spawner.get_options_form())
+    posted(spawner)
+    with pytest.raises(profiles_refused()) as refused:
+        await spawner.resolve_selection(spawner.user_options)
+    assert refused.value.status_code == 403 and refused.value.message.startswith("Your budget is used up")
+    assert not budget_notice(await spawner.get_options_form())  # JupyterHub draws it under the refusal
+    assert budget_notice(await spawner.get_options_form())  # the page opened next
+
+    spawner.user_options = {"profile": "cpu"}  # a start through the REST API
+    with pytest.raises(profiles_refused()):
+        await spawner.resolve_selection(spawner.user_options)
+    assert budget_notice(await spawner.get_options_form())
+
+    posted(spawner, "gpu")  # not bob's: refused before the budget is asked
+    with pytest.raises(profiles_refused()) as refused:
+        await spawner.resolve_selection(spawner.user_options)
+    assert refused.value.status_code == 403 and "only for members of researchers" in refused.value.message
+    assert budget_notice(await spawner.get_options_form())
+
+
+async def test_a_launch_link_is_shown_once_and_a_posted_choice_is_kept():
+    """A link's selection and repository are shown on the form drawn next, once; the
+    choice last posted stays selected on every form after (the hub may turn its start
+    away before it begins)."""
+    from twoi2c_hub.spawners.base import ConfirmLaunch
+
+    def chosen_image(form: str) -> str:
+        return BeautifulSoup(form, "html.parser").select_one("#profile-option-cpu--image option[selected]")["value"]
+
+    spawner = make_spawner(DEMO, make_user("bob", ["students"]))
+    assert chosen_image(await spawner.get_options_form()) == "scipy"  # the default
+    link = {"profile": ["cpu"], "image": ["r"], "repo": ["https://github.com/org/course"]}
+    with pytest.raises(ConfirmLaunch):
+        spawner.options_from_query(link)
+    form = await spawner.get_options_form()
+    assert "twoi2c-from-link" in form and "https://github.com/org/course" in form
+    assert chosen_image(form) == "r"
+    form = await spawner.get_options_form()
+    assert "twoi2c-from-link" not in form and "https://github.com/org/course" not in form
+    assert chosen_image(form) == "scipy"
+
+    spawner.options_from_form({"profile": ["cpu"], "profile-option-cpu--image": ["r"]})
+    for _ in range(2):
+        assert chosen_image(await spawner.get_options_form()) == "r"

@@ -46,6 +46,10 @@ class ProfileRefused(SpawnException, ValueError):
         return self.message
 
 
+class BudgetRefused(ProfileRefused):
+    """A start the person's budgets do not allow (a 403 with the cost service's message)."""
+
+
 class ConfirmLaunch(Exception):
     """A launch link's selection, to be confirmed on the form (not an error)."""
 
@@ -88,24 +92,6 @@ class ProfileSpawnerMixin(line.WaitsInLine):
 
     budget_check_timeout = Float(3, config=True, help="Seconds before a budget check counts as unreadable.")
 
-    budget_state_reuse_seconds = Float(
-        15,
-        config=True,
-        help="""The budget state the spawn form read this many seconds ago settles the
-        start's check, when every budget of the person is far from a threshold that can
-        refuse (5 percentage points or more): one call to the cost service per start
-        instead of two. 0: always ask again at start.""",
-    )
-
-    # (monotonic time, the cost service's answer) the spawn form read; used once
-    budget_state_seen: tuple[float, dict | None] | None = None
-    # a start from the spawn form was just refused by the budget: the form JupyterHub draws
-    # again under the refusal, in the same request, leaves out its own "budget used up"
-    # notice, which would repeat its figures (a REST API refusal sets nothing)
-    refused_by_budget: bool = False
-    # the spawn form was posted and its start has not been checked yet
-    form_posted: bool = False
-
     budget_when_unreadable = Unicode(
         "allow",
         config=True,
@@ -146,6 +132,10 @@ class ProfileSpawnerMixin(line.WaitsInLine):
     # the selection last resolved by `resolve_selection`, for labels and accounting
     resolved_server: catalog.ResolvedServer | None = None
 
+    # what the hub's calls so far learned for the next spawn form (a launch link, the
+    # posted choice, a refusal by the budget): replaced at each step, never changed
+    form_context: form.FormContext = form.FormContext()
+
     # --- the catalog ----------------------------------------------------------------
 
     async def get_catalog(self) -> list[dict]:
@@ -163,7 +153,8 @@ class ProfileSpawnerMixin(line.WaitsInLine):
         return {}
 
     async def render_profile_form(self, spawner=None) -> str:
-        return await form.render(self)
+        context, self.form_context = self.form_context, self.form_context.drawn()
+        return await form.render(self, context)
 
     @default("options_form")
     def _default_options_form(self):
@@ -173,8 +164,8 @@ class ProfileSpawnerMixin(line.WaitsInLine):
 
     async def resolve_selection(self, selection) -> catalog.ResolvedServer:
         """The server `selection` starts for this user; a SpawnException (4xx) if refused."""
-        from_form, self.form_posted = self.form_posted, False
-        self.refused_by_budget = False
+        from_form = self.form_context.awaiting_start
+        self.form_context = self.form_context.checked()
         if selection is not None and not isinstance(selection, dict):
             raise ProfileRefused(
                 'user_options must be a JSON object like {"profile": "..."}.',
@@ -199,17 +190,19 @@ class ProfileSpawnerMixin(line.WaitsInLine):
             self._configured_default_url = self.default_url or ""
         opens = interface["url"] if interface else self._configured_default_url
         self.default_url = launch.git_pull_url(git_pull, opens) if git_pull else opens
-        await self.check_budget(resolved, from_form)
+        try:
+            await self.check_budget(resolved)
+        except BudgetRefused:
+            if from_form:  # the form JupyterHub draws next, under the refusal
+                self.form_context = self.form_context.refused_by_the_budget()
+            raise
         self.resolved_server = resolved
         return resolved
 
-    async def check_budget(self, resolved: catalog.ResolvedServer, from_form: bool = False) -> None:
-        """Refuse, with the cost service's message, a server the person's budgets do not allow."""
+    async def check_budget(self, resolved: catalog.ResolvedServer) -> None:
+        """Refuse, with the cost service's message, a server the person's budgets do not
+        allow: one call to the service at every start."""
         if not self.budget_check_url:
-            return
-        seen, self.budget_state_seen = self.budget_state_seen, None
-        if budget.settles_start(seen, self.budget_state_reuse_seconds):
-            budget.REUSED.inc()
             return
         answer = await budget.ask(
             self.budget_check_url,
@@ -234,13 +227,9 @@ class ProfileSpawnerMixin(line.WaitsInLine):
             )
             return
         if not answer.get("allowed", True):
-            self.refused_by_budget = from_form
-            raise ProfileRefused(
+            raise BudgetRefused(
                 answer.get("message") or "Your budget does not allow this server.", reason="budget", status_code=403
             )
-
-    # what a launch link asked for, shown pre-selected on the form for the person to confirm
-    _selection_from_link: dict | None = None
 
     def options_from_query(self, query_data):
         """A link never starts a server: `GET /hub/spawn?profile=gpu` (followed from another
@@ -250,22 +239,13 @@ class ProfileSpawnerMixin(line.WaitsInLine):
         JupyterHub calls this to start a server straight from a GET and falls back to the
         form when it raises. The exception carries no message: the form itself says what
         happened, as a note rather than an error."""
-        self._selection_from_link = catalog.selection_from_link(query_data)
+        selection = catalog.selection_from_link(query_data)
         try:
-            self._git_pull_from_link = launch.git_pull_from(query_data)
+            git_pull = launch.git_pull_from(query_data)
         except catalog.ProfileError as e:  # a malformed link: the form says so, pulls nothing
-            self._git_pull_from_link = {"error": e.message}
+            git_pull = {"error": e.message}
+        self.form_context = self.form_context.linked(selection, git_pull)
         raise ConfirmLaunch()
-
-    _git_pull_from_link: dict | None = None
-
-    def _take_selection_from_link(self) -> dict | None:
-        selection, self._selection_from_link = self._selection_from_link, None
-        return selection
-
-    def _take_git_pull_from_link(self) -> dict | None:
-        git_pull, self._git_pull_from_link = self._git_pull_from_link, None
-        return git_pull
 
     @default("options_from_form")
     def _default_options_from_form(self):
@@ -285,14 +265,8 @@ class ProfileSpawnerMixin(line.WaitsInLine):
             }
         if selection and formdata.get("interface"):
             selection["interface"] = formdata["interface"][0]  # checked against the image at start
-        # kept for the form, should the hub turn the start away before it begins ("the hub
-        # is busy, try again"): the person comes back to their own choice
-        self.submitted_selection = selection
-        self.form_posted = True
+        self.form_context = self.form_context.posted(selection)
         return selection
-
-    # the selection last posted with the spawn form (started or not)
-    submitted_selection: dict | None = None
 
     # --- accounting events -----------------------------------------------------------
 

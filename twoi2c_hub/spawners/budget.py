@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import UTC, datetime
 
 from prometheus_client import Counter
@@ -53,29 +52,6 @@ async def ask(
     except Exception as e:
         log.warning("Budget check for %s failed: %s", username, e)
     return None
-
-
-REUSED = Counter(
-    "twoi2c_budget_checks_settled_by_form",
-    "Starts whose budget check was settled by the state the spawn form had just read",
-)
-
-# a state read this recently, with every budget this far (percentage points) from a
-# threshold that can refuse a start, settles the start without asking again
-SETTLING_HEADROOM = 5.0
-
-
-def settles_start(seen: tuple[float, dict | None] | None, max_age: float) -> bool:
-    """Whether the budget state the form read (`(monotonic time, answer)`) already
-    answers the start: read at most `max_age` seconds ago, and every budget of the person
-    far from refusing (the service's `headroom_percent`; None: no budget can refuse)."""
-    if seen is None or max_age <= 0:
-        return False
-    read_at, state = seen
-    if state is None or "headroom_percent" not in state or time.monotonic() - read_at > max_age:
-        return False
-    headroom = state["headroom_percent"]
-    return headroom is None or headroom >= SETTLING_HEADROOM
 
 
 def choice_prices(

@@ -5,11 +5,18 @@ link's selection and repository, and the interface to open in.
 With `spawn_form = "fancy-profiles"` the profiles are drawn instead by 2i2c's
 jupyterhub-fancy-profiles, given only what this person is offered (and never the
 overrides); the notices and the interface choice stay ours, and every selection is
-checked at start as from the cards."""
+checked at start as from the cards.
+
+JupyterHub calls a spawner's hooks one at a time on the same object, and they cannot hand
+each other arguments: a GET of the spawn page calls `options_from_query` (a launch link)
+and then draws the form; a POST calls `options_from_form`, starts the server and, should
+the start be refused, draws the form again. What those earlier calls learned for the
+form is one value, a `FormContext`: the spawner keeps the current one and replaces it at
+each step, and the form is drawn from the one it is given."""
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass, replace
 
 import jinja2
 
@@ -30,6 +37,45 @@ _form_environment.policies["json.dumps_kwargs"] = {"sort_keys": False}
 FANCY_PROFILES_STATIC = "fancy-profiles/static/"
 
 
+@dataclass(frozen=True)
+class FormContext:
+    """What the hub's earlier calls on a spawner learned for its next spawn form."""
+
+    # a launch link's selection and repository, shown once for the person to confirm
+    link_selection: dict | None = None
+    link_git_pull: dict | None = None
+    # the selection last posted with the form, started or not: should the hub turn the
+    # start away before it begins ("the hub is busy"), the person comes back to their choice
+    posted_selection: dict | None = None
+    # the form was posted and its start has not been checked yet
+    awaiting_start: bool = False
+    # the start from the form was refused by the budget: the form drawn under the refusal
+    # leaves out its own "budget used up" notice, which would repeat its figures (a REST
+    # API refusal sets nothing)
+    refused_by_budget: bool = False
+
+    def linked(self, selection: dict | None, git_pull: dict | None) -> FormContext:
+        """A launch link opened the spawn page (`options_from_query`)."""
+        return replace(self, link_selection=selection, link_git_pull=git_pull)
+
+    def posted(self, selection: dict) -> FormContext:
+        """The form was posted (`options_from_form`); its start comes next."""
+        return replace(self, posted_selection=selection, awaiting_start=True, refused_by_budget=False)
+
+    def checked(self) -> FormContext:
+        """A start is being checked: a posted form's start is no longer awaited."""
+        return replace(self, awaiting_start=False, refused_by_budget=False)
+
+    def refused_by_the_budget(self) -> FormContext:
+        """The posted form's start was refused by the budget."""
+        return replace(self, refused_by_budget=True)
+
+    def drawn(self) -> FormContext:
+        """What is left once a form is drawn: the posted choice; the link and the refusal
+        are said once."""
+        return FormContext(posted_selection=self.posted_selection)
+
+
 def preselected(offered: list[dict], selection: dict, disabled: dict) -> str | None:
     """The profile the form selects: the person's own (last started, refused just now, or
     from a launch link) while it may start; else the default; else the first that may."""
@@ -40,8 +86,8 @@ def preselected(offered: list[dict], selection: dict, disabled: dict) -> str | N
     return default or (usable[0] if usable else None)
 
 
-async def render(spawner) -> str:
-    """The form for `spawner` (a ProfileSpawnerMixin)."""
+async def render(spawner, context: FormContext) -> str:
+    """The form for `spawner` (a ProfileSpawnerMixin), drawn with `context`."""
     offered = await spawner.offered_profiles()
     if not offered:
         if await spawner.get_catalog():
@@ -50,9 +96,8 @@ async def render(spawner) -> str:
                 groups=sorted(spawner.get_groups()),
             )
         return ""
-    from_link = spawner._take_selection_from_link()
-    git_pull = spawner._take_git_pull_from_link()
-    selection = from_link or spawner.submitted_selection or spawner.user_options or {}
+    from_link = context.link_selection
+    selection = from_link or context.posted_selection or spawner.user_options or {}
     if selection.get("profile") not in {p["slug"] for p in offered}:
         # a profile that is gone or was never offered (a refused API request saves its
         # options too): show the defaults, so some profile is always selected
@@ -69,15 +114,13 @@ async def render(spawner) -> str:
             spawner.get_groups(),
             None,
         )
-        spawner.budget_state_seen = (time.monotonic(), state)  # may settle the start's check
     notice, disabled, hours = budget.form_notes(state, prices, currency)
     # drawn again under the refusal of the form just posted (JupyterHub draws it next)
-    refused, spawner.refused_by_budget = spawner.refused_by_budget, False
-    if refused and state and state["action"] in ("deny", "stop"):
+    if context.refused_by_budget and state and state["action"] in ("deny", "stop"):
         notice = None  # the refusal just drawn above the form says it, with the same figures
     around = {
         "from_link": from_link is not None,
-        "git_pull": git_pull,
+        "git_pull": context.link_git_pull,
         "git_pull_prefix": launch.FORM_PREFIX,
         "budget": notice,
         "interfaces": spawner.interfaces,
