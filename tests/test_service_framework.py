@@ -1,12 +1,16 @@
 """The hub-service framework: what it relies on in JupyterHub, and its shared rules."""
 
 import asyncio
+import subprocess
+import sys
+from pathlib import Path
 
 import jinja2
 import jinja2.meta
 import pytest
 import yaml
 
+from twoi2c_hub.config.loading import ConfigError, load_config
 from twoi2c_hub.paths import demo_config
 from twoi2c_hub.services.cost.app import BudgetCheckService, CostService
 from twoi2c_hub.services.framework import BadParameter, every, params
@@ -157,3 +161,35 @@ async def test_a_failing_background_run_is_logged_counted_and_the_loop_goes_on(c
     loop.cancel()  # the service's stop
     with pytest.raises(asyncio.CancelledError):
         await loop
+
+
+def test_a_service_reads_the_config_without_importing_kubespawner(tmp_path):
+    """The hub has checked every kubespawner_override; a service that checked them again
+    would import KubeSpawner and jsonschema's format checkers: seconds of every start."""
+    config = demo_config()
+    config["profiles"][0]["kubespawner_override"] = {"start_timeout": "soon"}  # only KubeSpawner's checks see it
+    path = tmp_path / "community.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match=r"profiles\[0\]\.kubespawner_override\.start_timeout"):
+        load_config(path)
+    script = (
+        "import sys\n"
+        "from twoi2c_hub.services.cost.app import CostService\n"
+        "from twoi2c_hub.services.usage.app import UsageService\n"
+        f"url = 'sqlite:///{tmp_path / 'usage.sqlite'}'\n"
+        f"for service in (UsageService, CostService):\n"
+        f"    community = service(community_config={str(path)!r}, database_url=url).community\n"
+        "    assert community.profiles[0].kubespawner_override == {'start_timeout': 'soon'}\n"
+        "print(sorted(m for m in ('kubespawner', 'jupyterhub.app', 'rfc3987_syntax') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_the_hubs_templates_are_found_where_jupyterhub_looks_for_them():
+    from jupyterhub.app import JupyterHub
+
+    default = Path(JupyterHub.class_traits()["data_files_path"].default_value)
+    assert hub_templates_dir() == default / "templates"
+    assert (hub_templates_dir() / "page.html").is_file()

@@ -122,7 +122,13 @@ def validation_messages(error: ValidationError) -> list[str]:
     return lines
 
 
-def parse_config(text: str, source: str = "<config>") -> CommunityConfig:
+def parse_config(text: str, source: str = "<config>", *, overrides: bool = True) -> CommunityConfig:
+    """The validated config in `text`, or a ConfigError listing every problem.
+
+    `overrides=False` leaves out the checks of every kubespawner_override against
+    KubeSpawner's own settings, which import KubeSpawner (and with it jsonschema's
+    format checkers, seconds of start-up): for the hub's services, which read the
+    config the hub has already checked and never start a server."""
     try:
         data = load(text, MAX_CONFIG_BYTES)
     except YamlRefused as e:
@@ -131,7 +137,7 @@ def parse_config(text: str, source: str = "<config>") -> CommunityConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(source, ["the file must be a mapping of sections (hub:, profiles:, ...)"])
-    errors = [f"{_path(loc)}: {message}" for loc, message in catalog_problems(data)]
+    errors = [f"{_path(loc)}: {message}" for loc, message in catalog_problems(data, overrides=overrides)]
     instance_types = data.get("instance_types")
     context = {"instance_types": set(INSTANCE_TYPES) | set(instance_types if isinstance(instance_types, dict) else {})}
     try:
@@ -140,7 +146,7 @@ def parse_config(text: str, source: str = "<config>") -> CommunityConfig:
         errors = validation_messages(e) + errors
     if errors:  # (each one line, however long or strange a key or value it quotes)
         raise ConfigError(source, [one_line(error) for error in errors])
-    warnings = [f"{_path(loc)}: {message}" for loc, message in profile_warnings(data)]
+    warnings = [f"{_path(loc)}: {message}" for loc, message in profile_warnings(data, overrides=overrides)]
     if config.auth.provider == "external":
         warnings += unknown_setting_warnings(config.auth)
     config._warnings = [one_line(warning) for warning in warnings + instance_label_warnings(config)]
@@ -166,15 +172,16 @@ def instance_label_warnings(config: CommunityConfig) -> list[str]:
     return warnings
 
 
-def load_config(path: str | os.PathLike) -> CommunityConfig:
-    """The validated config in `path`, or a ConfigError listing every problem.
+def load_config(path: str | os.PathLike, *, overrides: bool = True) -> CommunityConfig:
+    """The validated config in `path`, or a ConfigError listing every problem
+    (`overrides`: as `parse_config`).
 
     Its warnings are logged, one line each (`check-config` prints them on stderr)."""
     try:
         text = read_text(path, MAX_CONFIG_BYTES)
     except YamlRefused as e:
         raise ConfigError(path, [str(e)]) from None
-    config = parse_config(text, str(path))
+    config = parse_config(text, str(path), overrides=overrides)
     for warning in config.warnings:
         log.warning("%s: warning: %s", path, warning)
     return config

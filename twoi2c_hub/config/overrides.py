@@ -200,9 +200,10 @@ def _items(data: Any) -> Iterator[tuple[tuple, type, dict]]:
                 yield where + ("unlisted_choice",), UnlistedChoice, option["unlisted_choice"]
 
 
-def catalog_problems(data: Any) -> list[tuple[tuple, str]]:
+def catalog_problems(data: Any, *, overrides: bool = True) -> list[tuple[tuple, str]]:
     """What in the raw `profiles:` section would stop a start, with paths: bad values in
-    every kubespawner_override, and a near miss of `allowed_groups`."""
+    every kubespawner_override (unless `overrides` is False), and a near miss of
+    `allowed_groups`."""
     problems: list[tuple[tuple, str]] = []
     for where, model, item in _items(data):
         for key in item:
@@ -214,7 +215,7 @@ def catalog_problems(data: Any) -> list[tuple[tuple, str]]:
                         "as written, this is offered to everyone",
                     )
                 )
-        if "kubespawner_override" in item:
+        if overrides and "kubespawner_override" in item:
             base = where + ("kubespawner_override",)
             found = override_problems(item["kubespawner_override"], write_in=model is UnlistedChoice)
             problems.extend((base + loc, msg) for loc, msg in found)
@@ -230,11 +231,11 @@ def _several_defaults(where: tuple, items: Any, what: str) -> list[tuple[tuple, 
     return [(where, f"{len(defaults)} {what}s say default: KubeSpawner (and this hub) selects the first, {first}")]
 
 
-def profile_warnings(data: Any) -> list[tuple[tuple, str]]:
+def profile_warnings(data: Any, *, overrides: bool = True) -> list[tuple[tuple, str]]:
     """What in the raw `profiles:` section works but may not be what was meant, with
     paths: keys neither KubeSpawner, jupyterhub-fancy-profiles nor twoi2c-hub reads
     (kept and handed to KubeSpawner, as zero-to-jupyterhub does), and override keys that
-    are no KubeSpawner setting."""
+    are no KubeSpawner setting (unless `overrides` is False)."""
     warnings: list[tuple[tuple, str]] = []
     profiles = data.get("profiles") if isinstance(data, dict) else None
     if isinstance(profiles, list):
@@ -253,7 +254,7 @@ def profile_warnings(data: Any) -> list[tuple[tuple, str]]:
         choices = item.get("choices") if model is ProfileOption else None
         if isinstance(choices, dict):
             warnings.extend(_several_defaults(where + ("choices",), choices, "choice"))
-        if "kubespawner_override" in item:
+        if overrides and "kubespawner_override" in item:
             base = where + ("kubespawner_override",)
             found = override_warnings(item["kubespawner_override"], beside=model.model_fields)
             warnings.extend((base + loc, msg) for loc, msg in found)

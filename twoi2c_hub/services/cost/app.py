@@ -77,7 +77,7 @@ class CostService(HubService):
     def community(self):
         if not self.community_config:
             raise ConfigError("--config", ["the cost service needs the community config (its pricing: section)"])
-        community = load_config(self.community_config)
+        community = load_config(self.community_config, overrides=False)
         if community.pricing is None:
             raise ConfigError(self.community_config, ["pricing: the cost service needs prices"])
         return community

@@ -48,10 +48,12 @@ PAGE_NAMESPACE = (
 
 
 def hub_templates_dir() -> Path:
-    """The installed JupyterHub's own templates."""
-    from jupyterhub.app import JupyterHub
+    """The installed JupyterHub's own templates: where its `data_files_path` setting
+    points by default (read from `jupyterhub._data`, as `jupyterhub.app` does, since
+    importing `jupyterhub.app` costs a service seconds of start-up)."""
+    from jupyterhub._data import DATA_FILES_PATH
 
-    return Path(JupyterHub.class_traits()["data_files_path"].default_value) / "templates"
+    return Path(DATA_FILES_PATH) / "templates"
 
 
 class PageUser:

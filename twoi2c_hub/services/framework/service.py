@@ -140,7 +140,7 @@ class HubService(Application):
     @cached_property
     def community(self):
         """The community config, or None when the service was given none."""
-        return load_config(self.community_config) if self.community_config else None
+        return load_config(self.community_config, overrides=False) if self.community_config else None
 
     # whether the service brings the database's schema up to date when it starts
     migrates = True
