@@ -186,11 +186,9 @@ class ServerSummary(BaseModel):
 def _start(
     username: str, server_name: str, started_ms: int, summary: ServerSummary | None, groups: Iterable[str]
 ) -> ServerStart:
-    """From a start event's checked `ServerSummary`."""
-    if summary is None:
-        return ServerStart(
-            username=username, server_name=server_name, started_ms=started_ms, groups=sorted(set(groups))
-        )
+    """From a start event's checked `ServerSummary` (none: a server of unknown resources)."""
+    summary = summary or ServerSummary()
+    resources = summary.resources()
     return ServerStart(
         username=username,
         server_name=server_name,
@@ -198,13 +196,13 @@ def _start(
         profile=summary.profile,
         choices=summary.choices,
         image=summary.image,
-        cpu_guarantee=summary.cpu_guarantee_cores,
-        cpu_limit=summary.cpu_limit_cores,
-        mem_guarantee_bytes=summary.mem_guarantee_bytes,
-        mem_limit_bytes=summary.mem_limit_bytes,
-        gpu_count=summary.gpu_count,
-        gpu_type=summary.gpu_type,
-        instance_type=summary.instance_type,
+        cpu_guarantee=resources.cpu_guarantee,
+        cpu_limit=resources.cpu_limit,
+        mem_guarantee_bytes=resources.mem_guarantee,
+        mem_limit_bytes=resources.mem_limit,
+        gpu_count=resources.gpu_count,
+        gpu_type=resources.gpu_type,
+        instance_type=resources.instance_type,
         groups=sorted(set(groups)),
     )
 
