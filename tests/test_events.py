@@ -145,10 +145,15 @@ def intake(tmp_path):
     engine.dispose()
 
 
-def test_posts_read_in_the_same_pass_of_the_loop_share_one_transaction(intake):
+def _count_transactions(intake) -> list[int]:
     transactions = []
     record = intake.record
     intake.record = lambda events: transactions.append(len(events)) or record(events)
+    return transactions
+
+
+def test_posts_read_in_the_same_pass_of_the_loop_share_one_transaction(intake):
+    transactions = _count_transactions(intake)
     first = parse_events([START, STOP], now_ms=NOW_MS)
     second = parse_events({**START, "username": "bob"}, now_ms=NOW_MS)
 
@@ -159,6 +164,43 @@ def test_posts_read_in_the_same_pass_of_the_loop_share_one_transaction(intake):
     assert transactions == [3]
     with intake.open_db() as db:
         assert sorted(s.username for s in db.query(ServerSession)) == ["alice", "bob"]
+
+
+async def _after_passes(passes, post):
+    for _ in range(passes):
+        await asyncio.sleep(0)  # one pass of the event loop
+    return await post()
+
+
+def test_a_post_read_while_the_loop_is_busy_joins_the_transaction_and_a_quiet_loop_commits(intake):
+    transactions = _count_transactions(intake)
+    quiet = EventIntake.QUIET_PASSES
+    people = [parse_events({**START, "username": name}, now_ms=NOW_MS) for name in ("ann", "bea", "cy")]
+
+    async def post_staggered():
+        return await asyncio.gather(
+            intake.submit(people[0]),
+            _after_passes(quiet // 2, lambda: intake.submit(people[1])),  # the loop is not yet quiet
+            _after_passes(4 * quiet, lambda: intake.submit(people[2])),  # long after the commit
+        )
+
+    assert asyncio.run(post_staggered()) == [1, 1, 1]
+    assert transactions == [2, 1]
+
+
+def test_a_steady_stream_of_posts_cannot_hold_the_commit_back(intake):
+    transactions = _count_transactions(intake)
+    posts = 3 * EventIntake.MAX_PASSES
+    each = [parse_events({**START, "username": f"p{i}"}, now_ms=NOW_MS) for i in range(posts)]
+
+    async def one_post_a_pass():
+        return await asyncio.gather(*(_after_passes(i, lambda i=i: intake.submit(each[i])) for i in range(posts)))
+
+    assert asyncio.run(one_post_a_pass()) == [1] * posts
+    assert sum(transactions) == posts and len(transactions) >= 3
+    assert max(transactions) <= EventIntake.MAX_PASSES + 2
+    with intake.open_db() as db:
+        assert db.query(ServerSession).count() == posts
 
 
 def test_a_post_that_cannot_be_recorded_fails_alone(intake):
