@@ -3,6 +3,7 @@ at a time, each problem a 400 naming its field; and the intake that records them
 transactions."""
 
 import asyncio
+import json
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -10,7 +11,9 @@ from prometheus_client import CollectorRegistry
 from twoi2c_hub.accounting.db import make_engine, session_maker, upgrade
 from twoi2c_hub.accounting.events import EventError, GroupsChanged, ServerStart, ServerStarted, ServerStopped
 from twoi2c_hub.accounting.models import ServerSession
-from twoi2c_hub.accounting.posted import ServerSummary, parse_event, parse_events, parse_server_summary
+from twoi2c_hub.accounting.posted import parse_event, parse_events, parse_server_summary
+from twoi2c_hub.catalog import ServerSummary, initialize, resolve
+from twoi2c_hub.paths import demo_config
 from twoi2c_hub.services.cost.budgethandlers import server_of
 from twoi2c_hub.services.framework import BadParameter
 from twoi2c_hub.services.usage.intake import EventIntake
@@ -55,6 +58,45 @@ def test_a_summary_is_read_by_its_wire_names_and_by_its_names_with_units():
     assert ServerSummary(cpu_guarantee_cores=2, mem_guarantee_bytes=GiB) == parse_server_summary(
         {"cpu_guarantee": 2, "mem_guarantee": GiB}
     )
+
+
+def test_the_summary_a_spawner_builds_is_the_summary_the_services_read():
+    """selection -> annotation, event and budget check -> usage and cost services: one model."""
+    catalog_ = initialize(demo_config()["profiles"])
+    everyone = {
+        g for p in catalog_ for item in [p, *(p.get("profile_options") or {}).values()] for g in groups_in(item)
+    }
+    checked = 0
+    for profile in catalog_:
+        for selection in selections_of(profile):
+            built = resolve(catalog_, everyone, selection).summary()
+            wire = json.loads(json.dumps(built.wire()))  # as it travels
+            assert parse_server_summary(wire) == built
+            (event,) = parse_events({**START, "server": wire}, now_ms=NOW_MS)
+            assert (event.start.cpu_guarantee, event.start.mem_limit_bytes, event.start.gpu_count) == (
+                built.cpu_guarantee_cores,
+                built.mem_limit_bytes,
+                built.gpu_count,
+            )
+            assert server_of(wire) == built.resources()
+            checked += 1
+    assert checked >= len(catalog_)
+
+
+def groups_in(item: dict) -> list[str]:
+    """The groups a profile or option (and its choices) is offered to."""
+    choices = (item.get("choices") or {}).values()
+    return [g for thing in [item, *choices] for g in thing.get("allowed_groups") or []]
+
+
+def selections_of(profile: dict) -> list[dict]:
+    """The profile alone, then each choice of each of its options."""
+    options = profile.get("profile_options") or {}
+    selections = [{"profile": profile["slug"]}]
+    for key, option in options.items():
+        for choice in option.get("choices") or {}:
+            selections.append({"profile": profile["slug"], key: choice})
+    return selections
 
 
 def test_each_kind_of_event_is_parsed_by_its_type():

@@ -96,7 +96,7 @@ async def test_every_example_choice_builds_a_valid_pod(config_path, profile, sel
     for option_key, picked in expected.choices.items():
         assert labels[LABEL_PREFIX + label_value(f"option-{option_key}")] == label_value(picked["choice"])
     annotation = json.loads(pod["metadata"]["annotations"][LABEL_PREFIX + "server"])
-    assert annotation == json.loads(json.dumps(expected.summary()))
+    assert annotation == json.loads(json.dumps(expected.summary().wire()))
 
 
 DEMO = examples_dir() / "demo-community.yaml"

@@ -8,19 +8,18 @@ wrong (`events[0].server.cpu_limit`). Recording them never sees an unchecked val
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Union
 
+from ..catalog.summary import ServerSummary
 from .models import to_ms
 
 # the earliest and latest start or stop times an event may carry
 EARLIEST_MS = to_ms(datetime(2000, 1, 1, tzinfo=UTC))
 LATEST_MS = to_ms(datetime(2200, 1, 1, tzinfo=UTC))
-MAX_NAME_LENGTH = 255
 MAX_GROUPS = 1000
-MAX_IMAGE_LENGTH = 2000
 
 
 class EventError(ValueError):
@@ -66,23 +65,23 @@ class ServerStart:
 
     @classmethod
     def from_summary(
-        cls, username: str, server_name: str, started_ms: int, summary: Mapping, groups: Iterable[str]
+        cls, username: str, server_name: str, started_ms: int, summary: ServerSummary, groups: Iterable[str]
     ) -> ServerStart:
-        """From `ResolvedServer.summary()` (what the spawners annotate their servers with)."""
+        """From the summary the spawners post and annotate their servers with."""
         return cls(
             username=username,
             server_name=server_name,
             started_ms=started_ms,
-            profile=summary.get("profile"),
-            choices=summary.get("choices") or {},
-            image=summary.get("image"),
-            cpu_guarantee=summary.get("cpu_guarantee"),
-            cpu_limit=summary.get("cpu_limit"),
-            mem_guarantee_bytes=summary.get("mem_guarantee"),
-            mem_limit_bytes=summary.get("mem_limit"),
-            gpu_count=summary.get("gpu_count") or 0,
-            gpu_type=summary.get("gpu_type"),
-            instance_type=summary.get("instance_type"),
+            profile=summary.profile,
+            choices=summary.choices,
+            image=summary.image,
+            cpu_guarantee=summary.cpu_guarantee_cores,
+            cpu_limit=summary.cpu_limit_cores,
+            mem_guarantee_bytes=summary.mem_guarantee_bytes,
+            mem_limit_bytes=summary.mem_limit_bytes,
+            gpu_count=summary.gpu_count,
+            gpu_type=summary.gpu_type,
+            instance_type=summary.instance_type,
             groups=sorted(set(groups)),
         )
 

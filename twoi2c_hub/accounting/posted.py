@@ -1,6 +1,6 @@
 """The events as the spawners and the authenticator post them: a pydantic discriminated
-union on `type` (`StartPosted`, `StopPosted`, `GroupsPosted`; a server's resources a
-`ServerSummary` whose fields carry their units, read from the summary's own keys). A
+union on `type` (`StartPosted`, `StopPosted`, `GroupsPosted`; a server is the catalog's
+`ServerSummary`, its fields with their units, read from the summary's own keys). A
 request body is checked with one `TypeAdapter`, and each event becomes the typed event
 `recording.record` takes, or the first problem an `EventError` naming its field.
 """
@@ -8,21 +8,18 @@ request body is checked with one `TypeAdapter`, and each event becomes the typed
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError, WrapValidator
+from pydantic import BaseModel, Field, PlainValidator, TypeAdapter, ValidationError, WrapValidator
 from pydantic_core import PydanticCustomError
 from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 
-from ..catalog import ServerResources
+from ..catalog.summary import MAX_NAME_LENGTH, ServerSummary, problem
 from .events import (
     EARLIEST_MS,
     LATEST_MS,
     MAX_GROUPS,
-    MAX_IMAGE_LENGTH,
-    MAX_NAME_LENGTH,
     Event,
     EventError,
     GroupsChanged,
@@ -36,8 +33,7 @@ from .models import STOP_REASONS, to_ms
 # have always used; pydantic supplies the path (`events[3].server.mem_limit`).
 
 
-def _problem(problem: str) -> PydanticCustomError:
-    return PydanticCustomError("event", "{problem}", {"problem": problem})
+_problem = problem
 
 
 def _time_ms(value: Any) -> int:
@@ -98,113 +94,15 @@ def _names(value: Any, names: ValidatorFunctionWrapHandler) -> list[str]:
     return names(value)  # each name checked, its index in the path
 
 
-def _amount(value: Any, *, whole: bool = False) -> float | int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _problem("must be a number")
-    # NaN fails both comparisons; an integer beyond a float's range is compared, not converted
-    if not (0 <= value <= 1e15):
-        raise _problem("must be a finite number between 0 and 10^15")
-    if whole:
-        if value != int(value):
-            raise _problem("must be a whole number")
-        return int(value)
-    return float(value)
-
-
-def _whole_amount(value: Any) -> int | None:
-    return _amount(value, whole=True)
-
-
-def _text(value: Any, limit: int = MAX_NAME_LENGTH) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > limit:
-        raise _problem(f"must be a string of at most {limit} characters")
-    return value
-
-
-def _long_text(value: Any) -> str | None:
-    return _text(value, MAX_IMAGE_LENGTH)
-
-
-def _choices(value: Any, choices: ValidatorFunctionWrapHandler) -> dict[str, str | None]:
-    if not value:
-        return {}
-    if not isinstance(value, dict) or len(value) > 100:
-        raise _problem("must be an object of at most 100 options")
-    return choices(value)
-
-
 Name = Annotated[str, PlainValidator(_name)]
 ServerName = Annotated[str, PlainValidator(_server_name)]
 Names = Annotated[list[Name], WrapValidator(_names)]
 TimeMs = Annotated[int, PlainValidator(_time_ms)]
-Text = Annotated[str | None, PlainValidator(_text)]
-LongText = Annotated[str | None, PlainValidator(_long_text)]
-Cores = Annotated[float | None, PlainValidator(_amount)]
-Bytes = Annotated[int | None, PlainValidator(_whole_amount)]
-Choices = Annotated[dict[Annotated[str, PlainValidator(_text)], LongText], WrapValidator(_choices)]
 
 
 def _checked(**kwargs: Any) -> Any:
     """A field whose check also runs when it is missing (missing reads as null, as it always has)."""
     return Field(validate_default=True, **kwargs)
-
-
-class ServerSummary(BaseModel):
-    """A server's resources as the spawners describe it (`ResolvedServer.summary()`), units in
-    the names here, the summary's own keys (`cpu_guarantee`, `mem_limit`, ...) on the wire."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    profile: Text = None
-    choices: Choices = _checked(default=None)
-    image: LongText = None
-    cpu_guarantee_cores: Cores = Field(None, alias="cpu_guarantee")
-    cpu_limit_cores: Cores = Field(None, alias="cpu_limit")
-    mem_guarantee_bytes: Bytes = Field(None, alias="mem_guarantee")
-    mem_limit_bytes: Bytes = Field(None, alias="mem_limit")
-    gpu_count: Annotated[int, PlainValidator(lambda v: _whole_amount(v) or 0)] = 0
-    gpu_type: Text = None
-    instance_type: Text = None
-
-    def resources(self) -> ServerResources:
-        """What the server asks for, as the prices and budgets read it."""
-        return ServerResources(
-            cpu_guarantee=self.cpu_guarantee_cores,
-            cpu_limit=self.cpu_limit_cores,
-            mem_guarantee=self.mem_guarantee_bytes,
-            mem_limit=self.mem_limit_bytes,
-            gpu_count=self.gpu_count,
-            gpu_type=self.gpu_type,
-            instance_type=self.instance_type,
-        )
-
-
-def _start(
-    username: str, server_name: str, started_ms: int, summary: ServerSummary | None, groups: Iterable[str]
-) -> ServerStart:
-    """From a start event's checked `ServerSummary` (none: a server of unknown resources)."""
-    summary = summary or ServerSummary()
-    resources = summary.resources()
-    return ServerStart(
-        username=username,
-        server_name=server_name,
-        started_ms=started_ms,
-        profile=summary.profile,
-        choices=summary.choices,
-        image=summary.image,
-        cpu_guarantee=resources.cpu_guarantee,
-        cpu_limit=resources.cpu_limit,
-        mem_guarantee_bytes=resources.mem_guarantee,
-        mem_limit_bytes=resources.mem_limit,
-        gpu_count=resources.gpu_count,
-        gpu_type=resources.gpu_type,
-        instance_type=resources.instance_type,
-        groups=sorted(set(groups)),
-    )
 
 
 class StartPosted(BaseModel):
@@ -216,8 +114,10 @@ class StartPosted(BaseModel):
     groups: Names = _checked(default=None)
 
     def event(self, now_ms: int) -> ServerStarted:
-        start = _start(self.username, self.server_name, self.started_ms, self.server, self.groups)
-        return ServerStarted(start)
+        summary = self.server or ServerSummary()  # none: a server of unknown resources
+        return ServerStarted(
+            ServerStart.from_summary(self.username, self.server_name, self.started_ms, summary, self.groups)
+        )
 
 
 class StopPosted(BaseModel):

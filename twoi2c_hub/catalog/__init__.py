@@ -23,6 +23,7 @@ from .profiles import (
     selection_from_link,
 )
 from .selection import ResolvedServer, gpu_count, merge_override, parse_bytes, resolve
+from .summary import ServerSummary
 
 __all__ = [
     "in_plain_words",
@@ -34,6 +35,7 @@ __all__ = [
     "Pricing",
     "PricingError",
     "ServerResources",
+    "ServerSummary",
     "INSTANCE_TYPES",
     "UNLISTED_SENTINEL",
     "UNLISTED_SUFFIX",

@@ -26,6 +26,7 @@ from .profiles import (
     initialize,
     is_allowed,
 )
+from .summary import ServerSummary
 
 # the longest written-in value (an image name is at most a few hundred characters)
 MAX_WRITE_IN_LENGTH = 500
@@ -98,20 +99,20 @@ class ResolvedServer:
             self.instance_type,
         )
 
-    def summary(self) -> dict[str, Any]:
-        """JSON-able description, for pod annotations and the accounting service."""
-        return {
-            "profile": self.profile_slug,
-            "choices": {k: v["write_in"] or v["choice"] for k, v in self.choices.items()},
-            "image": self.image,
-            "cpu_guarantee": self.cpu_guarantee,
-            "cpu_limit": self.cpu_limit,
-            "mem_guarantee": self.mem_guarantee,
-            "mem_limit": self.mem_limit,
-            "gpu_count": self.gpu_count,
-            "gpu_type": self.gpu_type,
-            "instance_type": self.instance_type,
-        }
+    def summary(self) -> ServerSummary:
+        """What the server is, for pod annotations, the usage service and the budget check."""
+        return ServerSummary(
+            profile=self.profile_slug,
+            choices={k: v["write_in"] or v["choice"] for k, v in self.choices.items()},
+            image=self.image,
+            cpu_guarantee_cores=self.cpu_guarantee,
+            cpu_limit_cores=self.cpu_limit,
+            mem_guarantee_bytes=self.mem_guarantee,
+            mem_limit_bytes=self.mem_limit,
+            gpu_count=self.gpu_count,
+            gpu_type=self.gpu_type,
+            instance_type=self.instance_type,
+        )
 
 
 def _float_or_none(value: Any) -> float | None:

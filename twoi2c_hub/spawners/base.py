@@ -286,7 +286,7 @@ class ProfileSpawnerMixin(line.WaitsInLine):
             self.leave_line_after_start()
         started = self._started_iso()
         if started is not None:
-            summary = self.resolved_server.summary() if self.resolved_server else {}
+            summary = self.resolved_server.summary().wire() if self.resolved_server else {}
             self.post_usage_event(
                 {
                     "type": "start",
@@ -347,4 +347,4 @@ class ProfileSpawnerMixin(line.WaitsInLine):
         return env
 
     def resolved_annotation(self) -> str:
-        return json.dumps(self.resolved_server.summary() if self.resolved_server else {}, sort_keys=True)
+        return json.dumps(self.resolved_server.summary().wire() if self.resolved_server else {}, sort_keys=True)

@@ -32,14 +32,14 @@ UNREADABLE = Counter(
 
 
 async def ask(
-    url: str, token: str, timeout: float, username: str, groups: list[str], server: dict | None
+    url: str, token: str, timeout: float, username: str, groups: list[str], server: catalog.ServerSummary | None
 ) -> dict | None:
     """The cost service's answer for `username` starting `server` (None: just their
     budgets); None if the service cannot be asked or cannot answer."""
     request = HTTPRequest(
         hub_url(url),
         method="POST",
-        body=json.dumps({"username": username, "groups": groups, "server": server}),
+        body=json.dumps({"username": username, "groups": groups, "server": server and server.wire()}),
         headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
         request_timeout=timeout,
         connect_timeout=timeout,

@@ -22,6 +22,7 @@ from ...accounting.events import GroupsChanged, ServerStart, ServerStarted
 from ...accounting.models import ServerSession, to_ms
 from ...accounting.recording import close, open_sessions, record
 from ...accounting.rollups import roll_up
+from ...catalog.summary import MAX_NAME_LENGTH
 from ..framework.hubapi import HubAPI
 from .intake import now_ms
 from .metrics import UsageMetrics
@@ -66,7 +67,9 @@ class Reconciler:
             resolved = catalog.resolve(self.catalog, groups, server.get("user_options") or {})
             summary = resolved.summary()
         except (catalog.ProfileError, TypeError, ValueError):
-            summary = {"profile": (server.get("user_options") or {}).get("profile")}
+            profile = (server.get("user_options") or {}).get("profile")
+            known = isinstance(profile, str) and len(profile) <= MAX_NAME_LENGTH
+            summary = catalog.ServerSummary(profile=profile if known else None)
         return ServerStart.from_summary(user["name"], server_name, started_ms, summary, groups)
 
     async def reconcile(self) -> dict[str, int]:
