@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from sqlalchemy import false, func, select
 from sqlalchemy.orm import Session as DB
 
+from .fleet import person_digest
 from .models import DAY_MS, DailyUserUsage, ServerSession, SessionGroup
 from .reports import iso
 
@@ -78,13 +79,15 @@ def sessions(
     ]
 
 
-def active_users(db: DB, start_ms: int, end_ms: int, now_ms: int) -> list[dict]:
-    """Daily, weekly (7 days ending that day) and monthly (30 days) active users, per day."""
-    first_day, last_day = start_ms // DAY_MS, (end_ms - 1) // DAY_MS
+def people_by_day(db: DB, first_day: int, last_day: int, now_ms: int) -> dict[int, set[str]]:
+    """The usernames active on each UTC day from `first_day` to `last_day` (epoch days,
+    both included), for the days with someone: from the daily rollups for the days rolled
+    up, and from the sessions not yet rolled up, each on every day it overlaps (a running
+    one until `now_ms`; one that ended as it began, on its day)."""
     per_day: dict[int, set[str]] = defaultdict(set)
     for day, name in db.execute(
         select(DailyUserUsage.day, DailyUserUsage.username)
-        .where(DailyUserUsage.day >= first_day - 29, DailyUserUsage.day <= last_day)
+        .where(DailyUserUsage.day >= first_day, DailyUserUsage.day <= last_day)
         .distinct()
     ):
         per_day[day].add(name)
@@ -93,11 +96,28 @@ def active_users(db: DB, start_ms: int, end_ms: int, now_ms: int) -> list[dict]:
         select(ServerSession.username, ServerSession.started_ms, stop).where(
             ServerSession.rolled_up == false(),
             ServerSession.started_ms <= (last_day + 1) * DAY_MS,
-            stop >= (first_day - 29) * DAY_MS,
+            stop >= first_day * DAY_MS,
         )
     ):
-        for day in range(started // DAY_MS, max(started, stopped - 1) // DAY_MS + 1):
+        first, last = started // DAY_MS, max(started, stopped - 1) // DAY_MS
+        for day in range(max(first, first_day), min(last, last_day) + 1):
             per_day[day].add(name)
+    return dict(per_day)
+
+
+def people_digests_by_day(db: DB, first_day: int, last_day: int, now_ms: int, secret: bytes) -> dict[str, list[str]]:
+    """For the fleet: each day's people (`people_by_day`) as their keyed digests
+    (`fleet.person_digest`), sorted, never a name; by date (2026-11-01), days with nobody
+    left out."""
+    per_day = people_by_day(db, first_day, last_day, now_ms)
+    digests = {name: person_digest(secret, name) for name in set().union(*per_day.values())}
+    return {iso(day * DAY_MS)[:10]: sorted(digests[name] for name in per_day[day]) for day in sorted(per_day)}
+
+
+def active_users(db: DB, start_ms: int, end_ms: int, now_ms: int) -> list[dict]:
+    """Daily, weekly (7 days ending that day) and monthly (30 days) active users, per day."""
+    first_day, last_day = start_ms // DAY_MS, (end_ms - 1) // DAY_MS
+    per_day = people_by_day(db, first_day - 29, last_day, now_ms)
     # sliding windows: each day's people enter once and leave once, whatever the range
     windows = {7: Counter(), 30: Counter()}
     result = []

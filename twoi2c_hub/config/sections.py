@@ -229,6 +229,22 @@ class UsageSection(Strict):
     host: str = "127.0.0.1"
     """Where the proxy reaches the service: 127.0.0.1 beside the hub; on zero-to-jupyterhub
     the hub's service name (and set port)."""
+    fleet_secret_env: str | None = None
+    """For a hub in a fleet: the environment variable holding the fleet secret (the fleet's
+    `secret_env`, the same on every hub; at least 32 bytes in hex, `openssl rand -hex 32`).
+    The service then gives the fleet each UTC day's people as keyed digests, never names
+    (api/v1/people-digests, for admins and the read-all scope), and refuses to start when
+    the variable is unset, not hex or too short. Unset: not part of a fleet."""
+
+    @field_validator("fleet_secret_env")
+    @classmethod
+    def _variable_name(cls, value):
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise _error(
+                f"must be an environment variable's name (letters, digits and _, not starting with a digit), "
+                f"not {shown(value)}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _fixed_port_off_loopback(self):

@@ -77,6 +77,15 @@ def usage_service(c: Config, config: CommunityConfig, config_path: Path) -> None
     port = usage.port or free_port()
     # shared with the spawners for their start/stop events; new at every hub start
     events_token = secrets.token_hex(32)
+    environment = {
+        "TWOI2C_USAGE_EVENTS_TOKEN": events_token,
+        "TWOI2C_USAGE_DATABASE_URL": usage.database_url,
+        "TWOI2C_USAGE_RECONCILE_INTERVAL": str(usage.reconcile_interval),
+    }
+    # JupyterHub gives a service only its `environment`: the fleet secret passes through
+    # (the service refuses to start without it, saying so)
+    if usage.fleet_secret_env and usage.fleet_secret_env in os.environ:
+        environment[usage.fleet_secret_env] = os.environ[usage.fleet_secret_env]
     _service(
         c,
         {
@@ -85,11 +94,7 @@ def usage_service(c: Config, config: CommunityConfig, config_path: Path) -> None
             "info": {"description": "Server usage for each person and for the community"},
             "url": f"http://{usage.host}:{port}",
             "command": [sys.executable, "-m", "twoi2c_hub.services.usage", "--config", str(config_path)],
-            "environment": {
-                "TWOI2C_USAGE_EVENTS_TOKEN": events_token,
-                "TWOI2C_USAGE_DATABASE_URL": usage.database_url,
-                "TWOI2C_USAGE_RECONCILE_INTERVAL": str(usage.reconcile_interval),
-            },
+            "environment": environment,
             "oauth_no_confirm": True,
             "oauth_client_allowed_scopes": [READ_ALL_USAGE],
         },

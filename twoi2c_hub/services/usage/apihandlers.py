@@ -1,6 +1,7 @@
 """The usage service's API (`api/v1/`): allocation in OpenCost's shape, sessions, active
-users, and the spawners' event intake. A person reads only their own figures unless they
-are a hub admin or hold the read-all scope (the community-admin groups do)."""
+users, each day's people as the fleet's keyed digests, and the spawners' event intake. A
+person reads only their own figures unless they are a hub admin or hold the read-all scope
+(the community-admin groups do)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from tornado import web
 
 from ...accounting import activity, opencost, reports
 from ...accounting.events import EventError
+from ...accounting.models import DAY_MS
 from ...accounting.posted import parse_events
 from ...accounting.rollups import NO_GROUP
 from ..framework import APIHandler, BadParameter, TokenPostHandler
@@ -103,6 +105,47 @@ class ActiveUsersAPI(APIHandler):
             ttl=10,
         )
         self.respond(rows, columns=["date", "daily", "weekly", "monthly"], filename="active-users")
+
+
+# the fleet's collector asks for a few days at a time, or a hub's history when it joins
+MAX_DIGEST_DAYS = 400
+DIGEST = "hmac-sha256-128"  # accounting.fleet.person_digest
+NOT_IN_A_FLEET = (
+    "This hub is not part of a fleet: set usage.fleet_secret_env in the community config to the "
+    "environment variable holding the fleet secret, and restart the hub."
+)
+
+
+class PeopleDigestsAPI(APIHandler):
+    """For the fleet: the people active on each UTC day the window touches, as keyed
+    digests of their names (never a name), for counting people once across hubs."""
+
+    async def get(self) -> None:
+        user = self.reader()
+        if not self.may_read_all(user):
+            raise web.HTTPError(
+                403,
+                f"The people's digests are for hub admins and holders of {self.service.read_all_scope} "
+                "(give it to the fleet's token).",
+            )
+        secret = self.service.fleet_secret
+        if secret is None:
+            raise web.HTTPError(404, NOT_IN_A_FLEET)
+        window = parse.window(
+            "window", self.get_argument("window", None), datetime.now(UTC), "30d", max_days=MAX_DIGEST_DAYS
+        )
+        first_day, last_day = window.start_ms // DAY_MS, (window.end_ms - 1) // DAY_MS
+        if last_day - first_day + 1 > MAX_DIGEST_DAYS:
+            raise BadParameter(
+                "window", f"it touches {last_day - first_day + 1} UTC days; at most {MAX_DIGEST_DAYS} in one request"
+            )
+        days = await self.run_db(activity.people_digests_by_day, first_day, last_day, now_ms(), secret)
+        self.respond(
+            {"digest": DIGEST, "days": days},
+            csv_rows=[{"date": day, "digest": digest} for day, digests in days.items() for digest in digests],
+            columns=["date", "digest"],
+            filename="people-digests",
+        )
 
 
 # a spawner's event is a few hundred bytes; a batch of a few hundred fits

@@ -3,7 +3,8 @@
 Run by the hub (configure() adds it to c.JupyterHub.services) as
 `python -m twoi2c_hub.services.usage --config community.yaml`; it reads the hub's
 environment (JUPYTERHUB_API_TOKEN, JUPYTERHUB_SERVICE_URL, ...) and its own
-(TWOI2C_USAGE_DATABASE_URL, TWOI2C_USAGE_EVENTS_TOKEN, TWOI2C_USAGE_RECONCILE_INTERVAL).
+(TWOI2C_USAGE_DATABASE_URL, TWOI2C_USAGE_EVENTS_TOKEN, TWOI2C_USAGE_RECONCILE_INTERVAL, and
+the fleet secret's variable when `usage.fleet_secret_env` names one).
 Its settings are listed by `python -m twoi2c_hub.services.usage --help-all`.
 """
 
@@ -19,8 +20,10 @@ from typing import Any
 from tornado import web
 from traitlets import Float, default
 
+from ...accounting.fleet import MIN_SECRET_BYTES
 from ...accounting.forgetting import expire, months_before
 from ...accounting.reports import iso
+from ...config.loading import ConfigError
 from ..framework import HubService
 from ..framework.charts import CHART_LIBRARY_ROUTE
 from ..framework.lifecycle import every
@@ -71,6 +74,18 @@ class UsageService(HubService):
         return os.environ.get("TWOI2C_USAGE_EVENTS_TOKEN", "")
 
     @cached_property
+    def fleet_secret(self) -> bytes | None:
+        """The key of the people's digests for the fleet, from the variable
+        `usage.fleet_secret_env` names; None when the hub is not part of a fleet."""
+        variable = self.community.usage.fleet_secret_env if self.community else None
+        if variable is None:
+            return None
+        try:
+            return fleet_secret(variable, os.environ.get(variable, ""))
+        except ValueError as e:
+            raise ConfigError(self.community_config, [f"usage.fleet_secret_env: {e}"]) from None
+
+    @cached_property
     def metrics(self) -> UsageMetrics:
         return UsageMetrics(self.metrics_registry)
 
@@ -95,6 +110,7 @@ class UsageService(HubService):
             ("api/v1/allocation", apihandlers.AllocationAPI),
             ("api/v1/sessions", apihandlers.SessionsAPI),
             ("api/v1/active-users", apihandlers.ActiveUsersAPI),
+            ("api/v1/people-digests", apihandlers.PeopleDigestsAPI),
             ("api/v1/events", apihandlers.EventsAPI),
             CHART_LIBRARY_ROUTE,
         ]
@@ -115,7 +131,7 @@ class UsageService(HubService):
 
     def prepare(self) -> None:
         super().prepare()
-        self.reconciler, self.intake  # noqa: B018 - made on first use
+        self.reconciler, self.intake, self.fleet_secret  # noqa: B018 - made on first use
 
     def apply_retention(self, now: int) -> int:
         """Unname what is older than `usage.retention_months`; returns how many people."""
@@ -148,6 +164,27 @@ class UsageService(HubService):
                 count_failure=errors.labels("retention").inc,
             ),
         ]
+
+
+def fleet_secret(variable: str, value: str) -> bytes:
+    """The fleet secret `value` (hex) of the environment variable `variable`, as bytes;
+    ValueError, saying what to do, when it is empty, not hex or shorter than
+    MIN_SECRET_BYTES."""
+    make_one = f"`openssl rand -hex {MIN_SECRET_BYTES}`, the same on every hub of the fleet"
+    if not value:
+        raise ValueError(
+            f"set the environment variable {variable} to the fleet secret ({make_one}), "
+            "or remove fleet_secret_env if this hub is not part of a fleet"
+        )
+    try:
+        secret = bytes.fromhex(value)
+    except ValueError:
+        raise ValueError(f"${variable} is not a hex string; the fleet secret is written in hex ({make_one})") from None
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"${variable} holds {len(secret)} bytes; the fleet secret needs at least {MIN_SECRET_BYTES} ({make_one})"
+        )
+    return secret
 
 
 def main(argv: list[str] | None = None) -> int:
