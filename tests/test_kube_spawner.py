@@ -12,6 +12,7 @@ from kubernetes_asyncio.client import ApiClient
 from traitlets.config import Config
 
 from twoi2c_hub import catalog
+from twoi2c_hub.catalog.budget_answer import BudgetAnswer, BudgetLine
 from twoi2c_hub.config import load_config
 from twoi2c_hub.paths import examples_dir
 from twoi2c_hub.spawners.kube import LABEL_PREFIX, ProfileKubeSpawner, label_value
@@ -290,7 +291,7 @@ class CostService:
     """The cost service's budget check as the spawners ask it (`spawners.budget.ask`),
     answering `state`; it keeps what each call asked about (None: the form's question)."""
 
-    def __init__(self, monkeypatch, state: dict):
+    def __init__(self, monkeypatch, state: BudgetAnswer):
         from twoi2c_hub.spawners import budget
 
         self.state, self.asked = state, []
@@ -301,24 +302,40 @@ class CostService:
         return self.state
 
 
-def budget_state(action: str) -> dict:
+def budget_state(action: str) -> BudgetAnswer:
     """The cost service's answer for bob under one students budget in that state."""
     spent = {"none": 10.0, "deny": 101.0}[action]
-    return {
-        "allowed": action == "none",
-        "action": action,
-        "message": f"Your budget is used up: students-weekly: {spent:.2f} USD of 100.00 USD used.",
-        "decisive": "students-weekly",
-        "headroom_percent": 80.0 if action == "none" else 0.0,
-        "budgets": [
-            {
-                "budget": "students-weekly",
-                "text": f"students-weekly: {spent:.2f} USD of 100.00 USD used",
-                "left": max(0.0, 100.0 - spent),
-                "unit": "money",
-            }
+    return BudgetAnswer(
+        allowed=action == "none",
+        action=action,
+        message=f"Your budget is used up: students-weekly: {spent:.2f} USD of 100.00 USD used.",
+        decisive="students-weekly",
+        budgets=[
+            BudgetLine(
+                budget="students-weekly",
+                applies_to="group",
+                subject="students",
+                unit="money",
+                currency="USD",
+                used=spent,
+                limit=100.0,
+                left=max(0.0, 100.0 - spent),
+                percent=spent,
+                action=action,
+                period="weekly",
+                text=f"students-weekly: {spent:.2f} USD of 100.00 USD used",
+            )
         ],
-    }
+    )
+
+
+def test_the_budget_answer_keeps_its_wire_keys_and_leaves_out_what_the_service_left_out():
+    answer = budget_state("deny")
+    wire = json.loads(json.dumps(answer.wire()))
+    assert BudgetAnswer.model_validate(wire) == answer
+    assert wire["budgets"][0]["appliesTo"] == "group" and "applies_to" not in wire["budgets"][0]
+    assert not {"price_per_hour", "stop_at", "as_of"} & wire.keys()  # never set: never sent
+    assert answer.decisive_line().left == 0.0 and answer.stops_every_start
 
 
 def budget_spawner(monkeypatch, action: str):

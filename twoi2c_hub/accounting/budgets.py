@@ -11,7 +11,6 @@ extension suspends deny and stop until its date. Both are kept in `budget_ledger
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -100,14 +99,6 @@ class BudgetStatus:
     @property
     def severity(self) -> int:
         return ACTIONS.index(self.action)
-
-    @property
-    def headroom(self) -> float:
-        """Percentage points of the budget left before a threshold that can refuse a start
-        (restrict, deny, stop; while extended, only restrict); inf: none can."""
-        refusing = ("restrict",) if self.extended_until_ms is not None else ("restrict", "deny", "stop")
-        at = [t.percent for t in self.budget.thresholds if t.action in refusing]
-        return min(at) - self.percent if at else math.inf
 
     @property
     def grace_seconds(self) -> float:

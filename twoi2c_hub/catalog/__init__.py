@@ -6,6 +6,7 @@ per hour (`Pricing.hourly`). Both spawners, the
 config checks and the services use it; it imports nothing else of this package.
 """
 
+from .budget_answer import BudgetAnswer, BudgetLine
 from .instances import INSTANCE_TYPES, GiB, InstanceType, MiB
 from .node_share import node_share_choices, user_capacity
 from .plain import in_plain_words, plain_resources
@@ -26,6 +27,8 @@ from .selection import ResolvedServer, gpu_count, merge_override, parse_bytes, r
 from .summary import ServerSummary
 
 __all__ = [
+    "BudgetAnswer",
+    "BudgetLine",
     "in_plain_words",
     "plain_resources",
     "GPU_TYPE_LABELS",

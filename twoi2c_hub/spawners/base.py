@@ -226,9 +226,9 @@ class ProfileSpawnerMixin(line.WaitsInLine):
                 "Budget of %s unreadable: starting anyway (budget_when_unreadable = allow)", self.user.name
             )
             return
-        if not answer.get("allowed", True):
+        if not answer.allowed:
             raise BudgetRefused(
-                answer.get("message") or "Your budget does not allow this server.", reason="budget", status_code=403
+                answer.message or "Your budget does not allow this server.", reason="budget", status_code=403
             )
 
     def options_from_query(self, query_data):

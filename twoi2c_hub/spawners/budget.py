@@ -18,6 +18,7 @@ from prometheus_client import Counter
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from .. import catalog
+from ..catalog.budget_answer import BudgetAnswer
 from ..catalog.plain import by_choice
 from ..catalog.pricing import amount
 from ..usage_client import hub_url
@@ -33,7 +34,7 @@ UNREADABLE = Counter(
 
 async def ask(
     url: str, token: str, timeout: float, username: str, groups: list[str], server: catalog.ServerSummary | None
-) -> dict | None:
+) -> BudgetAnswer | None:
     """The cost service's answer for `username` starting `server` (None: just their
     budgets); None if the service cannot be asked or cannot answer."""
     request = HTTPRequest(
@@ -46,7 +47,7 @@ async def ask(
     )
     try:
         response = await AsyncHTTPClient().fetch(request)
-        return json.loads(response.body)["data"]
+        return BudgetAnswer.model_validate(json.loads(response.body)["data"])
     except HTTPClientError as e:
         log.warning("Budget check for %s failed: %s %s", username, e.code, e.response.body[:200] if e.response else "")
     except Exception as e:
@@ -72,36 +73,36 @@ def choice_prices(
     return by_choice(profiles, price)
 
 
-def form_notes(state: dict | None, prices: dict, currency: str) -> tuple[dict | None, dict, dict]:
+def form_notes(state: BudgetAnswer | None, prices: dict, currency: str) -> tuple[dict | None, dict, dict]:
     """What the spawn page says about the budget: a notice (text and level); while the
     budget restricts, the choices it disables, with the reason; and how many hours of each
     choice what is left buys (a budget in money)."""
-    if not state or not state.get("budgets"):
+    decisive = state.decisive_line() if state else None
+    if decisive is None:
         return None, {}, {}
-    decisive = next((b for b in state["budgets"] if b["budget"] == state.get("decisive")), state["budgets"][0])
-    level = {"none": "info", "warn": "warning", "restrict": "warning"}.get(state["action"], "danger")
-    text = decisive["text"]
-    if state["action"] in ("deny", "stop"):
+    level = {"none": "info", "warn": "warning", "restrict": "warning"}.get(state.action, "danger")
+    text = decisive.text
+    if state.stops_every_start:
         text = f"Your budget is used up, so no server can start. {text}."
-        if state.get("stop_at"):
-            text += f" Running servers stop at {state['stop_at'][:16].replace('T', ' ')} UTC."
+        if state.stop_at:
+            text += f" Running servers stop at {state.stop_at[:16].replace('T', ' ')} UTC."
     else:
-        text = f"Budget: {text}. Left: {amount(decisive['left'], decisive['unit'], currency)}."
-    if state.get("contact") and state["action"] != "none":
-        text += f" {state['contact']}"
+        text = f"Budget: {text}. Left: {amount(decisive.left, decisive.unit, currency)}."
+    if state.contact and state.action != "none":
+        text += f" {state.contact}"
     disabled: dict[str, dict[str, str]] = {}
     hours: dict[str, dict[str, float]] = {}
-    if decisive["unit"] == "money" and state["action"] not in ("deny", "stop"):
-        left = decisive["left"]
+    if decisive.unit == "money" and not state.stops_every_start:
+        left = decisive.left
         for slug, by_choice in prices.items():
             for key, price in by_choice.items():
                 if price is None or price <= 0:
                     continue
-                if state["action"] == "restrict" and price > left:
+                if state.action == "restrict" and price > left:
                     disabled.setdefault(slug, {})[key] = (
                         f"{price:.2f} {currency} an hour: more than the {left:.2f} {currency} left of your budget"
                     )
                 else:
                     hours.setdefault(slug, {})[key] = left / price
-    notice = {"text": text, "level": level, "left": decisive["left"], "unit": decisive["unit"]}
+    notice = {"text": text, "level": level, "left": decisive.left, "unit": decisive.unit}
     return notice, disabled, hours

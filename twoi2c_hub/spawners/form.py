@@ -116,7 +116,7 @@ async def render(spawner, context: FormContext) -> str:
         )
     notice, disabled, hours = budget.form_notes(state, prices, currency)
     # drawn again under the refusal of the form just posted (JupyterHub draws it next)
-    if context.refused_by_budget and state and state["action"] in ("deny", "stop"):
+    if context.refused_by_budget and state and state.stops_every_start:
         notice = None  # the refusal just drawn above the form says it, with the same figures
     around = {
         "from_link": from_link is not None,

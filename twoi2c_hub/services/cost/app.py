@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import sys
 from collections.abc import Awaitable
@@ -25,6 +24,7 @@ from ...accounting.costs import CostBasis, roll_up_costs
 from ...accounting.models import from_ms
 from ...accounting.reports import iso
 from ...accounting.storage import record_home_sizes
+from ...catalog.budget_answer import BudgetAnswer
 from ...config.loading import ConfigError, load_config
 from ..framework import HubService
 from ..framework.charts import CHART_LIBRARY_ROUTE
@@ -169,41 +169,43 @@ class CostService(HubService):
     def decide(self, db, username: str, groups, now: int) -> budgets.Decision:
         return budgets.decide(db, self.basis, self.budgets, self.combine, username, groups, now)
 
-    def check(self, db, username: str, groups, server, now: int) -> dict:
+    def check(self, db, username: str, groups, server, now: int) -> BudgetAnswer:
         """May `username` start `server` (None: just the state, for the spawn page)?"""
         decision = self.decide(db, username, groups, now)
-        # as_of: the moment the figures are for (running servers count up to it)
-        answer = {"allowed": True, "action": decision.action, "message": None, "contact": self.contact, "as_of": now}
-        answer.update(budgethandlers.decision_json(decision, self.currency))
-        # how far every budget is from refusing a start (percentage points; None: none can):
-        # a spawner may let a state read seconds ago settle a start when this is large
-        headroom = min((s.headroom for s in decision.statuses), default=math.inf)
-        answer["headroom_percent"] = None if headroom == math.inf else round(headroom, 3)
+        s = decision.decisive
+        answer = BudgetAnswer(
+            allowed=True,
+            action=decision.action,
+            message=None,
+            contact=self.contact,
+            as_of=now,
+            decisive=s.budget.name if s else None,
+            budgets=[budgethandlers.budget_line(status, self.currency) for status in decision.statuses],
+        )
         if server is not None:
             price = self.basis.pricing.hourly(server, from_ms(now).date(), self.basis.instances)
-            answer["price_per_hour"] = round(price.total, 6)
-            answer["currency"] = self.currency
-        s = decision.decisive
+            answer.price_per_hour = round(price.total, 6)
+            answer.currency = self.currency
         if s is None:
             return answer
         if decision.action == "stop":
-            answer["stop_at"] = iso(self.enforcer.stop_at(db, s, now))
+            answer.stop_at = iso(self.enforcer.stop_at(db, s, now))
         if decision.severity >= budgets.ACTIONS.index("deny"):
-            answer["allowed"] = False
-            answer["message"] = f"Your budget is used up. {budgets.describe(s, self.currency)}."
+            answer.allowed = False
+            answer.message = f"Your budget is used up. {budgets.describe(s, self.currency)}."
         elif decision.action == "restrict" and server is not None:
             per_hour = budgets.hourly_in_unit(self.basis, s.budget.unit, server, now)
             if per_hour > s.left:
-                answer["allowed"] = False
+                answer.allowed = False
                 cost = budgets.amount(per_hour, s.budget.unit, self.currency)
-                answer["message"] = (
+                answer.message = (
                     f"This choice uses {cost} an hour, more than is left of your budget. "
                     f"{budgets.describe(s, self.currency)}. Choose a smaller one."
                 )
-        if not answer["allowed"]:
+        if not answer.allowed:
             self.metrics.denials.labels(s.budget.name).inc()
-        if answer["message"] and self.contact:
-            answer["message"] += f" {self.contact}"
+        if answer.message and self.contact:
+            answer.message += f" {self.contact}"
         return answer
 
     def health_details(self) -> dict[str, Any]:

@@ -23,37 +23,30 @@ from ...accounting.posted import parse_server_summary
 from ...accounting.recording import groups_at
 from ...accounting.reports import iso
 from ...catalog import PricingError, ServerResources
+from ...catalog.budget_answer import BudgetLine
 from ..framework import APIHandler, BadParameter, TokenPostHandler
 from ..framework import params as parse
 from .metrics import now_ms
 
 
-def status_json(s: budgets.BudgetStatus, currency: str) -> dict:
-    return {
-        "budget": s.budget.name,
-        "appliesTo": s.budget.applies_to,
-        "subject": s.subject,
-        "unit": s.budget.unit,
-        "currency": currency if s.budget.unit == "money" else None,
-        "used": round(s.used, 6),
-        "limit": round(s.limit, 6),
-        "left": round(s.left, 6),
-        "percent": round(s.percent, 2),
-        "action": s.action,
-        "period": s.budget.period_text,
-        "periodStart": iso(s.period_start_ms),
-        "resets": iso(s.resets_ms),
-        "extendedUntil": iso(s.extended_until_ms),
-        "text": budgets.describe(s, currency),
-    }
-
-
-def decision_json(decision: budgets.Decision, currency: str) -> dict:
-    return {
-        "action": decision.action,
-        "decisive": decision.decisive.budget.name if decision.decisive else None,
-        "budgets": [status_json(s, currency) for s in decision.statuses],
-    }
+def budget_line(s: budgets.BudgetStatus, currency: str) -> BudgetLine:
+    return BudgetLine(
+        budget=s.budget.name,
+        applies_to=s.budget.applies_to,
+        subject=s.subject,
+        unit=s.budget.unit,
+        currency=currency if s.budget.unit == "money" else None,
+        used=round(s.used, 6),
+        limit=round(s.limit, 6),
+        left=round(s.left, 6),
+        percent=round(s.percent, 2),
+        action=s.action,
+        period=s.budget.period_text,
+        period_start=iso(s.period_start_ms),
+        resets=iso(s.resets_ms),
+        extended_until=iso(s.extended_until_ms),
+        text=budgets.describe(s, currency),
+    )
 
 
 def server_of(raw) -> ServerResources:
@@ -79,7 +72,7 @@ class BudgetsAPI(APIHandler):
             groups = user.get("groups", []) if subject == user["name"] else groups_at(db, subject, now)
             return service.check(db, subject, groups, None, now)
 
-        self.respond(await self.run_db(work))
+        self.respond((await self.run_db(work)).wire())
 
 
 class BudgetCheckAPI(TokenPostHandler):
@@ -108,7 +101,7 @@ class BudgetCheckAPI(TokenPostHandler):
             answer = await self.run_db(lambda db: service.check(db, username, groups, server, now))
         except PricingError as e:
             raise BadParameter("server", str(e)) from None
-        self.respond(answer)
+        self.respond(answer.wire())
 
 
 class LedgerAPI(APIHandler):

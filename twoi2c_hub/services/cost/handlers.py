@@ -12,7 +12,7 @@ from ...accounting.opencost import AGGREGATES, iso
 from ...accounting.rollups import NO_GROUP
 from ..framework import PageHandler
 from ..framework.charts import chart_series
-from .budgethandlers import entry_json, ledger_entry, status_json
+from .budgethandlers import budget_line, entry_json, ledger_entry
 from .metrics import now_ms
 
 SHARED_SECONDS = 10
@@ -92,7 +92,7 @@ class AdminPage(PageHandler):
             chart=chart_series(series, "total_cost", window, step, top=CHART_NAMES),
             currency=service.currency,
             group_rule=service.basis.group_rule,
-            statuses=[status_json(s, service.currency) for s in statuses],
+            statuses=[budget_line(s, service.currency) for s in statuses],
             over_time=over_time,
             budget_names=[b.name for b in service.budgets],
             ledger=ledger,
