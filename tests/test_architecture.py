@@ -36,7 +36,7 @@ ALLOWED = {
     # the programs
     "localhub": {"network", "server_account"},
     "demo": {"config", "localhub", "paths", "server_account"},
-    "cli": {"accounting", "config", "demo", "replicate", "server_account"},
+    "cli": {"accounting", "config", "demo", "replicate", "server_account", "services"},
 }
 
 MODULES = sorted(PACKAGE.rglob("*.py"))

@@ -1,5 +1,5 @@
 """The `twoi2c-hub` command: check-config, demo, server-account, db upgrade, bill import,
-export, import, forget, convert."""
+export, import, forget, convert, fleet collect."""
 
 from __future__ import annotations
 
@@ -35,6 +35,33 @@ def check_config(args) -> int:
     choices = sum(len(o.get("choices", {})) for p in profiles for o in p.get("profile_options", {}).values())
     print(f"{args.file}: OK ({len(profiles)} profiles, {choices} choices)")
     return 0
+
+
+def fleet_collect(args) -> int:
+    import asyncio
+
+    from .config.fleet import load_fleet
+    from .services.fleet.collect import collect
+
+    try:
+        fleet = load_fleet(args.config)
+    except ConfigError as e:
+        for line in e.errors:
+            print(f"{e.path}: {line}", file=sys.stderr)
+        return 1
+    results = asyncio.run(collect(fleet, full=args.full))
+    for result in results:
+        print(result.line(), file=sys.stdout if result.ok else sys.stderr)
+    failed = sum(not r.ok for r in results)
+    print(f"{len(results) - failed} of {len(results)} hubs collected into {_shown_url(fleet.fleet.database_url)}")
+    return 1 if failed else 0
+
+
+def _shown_url(url: str) -> str:
+    """A database URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def db_upgrade(args) -> int:
@@ -269,6 +296,17 @@ def main(argv=None) -> int:
     bill_import.add_argument("--config", required=True, help="the community config (its prices' currency)")
     bill_import.add_argument("--url", help="the accounting database (default: the config's usage.database_url)")
     bill_import.set_defaults(run=import_bill)
+
+    fleet = commands.add_parser("fleet", help="one operator's hubs: collect their figures")
+    fleet_commands = fleet.add_subparsers(dest="fleet_command", required=True)
+    fleet_pull = fleet_commands.add_parser(
+        "collect", help="pull every hub's people (as digests) and months into the fleet's database"
+    )
+    fleet_pull.add_argument("--config", required=True, help="the fleet config (fleet.yaml)")
+    fleet_pull.add_argument(
+        "--full", action="store_true", help="ask each hub again for all of history_days, not only what changed"
+    )
+    fleet_pull.set_defaults(run=fleet_collect)
 
     database = commands.add_parser("db", help="the accounting database")
     database_commands = database.add_subparsers(dest="db_command", required=True)

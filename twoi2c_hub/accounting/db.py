@@ -35,9 +35,9 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def alembic_config(url: str) -> AlembicConfig:
+def alembic_config(url: str, migrations: Path = MIGRATIONS) -> AlembicConfig:
     config = AlembicConfig()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("script_location", str(migrations))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
@@ -52,7 +52,7 @@ def upgrade(url: str, revision: str = "head") -> None:
     stamp" recipe) rather than by every migration one after the other. Upgrades started at
     once (the usage and cost services, two hub pods) run one after the other, the later
     finding the work done."""
-    with _one_upgrade_at_a_time(url):
+    with one_upgrade_at_a_time(url):
         if revision == "head" and _create_if_empty(url):
             return
         command.upgrade(alembic_config(url), revision)
@@ -76,7 +76,7 @@ def _create_if_empty(url: str) -> bool:
 
 
 @contextmanager
-def _one_upgrade_at_a_time(url: str) -> Iterator[None]:
+def one_upgrade_at_a_time(url: str) -> Iterator[None]:
     """A PostgreSQL advisory lock; for an SQLite file, a lock on a file beside it."""
     if url.startswith("postgresql"):
         engine = make_engine(url)

@@ -71,6 +71,21 @@ class FleetSection(FleetModel):
     """The environment variable holding the fleet secret (at least 32 random bytes, e.g.
     `openssl rand -hex 32`), given to every hub too: each hub sends a keyed digest of
     each person's name, never the name."""
+    database_url: str = "sqlite:///twoi2c-fleet.sqlite"
+    """Where the collected figures are kept: an SQLAlchemy URL, SQLite (a path relative to
+    the directory the collector runs in) or PostgreSQL for production."""
+    history_days: int = Field(default=400, ge=1, le=4000)
+    """How many days back the first collection from a hub reaches (later ones ask only for
+    what changed since)."""
+    request_timeout: float = Field(default=30, gt=0, le=600)
+    """Seconds a hub may take to answer one request before it counts as not answering."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value):
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+            raise _error(f"must be an sqlite:// or postgresql:// URL, not {shown(value)}")
+        return value
 
 
 class ClusterSpec(FleetModel):

@@ -1,0 +1,230 @@
+"""Collecting the fleet's figures from its hubs (`twoi2c-hub fleet collect`).
+
+For each hub with a `url`, with the token in its `token_env`, through the hub's own
+services (as any API client of them, with the least scopes that work:
+`custom:usage:read-all` and `custom:cost:read-all`, and access to the two services):
+
+- `usage/api/v1/people-digests`: for each UTC day, the digests of the people active that
+  day (at most 400 days a request);
+- `cost/api/v1/statements/YYYY-MM`: each month's attributed cost, fee and bill.
+
+The first collection reaches back `history_days`; later ones ask only for the days not yet
+final (a late stop, or the reconciliation loop's correction, can still change yesterday
+and today, nothing earlier: a day is final once the next has ended). Hubs are asked at once, each on its own: a
+hub that is down, slow, refuses the token or answers something malformed keeps the
+figures it gave before, marked with the time of its last full answer and its error, and
+the others are collected all the same. A hub's new figures replace its old ones in one
+transaction, so a pull that fails half-way changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
+from sqlalchemy.orm import sessionmaker
+from tornado.httpclient import HTTPClientError
+
+from ...accounting import fleet_store
+from ...accounting.db import make_engine, session_maker
+from ...accounting.fleet_store import day_number, day_of
+from ...accounting.models import DAY_MS
+from ...config.fleet import FleetConfig, HubSpec
+from ..framework.hubapi import HubAPI
+
+MAX_DAYS_A_REQUEST = 400  # the usage service's limit
+MAX_PEOPLE_A_DAY = 1_000_000
+CONCURRENCY = 8  # hubs asked at once
+RETRIES = 1  # a hub that fails twice in a row is left for the next collection
+
+Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+
+
+class DigestsAnswer(BaseModel):
+    """`people-digests`' data, as a hub of this version gives it."""
+
+    digest: Literal["hmac-sha256-128"]
+    days: dict[date, Annotated[list[Digest], Field(max_length=MAX_PEOPLE_A_DAY)]]
+
+
+class StatementAnswer(BaseModel):
+    """The parts of a month's statement the fleet keeps."""
+
+    month: str
+    currency: str
+    bill: float | None = None
+    attributed: float
+    fee: float
+
+    @field_validator("bill", "attributed", "fee")
+    @classmethod
+    def _amount(cls, value):
+        if value is not None and not (math.isfinite(value) and abs(value) <= 1e12):
+            raise ValueError("must be a finite amount")
+        return value
+
+
+class CollectionError(Exception):
+    """A hub's answer the fleet cannot use, in words for the operator."""
+
+
+@dataclass
+class Collected:
+    """What one hub's collection did."""
+
+    hub: str
+    ok: bool
+    days: int = 0  # days asked for
+    people: int = 0  # (day, person) pairs kept
+    months: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    last_collected_ms: int | None = None  # its figures are as of then (a failure keeps them)
+
+    def line(self) -> str:
+        if self.ok:
+            return (
+                f"{self.hub}: {self.days} days ({self.people} person-days), {self.months} months, {self.seconds:.1f} s"
+            )
+        kept = (
+            f"keeping its figures as of {datetime.fromtimestamp(self.last_collected_ms / 1000, UTC):%Y-%m-%d %H:%M} UTC"
+            if self.last_collected_ms
+            else "no figures from it yet"
+        )
+        return f"{self.hub}: NOT COLLECTED: {self.error}; {kept}"
+
+
+def iso_day(number: int) -> str:
+    return f"{day_of(number).isoformat()}T00:00:00Z"
+
+
+def months_between(first_day: int, last_day: int) -> list[str]:
+    """The months (YYYY-MM) the days touch, in order."""
+    first, last = day_of(first_day), day_of(last_day)
+    months, year, month = [], first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+def describe(error: Exception, hub: HubSpec, timeout: float) -> str:
+    """A failure in words, without the token or the URL's query."""
+    if isinstance(error, HTTPClientError):
+        if error.code == 599:
+            return f"no answer within {timeout:g} s or no connection ({error.message})"
+        if error.code in (401, 403):
+            return (
+                f"the hub refused the token in {hub.token_env} ({error.code}): it needs the scopes "
+                "custom:usage:read-all and custom:cost:read-all and access to the usage and cost services"
+            )
+        if error.code == 404:
+            return "the hub has no such page (404): is it a twoi2c hub in the fleet (usage.fleet_secret_env)?"
+        return f"the hub answered {error.code}"
+    if isinstance(error, json.JSONDecodeError):
+        return "the hub's answer is not JSON (is the address a twoi2c hub's?)"
+    if isinstance(error, ValidationError):
+        first = error.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return f"the hub's answer is not what the fleet reads: {where}: {first['msg']}"[:300]
+    if isinstance(error, OSError):
+        return f"cannot reach the hub ({error.strerror or error})"
+    return str(error)[:300]
+
+
+async def pull(hub: HubSpec, fleet: FleetConfig, first: int, last: int) -> tuple[dict[int, list[str]], dict[str, dict]]:
+    """The hub's people from day `first` to `last` (included) and the months they touch."""
+    token = os.environ.get(hub.token_env or "", "")
+    if not token:
+        raise CollectionError(f"the environment variable {hub.token_env} holding its token is not set")
+    api = HubAPI(f"{hub.url.rstrip('/')}/services", token, timeout=fleet.fleet.request_timeout, retries=RETRIES)
+    days: dict[int, list[str]] = {}
+    for start in range(first, last + 1, MAX_DAYS_A_REQUEST):
+        end = min(start + MAX_DAYS_A_REQUEST - 1, last)
+        answer = await api.request(
+            "GET", "/usage/api/v1/people-digests", params={"window": f"{iso_day(start)},{iso_day(end + 1)}"}
+        )
+        data = DigestsAnswer.model_validate(_data(answer))
+        for day, digests in data.days.items():
+            if not start <= day_number(day) <= end:
+                raise CollectionError(f"the hub answered for {day}, a day it was not asked about")
+            days[day_number(day)] = digests
+    months = {}
+    for month in months_between(first, last):
+        statement = StatementAnswer.model_validate(_data(await api.request("GET", f"/cost/api/v1/statements/{month}")))
+        if statement.month != month:
+            raise CollectionError(f"the hub answered the statement of {statement.month[:10]} for {month}")
+        if statement.currency != fleet.fleet.currency:
+            raise CollectionError(
+                f"the hub's prices are in {statement.currency[:10]}, the fleet's in {fleet.fleet.currency}: "
+                "nothing is converted"
+            )
+        months[month] = {
+            "currency": statement.currency,
+            "attributed_cost": statement.attributed,
+            "fee": statement.fee,
+            "bill": statement.bill,
+        }
+    return days, months
+
+
+def _data(answer: Any) -> Any:
+    if not isinstance(answer, dict) or "data" not in answer:
+        raise CollectionError("the hub's answer has no data")
+    return answer["data"]
+
+
+async def collect_hub(store: sessionmaker, fleet: FleetConfig, hub: HubSpec, now_ms: int, full: bool) -> Collected:
+    began = time.perf_counter()
+    today = now_ms // DAY_MS
+    with store() as db:
+        state = fleet_store.hub_state(db, hub.name)
+        final_day, last_collected = state.final_day, state.collected_ms
+        db.commit()
+    earliest = today - fleet.fleet.history_days + 1
+    first = earliest if full or final_day is None else max(earliest, final_day + 1)
+    try:
+        days, months = await pull(hub, fleet, first, today)
+    except (HTTPClientError, OSError, ValidationError, CollectionError, ValueError) as e:
+        error = describe(e, hub, fleet.fleet.request_timeout)
+        with store() as db:
+            state = fleet_store.hub_state(db, hub.name)
+            state.attempted_ms, state.error = now_ms, error
+            db.commit()
+        return Collected(hub.name, False, error=error, last_collected_ms=last_collected)
+    with store() as db:
+        people = fleet_store.replace_people(db, hub.name, first, today, days)
+        for month, figures in months.items():
+            fleet_store.save_month(db, hub.name, month, figures, now_ms)
+        state = fleet_store.hub_state(db, hub.name)
+        state.attempted_ms = state.collected_ms = now_ms
+        state.error, state.final_day = None, today - 2
+        db.commit()
+    return Collected(
+        hub.name, True, today - first + 1, people, len(months), time.perf_counter() - began, last_collected_ms=now_ms
+    )
+
+
+async def collect(fleet: FleetConfig, *, now_ms: int | None = None, full: bool = False) -> list[Collected]:
+    """Collect every hub with a `url`, CONCURRENCY at once; one `Collected` per hub."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    fleet_store.upgrade(fleet.fleet.database_url)
+    engine = make_engine(fleet.fleet.database_url)
+    store = session_maker(engine)
+    at_once = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(hub: HubSpec) -> Collected:
+        async with at_once:
+            return await collect_hub(store, fleet, hub, now_ms, full)
+
+    try:
+        return list(await asyncio.gather(*(one(hub) for hub in fleet.hubs if hub.url)))
+    finally:
+        engine.dispose()
