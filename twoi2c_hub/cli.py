@@ -1,5 +1,5 @@
 """The `twoi2c-hub` command: check-config, demo, server-account, db upgrade, bill import,
-export, import, forget, convert, fleet collect."""
+export, import, forget, convert, fleet collect and report."""
 
 from __future__ import annotations
 
@@ -37,31 +37,15 @@ def check_config(args) -> int:
     return 0
 
 
-def fleet_collect(args) -> int:
-    import asyncio
+def fleet_commands_run(name: str):
+    """`twoi2c-hub fleet collect|report`, imported when run."""
 
-    from .config.fleet import load_fleet
-    from .services.fleet.collect import collect
+    def run(args) -> int:
+        from .services.fleet import commands
 
-    try:
-        fleet = load_fleet(args.config)
-    except ConfigError as e:
-        for line in e.errors:
-            print(f"{e.path}: {line}", file=sys.stderr)
-        return 1
-    results = asyncio.run(collect(fleet, full=args.full))
-    for result in results:
-        print(result.line(), file=sys.stdout if result.ok else sys.stderr)
-    failed = sum(not r.ok for r in results)
-    print(f"{len(results) - failed} of {len(results)} hubs collected into {_shown_url(fleet.fleet.database_url)}")
-    return 1 if failed else 0
+        return getattr(commands, name)(args)
 
-
-def _shown_url(url: str) -> str:
-    """A database URL without its password."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+    return run
 
 
 def db_upgrade(args) -> int:
@@ -306,7 +290,21 @@ def main(argv=None) -> int:
     fleet_pull.add_argument(
         "--full", action="store_true", help="ask each hub again for all of history_days, not only what changed"
     )
-    fleet_pull.set_defaults(run=fleet_collect)
+    fleet_pull.set_defaults(run=fleet_commands_run("collect"))
+    fleet_figures = fleet_commands.add_parser(
+        "report", help="active users counted once, and each community's money for a month, from what was collected"
+    )
+    fleet_figures.add_argument("--config", required=True, help="the fleet config (fleet.yaml)")
+    fleet_figures.add_argument("--day", help="the day of the active users (default: yesterday, UTC)")
+    fleet_figures.add_argument("--month", help="the month of the money, YYYY-MM (default: the day's)")
+    fleet_figures.add_argument(
+        "--aggregate",
+        choices=("hub", "cluster", "community", "fleet"),
+        default="community",
+        help="people counted once per",
+    )
+    fleet_figures.add_argument("--json", action="store_true", help="one JSON object")
+    fleet_figures.set_defaults(run=fleet_commands_run("report"))
 
     database = commands.add_parser("db", help="the accounting database")
     database_commands = database.add_subparsers(dest="db_command", required=True)

@@ -1,0 +1,156 @@
+"""`twoi2c-hub fleet report`: from what was collected, people counted once per hub, cluster,
+community and fleet (checked against plain SQL over the names the digests stand for), each
+community's money for a month with the clusters' bills read from their files (the worked
+example of docs/fleet.md), and the hubs whose figures are stale."""
+
+import contextlib
+import io
+import json
+import random
+import sqlite3
+from datetime import date, timedelta
+
+import pytest
+import yaml
+
+from twoi2c_hub.accounting import fleet_store
+from twoi2c_hub.accounting.db import make_engine, session_maker
+from twoi2c_hub.accounting.fleet import person_digest
+from twoi2c_hub.cli import main as cli
+from twoi2c_hub.paths import examples_dir
+
+SECRET = bytes(range(32))
+DAY = date(2026, 11, 30)
+
+
+@pytest.fixture
+def fleet_file(tmp_path):
+    """The example fleet, its database and its east bill in `tmp_path`."""
+    config = yaml.safe_load((examples_dir() / "fleet" / "fleet.yaml").read_text())
+    config["fleet"]["database_url"] = f"sqlite:///{tmp_path / 'fleet.sqlite'}"
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(config))
+    fleet_store.upgrade(config["fleet"]["database_url"])
+    return path, config
+
+
+def store(config):
+    engine = make_engine(config["fleet"]["database_url"])
+    return engine, session_maker(engine)
+
+
+def report(path, *arguments) -> dict:
+    return json.loads(_run(path, "--json", *arguments))
+
+
+def _run(path, *arguments) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli(["fleet", "report", "--config", str(path), *arguments]) == 0
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_people_are_counted_once_per_cluster_community_and_fleet_as_plain_sql_counts_names(fleet_file, seed):
+    path, config = fleet_file
+    rng = random.Random(seed)
+    hubs = {h["name"]: (h["cluster"], h["community"]) for h in config["hubs"]}
+    people = [f"person{i}" for i in range(60)]
+    sql = sqlite3.connect(":memory:")
+    sql.execute("CREATE TABLE active (hub, cluster, community, day, name)")
+    engine, open_db = store(config)
+    with open_db() as db:
+        for hub, (cluster, community) in hubs.items():
+            regulars = rng.sample(people, rng.randrange(1, 30))  # some people use several hubs
+            days = {}
+            for back in range(45):
+                day = DAY - timedelta(days=back)
+                names = {p for p in regulars if rng.random() < 0.3}
+                days[fleet_store.day_number(day)] = [person_digest(SECRET, n) for n in names]
+                sql.executemany(
+                    "INSERT INTO active VALUES (?, ?, ?, ?, ?)",
+                    [(hub, cluster, community, day.isoformat(), n) for n in names],
+                )
+            fleet_store.replace_people(db, hub, min(days), max(days), days)
+        db.commit()
+    engine.dispose()
+
+    for aggregate, column in (("hub", "hub"), ("cluster", "cluster"), ("community", "community"), ("fleet", "'fleet'")):
+        counted = report(path, "--day", DAY.isoformat(), "--aggregate", aggregate)["active_users"]
+        for window, days in (("daily", 1), ("weekly", 7), ("monthly", 30)):
+            first = (DAY - timedelta(days=days - 1)).isoformat()
+            expected = dict(
+                sql.execute(
+                    f"SELECT {column}, COUNT(DISTINCT name) FROM active WHERE day BETWEEN ? AND ? GROUP BY 1",
+                    (first, DAY.isoformat()),
+                )
+            )
+            assert {name: c[window] for name, c in counted.items() if c[window]} == expected, (aggregate, window)
+
+
+def test_a_months_money_is_the_worked_example_with_the_bill_read_from_its_file(fleet_file):
+    path, config = fleet_file
+    bills = path.parent / "bills"
+    bills.mkdir()
+    (bills / "east-2026.csv").write_text(
+        "lineItem/UsageStartDate,lineItem/UnblendedCost,lineItem/CurrencyCode,lineItem/ProductCode\n"
+        "2026-11-01T00:00:00Z,600.00,USD,AmazonEC2\n"
+        "2026-11-30T00:00:00Z,400.00,USD,AmazonEKS\n"
+        "2026-10-31T00:00:00Z,250.00,USD,AmazonEC2\n"  # another month: not this one's
+        "2026-12-01T00:00:00Z,99.00,USD,AmazonEC2\n"
+    )
+    figures = {  # hub: (attributed, its statement's fee), docs/fleet.md's worked example
+        "ocean-prod": (300.0, 0.0),
+        "ocean-staging": (50.0, 0.0),
+        "seismo": (150.0, 120.0),
+        "seismo-west": (100.0, 80.0),
+        "climate": (200.0, 0.0),
+        "class": (0.0, 0.0),
+    }
+    engine, open_db = store(config)
+    with open_db() as db:
+        for hub, (attributed, fee) in figures.items():
+            fleet_store.save_month(
+                db, hub, "2026-11", {"currency": "USD", "attributed_cost": attributed, "fee": fee, "bill": None}, 0
+            )
+            fleet_store.save_month(  # another month's figures do not count
+                db, hub, "2026-10", {"currency": "USD", "attributed_cost": 999.0, "fee": 1.0, "bill": None}, 0
+            )
+        db.commit()
+    engine.dispose()
+
+    money = report(path, "--month", "2026-11")["money"]
+    parts = ("attributed_cost", "shared_cost", "cost", "fee", "recovery")
+    assert {name: tuple(m[p] for p in parts) for name, m in money.items()} == {
+        "climate": ("200.00", "33.34", "233.34", "150.00", "0.6428"),
+        "education": ("0.00", "33.33", "33.33", "0.00", "0.0000"),
+        "oceanography": ("350.00", "350.00", "700.00", "400.00", "0.5714"),
+        "seismology": ("250.00", "183.33", "433.33", "200.00", "0.4615"),
+        "fleet": ("800.00", "600.00", "1400.00", "750.00", "0.5357"),
+    }  # fmt: skip
+    text = _run(path, "--month", "2026-11", "--day", "2026-11-30")
+    assert "fleet                      800.00       600.00     1,400.00       750.00   53.57 %" in text
+
+
+def test_hubs_never_collected_or_failing_are_flagged_stale_and_an_archive_is_not(fleet_file):
+    path, config = fleet_file
+    engine, open_db = store(config)
+    with open_db() as db:
+        fleet_store.hub_state(db, "seismo").error = "no answer within 30 s"
+        fleet_store.hub_state(db, "seismo").collected_ms = 1_795_000_000_000
+        db.commit()
+    engine.dispose()
+    stale = {s["hub"]: s for s in report(path)["stale"]}
+    with_url = {h["name"] for h in config["hubs"] if h.get("url")}
+    assert set(stale) == with_url and "class" not in stale  # a hub that left is read from its archive
+    assert stale["seismo"]["error"] == "no answer within 30 s"
+    text = _run(path)
+    assert "Stale: seismo (last collected 2026-11-18 " in text and "; no answer within 30 s)" in text
+    assert "Stale: ocean-prod (never collected)" in text
+
+
+def test_a_day_or_month_that_is_not_one_is_refused_in_words(fleet_file, capsys):
+    path, _ = fleet_file
+    for arguments in (["--day", "2026-13-01"], ["--month", "2026-1"], ["--month", "november"]):
+        assert cli(["fleet", "report", "--config", str(path), *arguments]) == 1
+        assert "--day is a date like 2026-11-30 and --month a month like 2026-11" in capsys.readouterr().err
