@@ -33,6 +33,7 @@ from .roles import CustomScope, RoleSpec, custom_scope_problems, role_problems
 from .sections import (
     CostSection,
     CullingSection,
+    FleetViewSection,
     Funder,
     HomeStorageSection,
     HubSection,
@@ -109,6 +110,8 @@ class CommunityConfig(Strict):
     """JupyterHub roles (its `load_roles`): scopes given to users, groups and the hub's services."""
     custom_scopes: dict[str, CustomScope] = Field(default_factory=dict)
     """Scopes of the community's own (`custom:...`), for its roles."""
+    fleet_view: FleetViewSection | None = None
+    """The fleet's pages and API (an operator's hub only; no section: none)."""
 
     def own_services(self) -> dict[str, str | None]:
         """The hub's own services and the custom scope each defines (names as configure() uses them)."""
@@ -121,6 +124,8 @@ class CommunityConfig(Strict):
             services["cost"] = "custom:cost:read-all"
             if self.budgets is not None and self.budgets.budgets:
                 services["cost-checks"] = None
+        if self.fleet_view is not None:
+            services["fleet"] = "custom:fleet:read"
         return services
 
     @model_validator(mode="after")

@@ -307,3 +307,26 @@ class CostSection(Strict):
         if self.host not in ("127.0.0.1", "localhost") and not self.port:
             raise _error("set port: a fixed port is needed when host is not 127.0.0.1")
         return self
+
+
+class FleetViewSection(Strict):
+    """The fleet's pages and API on this hub (/services/fleet/), for an operator who runs a
+    hub for each of many communities: every hub's active users and money in one view."""
+
+    config: str
+    """The fleet config (`fleet.yaml`, docs/fleet.md), relative to this file's folder."""
+    operator_groups: list[str] = Field(min_length=1)
+    """The groups who may read the fleet's figures (and hub admins); no one else sees it."""
+    collect_interval: float = Field(default=3600, ge=0)
+    """Seconds between collections from the fleet's hubs; 0: the service never collects
+    (`twoi2c-hub fleet collect` run on a schedule of your own does)."""
+    port: int = Field(default=0, ge=0, le=65535)
+    """The service's port; 0: any free port."""
+    host: str = "127.0.0.1"
+    """Where the proxy reaches the service (see usage.host)."""
+
+    @model_validator(mode="after")
+    def _fixed_port_off_loopback(self):
+        if self.host not in ("127.0.0.1", "localhost") and not self.port:
+            raise _error("set port: a fixed port is needed when host is not 127.0.0.1")
+        return self

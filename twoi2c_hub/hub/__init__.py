@@ -21,7 +21,7 @@ from .login import authenticator
 from .pages import templates
 from .roles import roles
 from .servers import spawner
-from .services import cost_service, culler, usage_service
+from .services import cost_service, culler, fleet_service, usage_service
 
 __all__ = ["SettingError", "configure"]
 
@@ -42,6 +42,7 @@ def configure(c: Config, path: str | Path) -> CommunityConfig:
         spawner(c, config)
         authenticator(c, config)
         templates(c, config, Path(path).resolve().parent)
+        fleet_service(c, config, Path(path).resolve())
     except SettingError as e:
         print(f"twoi2c-hub: {path}: {e}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -15,6 +15,7 @@ from traitlets.config import Config
 from ..config import CommunityConfig
 from ..network import free_port
 from ..usage_client import UsageEventPoster
+from .environment import SettingError
 from .roles import readers
 
 PG_ENVIRONMENT = ("PGPASSWORD", "PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY")
@@ -22,6 +23,7 @@ IDLE_CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "dele
 # the custom scopes that read everyone's figures in a service (community admins hold them)
 READ_ALL_USAGE = "custom:usage:read-all"
 READ_ALL_COST = "custom:cost:read-all"
+READ_FLEET = "custom:fleet:read"
 
 
 def culler(c: Config, config: CommunityConfig) -> None:
@@ -190,3 +192,54 @@ def cost_service(c: Config, config: CommunityConfig, config_path: Path) -> None:
         "cost",
         list(config.community_admin_groups),
     )
+
+
+def fleet_service(c: Config, config: CommunityConfig, config_path: Path) -> None:
+    """The fleet's pages and API (`fleet_view:`), for the operator groups only. The service
+    gets the fleet secret and each hub's token from the hub's environment, by the names the
+    fleet config gives (a missing one: that hub is not collected, and its page says why)."""
+    view = config.fleet_view
+    if view is None:
+        return
+    from ..config.fleet import load_fleet
+    from ..config.loading import ConfigError
+
+    fleet_path = (config_path.parent / view.config).resolve()
+    try:
+        fleet = load_fleet(fleet_path)
+    except ConfigError as e:
+        raise SettingError(f"fleet_view.config: {fleet_path}: " + "; ".join(e.errors)) from None
+    names = [fleet.fleet.secret_env, *(hub.token_env for hub in fleet.hubs if hub.token_env)]
+    port = view.port or free_port()
+    _service(
+        c,
+        {
+            "name": "fleet",
+            "display": True,
+            "info": {"description": "Every hub of the fleet: active users, cost and cost recovery"},
+            "url": f"http://{view.host}:{port}",
+            "command": [
+                sys.executable,
+                "-m",
+                "twoi2c_hub.services.fleet",
+                "--config",
+                str(config_path),
+                "--fleet-config",
+                str(fleet_path),
+                f"--FleetService.collect_interval={view.collect_interval}",
+            ],
+            "environment": {name: os.environ[name] for name in names if name in os.environ},
+            "oauth_no_confirm": True,
+            "oauth_client_allowed_scopes": [READ_FLEET],
+        },
+        None,
+    )
+    description = "Read the fleet's figures in the fleet service"
+    c.JupyterHub.custom_scopes = {**c.JupyterHub.get("custom_scopes", {}), READ_FLEET: {"description": description}}
+    role = {
+        "name": "fleet-operators",
+        "description": "The operator groups: the fleet's figures",
+        "scopes": [READ_FLEET, "access:services!service=fleet"],
+        "groups": list(view.operator_groups),
+    }
+    c.JupyterHub.load_roles = [r for r in c.JupyterHub.get("load_roles", []) if r["name"] != role["name"]] + [role]

@@ -1,0 +1,177 @@
+"""The fleet service on the operator's hub (`fleet_view:`): its pages and API give the
+fleet's figures from the fleet's database to the operator groups only, people counted
+once across hubs and each community's cost, fee and recovery, recomputed here."""
+
+import secrets
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+import yaml
+
+from twoi2c_hub.accounting import fleet_store
+from twoi2c_hub.accounting.db import make_engine, session_maker
+from twoi2c_hub.accounting.fleet import person_digest
+from twoi2c_hub.config.loading import load_config
+from twoi2c_hub.paths import demo_config
+
+SECRET = bytes(range(32))
+
+
+def last_month(today):
+    return f"{today.replace(day=1) - timedelta(days=1):%Y-%m}"
+
+
+@pytest.fixture
+def operator_hub(hub_factory, tmp_path):
+    """An operator's hub whose fleet has two hubs on one cluster, with people and money."""
+    database = f"sqlite:///{tmp_path / 'fleet.sqlite'}"
+    (tmp_path / "fleet.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "fleet": {"name": "Test Operator", "secret_env": "TWOI2C_TEST_FLEET_SECRET", "database_url": database},
+                "clusters": [{"name": "east", "monthly_cost": 100}],
+                "communities": [
+                    {"name": "ocean", "display_name": "Ocean <Lab>", "fee": 40},
+                    {"name": "rocks", "fee": 10},
+                ],
+                "hubs": [
+                    {"name": "ocean-hub", "community": "ocean", "cluster": "east", "url": "http://127.0.0.1:9",
+                     "token_env": "TWOI2C_TEST_OCEAN_TOKEN"},
+                    {"name": "rocks-hub", "community": "rocks", "cluster": "east", "url": "http://127.0.0.1:9",
+                     "token_env": "TWOI2C_TEST_ROCKS_TOKEN"},
+                ],
+            }
+        )
+    )  # fmt: skip
+    today = datetime.now(UTC).date()
+    yesterday = fleet_store.day_number(today - timedelta(days=1))
+    people = {  # hub -> days back from yesterday -> names
+        "ocean-hub": {0: ["ann", "ben"], 3: ["ann", "cy"], 10: ["dee"]},
+        "rocks-hub": {0: ["ben"], 6: ["eve"], 8: ["fay"]},  # ben uses both hubs
+    }
+    engine = make_engine(database)
+    fleet_store.upgrade(database)
+    with session_maker(engine)() as db:
+        for hub, days in people.items():
+            by_day = {yesterday - back: [person_digest(SECRET, n) for n in names] for back, names in days.items()}
+            fleet_store.replace_people(db, hub, yesterday - 40, yesterday, by_day)
+        for hub, attributed, fee in (("ocean-hub", 30.0, 0.0), ("rocks-hub", 20.0, 0.0)):
+            figures = {"currency": "USD", "attributed_cost": attributed, "fee": fee, "bill": None}
+            fleet_store.save_month(db, hub, last_month(today), figures, 0)
+        db.commit()
+    engine.dispose()
+    config = demo_config()
+    config["culling"] = {"enabled": False}
+    config["fleet_view"] = {"config": "fleet.yaml", "operator_groups": ["researchers"], "collect_interval": 0}
+    (tmp_path / "community.yaml").write_text(yaml.safe_dump(config))
+    assert load_config(tmp_path / "community.yaml").fleet_view.operator_groups == ["researchers"]
+    hub = hub_factory(str(tmp_path / "community.yaml"), "operator")
+    hub.wait_for(lambda: requests.get(f"{hub.url}/services/fleet/health", timeout=30).ok, what="the fleet service")
+    return hub, people
+
+
+def test_operators_read_people_counted_once_and_each_communitys_recovery(operator_hub):
+    hub, people = operator_hub
+    api = f"{hub.url}/services/fleet/api/v1"
+    alice = {"Authorization": f"token {(hub.login('alice'), hub.user_token('alice'))[1]}"}  # researchers
+    bob = {"Authorization": f"token {(hub.login('bob'), hub.user_token('bob'))[1]}"}
+    today = datetime.now(UTC).date()
+    yesterday = today - timedelta(days=1)
+    window = f"{yesterday.isoformat()}T00:00:00Z,{today.isoformat()}T00:00:00Z"
+
+    def get(path, headers=alice, **params):
+        return requests.get(f"{api}/{path}", params=params, headers=headers, timeout=60)
+
+    answer = get("active-users", window=window, aggregate="fleet")
+    assert answer.status_code == 200, answer.text
+
+    # recomputed here from the names: the day, the 7 days and the 30 days to yesterday
+    def distinct(days):
+        return len({n for by_day in people.values() for back, names in by_day.items() if back < days for n in names})
+
+    counts = {"daily": distinct(1), "weekly": distinct(7), "monthly": distinct(30)}
+    assert answer.json()["data"] == [{"date": yesterday.isoformat(), "name": "fleet", **counts}]
+    assert list(counts.values()) == [2, 4, 6]  # ben once, though on both hubs
+    by_hub = get("active-users", window=window, aggregate="hub", format="csv")
+    assert by_hub.text.splitlines()[1:] == [f"{yesterday},ocean-hub,2,3,4", f"{yesterday},rocks-hub,1,2,3"]
+
+    recovery = get("recovery", month=last_month(today)).json()
+    # the cluster's 100.00: 50.00 attributed, 50.00 shared by attributed cost (30:20)
+    parts = ("attributedCost", "sharedCost", "cost", "fee", "recovery")
+    assert {r["name"]: tuple(r[p] for p in parts) for r in recovery["data"]} == {
+        "ocean": (30.0, 30.0, 60.0, 40.0, 0.6667),
+        "rocks": (20.0, 20.0, 40.0, 10.0, 0.25),
+        "fleet": (50.0, 50.0, 100.0, 50.0, 0.5),
+    }
+    hubs = get("hubs").json()["data"]
+    assert [(h["name"], h["stale"], h["collected"]) for h in hubs] == [
+        ("ocean-hub", True, None),
+        ("rocks-hub", True, None),
+    ]
+    assert get("recovery", month="2026-13").json()["parameter"] == "month"
+
+    # not an operator (the hub gives bob no access to the service), and no token: nothing
+    for path in ("active-users", "recovery", "hubs"):
+        assert get(path, headers=bob).status_code == 403
+        assert get(path, headers={}).status_code == 403
+
+
+def test_the_overview_page_shows_the_two_numbers_to_operators_only(operator_hub):
+    hub, _ = operator_hub
+    alice = hub.login("alice")
+    page = alice.get(f"{hub.url}/services/fleet/", timeout=60)
+    assert page.status_code == 200, page.text[:500]
+    text = page.text
+    assert 'id="weekly-active-users">4</p>' in text and 'id="cost-recovery">50.0&nbsp;%</p>' in text
+    assert "Ocean &lt;Lab&gt;" in text and "Ocean <Lab>" not in text  # a name from the config, escaped
+    assert "never collected" in text and "stale" in text
+    bob = hub.login("bob")
+    refused = bob.get(f"{hub.url}/services/fleet/", timeout=60)
+    assert refused.status_code == 403, refused.text[:300]
+    assert "Ocean" not in refused.text
+
+
+def test_a_fleet_view_whose_fleet_config_is_wrong_stops_the_hub_saying_why(tmp_path, capsys):
+    from traitlets.config import Config
+
+    from twoi2c_hub import configure
+
+    (tmp_path / "fleet.yaml").write_text("fleet: {name: x}\n")
+    config = demo_config()
+    config["fleet_view"] = {"config": "fleet.yaml", "operator_groups": ["staff"]}
+    (tmp_path / "community.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit):
+        configure(Config(), str(tmp_path / "community.yaml"))
+    assert "fleet_view.config:" in capsys.readouterr().err
+
+
+def test_the_service_token_and_secret_variables_reach_the_fleet_service_only_by_name(tmp_path, monkeypatch):
+    from traitlets.config import Config
+
+    from twoi2c_hub import configure
+
+    (tmp_path / "fleet.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "fleet": {"name": "x", "secret_env": "TWOI2C_TEST_SECRET"},
+                "clusters": [{"name": "c", "monthly_cost": 1}],
+                "communities": [{"name": "a", "fee": 1}],
+                "hubs": [{"name": "h", "community": "a", "cluster": "c", "url": "https://h.example.org",
+                          "token_env": "TWOI2C_TEST_H_TOKEN"}],
+            }
+        )
+    )  # fmt: skip
+    config = demo_config()
+    config["fleet_view"] = {"config": "fleet.yaml", "operator_groups": ["staff"]}
+    (tmp_path / "community.yaml").write_text(yaml.safe_dump(config))
+    token = secrets.token_hex(8)
+    monkeypatch.setenv("TWOI2C_TEST_H_TOKEN", token)
+    monkeypatch.setenv("TWOI2C_TEST_UNRELATED", "no")
+    c = Config()
+    configure(c, str(tmp_path / "community.yaml"))
+    (service,) = [s for s in c.JupyterHub.services if s["name"] == "fleet"]
+    assert service["environment"] == {"TWOI2C_TEST_H_TOKEN": token}  # the secret is unset here
+    (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == "fleet-operators"]
+    assert role["groups"] == ["staff"] and "custom:fleet:read" in role["scopes"]
+    assert "access:services!service=fleet" not in c.JupyterHub.get("extra_user_scopes", set())

@@ -1,0 +1,90 @@
+"""The fleet service (`/services/fleet/` on the operator's hub, `fleet_view:` in its
+community config): the fleet's figures as pages and an API, for the operator groups (and
+hub admins) only, from the fleet's database; it collects from the hubs every
+`collect_interval` seconds (`twoi2c-hub fleet collect` does the same by hand)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from traitlets import Float, Unicode
+
+from ...accounting.db import make_engine
+from ...accounting.fleet_store import upgrade
+from ...config.fleet import FleetConfig, load_fleet
+from ..framework import HubService
+from ..framework.lifecycle import every
+from . import handlers
+from .collect import collect
+
+log = logging.getLogger("twoi2c.fleet")
+
+
+class FleetService(HubService):
+    name = "fleet"
+    what = "fleet's figures"
+    read_all_scope = "custom:fleet:read"
+    error_template = "fleet/error.html"
+
+    aliases = {**HubService.aliases, "fleet-config": "FleetService.fleet_config"}
+
+    fleet_config = Unicode(
+        "",
+        config=True,
+        help="""The fleet config (fleet.yaml): the hubs, clusters and communities, and the
+        fleet's database (its `database_url`).""",
+    )
+    collect_interval = Float(
+        3600.0,
+        config=True,
+        help="""Seconds between collections from the hubs; 0: never (collected by hand).""",
+    )
+
+    @cached_property
+    def fleet(self) -> FleetConfig:
+        return load_fleet(self.fleet_config)
+
+    @property
+    def fleet_folder(self) -> Path:
+        """Where the fleet config's relative paths (bills) start."""
+        return Path(self.fleet_config).resolve().parent
+
+    @cached_property
+    def engine(self) -> Engine:
+        upgrade(self.fleet.fleet.database_url)
+        return make_engine(self.fleet.fleet.database_url)
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.fleet  # noqa: B018 - a bad fleet config stops the service at start, saying why
+
+    def routes(self) -> list[tuple]:
+        return [
+            ("", handlers.OverviewPage),
+            ("api/v1/active-users", handlers.ActiveUsersAPI),
+            ("api/v1/recovery", handlers.RecoveryAPI),
+            ("api/v1/hubs", handlers.HubsAPI),
+        ]
+
+    async def collect_all(self) -> None:
+        results = await collect(self.fleet, now_ms=int(time.time() * 1000))
+        for result in results:
+            (log.info if result.ok else log.warning)("%s", result.line())
+
+    def background(self) -> list[Awaitable[None]]:
+        if not self.collect_interval:
+            return []
+        return [every(self.collect_interval, self.collect_all, failed="Collecting the fleet's figures failed")]
+
+    def health_details(self) -> dict[str, Any]:
+        return {"hubs": len(self.fleet.hubs), "collect_interval_seconds": self.collect_interval}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return FleetService.main(argv)

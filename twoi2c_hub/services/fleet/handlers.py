@@ -1,0 +1,173 @@
+"""The fleet service's pages and API (`api/v1/`, JSON or `format=csv`), for the operator
+groups and hub admins only:
+
+- `active-users?window=&aggregate=hub|cluster|community|fleet`: daily, weekly and monthly
+  active users for each day of the window (at most 400 days), each person once per group;
+- `recovery?month=YYYY-MM`: each community's attributed and shared cost, fee and
+  recovery, and the fleet's;
+- `hubs`: each hub's collection: when its figures are from, its last error, stale or not.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from tornado import web
+
+from ...accounting import fleet as people_once
+from ...accounting.fleet_money import CommunityMonth
+from ...accounting.fleet_store import day_of
+from ...accounting.models import DAY_MS
+from ...accounting.reports import iso
+from ..framework import APIHandler, BadParameter, PageHandler
+from ..framework import params as parse
+from . import report
+
+NOT_YOURS = "The fleet's figures are for the operator's groups and the hub's admins."
+MONEY_COLUMNS = ["name", "attributedCost", "sharedCost", "cost", "fee", "recovery"]
+
+
+class FleetHandler:
+    """What every page and API call checks first: an operator is asking."""
+
+    def operator(self) -> dict:
+        user = self.current_user
+        if user is None or not self.may_read_all(user):
+            raise web.HTTPError(403, NOT_YOURS)
+        return user
+
+    def month_param(self, default: str) -> str:
+        month = self.get_argument("month", None) or default
+        try:
+            report.month_of(month)
+        except ValueError as e:
+            raise BadParameter("month", str(e)) from None
+        return month
+
+
+def money_row(name: str, m: CommunityMonth) -> dict:
+    return {
+        "name": name,
+        "attributedCost": float(m.attributed_cost),
+        "sharedCost": float(m.shared_cost),
+        "cost": float(m.cost),
+        "fee": float(m.fee),
+        "recovery": None if m.recovery is None else float(m.recovery),
+    }
+
+
+def last_month(today: date) -> str:
+    return f"{today.replace(day=1) - timedelta(days=1):%Y-%m}"
+
+
+class ActiveUsersAPI(FleetHandler, APIHandler):
+    async def get(self) -> None:
+        self.operator()
+        window = parse.window("window", self.get_argument("window", None), datetime.now(UTC), "7d", max_days=400)
+        aggregate = self.param_choice("aggregate", people_once.AGGREGATES, "fleet")
+        service = self.service
+        first, last = day_of(window.start_ms // DAY_MS), day_of((window.end_ms - 1) // DAY_MS)
+
+        def work(_db):
+            rows = []
+            for day in range((last - first).days + 1):
+                on = first + timedelta(days=day)
+                for name, counts in report.active_users(service.open_db, service.fleet, on, aggregate).items():
+                    rows.append({"date": on.isoformat(), "name": name, **counts._asdict()})
+            return rows
+
+        rows = await self.run_db(work)
+        columns = ["date", "name", "daily", "weekly", "monthly"]
+        self.respond(rows, columns=columns, filename=f"active-users-by-{aggregate}")
+
+
+class RecoveryAPI(FleetHandler, APIHandler):
+    async def get(self) -> None:
+        self.operator()
+        month = self.month_param(last_month(datetime.now(UTC).date()))
+        service = self.service
+        money = await self.run_db(lambda _db: report.money(service.open_db, service.fleet, service.fleet_folder, month))
+        rows = [money_row(name, m) for name, m in money.communities.items()] + [money_row("fleet", money.total)]
+        self.respond(
+            rows,
+            columns=MONEY_COLUMNS,
+            filename=f"recovery-{month}",
+            month=month,
+            currency=service.fleet.fleet.currency,
+            unallocated=float(money.unallocated),
+        )
+
+
+def hub_rows(service, now_ms: int) -> list[dict]:
+    placement = service.fleet.placement()
+    return [
+        {
+            "name": s.hub,
+            "community": placement[s.hub][1],
+            "cluster": placement[s.hub][0],
+            "collected": iso(s.collected_ms),
+            "error": s.error,
+            "stale": s.stale,
+        }
+        for s in report.hub_states(service.open_db, service.fleet, now_ms)
+    ]
+
+
+class HubsAPI(FleetHandler, APIHandler):
+    async def get(self) -> None:
+        self.operator()
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        rows = await self.run_db(lambda _db: hub_rows(self.service, now))
+        self.respond(rows, columns=["name", "community", "cluster", "collected", "error", "stale"], filename="hubs")
+
+
+class OverviewPage(FleetHandler, PageHandler):
+    """The two headline numbers with their trend, each community's, each hub's."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        self.operator()
+        service = self.service
+        today = datetime.now(UTC).date()
+        day = today - timedelta(days=1)  # the last whole day
+        month = self.month_param(last_month(today))
+        first = report.month_of(month)[0]
+        before = f"{first - timedelta(days=1):%Y-%m}"
+        now = int(datetime.now(UTC).timestamp() * 1000)
+
+        def work(_db):
+            people = report.active_users(service.open_db, service.fleet, day, "community")
+            fleet_now = report.active_users(service.open_db, service.fleet, day, "fleet")
+            fleet_before = report.active_users(service.open_db, service.fleet, day - timedelta(days=7), "fleet")
+            hubs = report.active_users(service.open_db, service.fleet, day, "hub")
+            money = report.money(service.open_db, service.fleet, service.fleet_folder, month)
+            money_before = report.money(service.open_db, service.fleet, service.fleet_folder, before)
+            return people, fleet_now, fleet_before, hubs, money, money_before, hub_rows(service, now)
+
+        people, fleet_now, fleet_before, hubs, money, money_before, states = await self.run_db(work)
+        weekly = fleet_now.get(people_once.FLEET, people_once.ActiveUsers(0, 0, 0)).weekly
+        weekly_before = fleet_before.get(people_once.FLEET, people_once.ActiveUsers(0, 0, 0)).weekly
+        names = {c.name: c.display_name or c.name for c in service.fleet.communities}
+        self.render_page(
+            "fleet/overview.html",
+            fleet_name=service.fleet.fleet.name,
+            currency=service.fleet.fleet.currency,
+            day=day.isoformat(),
+            month=month,
+            month_before=before,
+            weekly=weekly,
+            weekly_change=weekly - weekly_before,
+            recovery=money.total.recovery,
+            recovery_before=money_before.total.recovery,
+            communities=[
+                {
+                    "name": names.get(name, name),
+                    "people": people.get(name, people_once.ActiveUsers(0, 0, 0)),
+                    "money": money.communities.get(name),
+                }
+                for name in sorted(set(people) | set(money.communities))
+            ],
+            total=money.total,
+            hubs=[{**row, "people": hubs.get(row["name"], people_once.ActiveUsers(0, 0, 0))} for row in states],
+            is_admin=True,
+        )
