@@ -160,7 +160,7 @@ def hub_factory(tmp_path_factory):
     hubs = []
 
     def start(
-        config_path, name="hub", extra_config="", environment=None, server_account=None, base_url="/"
+        config_path, name="hub", extra_config="", environment=None, server_account=None, base_url="/", port=None
     ) -> HubClient:
         password = secrets.token_urlsafe(12)
         service_token = secrets.token_hex(32)
@@ -191,6 +191,7 @@ c.Spawner.environment.update({FAKE_CLOCK!r})
             # where the server user can reach them (pytest's own temp dirs are private)
             homes_dir=tempfile.mkdtemp(prefix="twoi2c-test-homes-") if server_account else None,
             base_url=base_url,
+            port=port,  # (a hub whose own address is in its config: the fleet's operator hub)
         )
         hubs.append(hub)
         hub.start(timeout=90)
