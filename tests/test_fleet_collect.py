@@ -13,7 +13,7 @@ import secrets
 import socket
 import threading
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import requests
@@ -49,7 +49,7 @@ def digest(secret: bytes, username: str) -> str:
 
 
 def fleet_config(tmp_path, hubs: dict[str, str], **fleet):
-    """A fleet of the hubs {name: url}, all with the token in TOKEN_ENV."""
+    """A fleet of the hubs {name: url}, the i-th with its token in TOKEN_ENV_i."""
     text = yaml.safe_dump(
         {
             "fleet": {
@@ -61,8 +61,8 @@ def fleet_config(tmp_path, hubs: dict[str, str], **fleet):
             "clusters": [{"name": "east", "monthly_cost": 100}],
             "communities": [{"name": "ocean", "fee": 10}],
             "hubs": [
-                {"name": name, "community": "ocean", "cluster": "east", "url": url, "token_env": TOKEN_ENV}
-                for name, url in hubs.items()
+                {"name": name, "community": "ocean", "cluster": "east", "url": url, "token_env": f"{TOKEN_ENV}_{i}"}
+                for i, (name, url) in enumerate(hubs.items())
             ],
         }
     )
@@ -145,6 +145,10 @@ class Page(web.RequestHandler):
             return self.finish({"code": int(kind), "message": "no"})
         if kind == "html":
             return self.finish("<html><body>Bad gateway</body></html>")
+        if kind == "deep":
+            return self.finish("[" * 200_000)
+        if kind == "redirect":
+            return self.redirect("http://127.0.0.1:9/elsewhere")
         if kind == "names" and service == "usage":
             good["data"]["days"] = {"2026-11-19": ["alice"]}
         if kind == "far day" and service == "usage":
@@ -174,7 +178,8 @@ def fake_hubs():
 
 @pytest.fixture(autouse=True)
 def token(monkeypatch):
-    monkeypatch.setenv(TOKEN_ENV, secrets.token_hex(16))
+    for i in range(3):
+        monkeypatch.setenv(f"{TOKEN_ENV}_{i}", secrets.token_hex(16))
 
 
 def some_people(n: int, day: int) -> list[str]:
@@ -200,7 +205,9 @@ def test_the_first_collection_reaches_back_history_days_and_the_next_asks_only_w
     assert result.ok and result.days == 45 and result.months == len(months_between(TODAY - 44, TODAY))
     states, people, months = stored(fleet)
     assert people["ocean-prod"] == {day: set(d) for day, d in hub.days.items() if day > TODAY - 45}
-    assert states["ocean-prod"] == (NOW_MS, None, TODAY - 2)  # yesterday may still change
+    assert states["ocean-prod"] == (NOW_MS, None, TODAY - 7)  # the last 7 days may still change
+    windows = [a for a in hub.asked if a.startswith("people-digests")]
+    assert len(windows) == 2  # a month of days a request: 31, then 14
     assert months[("ocean-prod", "2026-11")] == (12.5, 10.0, None)
 
     # a day later: yesterday's people changed (a late stop), today is new; nothing earlier is asked
@@ -208,10 +215,11 @@ def test_the_first_collection_reaches_back_history_days_and_the_next_asks_only_w
     hub.days[TODAY] = some_people(2, TODAY)
     hub.days[TODAY + 1] = some_people(3, TODAY + 1)
     (result,) = asyncio.run(collect(fleet, now_ms=NOW_MS + DAY_MS))
-    assert result.ok and result.days == 3  # the days not yet final, to today
+    assert result.ok and result.days == 8  # the 7 days asked again, and the new one
     window = next(a for a in hub.asked if a.startswith("people-digests"))
-    assert "window=2026-11-19T00%3A00%3A00Z%2C2026-11-22T00%3A00%3A00Z" in window
-    assert [a for a in hub.asked if a.startswith("statements")] == ["statements/2026-11?"]
+    assert "window=2026-11-14T00%3A00%3A00Z%2C2026-11-22T00%3A00%3A00Z" in window
+    # last month's statement too: a bill imported after the month ended changes its fee
+    assert [a for a in hub.asked if a.startswith("statements")] == ["statements/2026-10?", "statements/2026-11?"]
     _, people, _ = stored(fleet)
     assert people["ocean-prod"][TODAY] == set(hub.days[TODAY]) and people["ocean-prod"][TODAY + 1] == set(
         hub.days[TODAY + 1]
@@ -227,14 +235,16 @@ def test_the_first_collection_reaches_back_history_days_and_the_next_asks_only_w
 HOSTILE = {
     "names": "not what the fleet reads: days",
     "far day": "a day it was not asked about",
-    "euros": "in EUR, the fleet's in USD: nothing is converted",
+    "euros": "in 'EUR', the fleet's in USD: nothing is converted",
     "nan": "not what the fleet reads: attributed",
     "html": "not JSON",
     "500": "the hub answered 500",
-    "403": f"refused the token in {TOKEN_ENV} (403): it needs the scopes custom:usage:read-all",
+    "403": f"refused the token in {TOKEN_ENV}_1 (403): it needs the scopes custom:usage:digests",
+    "deep": "the hub's answer could not be read (RecursionError)",
+    "redirect": "the hub answered a redirect (302), which the fleet does not follow",
     "slow": "no answer within 1 s",
-    "down": "",  # no connection: said in tornado's words or the system's
-    "no token": f"the environment variable {TOKEN_ENV} holding its token is not set",
+    "down": "no connection",  # in tornado's words, or the system's (below)
+    "no token": f"the environment variable {TOKEN_ENV}_1 holding its token is not set",
 }
 
 
@@ -252,20 +262,57 @@ def test_a_hub_that_fails_keeps_its_last_figures_and_the_others_are_collected(tm
     if kind == "down":
         bad.close()
     elif kind == "no token":
-        monkeypatch.delenv(TOKEN_ENV)
+        monkeypatch.delenv(f"{TOKEN_ENV}_1")
     else:
         bad.kind = kind
     results = {r.hub: r for r in asyncio.run(collect(fleet, now_ms=NOW_MS + DAY_MS))}
 
     failed = results["bad"]
-    assert not failed.ok and HOSTILE[kind] in failed.error
+    assert not failed.ok and (HOSTILE[kind] in failed.error or (kind == "down" and "cannot reach" in failed.error))
     assert "keeping its figures as of 2026-11-20 12:00 UTC" in failed.line()
     states, after, months = stored(fleet)
     assert after["bad"] == before["bad"] and months[("bad", "2026-11")] == months_before[("bad", "2026-11")]
-    assert states["bad"] == (NOW_MS, failed.error, TODAY - 2)  # as of its last full answer
-    if kind != "no token":  # (the token is the fleet's: every hub lacks it)
-        assert results["good"].ok and after["good"][TODAY + 1] == set(good.days[TODAY + 1])
-        assert months[("good", "2026-11")][0] == 99.0
+    assert states["bad"] == (NOW_MS, failed.error, TODAY - 7)  # as of its last full answer
+    assert results["good"].ok and after["good"][TODAY + 1] == set(good.days[TODAY + 1])
+    assert months[("good", "2026-11")][0] == 99.0
+
+
+def test_days_missed_while_a_hub_failed_are_asked_for_when_it_answers_again(tmp_path, fake_hubs):
+    hub = fake_hubs()
+    hub.days = {TODAY - n: some_people(3, TODAY - n) for n in range(30)}
+    fleet = fleet_config(tmp_path, {"flaky": hub.url}, history_days=20)
+    assert asyncio.run(collect(fleet, now_ms=NOW_MS))[0].ok
+    hub.kind = "500"
+    for later in range(1, 10):  # nine days down
+        assert not asyncio.run(collect(fleet, now_ms=NOW_MS + later * DAY_MS))[0].ok
+    hub.kind = "good"
+    for later in range(1, 11):
+        hub.days[TODAY + later] = some_people(4, TODAY + later)
+    (result,) = asyncio.run(collect(fleet, now_ms=NOW_MS + 10 * DAY_MS))
+    assert result.ok and result.days == 17  # from the first day not final at its last success
+    _, people, _ = stored(fleet)
+    assert all(people["flaky"][day] == set(hub.days[day]) for day in range(TODAY - 19, TODAY + 11))
+
+
+def test_each_hub_needs_a_token_of_its_own(tmp_path):
+    from twoi2c_hub.config.loading import ConfigError
+
+    text = yaml.safe_dump(
+        {
+            "fleet": {"name": "x", "secret_env": SECRET_ENV},
+            "clusters": [{"name": "c", "monthly_cost": 1}],
+            "communities": [{"name": "a", "fee": 1}],
+            "hubs": [
+                {"name": f"h{i}", "community": "a", "cluster": "c", "url": f"https://h{i}.example.org",
+                 "token_env": "SAME_TOKEN"}
+                for i in range(2)
+            ],
+        }
+    )  # fmt: skip
+    (tmp_path / "fleet.yaml").write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        load_fleet(tmp_path / "fleet.yaml")
+    assert "hubs[1].token_env: SAME_TOKEN is also hubs[0]'s: give each hub a token of its own" in str(refused.value)
 
 
 @settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -340,7 +387,7 @@ def test_a_real_hubs_people_and_months_reach_the_fleet_with_a_token_of_the_least
     extra = f"""
 c.JupyterHub.services.append({{"name": "fleet", "api_token": {fleet_token!r}}})
 c.JupyterHub.load_roles.append({{"name": "fleet", "services": ["fleet"], "scopes": [
-    "custom:usage:read-all", "custom:cost:read-all",
+    "custom:usage:digests", "custom:cost:statements",
     "access:services!service=usage", "access:services!service=cost"]}})
 """
     hub = hub_factory(
@@ -348,8 +395,8 @@ c.JupyterHub.load_roles.append({{"name": "fleet", "services": ["fleet"], "scopes
     )
     for service in ("usage", "cost"):
         hub.wait_for(lambda s=service: requests.get(f"{hub.url}/services/{s}/health", timeout=30).ok, what=service)
-    fleet = fleet_config(tmp_path, {"real": hub.url}, history_days=5)
-    monkeypatch.setenv(TOKEN_ENV, fleet_token)
+    fleet = fleet_config(tmp_path, {"real": hub.url}, history_days=10)
+    monkeypatch.setenv(f"{TOKEN_ENV}_0", fleet_token)
     (result,) = asyncio.run(collect(fleet, now_ms=now))
     assert result.ok, result.error
     _, people, months = stored(fleet)
@@ -361,7 +408,10 @@ c.JupyterHub.load_roles.append({{"name": "fleet", "services": ["fleet"], "scopes
             expected.setdefault(day, set()).add(digest(secret, who))
     assert people["real"] == expected
     # each month as the hub's own statement gives it
-    for month in months_between(today - 4, today):
+    assert {month for _, month in months} == set(months_between(today - 9, today)) | {
+        f"{datetime.fromtimestamp(now / 1000, UTC).date().replace(day=1) - timedelta(days=1):%Y-%m}"
+    }  # the months the days touch, and last month's
+    for _, month in months:
         answer = requests.get(
             f"{hub.url}/services/cost/api/v1/statements/{month}",
             headers={"Authorization": f"token {fleet_token}"},
@@ -370,11 +420,24 @@ c.JupyterHub.load_roles.append({{"name": "fleet", "services": ["fleet"], "scopes
         assert months[("real", month)] == (answer["attributed"], answer["fee"], answer["bill"])
     assert sum(m[0] for m in months.values()) > 0  # the sessions cost something
 
-    # the token cannot do more than read: it may not start servers or read the hub's users
+    # the token reads nothing else: not the hub's users, no person's sessions, no top-up
+    fleet_auth = {"Authorization": f"token {fleet_token}"}
     assert hub.api("GET", "/users", token=fleet_token).status_code == 403
+    sessions = requests.get(f"{hub.url}/services/usage/api/v1/sessions", headers=fleet_auth, timeout=30)
+    assert not any(name in sessions.text for name in ("alice", "bob", "carol"))
+    for path in ("allocation", "active-users"):
+        answer = requests.get(f"{hub.url}/services/usage/api/v1/{path}", headers=fleet_auth, timeout=30)
+        assert answer.status_code == 403 or not any(n in answer.text for n in ("alice", "bob", "carol")), path
+    top_up = requests.post(
+        f"{hub.url}/services/cost/api/v1/ledger",
+        json={"budget": "x", "subject": "alice", "kind": "topup", "amount": 5, "reason": "fleet"},
+        headers=fleet_auth,
+        timeout=30,
+    )
+    assert top_up.status_code == 403
     # and the next collection asks only for the last days
     (again,) = asyncio.run(collect(fleet, now_ms=now + 60_000))
-    assert again.ok and again.days == 2 + ((now + 60_000) // DAY_MS - today)
+    assert again.ok and again.days == 7 + ((now + 60_000) // DAY_MS - today)
 
 
 def test_months_between_counts_every_month_the_days_touch():

@@ -25,7 +25,7 @@ SECRET_ENV = "TWOI2C_TEST_FLEET_SECRET"
 READER = """
 c.JupyterHub.services.append({{"name": "fleet-reader", "api_token": {token!r}}})
 c.JupyterHub.load_roles.append({{"name": "fleet-reader", "services": ["fleet-reader"], "scopes": [
-    "custom:usage:read-all", "custom:cost:read-all",
+    "custom:usage:digests", "custom:cost:statements",
     "access:services!service=usage", "access:services!service=cost"]}})
 """
 

@@ -14,19 +14,22 @@ version table, so the fleet may share a PostgreSQL database with a hub's account
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+import fcntl
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from alembic import command
 from sqlalchemy import BigInteger, Float, Index, Integer, String, Text, delete, insert, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from .db import alembic_config, one_upgrade_at_a_time
+from .db import alembic_config, make_engine, one_upgrade_at_a_time
 from .fleet import Activity
 from .fleet_money import HubMonth
-from .models import DAY_MS
 
 MIGRATIONS = Path(__file__).parent / "fleet_migrations"
 VERSION_TABLE = "fleet_alembic_version"
@@ -71,6 +74,41 @@ class HubMonthFigures(FleetBase):
     as_of_ms: Mapped[int] = mapped_column(BigInteger)
 
 
+# a PostgreSQL advisory lock's key: one collection into a fleet database at a time
+COLLECTION_LOCK = 0x7132_F1EE
+
+
+@asynccontextmanager
+async def one_collection_at_a_time(url: str) -> AsyncIterator[None]:
+    """Wait for any other collection into the database at `url` (the fleet service's and a
+    command's, or two runs of a schedule), then hold it off until this one ends: a
+    PostgreSQL advisory lock, or a lock on a file beside an SQLite database."""
+    if url.startswith("postgresql"):
+        engine = make_engine(url)
+        connection = await asyncio.to_thread(engine.connect)
+        try:
+            await asyncio.to_thread(connection.exec_driver_sql, f"SELECT pg_advisory_lock({COLLECTION_LOCK})")
+            try:
+                yield
+            finally:
+                connection.exec_driver_sql(f"SELECT pg_advisory_unlock({COLLECTION_LOCK})")
+                connection.commit()
+        finally:
+            connection.close()
+            engine.dispose()
+        return
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.collect-lock", "a") as lock:
+        await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the fleet database at `url` to `revision`. Idempotent; upgrades started at once
     run one after the other."""
@@ -85,10 +123,6 @@ def day_number(day: date) -> int:
 
 def day_of(number: int) -> date:
     return EPOCH + timedelta(days=number)
-
-
-def day_of_ms(ms: int) -> int:
-    return ms // DAY_MS
 
 
 def hub_state(db: Session, hub: str) -> CollectedHub:

@@ -72,11 +72,14 @@ class FleetSection(FleetModel):
     `openssl rand -hex 32`), given to every hub too: each hub sends a keyed digest of
     each person's name, never the name."""
     database_url: str = "sqlite:///twoi2c-fleet.sqlite"
-    """Where the collected figures are kept: an SQLAlchemy URL, SQLite (a path relative to
-    the directory the collector runs in) or PostgreSQL for production."""
+    """Where the collected figures are kept: an SQLAlchemy URL, `sqlite:///PATH` (relative
+    to the directory the collector runs in) or `postgresql+psycopg://...` for production."""
     history_days: int = Field(default=400, ge=1, le=4000)
     """How many days back the first collection from a hub reaches (later ones ask only for
-    what changed since)."""
+    what may have changed since)."""
+    recheck_days: int = Field(default=7, ge=2, le=400)
+    """How many of the last days every collection asks for again: a late stop event, or a
+    hub's reconciliation after its usage service was down, can still change them."""
     request_timeout: float = Field(default=30, gt=0, le=600)
     """Seconds a hub may take to answer one request before it counts as not answering."""
 
@@ -195,6 +198,15 @@ class FleetConfig(FleetModel):
                         "give one another name"
                     )
                 seen.setdefault(item.name, i)
+        tokens: dict[str, int] = {}
+        for i, hub in enumerate(self.hubs):
+            if hub.token_env in tokens:  # one hub's token would be sent to the other
+                problems.append(
+                    f"hubs[{i}].token_env: {hub.token_env} is also hubs[{tokens[hub.token_env]}]'s: "
+                    "give each hub a token of its own"
+                )
+            if hub.token_env:
+                tokens.setdefault(hub.token_env, i)
         clusters = {c.name for c in self.clusters}
         communities = {c.name for c in self.communities}
         for i, hub in enumerate(self.hubs):

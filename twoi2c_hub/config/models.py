@@ -131,6 +131,9 @@ class CommunityConfig(Strict):
     @model_validator(mode="after")
     def _roles_valid(self):
         own = {scope for scope in self.own_services().values() if scope}
+        # a fleet's token: each day's people as digests, the statements
+        own |= {"custom:usage:digests"} if self.usage.enabled else set()
+        own |= {"custom:cost:statements"} if "cost" in self.own_services() else set()
         problems = custom_scope_problems(self.custom_scopes, own)
         problems += role_problems(self.roles, own | set(self.custom_scopes), set(self.own_services()))
         if problems:

@@ -24,6 +24,13 @@ IDLE_CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "dele
 READ_ALL_USAGE = "custom:usage:read-all"
 READ_ALL_COST = "custom:cost:read-all"
 READ_FLEET = "custom:fleet:read"
+# what a fleet's token needs of a hub, and nothing more: its people's digests, its statements
+FLEET_DIGESTS = "custom:usage:digests"
+FLEET_STATEMENTS = "custom:cost:statements"
+
+
+def _scope(c: Config, scope: str, description: str) -> None:
+    c.JupyterHub.custom_scopes = {**c.JupyterHub.get("custom_scopes", {}), scope: {"description": description}}
 
 
 def culler(c: Config, config: CommunityConfig) -> None:
@@ -107,6 +114,7 @@ def usage_service(c: Config, config: CommunityConfig, config_path: Path) -> None
             "services": ["usage"],
         },
     )
+    _scope(c, FLEET_DIGESTS, "Read each day's people as the fleet's keyed digests, never a name (a fleet's token)")
     readers(
         c,
         "usage-readers",
@@ -184,6 +192,7 @@ def cost_service(c: Config, config: CommunityConfig, config_path: Path) -> None:
         spawner.budget_check_url = f"http://{cost.host}:{checks_port}{path}"
         spawner.budget_check_token = check_token
         spawner.budget_when_unreadable = config.budgets.when_unreadable
+    _scope(c, FLEET_STATEMENTS, "Read the monthly statements, no person's figures (a fleet's token)")
     readers(
         c,
         "cost-readers",
@@ -234,8 +243,7 @@ def fleet_service(c: Config, config: CommunityConfig, config_path: Path) -> None
         },
         None,
     )
-    description = "Read the fleet's figures in the fleet service"
-    c.JupyterHub.custom_scopes = {**c.JupyterHub.get("custom_scopes", {}), READ_FLEET: {"description": description}}
+    _scope(c, READ_FLEET, "Read the fleet's figures in the fleet service")
     role = {
         "name": "fleet-operators",
         "description": "The operator groups: the fleet's figures",

@@ -11,6 +11,8 @@ from ...accounting.bills import Fee, statement
 from ..framework import APIHandler, BadParameter, PageHandler
 from .metrics import now_ms
 
+# a fleet's token reads the statements with this scope alone: no person's figures, no top-up
+STATEMENTS_SCOPE = "custom:cost:statements"
 STATEMENT_COLUMNS = ["month", "currency", "bill", "attributed", "unattributed", "cloud_cost", "fee", "total",
                      "cost_recovery"]  # fmt: skip
 
@@ -26,7 +28,7 @@ async def compute(handler, month: str) -> dict:
     user = handler.current_user
     if user is None:
         raise web.HTTPError(403, "Log in to read statements.")
-    if not handler.may_read_all(user):
+    if not (handler.may_read_all(user) or STATEMENTS_SCOPE in handler.scopes(user)):
         raise web.HTTPError(403, "Statements are for hub admins and the community admins.")
     year, number = month_of(month)
     service = handler.service

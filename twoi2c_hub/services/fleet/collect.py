@@ -1,31 +1,36 @@
 """Collecting the fleet's figures from its hubs (`twoi2c-hub fleet collect`).
 
 For each hub with a `url`, with the token in its `token_env`, through the hub's own
-services (as any API client of them, with the least scopes that work:
-`custom:usage:read-all` and `custom:cost:read-all`, and access to the two services):
+services, as any API client of them, with the least scopes that work
+(`custom:usage:digests` and `custom:cost:statements`, and access to the two services):
 
 - `usage/api/v1/people-digests`: for each UTC day, the digests of the people active that
-  day (at most 400 days a request);
+  day (a month of days a request);
 - `cost/api/v1/statements/YYYY-MM`: each month's attributed cost, fee and bill.
 
-The first collection reaches back `history_days`; later ones ask only for the days not yet
-final (a late stop, or the reconciliation loop's correction, can still change yesterday
-and today, nothing earlier: a day is final once the next has ended). Hubs are asked at once, each on its own: a
-hub that is down, slow, refuses the token or answers something malformed keeps the
-figures it gave before, marked with the time of its last full answer and its error, and
-the others are collected all the same. A hub's new figures replace its old ones in one
-transaction, so a pull that fails half-way changes nothing.
+The first collection reaches back `history_days`; later ones ask again only for the last
+`recheck_days` (7 by default: a late stop, or a reconciliation after the usage service was
+down, can still change recent days), and for last month's and this month's statements (a
+bill imported after the month ended changes the fee).
+
+Hubs are asked at once, each on its own, never following a redirect (the token goes to
+the hub's address only). A hub that is down, slow, refuses the token or answers anything
+the fleet cannot use keeps the figures it gave before, marked with the time of its last
+full answer and its error, and the others are collected all the same. A hub's new
+figures replace its old ones in one transaction, so a pull that fails half-way changes
+nothing; one collection of a fleet database runs at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
@@ -39,8 +44,15 @@ from ...accounting.models import DAY_MS
 from ...config.fleet import FleetConfig, HubSpec
 from ..framework.hubapi import HubAPI
 
-MAX_DAYS_A_REQUEST = 400  # the usage service's limit
+log = logging.getLogger("twoi2c.fleet")
+
+# days asked for in one request (the usage service answers at most 400): a month of a large
+# hub's people is a few MB, a year's would be a hundred
+DAYS_A_REQUEST = 31
 MAX_PEOPLE_A_DAY = 1_000_000
+# the most (day, person) pairs one hub may give in one collection: 400 days of 25,000 people
+# a day; more is a hub that is not telling the truth, not one to keep in memory
+MAX_PERSON_DAYS = 10_000_000
 CONCURRENCY = 8  # hubs asked at once
 RETRIES = 1  # a hub that fails twice in a row is left for the next collection
 
@@ -123,10 +135,12 @@ def describe(error: Exception, hub: HubSpec, timeout: float) -> str:
         if error.code in (401, 403):
             return (
                 f"the hub refused the token in {hub.token_env} ({error.code}): it needs the scopes "
-                "custom:usage:read-all and custom:cost:read-all and access to the usage and cost services"
+                "custom:usage:digests and custom:cost:statements and access to the usage and cost services"
             )
         if error.code == 404:
             return "the hub has no such page (404): is it a twoi2c hub in the fleet (usage.fleet_secret_env)?"
+        if 300 <= error.code < 400:
+            return f"the hub answered a redirect ({error.code}), which the fleet does not follow: is its url right?"
         return f"the hub answered {error.code}"
     if isinstance(error, json.JSONDecodeError):
         return "the hub's answer is not JSON (is the address a twoi2c hub's?)"
@@ -136,18 +150,28 @@ def describe(error: Exception, hub: HubSpec, timeout: float) -> str:
         return f"the hub's answer is not what the fleet reads: {where}: {first['msg']}"[:300]
     if isinstance(error, OSError):
         return f"cannot reach the hub ({error.strerror or error})"
-    return str(error)[:300]
+    if isinstance(error, CollectionError):
+        return str(error)[:300]
+    return f"the hub's answer could not be read ({type(error).__name__})"
 
 
 async def pull(hub: HubSpec, fleet: FleetConfig, first: int, last: int) -> tuple[dict[int, list[str]], dict[str, dict]]:
-    """The hub's people from day `first` to `last` (included) and the months they touch."""
+    """The hub's people from day `first` to `last` (included), and the months they touch
+    with last month's (its bill and fee may come days after it ends)."""
     token = os.environ.get(hub.token_env or "", "")
     if not token:
         raise CollectionError(f"the environment variable {hub.token_env} holding its token is not set")
-    api = HubAPI(f"{hub.url.rstrip('/')}/services", token, timeout=fleet.fleet.request_timeout, retries=RETRIES)
+    api = HubAPI(
+        f"{hub.url.rstrip('/')}/services",
+        token,
+        timeout=fleet.fleet.request_timeout,
+        retries=RETRIES,
+        follow_redirects=False,  # the token goes to the hub's address only
+    )
     days: dict[int, list[str]] = {}
-    for start in range(first, last + 1, MAX_DAYS_A_REQUEST):
-        end = min(start + MAX_DAYS_A_REQUEST - 1, last)
+    pairs = 0
+    for start in range(first, last + 1, DAYS_A_REQUEST):
+        end = min(start + DAYS_A_REQUEST - 1, last)
         answer = await api.request(
             "GET", "/usage/api/v1/people-digests", params={"window": f"{iso_day(start)},{iso_day(end + 1)}"}
         )
@@ -156,14 +180,19 @@ async def pull(hub: HubSpec, fleet: FleetConfig, first: int, last: int) -> tuple
             if not start <= day_number(day) <= end:
                 raise CollectionError(f"the hub answered for {day}, a day it was not asked about")
             days[day_number(day)] = digests
+            pairs += len(digests)
+        if pairs > MAX_PERSON_DAYS:
+            raise CollectionError(f"the hub gave more than {MAX_PERSON_DAYS:,} person-days: not collected")
+    this_month = day_of(last).replace(day=1)
+    last_month = day_number(this_month - timedelta(days=1))
     months = {}
-    for month in months_between(first, last):
+    for month in months_between(min(first, last_month), last):
         statement = StatementAnswer.model_validate(_data(await api.request("GET", f"/cost/api/v1/statements/{month}")))
         if statement.month != month:
-            raise CollectionError(f"the hub answered the statement of {statement.month[:10]} for {month}")
+            raise CollectionError(f"the hub answered the statement of {statement.month[:10]!r} for {month}")
         if statement.currency != fleet.fleet.currency:
             raise CollectionError(
-                f"the hub's prices are in {statement.currency[:10]}, the fleet's in {fleet.fleet.currency}: "
+                f"the hub's prices are in {statement.currency[:10]!r}, the fleet's in {fleet.fleet.currency}: "
                 "nothing is converted"
             )
         months[month] = {
@@ -182,41 +211,62 @@ def _data(answer: Any) -> Any:
 
 
 async def collect_hub(store: sessionmaker, fleet: FleetConfig, hub: HubSpec, now_ms: int, full: bool) -> Collected:
+    """One hub's collection; any failure is the hub's (its figures kept), never the fleet's."""
     began = time.perf_counter()
     today = now_ms // DAY_MS
-    with store() as db:
-        state = fleet_store.hub_state(db, hub.name)
-        final_day, last_collected = state.final_day, state.collected_ms
-        db.commit()
+    final_day, last_collected = await asyncio.to_thread(_state, store, hub.name)
     earliest = today - fleet.fleet.history_days + 1
     first = earliest if full or final_day is None else max(earliest, final_day + 1)
     try:
         days, months = await pull(hub, fleet, first, today)
-    except (HTTPClientError, OSError, ValidationError, CollectionError, ValueError) as e:
+        people = await asyncio.to_thread(_save, store, hub.name, first, today, days, months, now_ms, fleet)
+    except Exception as e:  # whatever a hub answered (or its saving met), that hub alone fails
         error = describe(e, hub, fleet.fleet.request_timeout)
-        with store() as db:
-            state = fleet_store.hub_state(db, hub.name)
-            state.attempted_ms, state.error = now_ms, error
-            db.commit()
+        if not isinstance(e, (HTTPClientError, OSError, ValidationError, CollectionError, ValueError)):
+            log.warning("Collecting %s failed", hub.name, exc_info=True)
+        await asyncio.to_thread(_failed, store, hub.name, now_ms, error)
         return Collected(hub.name, False, error=error, last_collected_ms=last_collected)
-    with store() as db:
-        people = fleet_store.replace_people(db, hub.name, first, today, days)
-        for month, figures in months.items():
-            fleet_store.save_month(db, hub.name, month, figures, now_ms)
-        state = fleet_store.hub_state(db, hub.name)
-        state.attempted_ms = state.collected_ms = now_ms
-        state.error, state.final_day = None, today - 2
-        db.commit()
     return Collected(
         hub.name, True, today - first + 1, people, len(months), time.perf_counter() - began, last_collected_ms=now_ms
     )
 
 
+def _state(store: sessionmaker, hub: str) -> tuple[int | None, int | None]:
+    with store() as db:
+        state = fleet_store.hub_state(db, hub)
+        db.commit()
+        return state.final_day, state.collected_ms
+
+
+def _save(store: sessionmaker, hub: str, first: int, today: int, days: dict, months: dict, now_ms: int, fleet) -> int:
+    """A hub's new figures in place of its old ones, in one transaction."""
+    with store() as db:
+        people = fleet_store.replace_people(db, hub, first, today, days)
+        for month, figures in months.items():
+            fleet_store.save_month(db, hub, month, figures, now_ms)
+        state = fleet_store.hub_state(db, hub)
+        state.attempted_ms = state.collected_ms = now_ms
+        # the days a late stop or a reconciliation may still change are asked again next time
+        state.error, state.final_day = None, today - fleet.fleet.recheck_days
+        db.commit()
+    return people
+
+
+def _failed(store: sessionmaker, hub: str, now_ms: int, error: str) -> None:
+    with store() as db:
+        state = fleet_store.hub_state(db, hub)
+        state.attempted_ms, state.error = now_ms, error
+        db.commit()
+
+
 async def collect(fleet: FleetConfig, *, now_ms: int | None = None, full: bool = False) -> list[Collected]:
-    """Collect every hub with a `url`, CONCURRENCY at once; one `Collected` per hub."""
+    """Collect every hub with a `url`, CONCURRENCY at once; one `Collected` per hub. One
+    collection of a fleet database runs at a time (the service's and a command's wait for
+    each other)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    fleet_store.upgrade(fleet.fleet.database_url)
-    engine = make_engine(fleet.fleet.database_url)
+    url = fleet.fleet.database_url
+    fleet_store.upgrade(url)
+    engine = make_engine(url)
     store = session_maker(engine)
     at_once = asyncio.Semaphore(CONCURRENCY)
 
@@ -225,6 +275,7 @@ async def collect(fleet: FleetConfig, *, now_ms: int | None = None, full: bool =
             return await collect_hub(store, fleet, hub, now_ms, full)
 
     try:
-        return list(await asyncio.gather(*(one(hub) for hub in fleet.hubs if hub.url)))
+        async with fleet_store.one_collection_at_a_time(url):
+            return list(await asyncio.gather(*(one(hub) for hub in fleet.hubs if hub.url)))
     finally:
         engine.dispose()

@@ -91,8 +91,10 @@ class HubAPI:
         backoff: float = BACKOFF_SECONDS,
         page_size: int = PAGE_SIZE,
         concurrency: int = CONCURRENCY,
+        follow_redirects: bool = True,
     ):
         self.url = url.rstrip("/")
+        self.follow_redirects = follow_redirects
         self.token = token
         self.timeout = timeout
         self.retries = retries
@@ -125,6 +127,7 @@ class HubAPI:
             body=json.dumps(body) if body is not None else ("" if method in ("POST", "PUT", "PATCH") else None),
             request_timeout=self.timeout,
             connect_timeout=self.timeout,
+            follow_redirects=self.follow_redirects,
         )
         async with self.in_flight:
             response = await fetch(

@@ -116,17 +116,21 @@ NOT_IN_A_FLEET = (
 )
 
 
+# the fleet's token needs this scope alone (and access to the service): it reads no name
+DIGESTS_SCOPE = "custom:usage:digests"
+
+
 class PeopleDigestsAPI(APIHandler):
     """For the fleet: the people active on each UTC day the window touches, as keyed
     digests of their names (never a name), for counting people once across hubs."""
 
     async def get(self) -> None:
         user = self.reader()
-        if not self.may_read_all(user):
+        if not (self.may_read_all(user) or DIGESTS_SCOPE in self.scopes(user)):
             raise web.HTTPError(
                 403,
-                f"The people's digests are for hub admins and holders of {self.service.read_all_scope} "
-                "(give it to the fleet's token).",
+                f"The people's digests are for hub admins and holders of {DIGESTS_SCOPE} "
+                f"(give it to the fleet's token) or {self.service.read_all_scope}.",
             )
         secret = self.service.fleet_secret
         if secret is None:
