@@ -2,9 +2,10 @@
 them itself) through their usage and cost APIs, and its fleet page shows the two headline
 numbers, audited with axe-core and saved as screenshots, light and dark, desktop and phone."""
 
+import re
 import secrets
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -140,3 +141,20 @@ def test_the_operator_sees_people_once_across_real_hubs_and_the_cost_recovered(b
                 assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         finally:
             context.close()
+
+
+def test_the_statements_of_every_community_print_one_to_a_page(page, fleet_hubs, tmp_path):
+    ocean, _ = fleet_hubs
+    month = f"{datetime.now(UTC).date().replace(day=1) - timedelta(days=1):%Y-%m}"
+    log_in(page, ocean.url, "alice", ocean.password)
+    page.goto(f"{ocean.url}/services/fleet/statements?month={month}")
+    expect(page.locator(".twoi2c-statement")).to_have_count(2)
+    expect(page.locator(".twoi2c-statement").nth(1)).to_contain_text("rocks-hub")
+    results = AXE.run(page)
+    assert not [v["id"] for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+    screenshot(page, "fleet-statements-light-desktop")
+    page.emulate_media(media="print")
+    expect(page.locator("nav.navbar")).to_be_hidden()
+    pdf = page.pdf(format="A4")
+    (tmp_path / f"statements-{month}.pdf").write_bytes(pdf)
+    assert pdf.startswith(b"%PDF-") and len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf)) == 2  # one a page

@@ -117,6 +117,36 @@ def test_operators_read_people_counted_once_and_each_communitys_recovery(operato
         assert get(path, headers={}).status_code == 403
 
 
+def test_every_communitys_statement_for_a_month_in_one_batch(operator_hub):
+    hub, _ = operator_hub
+    alice = {"Authorization": f"token {(hub.login('alice'), hub.user_token('alice'))[1]}"}
+    month = last_month(datetime.now(UTC).date())
+    api = f"{hub.url}/services/fleet/api/v1/statements"
+    answer = requests.get(api, params={"month": month}, headers=alice, timeout=60).json()["data"]
+    parts = ("community", "name", "month", "currency", "attributedCost", "sharedCost", "cost", "fee", "recovery")
+    assert [tuple(row[p] for p in parts) for row in answer] == [
+        ("ocean", "Ocean <Lab>", month, "USD", 30.0, 30.0, 60.0, 40.0, 0.6667),
+        ("rocks", "rocks", month, "USD", 20.0, 20.0, 40.0, 10.0, 0.25),
+    ]
+    assert [row["hubs"] for row in answer] == [
+        [{"name": "ocean-hub", "cluster": "east", "attributedCost": 30.0}],
+        [{"name": "rocks-hub", "cluster": "east", "attributedCost": 20.0}],
+    ]
+    csv = requests.get(api, params={"month": month, "format": "csv"}, headers=alice, timeout=60).text.splitlines()
+    assert csv[0] == "community,name,month,currency,hubs,attributedCost,sharedCost,cost,fee,recovery"
+    assert csv[1] == f"ocean,Ocean <Lab>,{month},USD,ocean-hub,30.0,30.0,60.0,40.0,0.6667"
+    # another month: every community, nothing owed
+    empty = requests.get(api, params={"month": "2020-01"}, headers=alice, timeout=60).json()["data"]
+    assert [(row["community"], row["cost"], row["fee"], row["hubs"]) for row in empty] == [
+        ("ocean", 0.0, 0.0, []),
+        ("rocks", 0.0, 0.0, []),
+    ]
+    page = hub.login("alice").get(f"{hub.url}/services/fleet/statements", params={"month": month}, timeout=60)
+    assert page.status_code == 200 and page.text.count('class="twoi2c-statement"') == 2
+    assert "Ocean &lt;Lab&gt;: statement for" in page.text and "Ocean <Lab>" not in page.text
+    assert hub.login("bob").get(f"{hub.url}/services/fleet/statements", timeout=60).status_code == 403
+
+
 def test_the_overview_page_shows_the_two_numbers_to_operators_only(operator_hub):
     hub, _ = operator_hub
     alice = hub.login("alice")

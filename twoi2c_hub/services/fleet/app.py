@@ -70,6 +70,8 @@ class FleetService(HubService):
             ("api/v1/active-users", handlers.ActiveUsersAPI),
             ("api/v1/recovery", handlers.RecoveryAPI),
             ("api/v1/hubs", handlers.HubsAPI),
+            ("api/v1/statements", handlers.StatementsAPI),
+            ("statements", handlers.StatementsPage),
         ]
 
     async def collect_all(self) -> None:

@@ -5,7 +5,10 @@ groups and hub admins only:
   active users for each day of the window (at most 400 days), each person once per group;
 - `recovery?month=YYYY-MM`: each community's attributed and shared cost, fee and
   recovery, and the fleet's;
-- `hubs`: each hub's collection: when its figures are from, its last error, stale or not.
+- `hubs`: each hub's collection: when its figures are from, its last error, stale or not;
+- `statements?month=YYYY-MM`: every community's statement for the month in one batch (its
+  hubs' attributed cost, its share of the clusters' shared cost, its fee); the page
+  `statements?month=` prints them, one community a page.
 """
 
 from __future__ import annotations
@@ -169,5 +172,60 @@ class OverviewPage(FleetHandler, PageHandler):
             ],
             total=money.total,
             hubs=[{**row, "people": hubs.get(row["name"], people_once.ActiveUsers(0, 0, 0))} for row in states],
+            is_admin=True,
+        )
+
+
+STATEMENT_COLUMNS = ["community", "name", "month", "currency", "hubs", *MONEY_COLUMNS[1:]]
+
+
+def statements(service, month: str) -> list[dict]:
+    """Every community's statement for `month`: its hubs' attributed costs, its share of the
+    shared cost, its cost, fee and recovery (communities with no figures that month too)."""
+    money = report.money(service.open_db, service.fleet, service.fleet_folder, month)
+    placement = service.fleet.placement()
+    rows = []
+    for community in service.fleet.communities:
+        figures = money.communities.get(community.name)
+        hubs = [
+            {"name": hub, "cluster": placement[hub][0], "attributedCost": float(cost)}
+            for hub, cost in money.hubs.items()
+            if placement[hub][1] == community.name
+        ]
+        row = money_row(community.name, figures) if figures else dict.fromkeys(MONEY_COLUMNS[1:], 0.0)
+        rows.append(
+            {
+                "community": community.name,
+                "name": community.display_name or community.name,
+                "month": month,
+                "currency": service.fleet.fleet.currency,
+                "hubs": hubs,
+                **{k: v for k, v in row.items() if k != "name"},
+                "recovery": row.get("recovery") if figures else None,
+            }
+        )
+    return rows
+
+
+class StatementsAPI(FleetHandler, APIHandler):
+    async def get(self) -> None:
+        self.operator()
+        month = self.month_param(last_month(datetime.now(UTC).date()))
+        rows = await self.run_db(lambda _db: statements(self.service, month))
+        flat = [{**row, "hubs": " ".join(h["name"] for h in row["hubs"])} for row in rows]
+        self.respond(rows, csv_rows=flat, columns=STATEMENT_COLUMNS, filename=f"statements-{month}")
+
+
+class StatementsPage(FleetHandler, PageHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        self.operator()
+        month = self.month_param(last_month(datetime.now(UTC).date()))
+        rows = await self.run_db(lambda _db: statements(self.service, month))
+        self.render_page(
+            "fleet/statements.html",
+            fleet_name=self.service.fleet.fleet.name,
+            month=month,
+            statements=rows,
             is_admin=True,
         )
