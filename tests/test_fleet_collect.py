@@ -150,11 +150,13 @@ class Page(web.RequestHandler):
         if kind == "redirect":
             return self.redirect("http://127.0.0.1:9/elsewhere")
         if kind == "names" and service == "usage":
-            good["data"]["days"] = {"2026-11-19": ["alice"]}
+            good["data"]["days"] = {"2026-11-19": ["alice"], "\x1b]0;owned\x07": []}
         if kind == "far day" and service == "usage":
             good["data"]["days"] = {"1999-01-01": [digest(b"k" * 32, "x")]}
         if kind == "euros" and service == "cost":
             good["data"]["currency"] = "EUR"
+        if kind == "escapes" and service == "cost":
+            good["data"]["currency"] = "\x1b[2J\x07\n"  # a terminal's clear screen and bell
         if kind == "nan" and service == "cost":
             good["data"]["attributed"] = math.nan
         if callable(kind):
@@ -241,6 +243,7 @@ HOSTILE = {
     "500": "the hub answered 500",
     "403": f"refused the token in {TOKEN_ENV}_1 (403): it needs the scopes custom:usage:digests",
     "deep": "the hub's answer could not be read (RecursionError)",
+    "escapes": "the hub's prices are in '",  # and below: never a control character
     "redirect": "the hub answered a redirect (302), which the fleet does not follow",
     "slow": "no answer within 1 s",
     "down": "no connection",  # in tornado's words, or the system's (below)
@@ -269,7 +272,7 @@ def test_a_hub_that_fails_keeps_its_last_figures_and_the_others_are_collected(tm
 
     failed = results["bad"]
     assert not failed.ok and (HOSTILE[kind] in failed.error or (kind == "down" and "cannot reach" in failed.error))
-    assert "keeping its figures as of 2026-11-20 12:00 UTC" in failed.line()
+    assert "keeping its figures as of 2026-11-20 12:00 UTC" in failed.line() and failed.error.isprintable()
     states, after, months = stored(fleet)
     assert after["bad"] == before["bad"] and months[("bad", "2026-11")] == months_before[("bad", "2026-11")]
     assert states["bad"] == (NOW_MS, failed.error, TODAY - 7)  # as of its last full answer

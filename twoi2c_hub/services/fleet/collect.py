@@ -128,7 +128,12 @@ def months_between(first_day: int, last_day: int) -> list[str]:
 
 
 def describe(error: Exception, hub: HubSpec, timeout: float) -> str:
-    """A failure in words, without the token or the URL's query."""
+    """A failure in words, without the token or the URL's query, and nothing of what the hub
+    sent that a terminal or a log would take for a control character."""
+    return "".join(c if c.isprintable() else "?" for c in _describe(error, hub, timeout))
+
+
+def _describe(error: Exception, hub: HubSpec, timeout: float) -> str:
     if isinstance(error, HTTPClientError):
         if error.code == 599:
             return f"no answer within {timeout:g} s or no connection ({error.message})"
@@ -167,6 +172,7 @@ async def pull(hub: HubSpec, fleet: FleetConfig, first: int, last: int) -> tuple
         timeout=fleet.fleet.request_timeout,
         retries=RETRIES,
         follow_redirects=False,  # the token goes to the hub's address only
+        name=f"Hub {hub.name}",
     )
     days: dict[int, list[str]] = {}
     pairs = 0

@@ -92,8 +92,10 @@ class HubAPI:
         page_size: int = PAGE_SIZE,
         concurrency: int = CONCURRENCY,
         follow_redirects: bool = True,
+        name: str = "The hub",
     ):
         self.url = url.rstrip("/")
+        self.name = name  # how the log names the other end ("The hub", "Hub ocean-prod")
         self.follow_redirects = follow_redirects
         self.token = token
         self.timeout = timeout
@@ -131,7 +133,7 @@ class HubAPI:
         )
         async with self.in_flight:
             response = await fetch(
-                request, what=f"The hub's {method} {path}", retries=self.retries, backoff=self.backoff
+                request, what=f"{self.name}'s {method} {path}", retries=self.retries, backoff=self.backoff
             )
         return json.loads(response.body) if response.body else None
 
