@@ -28,7 +28,7 @@ ALLOWED = {
     "accounting": {"catalog"},
     "config": {"catalog"},
     "spawners": {"catalog", "paths", "usage_client"},
-    "services": {"accounting", "catalog", "config", "paths"},
+    "services": {"accounting", "catalog", "config", "paths", "replicate"},  # the fleet reads archives
     "replicate": {"accounting", "config"},  # archives, forgetting, converting values
     # the wiring: a community config as JupyterHub's settings
     "hub": {"authenticators", "catalog", "config", "markdown", "network", "paths", "spawners", "usage_client"},

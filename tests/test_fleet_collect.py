@@ -203,7 +203,7 @@ def test_the_first_collection_reaches_back_history_days_and_the_next_asks_only_w
     hub = fake_hubs()
     hub.days = {TODAY - n: some_people(5 + n, TODAY - n) for n in range(0, 60)}
     fleet = fleet_config(tmp_path, {"ocean-prod": hub.url}, history_days=45)
-    (result,) = asyncio.run(collect(fleet, now_ms=NOW_MS))
+    (result,) = asyncio.run(collect(fleet, tmp_path, now_ms=NOW_MS))
     assert result.ok and result.days == 45 and result.months == len(months_between(TODAY - 44, TODAY))
     states, people, months = stored(fleet)
     assert people["ocean-prod"] == {day: set(d) for day, d in hub.days.items() if day > TODAY - 45}
@@ -216,7 +216,7 @@ def test_the_first_collection_reaches_back_history_days_and_the_next_asks_only_w
     hub.asked.clear()
     hub.days[TODAY] = some_people(2, TODAY)
     hub.days[TODAY + 1] = some_people(3, TODAY + 1)
-    (result,) = asyncio.run(collect(fleet, now_ms=NOW_MS + DAY_MS))
+    (result,) = asyncio.run(collect(fleet, tmp_path, now_ms=NOW_MS + DAY_MS))
     assert result.ok and result.days == 8  # the 7 days asked again, and the new one
     window = next(a for a in hub.asked if a.startswith("people-digests"))
     assert "window=2026-11-14T00%3A00%3A00Z%2C2026-11-22T00%3A00%3A00Z" in window
@@ -230,7 +230,7 @@ def test_the_first_collection_reaches_back_history_days_and_the_next_asks_only_w
 
     # --full asks for everything again
     hub.asked.clear()
-    (result,) = asyncio.run(collect(fleet, now_ms=NOW_MS + DAY_MS, full=True))
+    (result,) = asyncio.run(collect(fleet, tmp_path, now_ms=NOW_MS + DAY_MS, full=True))
     assert result.ok and result.days == 45
 
 
@@ -257,7 +257,7 @@ def test_a_hub_that_fails_keeps_its_last_figures_and_the_others_are_collected(tm
     for hub in (good, bad):
         hub.days = {TODAY - 1: some_people(4, TODAY - 1), TODAY: some_people(6, TODAY)}
     fleet = fleet_config(tmp_path, {"good": good.url, "bad": bad.url}, request_timeout=1)
-    assert all(r.ok for r in asyncio.run(collect(fleet, now_ms=NOW_MS)))
+    assert all(r.ok for r in asyncio.run(collect(fleet, tmp_path, now_ms=NOW_MS)))
     _, before, months_before = stored(fleet)
 
     good.days[TODAY + 1] = bad.days[TODAY + 1] = some_people(9, TODAY + 1)
@@ -268,7 +268,7 @@ def test_a_hub_that_fails_keeps_its_last_figures_and_the_others_are_collected(tm
         monkeypatch.delenv(f"{TOKEN_ENV}_1")
     else:
         bad.kind = kind
-    results = {r.hub: r for r in asyncio.run(collect(fleet, now_ms=NOW_MS + DAY_MS))}
+    results = {r.hub: r for r in asyncio.run(collect(fleet, tmp_path, now_ms=NOW_MS + DAY_MS))}
 
     failed = results["bad"]
     assert not failed.ok and (HOSTILE[kind] in failed.error or (kind == "down" and "cannot reach" in failed.error))
@@ -284,14 +284,14 @@ def test_days_missed_while_a_hub_failed_are_asked_for_when_it_answers_again(tmp_
     hub = fake_hubs()
     hub.days = {TODAY - n: some_people(3, TODAY - n) for n in range(30)}
     fleet = fleet_config(tmp_path, {"flaky": hub.url}, history_days=20)
-    assert asyncio.run(collect(fleet, now_ms=NOW_MS))[0].ok
+    assert asyncio.run(collect(fleet, tmp_path, now_ms=NOW_MS))[0].ok
     hub.kind = "500"
     for later in range(1, 10):  # nine days down
-        assert not asyncio.run(collect(fleet, now_ms=NOW_MS + later * DAY_MS))[0].ok
+        assert not asyncio.run(collect(fleet, tmp_path, now_ms=NOW_MS + later * DAY_MS))[0].ok
     hub.kind = "good"
     for later in range(1, 11):
         hub.days[TODAY + later] = some_people(4, TODAY + later)
-    (result,) = asyncio.run(collect(fleet, now_ms=NOW_MS + 10 * DAY_MS))
+    (result,) = asyncio.run(collect(fleet, tmp_path, now_ms=NOW_MS + 10 * DAY_MS))
     assert result.ok and result.days == 17  # from the first day not final at its last success
     _, people, _ = stored(fleet)
     assert all(people["flaky"][day] == set(hub.days[day]) for day in range(TODAY - 19, TODAY + 11))
@@ -337,8 +337,9 @@ def test_any_answer_at_all_is_collected_or_refused_never_a_traceback(tmp_path_fa
         return {"code": 200, "data": answer} if service == where else good
 
     hub.kind = shape
-    fleet = fleet_config(tmp_path_factory.mktemp("fleet"), {"any": hub.url}, history_days=2)
-    (result,) = asyncio.run(collect(fleet, now_ms=NOW_MS))
+    folder = tmp_path_factory.mktemp("fleet")
+    fleet = fleet_config(folder, {"any": hub.url}, history_days=2)
+    (result,) = asyncio.run(collect(fleet, folder, now_ms=NOW_MS))
     assert result.ok or (result.error and "Traceback" not in result.error)
     hub.close()
 
@@ -400,7 +401,7 @@ c.JupyterHub.load_roles.append({{"name": "fleet", "services": ["fleet"], "scopes
         hub.wait_for(lambda s=service: requests.get(f"{hub.url}/services/{s}/health", timeout=30).ok, what=service)
     fleet = fleet_config(tmp_path, {"real": hub.url}, history_days=10)
     monkeypatch.setenv(f"{TOKEN_ENV}_0", fleet_token)
-    (result,) = asyncio.run(collect(fleet, now_ms=now))
+    (result,) = asyncio.run(collect(fleet, tmp_path, now_ms=now))
     assert result.ok, result.error
     _, people, months = stored(fleet)
 
@@ -439,7 +440,7 @@ c.JupyterHub.load_roles.append({{"name": "fleet", "services": ["fleet"], "scopes
     )
     assert top_up.status_code == 403
     # and the next collection asks only for the last days
-    (again,) = asyncio.run(collect(fleet, now_ms=now + 60_000))
+    (again,) = asyncio.run(collect(fleet, tmp_path, now_ms=now + 60_000))
     assert again.ok and again.days == 7 + ((now + 60_000) // DAY_MS - today)
 
 

@@ -75,7 +75,7 @@ class FleetService(HubService):
         ]
 
     async def collect_all(self) -> None:
-        results = await collect(self.fleet, now_ms=int(time.time() * 1000))
+        results = await collect(self.fleet, self.fleet_folder, now_ms=int(time.time() * 1000))
         for result in results:
             (log.info if result.ok else log.warning)("%s", result.line())
 

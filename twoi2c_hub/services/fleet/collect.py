@@ -31,6 +31,7 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
@@ -101,6 +102,8 @@ class Collected:
     last_collected_ms: int | None = None  # its figures are as of then (a failure keeps them)
 
     def line(self) -> str:
+        if self.ok and not self.days:
+            return f"{self.hub}: nothing new (its archive was read before; --full reads it again)"
         if self.ok:
             return (
                 f"{self.hub}: {self.days} days ({self.people} person-days), {self.months} months, {self.seconds:.1f} s"
@@ -216,16 +219,33 @@ def _data(answer: Any) -> Any:
     return answer["data"]
 
 
-async def collect_hub(store: sessionmaker, fleet: FleetConfig, hub: HubSpec, now_ms: int, full: bool) -> Collected:
+async def collect_hub(
+    store: sessionmaker, fleet: FleetConfig, hub: HubSpec, base: Path, now_ms: int, full: bool
+) -> Collected:
     """One hub's collection; any failure is the hub's (its figures kept), never the fleet's."""
     began = time.perf_counter()
     today = now_ms // DAY_MS
     final_day, last_collected = await asyncio.to_thread(_state, store, hub.name)
     earliest = today - fleet.fleet.history_days + 1
-    first = earliest if full or final_day is None else max(earliest, final_day + 1)
     try:
+        if hub.archive and (full or final_day is None):
+            from .archives import from_archive  # (it reads what this module defines)
+
+            days, months, first, last = await asyncio.to_thread(from_archive, fleet, hub, base, now_ms)
+            people = await asyncio.to_thread(_save, store, hub.name, first, last, days, months, now_ms, last)
+            if not hub.url:  # a hub that left: its archive is all there is
+                took = time.perf_counter() - began
+                return Collected(hub.name, True, last - first + 1, people, len(months), took, last_collected_ms=now_ms)
+            final_day = last
+        elif not hub.url:
+            return Collected(hub.name, True, last_collected_ms=last_collected)  # read before; --full reads again
+        if final_day is None or (full and not hub.archive):
+            first = earliest
+        else:  # after the days final at its last answer (or its archive's last day)
+            first = max(earliest, final_day + 1)
         days, months = await pull(hub, fleet, first, today)
-        people = await asyncio.to_thread(_save, store, hub.name, first, today, days, months, now_ms, fleet)
+        final = today - fleet.fleet.recheck_days
+        people = await asyncio.to_thread(_save, store, hub.name, first, today, days, months, now_ms, final)
     except Exception as e:  # whatever a hub answered (or its saving met), that hub alone fails
         error = describe(e, hub, fleet.fleet.request_timeout)
         if not isinstance(e, (HTTPClientError, OSError, ValidationError, CollectionError, ValueError)):
@@ -244,16 +264,18 @@ def _state(store: sessionmaker, hub: str) -> tuple[int | None, int | None]:
         return state.final_day, state.collected_ms
 
 
-def _save(store: sessionmaker, hub: str, first: int, today: int, days: dict, months: dict, now_ms: int, fleet) -> int:
-    """A hub's new figures in place of its old ones, in one transaction."""
+def _save(
+    store: sessionmaker, hub: str, first: int, last: int, days: dict, months: dict, now_ms: int, final: int
+) -> int:
+    """A hub's new figures in place of its old ones from `first` to `last`, in one
+    transaction; its days up to `final` will not be asked for again."""
     with store() as db:
-        people = fleet_store.replace_people(db, hub, first, today, days)
+        people = fleet_store.replace_people(db, hub, first, last, days)
         for month, figures in months.items():
             fleet_store.save_month(db, hub, month, figures, now_ms)
         state = fleet_store.hub_state(db, hub)
         state.attempted_ms = state.collected_ms = now_ms
-        # the days a late stop or a reconciliation may still change are asked again next time
-        state.error, state.final_day = None, today - fleet.fleet.recheck_days
+        state.error, state.final_day = None, final
         db.commit()
     return people
 
@@ -265,8 +287,9 @@ def _failed(store: sessionmaker, hub: str, now_ms: int, error: str) -> None:
         db.commit()
 
 
-async def collect(fleet: FleetConfig, *, now_ms: int | None = None, full: bool = False) -> list[Collected]:
-    """Collect every hub with a `url`, CONCURRENCY at once; one `Collected` per hub. One
+async def collect(fleet: FleetConfig, base: Path, *, now_ms: int | None = None, full: bool = False) -> list[Collected]:
+    """Collect every hub, CONCURRENCY at once, its `archive` (relative to `base`, the fleet
+    file's folder) the first time or with `full`; one `Collected` per hub. One
     collection of a fleet database runs at a time (the service's and a command's wait for
     each other)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -278,10 +301,10 @@ async def collect(fleet: FleetConfig, *, now_ms: int | None = None, full: bool =
 
     async def one(hub: HubSpec) -> Collected:
         async with at_once:
-            return await collect_hub(store, fleet, hub, now_ms, full)
+            return await collect_hub(store, fleet, hub, base, now_ms, full)
 
     try:
         async with fleet_store.one_collection_at_a_time(url):
-            return list(await asyncio.gather(*(one(hub) for hub in fleet.hubs if hub.url)))
+            return list(await asyncio.gather(*(one(hub) for hub in fleet.hubs)))
     finally:
         engine.dispose()

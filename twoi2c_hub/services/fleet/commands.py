@@ -26,7 +26,7 @@ def collect(args) -> int:
         for line in e.errors:
             print(f"{e.path}: {line}", file=sys.stderr)
         return 1
-    results = asyncio.run(collect_all(fleet, full=args.full))
+    results = asyncio.run(collect_all(fleet, Path(args.config).resolve().parent, full=args.full))
     for result in results:
         print(result.line(), file=sys.stdout if result.ok else sys.stderr)
     failed = sum(not r.ok for r in results)
