@@ -123,6 +123,9 @@ def test_the_operator_sees_people_once_across_real_hubs_and_the_cost_recovered(b
     assert {row["name"]: row["weekly"] for row in weekly.json()["data"]} == {"ocean-hub": 3, "rocks-hub": 2}
     fleet = requests.get(f"{api}/active-users", params=window, headers=admin, timeout=30).json()["data"]
     assert [row["weekly"] for row in fleet] == [4]
+    metrics = requests.get(f"{ocean.url}/services/fleet/metrics", headers=admin, timeout=30).text
+    assert 'twoi2c_fleet_hub_stale{hub="rocks-hub"} 0.0' in metrics  # both answered
+    assert 'twoi2c_fleet_hub_collections_total{result="ok"}' in metrics
 
     for scheme, viewport in (("light", {"width": 1280, "height": 900}), ("dark", PHONE)):
         context = browser.new_context(viewport=viewport, color_scheme=scheme)

@@ -111,6 +111,12 @@ def test_operators_read_people_counted_once_and_each_communitys_recovery(operato
     ]
     assert get("recovery", month="2026-13").json()["parameter"] == "month"
 
+    # what an operator alerts on: both hubs stale (never collected), in Prometheus' text
+    metrics = requests.get(f"{hub.url}/services/fleet/metrics", headers=alice, timeout=60)
+    assert metrics.status_code == 200
+    assert 'twoi2c_fleet_hub_stale{hub="ocean-hub"} 1.0' in metrics.text
+    assert 'twoi2c_fleet_hub_stale{hub="rocks-hub"} 1.0' in metrics.text
+
     # not an operator (the hub gives bob no access to the service), and no token: nothing
     for path in ("active-users", "recovery", "hubs"):
         assert get(path, headers=bob).status_code == 403

@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Counter, Gauge
 from sqlalchemy.engine import Engine
 from traitlets import Float, Unicode
 
@@ -20,7 +21,7 @@ from ...accounting.fleet_store import upgrade
 from ...config.fleet import FleetConfig, load_fleet
 from ..framework import HubService
 from ..framework.lifecycle import every
-from . import handlers
+from . import handlers, report
 from .collect import collect
 
 log = logging.getLogger("twoi2c.fleet")
@@ -45,6 +46,29 @@ class FleetService(HubService):
         config=True,
         help="""Seconds between collections from the hubs; 0: never (collected by hand).""",
     )
+
+    @cached_property
+    def gauges(self) -> dict[str, Any]:
+        """What an operator alerts on: a hub whose figures are stale (it stopped answering,
+        or was never collected), how old each hub's figures are, collections by result."""
+        registry = self.metrics_registry
+        return {
+            "stale": Gauge("twoi2c_fleet_hub_stale", "1 when a hub's figures are stale", ["hub"], registry=registry),
+            "age": Gauge(
+                "twoi2c_fleet_hub_figures_age_seconds", "Seconds since a hub last answered in full", ["hub"],
+                registry=registry,
+            ),
+            "collections": Counter(
+                "twoi2c_fleet_hub_collections", "Hub collections, by result", ["result"], registry=registry
+            ),
+        }  # fmt: skip
+
+    def update_metrics(self) -> None:
+        now = int(time.time() * 1000)
+        for state in report.hub_states(self.open_db, self.fleet, now):
+            self.gauges["stale"].labels(state.hub).set(int(state.stale))
+            if state.collected_ms is not None:
+                self.gauges["age"].labels(state.hub).set((now - state.collected_ms) / 1000)
 
     @cached_property
     def fleet(self) -> FleetConfig:
@@ -78,6 +102,7 @@ class FleetService(HubService):
         results = await collect(self.fleet, self.fleet_folder, now_ms=int(time.time() * 1000))
         for result in results:
             (log.info if result.ok else log.warning)("%s", result.line())
+            self.gauges["collections"].labels("ok" if result.ok else "failed").inc()
 
     def background(self) -> list[Awaitable[None]]:
         if not self.collect_interval:
