@@ -146,6 +146,19 @@ def test_the_operator_sees_people_once_across_real_hubs_and_the_cost_recovered(b
             context.close()
 
 
+def test_a_community_drills_down_from_the_overview(page, fleet_hubs):
+    ocean, _ = fleet_hubs
+    log_in(page, ocean.url, "alice", ocean.password)
+    page.goto(f"{ocean.url}/services/fleet/")
+    page.get_by_role("link", name="rocks").click()
+    expect(page.locator("#community-name")).to_have_text("rocks")
+    expect(page.locator("#community-hubs")).to_contain_text("rocks-hub (loopback)")
+    expect(page.locator("#weeks tbody tr").first).to_contain_text("2")  # carol and alice
+    results = AXE.run(page)
+    assert not [v["id"] for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+    screenshot(page, "fleet-community-light-desktop")
+
+
 def test_the_statements_of_every_community_print_one_to_a_page(page, fleet_hubs, tmp_path):
     ocean, _ = fleet_hubs
     month = f"{datetime.now(UTC).date().replace(day=1) - timedelta(days=1):%Y-%m}"

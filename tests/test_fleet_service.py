@@ -162,7 +162,16 @@ def test_the_overview_page_shows_the_two_numbers_to_operators_only(operator_hub)
     assert 'id="weekly-active-users">4</p>' in text and 'id="cost-recovery">50.0&nbsp;%</p>' in text
     assert "Ocean &lt;Lab&gt;" in text and "Ocean <Lab>" not in text  # a name from the config, escaped
     assert "never collected" in text and "stale" in text
+    # a community's own page: its people week by week (once across its hubs), its months
+    assert 'href="/services/fleet/communities/ocean"' in text
+    ocean = alice.get(f"{hub.url}/services/fleet/communities/ocean", timeout=60)
+    assert ocean.status_code == 200 and '<h1 class="h3" id="community-name">Ocean &lt;Lab&gt;</h1>' in ocean.text
+    first_week = ocean.text.split('id="weeks"')[1].split("</tr>")[1]
+    assert '<td class="text-end">3</td><td class="text-end">4</td>' in first_week  # ann ben cy; and dee
+    assert "60.00" in ocean.text and "66.7&nbsp;%" in ocean.text and "ocean-hub (east)" in ocean.text
+    assert alice.get(f"{hub.url}/services/fleet/communities/nobody", timeout=60).status_code == 404
     bob = hub.login("bob")
+    assert bob.get(f"{hub.url}/services/fleet/communities/ocean", timeout=60).status_code == 403
     refused = bob.get(f"{hub.url}/services/fleet/", timeout=60)
     assert refused.status_code == 403, refused.text[:300]
     assert "Ocean" not in refused.text

@@ -96,6 +96,7 @@ class FleetService(HubService):
             ("api/v1/hubs", handlers.HubsAPI),
             ("api/v1/statements", handlers.StatementsAPI),
             ("statements", handlers.StatementsPage),
+            (r"communities/([a-z0-9][a-z0-9_-]*)", handlers.CommunityPage),
         ]
 
     async def collect_all(self) -> None:

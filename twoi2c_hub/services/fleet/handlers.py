@@ -164,6 +164,7 @@ class OverviewPage(FleetHandler, PageHandler):
             recovery_before=money_before.total.recovery,
             communities=[
                 {
+                    "slug": name,
                     "name": names.get(name, name),
                     "people": people.get(name, people_once.ActiveUsers(0, 0, 0)),
                     "money": money.communities.get(name),
@@ -227,5 +228,55 @@ class StatementsPage(FleetHandler, PageHandler):
             fleet_name=self.service.fleet.fleet.name,
             month=month,
             statements=rows,
+            is_admin=True,
+        )
+
+
+class CommunityPage(FleetHandler, PageHandler):
+    """One community: its people week by week (each once across its hubs), its money month
+    by month, its hubs."""
+
+    WEEKS = 8
+    MONTHS = 6
+
+    @web.authenticated
+    async def get(self, name: str) -> None:
+        self.operator()
+        service = self.service
+        community = next((c for c in service.fleet.communities if c.name == name), None)
+        if community is None:
+            raise web.HTTPError(404, "There is no such community in the fleet.")
+        today = datetime.now(UTC).date()
+        day = today - timedelta(days=1)
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        months = []
+        first = today.replace(day=1)
+        for _ in range(self.MONTHS):
+            months.append(f"{first:%Y-%m}")
+            first = (first - timedelta(days=1)).replace(day=1)
+
+        def work(_db):
+            weeks = []
+            for back in range(self.WEEKS):
+                on = day - timedelta(days=7 * back)
+                counts = report.active_users(service.open_db, service.fleet, on, "community").get(name)
+                weeks.append({"day": on.isoformat(), "people": counts or people_once.ActiveUsers(0, 0, 0)})
+            money = []
+            for month in months:
+                figures = report.money(service.open_db, service.fleet, service.fleet_folder, month)
+                money.append({"month": month, "money": figures.communities.get(name)})
+            hubs = [row for row in hub_rows(service, now) if row["community"] == name]
+            return weeks, money, hubs
+
+        weeks, money, hubs = await self.run_db(work)
+        self.render_page(
+            "fleet/community.html",
+            fleet_name=service.fleet.fleet.name,
+            currency=service.fleet.fleet.currency,
+            community=community.display_name or community.name,
+            fee=community.fee,
+            weeks=weeks,
+            months=money,
+            hubs=hubs,
             is_admin=True,
         )
