@@ -14,6 +14,7 @@ groups and hub admins only:
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 from tornado import web
 
@@ -177,6 +178,8 @@ class OverviewPage(FleetHandler, PageHandler):
         )
 
 
+# a community with no figures that month (no hub of it present, no share of a bill)
+NOTHING_OWED = CommunityMonth(Decimal(0), Decimal(0), Decimal(0), Decimal(0), None)
 STATEMENT_COLUMNS = ["community", "name", "month", "currency", "hubs", *MONEY_COLUMNS[1:]]
 
 
@@ -193,16 +196,15 @@ def statements(service, month: str) -> list[dict]:
             for hub, cost in money.hubs.items()
             if placement[hub][1] == community.name
         ]
-        row = money_row(community.name, figures) if figures else dict.fromkeys(MONEY_COLUMNS[1:], 0.0)
+        owed = money_row(community.name, figures or NOTHING_OWED)
         rows.append(
             {
+                **owed,
                 "community": community.name,
                 "name": community.display_name or community.name,
                 "month": month,
                 "currency": service.fleet.fleet.currency,
                 "hubs": hubs,
-                **{k: v for k, v in row.items() if k != "name"},
-                "recovery": row.get("recovery") if figures else None,
             }
         )
     return rows
