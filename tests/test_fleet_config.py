@@ -149,6 +149,10 @@ def test_check_config_prints_every_error_with_its_path(tmp_path, capsys):
             ["fleet.currency: must be an ISO 4217 code, like USD"],
         ),
         (
+            changed("{name: ocean, fee: 400}", "{name: ocean, fee: 400, budget: -5}"),
+            ["communities[0].budget: must be >= 0"],
+        ),
+        (
             "fleet: {name: Op, secret_env: S}\n",
             ["clusters: is required", "communities: is required", "hubs: is required"],
         ),

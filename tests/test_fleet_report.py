@@ -154,3 +154,27 @@ def test_a_day_or_month_that_is_not_one_is_refused_in_words(fleet_file, capsys):
     for arguments in (["--day", "2026-13-01"], ["--month", "2026-1"], ["--month", "november"]):
         assert cli(["fleet", "report", "--config", str(path), *arguments]) == 1
         assert "--day is a date like 2026-11-30 and --month a month like 2026-11" in capsys.readouterr().err
+
+
+def test_a_cost_window_is_whole_months_or_this_month_so_far():
+    from datetime import UTC, datetime
+
+    from twoi2c_hub.services.fleet.report import MAX_MONTHS, whole_months
+
+    def ms(text):
+        return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+    now = ms("2026-12-04T17:00:00")
+    assert whole_months(ms("2026-11-01T00:00:00"), ms("2026-12-01T00:00:00"), now) == ["2026-11"]
+    assert whole_months(ms("2025-12-01T00:00:00"), ms("2026-02-01T00:00:00"), now) == ["2025-12", "2026-01"]
+    assert whole_months(ms("2026-12-01T00:00:00"), now, now) == ["2026-12"]  # `month`: so far
+    assert whole_months(ms("2026-10-01T00:00:00"), ms("2027-03-01T00:00:00"), now) == ["2026-10", "2026-11", "2026-12"]
+    for start, end in (
+        ("2026-11-02T00:00:00", "2026-12-01T00:00:00"),  # not the 1st
+        ("2026-11-01T00:00:01", "2026-12-01T00:00:00"),  # not its first instant
+        ("2026-11-01T00:00:00", "2026-11-20T00:00:00"),  # ends inside a past month
+    ):
+        with pytest.raises(ValueError, match="whole months"):
+            whole_months(ms(start), ms(end), now)
+    with pytest.raises(ValueError, match=f"at most {MAX_MONTHS} months"):
+        whole_months(ms("2020-01-01T00:00:00"), ms("2026-12-01T00:00:00"), now)

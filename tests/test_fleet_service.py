@@ -32,8 +32,8 @@ def operator_hub(hub_factory, tmp_path):
                 "fleet": {"name": "Test Operator", "secret_env": "TWOI2C_TEST_FLEET_SECRET", "database_url": database},
                 "clusters": [{"name": "east", "monthly_cost": 100}],
                 "communities": [
-                    {"name": "ocean", "display_name": "Ocean <Lab>", "fee": 40},
-                    {"name": "rocks", "fee": 10},
+                    {"name": "ocean", "display_name": "Ocean <Lab>", "fee": 40, "budget": 25},
+                    {"name": "rocks", "fee": 10, "budget": 100},
                 ],
                 "hubs": [
                     {"name": "ocean-hub", "community": "ocean", "cluster": "east", "url": "http://127.0.0.1:9",
@@ -59,6 +59,7 @@ def operator_hub(hub_factory, tmp_path):
         for hub, attributed, fee in (("ocean-hub", 30.0, 0.0), ("rocks-hub", 20.0, 0.0)):
             figures = {"currency": "USD", "attributed_cost": attributed, "fee": fee, "bill": None}
             fleet_store.save_month(db, hub, last_month(today), figures, 0)
+            fleet_store.save_month(db, hub, f"{today:%Y-%m}", figures, 0)  # this month so far: the same
         db.commit()
     engine.dispose()
     config = demo_config()
@@ -116,6 +117,10 @@ def test_operators_read_people_counted_once_and_each_communitys_recovery(operato
     assert metrics.status_code == 200
     assert 'twoi2c_fleet_hub_stale{hub="ocean-hub"} 1.0' in metrics.text
     assert 'twoi2c_fleet_hub_stale{hub="rocks-hub"} 1.0' in metrics.text
+    # and a community past its budget this month: ocean's hub was attributed 30 of its 25
+    assert 'twoi2c_fleet_community_over_budget{community="ocean"} 1.0' in metrics.text
+    assert 'twoi2c_fleet_community_month_attributed_cost{community="ocean"} 30.0' in metrics.text
+    assert 'twoi2c_fleet_community_over_budget{community="rocks"} 0.0' in metrics.text  # 20 of 100
 
     # not an operator (the hub gives bob no access to the service), and no token: nothing
     for path in ("active-users", "recovery", "hubs"):
@@ -153,6 +158,67 @@ def test_every_communitys_statement_for_a_month_in_one_batch(operator_hub):
     assert hub.login("bob").get(f"{hub.url}/services/fleet/statements", timeout=60).status_code == 403
 
 
+def test_the_cost_of_whole_months_by_community_hub_and_cluster_adds_the_months_up(operator_hub):
+    hub, _ = operator_hub
+    alice = {"Authorization": f"token {(hub.login('alice'), hub.user_token('alice'))[1]}"}
+    api = f"{hub.url}/services/fleet/api/v1/cost"
+    this_month = datetime.now(UTC).date().replace(day=1)
+    month_before = (this_month - timedelta(days=1)).replace(day=1)
+    two_before = (month_before - timedelta(days=1)).replace(day=1)
+    two_months = f"{two_before}T00:00:00Z,{this_month}T00:00:00Z"
+
+    def get(**params):
+        answer = requests.get(api, params=params, headers=alice, timeout=60)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    # last month: hubs attributed 30 + 20 of the cluster's 100, the 50 left shared 30:20;
+    # the month before: no hub had figures, so the cluster's 100 is nobody's (unallocated)
+    bill, attributed = {"ocean": 30.0, "rocks": 20.0}, 100.0
+    shared = {c: (bill[c] / sum(bill.values())) * (attributed - sum(bill.values())) for c in bill}
+    fees = {"ocean": 40.0, "rocks": 10.0}
+    by_community = get(window=two_months, aggregate="community")
+    assert by_community["months"] == [f"{two_before:%Y-%m}", f"{month_before:%Y-%m}"]
+    parts = ("attributedCost", "sharedCost", "cost", "fee", "recovery")
+    expected = {
+        c: (bill[c], shared[c], bill[c] + shared[c], fees[c], round(fees[c] / (bill[c] + shared[c]), 4)) for c in bill
+    }
+    fleet_cost = 2 * attributed  # the two months' bills, whoever took them
+    expected["fleet"] = (50.0, fleet_cost - 50.0, fleet_cost, 50.0, round(50.0 / fleet_cost, 4))
+    assert {r["name"]: tuple(r[p] for p in parts) for r in by_community["data"]} == expected
+    # lastmonth (the default) is the recovery API's month
+    recovery = requests.get(
+        f"{hub.url}/services/fleet/api/v1/recovery",
+        params={"month": f"{month_before:%Y-%m}"},
+        headers=alice,
+        timeout=60,
+    ).json()["data"]
+    assert get()["data"] == recovery
+
+    by_hub = get(window=two_months, aggregate="hub")["data"]
+    assert by_hub == [
+        {"name": "ocean-hub", "community": "ocean", "cluster": "east", "attributedCost": 30.0},
+        {"name": "rocks-hub", "community": "rocks", "cluster": "east", "attributedCost": 20.0},
+        {"name": "fleet", "community": None, "cluster": None, "attributedCost": 50.0},
+    ]
+    csv = requests.get(
+        api, params={"window": two_months, "aggregate": "cluster", "format": "csv"}, headers=alice, timeout=60
+    )
+    assert csv.text.splitlines() == [
+        "name,bill,attributedCost,sharedCost,unallocated,cost",
+        "east,200.0,50.0,150.0,100.0,200.0",
+        "fleet,200.0,50.0,150.0,100.0,200.0",
+    ]
+
+    # a window the fleet cannot answer (it keeps months), in words; and not for bob
+    for window in ("7d", f"{month_before}T00:00:00Z,{month_before + timedelta(days=3)}T00:00:00Z"):
+        refused = requests.get(api, params={"window": window}, headers=alice, timeout=60)
+        assert refused.status_code == 400 and refused.json()["parameter"] == "window"
+        assert "whole months" in refused.json()["message"]
+    bob = {"Authorization": f"token {(hub.login('bob'), hub.user_token('bob'))[1]}"}
+    assert requests.get(api, headers=bob, timeout=60).status_code == 403
+
+
 def test_the_overview_page_shows_the_two_numbers_to_operators_only(operator_hub):
     hub, _ = operator_hub
     alice = hub.login("alice")
@@ -162,6 +228,8 @@ def test_the_overview_page_shows_the_two_numbers_to_operators_only(operator_hub)
     assert 'id="weekly-active-users">4</p>' in text and 'id="cost-recovery">50.0&nbsp;%</p>' in text
     assert "Ocean &lt;Lab&gt;" in text and "Ocean <Lab>" not in text  # a name from the config, escaped
     assert "never collected" in text and "stale" in text
+    over = text.split('id="over-budget"')[1].split("</div>")[0]
+    assert "Ocean &lt;Lab&gt;: 30.00 of 25.00 USD" in over and "rocks" not in over
     # a community's own page: its people week by week (once across its hubs), its months
     assert 'href="/services/fleet/communities/ocean"' in text
     ocean = alice.get(f"{hub.url}/services/fleet/communities/ocean", timeout=60)

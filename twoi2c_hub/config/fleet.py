@@ -133,6 +133,9 @@ class CommunitySpec(FleetModel):
     fee: Decimal | Literal["from_hub"] = Field(union_mode="left_to_right")
     """The fee billed per month, or `from_hub`: what the community's hubs bill on their
     own monthly statements (their `pricing.fee`)."""
+    budget: Decimal | None = Field(default=None, ge=0, le=MAX_AMOUNT)
+    """The most its hubs may be attributed in a month: past it this month, the fleet
+    service's `twoi2c_fleet_community_over_budget` is 1 and its overview says so."""
 
     @field_validator("fee")
     @classmethod
@@ -246,6 +249,10 @@ class FleetConfig(FleetModel):
     def fees(self) -> dict[str, Decimal | str]:
         """community -> its fee per month, or "from_hub"."""
         return {c.name: c.fee for c in self.communities}
+
+    def budgets(self) -> dict[str, Decimal]:
+        """community -> the most its hubs may be attributed a month, for those with one."""
+        return {c.name: c.budget for c in self.communities if c.budget is not None}
 
 
 def _models(model: type[BaseModel] = FleetConfig):

@@ -50,13 +50,28 @@ class FleetService(HubService):
     @cached_property
     def gauges(self) -> dict[str, Any]:
         """What an operator alerts on: a hub whose figures are stale (it stopped answering,
-        or was never collected), how old each hub's figures are, collections by result."""
+        or was never collected), how old each hub's figures are, collections by result, and
+        each community with a budget: what it was attributed this month, and whether that
+        is past its budget."""
         registry = self.metrics_registry
         return {
             "stale": Gauge("twoi2c_fleet_hub_stale", "1 when a hub's figures are stale", ["hub"], registry=registry),
             "age": Gauge(
                 "twoi2c_fleet_hub_figures_age_seconds", "Seconds since a hub last answered in full", ["hub"],
                 registry=registry,
+            ),
+            "spent": Gauge(
+                "twoi2c_fleet_community_month_attributed_cost",
+                "What a community's hubs were attributed this month so far (communities with a budget)",
+                ["community"], registry=registry,
+            ),
+            "budget": Gauge(
+                "twoi2c_fleet_community_month_budget", "A community's budget for a month", ["community"],
+                registry=registry,
+            ),
+            "over": Gauge(
+                "twoi2c_fleet_community_over_budget", "1 when a community's hubs passed its budget this month",
+                ["community"], registry=registry,
             ),
             "collections": Counter(
                 "twoi2c_fleet_hub_collections", "Hub collections, by result", ["result"], registry=registry
@@ -69,6 +84,11 @@ class FleetService(HubService):
             self.gauges["stale"].labels(state.hub).set(int(state.stale))
             if state.collected_ms is not None:
                 self.gauges["age"].labels(state.hub).set((now - state.collected_ms) / 1000)
+        this_month = time.strftime("%Y-%m", time.gmtime(now / 1000))
+        for spent in report.budgets(self.open_db, self.fleet, self.fleet_folder, this_month):
+            self.gauges["spent"].labels(spent.community).set(float(spent.attributed_cost))
+            self.gauges["budget"].labels(spent.community).set(float(spent.budget))
+            self.gauges["over"].labels(spent.community).set(int(spent.over))
 
     @cached_property
     def fleet(self) -> FleetConfig:
@@ -93,6 +113,7 @@ class FleetService(HubService):
             ("", handlers.OverviewPage),
             ("api/v1/active-users", handlers.ActiveUsersAPI),
             ("api/v1/recovery", handlers.RecoveryAPI),
+            ("api/v1/cost", handlers.CostAPI),
             ("api/v1/hubs", handlers.HubsAPI),
             ("api/v1/statements", handlers.StatementsAPI),
             ("statements", handlers.StatementsPage),

@@ -5,6 +5,11 @@ groups and hub admins only:
   active users for each day of the window (at most 400 days), each person once per group;
 - `recovery?month=YYYY-MM`: each community's attributed and shared cost, fee and
   recovery, and the fleet's;
+- `cost?window=&aggregate=community|hub|cluster`: the cost of a window of whole months
+  (lastmonth, month: this month so far, or START,END on the 1st of months), added up:
+  each community's attributed and shared cost, fee and recovery; each hub's attributed
+  cost; each cluster's bill, what its hubs were attributed and its shared cost; the fleet's
+  total last (named `fleet`);
 - `hubs`: each hub's collection: when its figures are from, its last error, stale or not;
 - `statements?month=YYYY-MM`: every community's statement for the month in one batch (its
   hubs' attributed cost, its share of the clusters' shared cost, its fee); the page
@@ -102,6 +107,60 @@ class RecoveryAPI(FleetHandler, APIHandler):
         )
 
 
+def amount(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+COST_COLUMNS = {
+    "community": MONEY_COLUMNS,
+    "hub": ["name", "community", "cluster", "attributedCost"],
+    "cluster": ["name", "bill", "attributedCost", "sharedCost", "unallocated", "cost"],
+}
+
+
+class CostAPI(FleetHandler, APIHandler):
+    """The cost of a window of whole months by community, hub or cluster, the fleet's last."""
+
+    async def get(self) -> None:
+        self.operator()
+        now = datetime.now(UTC)
+        window = parse.window("window", self.get_argument("window", None), now, "lastmonth")
+        aggregate = self.param_choice("aggregate", report.COST_AGGREGATES, "community")
+        try:
+            months = report.whole_months(window.start_ms, window.end_ms, int(now.timestamp() * 1000))
+        except ValueError as e:
+            raise BadParameter("window", str(e)) from None
+        service = self.service
+        totals = await self.run_db(
+            lambda _db: report.cost(service.open_db, service.fleet, service.fleet_folder, months, aggregate)
+        )
+        placement = service.fleet.placement()
+        rows = []
+        for row in totals:
+            figures = {
+                "name": row.name,
+                "attributedCost": float(row.attributed_cost),
+                "sharedCost": float(row.shared_cost),
+                "cost": float(row.cost),
+                "fee": float(row.fee),
+                "recovery": amount(row.recovery),
+                "unallocated": float(row.unallocated),
+                "bill": amount(row.bill),
+            }
+            if aggregate == "hub":
+                cluster, community = placement.get(row.name, (None, None))
+                figures |= {"community": community, "cluster": cluster}
+            rows.append({k: figures[k] for k in COST_COLUMNS[aggregate]})
+        self.respond(
+            rows,
+            columns=COST_COLUMNS[aggregate],
+            filename=f"cost-by-{aggregate}",
+            window={"start": iso(window.start_ms), "end": iso(min(window.end_ms, int(now.timestamp() * 1000)))},
+            months=months,
+            currency=service.fleet.fleet.currency,
+        )
+
+
 def hub_rows(service, now_ms: int) -> list[dict]:
     placement = service.fleet.placement()
     return [
@@ -146,9 +205,10 @@ class OverviewPage(FleetHandler, PageHandler):
             hubs = report.active_users(service.open_db, service.fleet, day, "hub")
             money = report.money(service.open_db, service.fleet, service.fleet_folder, month)
             money_before = report.money(service.open_db, service.fleet, service.fleet_folder, before)
-            return people, fleet_now, fleet_before, hubs, money, money_before, hub_rows(service, now)
+            spent = report.budgets(service.open_db, service.fleet, service.fleet_folder, f"{today:%Y-%m}")
+            return people, fleet_now, fleet_before, hubs, money, money_before, hub_rows(service, now), spent
 
-        people, fleet_now, fleet_before, hubs, money, money_before, states = await self.run_db(work)
+        people, fleet_now, fleet_before, hubs, money, money_before, states, spent = await self.run_db(work)
         weekly = fleet_now.get(people_once.FLEET, people_once.ActiveUsers(0, 0, 0)).weekly
         weekly_before = fleet_before.get(people_once.FLEET, people_once.ActiveUsers(0, 0, 0)).weekly
         names = {c.name: c.display_name or c.name for c in service.fleet.communities}
@@ -173,6 +233,12 @@ class OverviewPage(FleetHandler, PageHandler):
                 for name in sorted(set(people) | set(money.communities))
             ],
             total=money.total,
+            this_month=f"{today:%Y-%m}",
+            over_budget=[
+                {"name": names.get(s.community, s.community), "spent": s.attributed_cost, "budget": s.budget}
+                for s in spent
+                if s.over
+            ],
             hubs=[{**row, "people": hubs.get(row["name"], people_once.ActiveUsers(0, 0, 0))} for row in states],
             is_admin=True,
         )

@@ -9,9 +9,10 @@ from __future__ import annotations
 import glob
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
@@ -19,7 +20,7 @@ from sqlalchemy.orm import sessionmaker
 from ...accounting import fleet as people_once
 from ...accounting import fleet_store
 from ...accounting.bills import read_bill
-from ...accounting.fleet_money import FleetMonth, month_money, to_cents
+from ...accounting.fleet_money import FleetMonth, month_money, recovery, to_cents
 from ...accounting.fleet_store import CollectedHub, day_number
 from ...config.fleet import FleetConfig
 
@@ -77,6 +78,132 @@ def money(store: sessionmaker, fleet: FleetConfig, base: Path, month: str) -> Fl
     known = fleet.placement()
     hubs = {hub: figures for hub, figures in hubs.items() if hub in known}  # a hub no longer listed
     return month_money(known, fleet.sharing(), fleet.fees(), cluster_bills(fleet, base, month), hubs)
+
+
+class Spent(NamedTuple):
+    community: str
+    attributed_cost: Decimal
+    budget: Decimal
+
+    @property
+    def over(self) -> bool:
+        return self.attributed_cost > self.budget
+
+
+def budgets(store: sessionmaker, fleet: FleetConfig, base: Path, month: str) -> list[Spent]:
+    """What each community with a `budget` was attributed in `month` (so far), by name."""
+    limits = fleet.budgets()
+    if not limits:
+        return []
+    communities = money(store, fleet, base, month).communities
+    zero = Decimal("0.00")
+    return [
+        Spent(name, communities[name].attributed_cost if name in communities else zero, limit)
+        for name, limit in sorted(limits.items())
+    ]
+
+
+MAX_MONTHS = 24  # a cost window's months: each a money() of every hub
+COST_AGGREGATES = ("community", "hub", "cluster")
+NOT_WHOLE_MONTHS = (
+    "the fleet keeps each hub's cost by month: give a window of whole months (UTC), "
+    "like lastmonth, month (this month so far) or 2026-09-01T00:00:00Z,2026-12-01T00:00:00Z"
+)
+
+
+def whole_months(start_ms: int, end_ms: int, now_ms: int) -> list[str]:
+    """The months (YYYY-MM) of a window that starts on a month's first instant and ends on
+    one, or at now or later (this month so far); ValueError in words otherwise."""
+    start, end, now = (datetime.fromtimestamp(ms / 1000, UTC) for ms in (start_ms, end_ms, now_ms))
+
+    def first_instant(moment: datetime) -> bool:
+        return moment == moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+    if not first_instant(start) or not (first_instant(end) or end >= now):
+        raise ValueError(NOT_WHOLE_MONTHS)
+    last = min(end, now) - timedelta(microseconds=1)
+    months = [] if last < start else months_of(start.date(), last.date())
+    if len(months) > MAX_MONTHS:
+        raise ValueError(f"a window of at most {MAX_MONTHS} months ({len(months)} asked)")
+    return months
+
+
+def months_of(first: date, last: date) -> list[str]:
+    """Every month from `first`'s to `last`'s, in order."""
+    months, year, month = [], first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+def cost(store: sessionmaker, fleet: FleetConfig, base: Path, months: list[str], aggregate: str) -> list[CostRow]:
+    """The cost of the `months` added up by community (its attributed and shared cost,
+    fee and recovery), hub (its attributed cost) or cluster (its bill and how it was
+    taken), each with the fleet's total last; every one of the fleet's names, with
+    zeros for a month it had no figures."""
+    totals: dict[str, CostRow] = {}
+    if aggregate == "community":
+        names = [c.name for c in fleet.communities]
+    elif aggregate == "hub":
+        names = [h.name for h in fleet.hubs]
+    else:
+        names = [c.name for c in fleet.clusters]
+    for name in [*names, FLEET]:
+        totals[name] = CostRow(name)
+    for month in months:
+        figures = money(store, fleet, base, month)
+        if aggregate == "community":
+            parts = {**figures.communities, FLEET: figures.total}
+            for name, part in parts.items():
+                totals[name].add(attributed=part.attributed_cost, shared=part.shared_cost, cost=part.cost, fee=part.fee)
+        elif aggregate == "hub":
+            for name, attributed in figures.hubs.items():
+                totals[name].add(attributed=attributed, cost=attributed)
+            attributed = sum(figures.hubs.values(), Decimal(0))
+            totals[FLEET].add(attributed=attributed, cost=attributed)
+        else:
+            for name, cluster in figures.clusters.items():
+                totals[name].add(
+                    attributed=cluster.attributed_cost, shared=cluster.shared_cost, cost=cluster.cost,
+                    unallocated=cluster.unallocated, bill=cluster.bill,
+                )  # fmt: skip
+            total = figures.total
+            bills = [c.bill for c in figures.clusters.values() if c.bill is not None]
+            totals[FLEET].add(
+                attributed=total.attributed_cost, shared=total.shared_cost, cost=total.cost,
+                unallocated=figures.unallocated, bill=sum(bills, Decimal("0.00")) if bills else None,
+            )  # fmt: skip
+    return list(totals.values())
+
+
+FLEET = people_once.FLEET
+
+
+@dataclass
+class CostRow:
+    """A community's, hub's, cluster's or the fleet's money over some months."""
+
+    name: str
+    attributed_cost: Decimal = Decimal("0.00")
+    shared_cost: Decimal = Decimal("0.00")
+    cost: Decimal = Decimal("0.00")
+    fee: Decimal = Decimal("0.00")
+    unallocated: Decimal = Decimal("0.00")
+    bill: Decimal | None = None  # a cluster's bills (None: none imported those months)
+
+    def add(self, *, attributed, cost, shared=Decimal(0), fee=Decimal(0), unallocated=Decimal(0), bill=None) -> None:
+        self.attributed_cost += attributed
+        self.shared_cost += shared
+        self.cost += cost
+        self.fee += fee
+        self.unallocated += unallocated
+        if bill is not None:
+            self.bill = (self.bill or Decimal("0.00")) + bill
+
+    @property
+    def recovery(self) -> Decimal | None:
+        return recovery(self.fee, self.cost)
 
 
 @dataclass
