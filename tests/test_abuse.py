@@ -23,20 +23,20 @@ def test_a_link_to_the_spawn_page_prefills_the_form_but_starts_nothing(demo_hub)
     # what another site's link or <img src=...> makes alice's browser send
     response = alice.get(
         f"{demo_hub.url}/hub/spawn/alice",
-        params={"profile": "gpu"},
+        params={"profile": "cpu", "resources": "whole-node"},
         headers={"Referer": "https://evil.example/", "Sec-Fetch-Site": "cross-site"},
         timeout=30,
     )
     assert response.status_code == 200
     assert demo_hub.server("alice") is None
     page = BeautifulSoup(response.content, "html.parser")
-    assert page.select_one("input[name=profile][value=gpu]").has_attr("checked")
+    assert page.select_one("input[name=profile-option-cpu--resources][value=whole-node]").has_attr("checked")
     notice = page.select_one(".twoi2c-from-link")
     assert notice is not None and "press Start to launch it" in notice.get_text()
     assert page.select_one(".spawn-error-msg") is None  # a note, not an error
     # the next visit without a link shows the form as usual, nothing pre-selected by the link
     again = BeautifulSoup(alice.get(f"{demo_hub.url}/hub/spawn/alice", timeout=30).content, "html.parser")
-    assert not again.select_one("input[name=profile][value=gpu]").has_attr("checked")
+    assert not again.select_one("input[name=profile-option-cpu--resources][value=whole-node]").has_attr("checked")
     assert demo_hub.server("alice") is None
 
 

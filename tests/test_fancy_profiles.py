@@ -6,7 +6,8 @@ import json
 
 import pytest
 import yaml
-from browsing import log_in, screenshot
+from axe_playwright_python.sync_playwright import Axe
+from browsing import PHONE, log_in, screenshot
 from playwright.sync_api import expect
 
 from twoi2c_hub import catalog
@@ -24,6 +25,9 @@ def fancy_hub(hub_factory, tmp_path_factory):
     path = work / "community.yaml"
     path.write_text(yaml.safe_dump(config))
     return hub_factory(path, "fancy-hub", base_url="/community/")
+
+
+AXE = Axe()
 
 
 def profile_list(page) -> list[dict]:
@@ -66,6 +70,45 @@ def test_fancy_profiles_draws_only_the_persons_profiles_under_a_base_url(page, f
     options = start_from_the_form(page, fancy_hub, "bob")
     assert options["profile"] == "cpu" and options["resources"] in choices
     fancy_hub.stop_server("bob")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_with_fancy_profiles_every_price_is_text_on_a_phone_and_the_gpu_is_not_offered(browser, fancy_hub, scheme):
+    """fancy-profiles shows no price: ours, beside it, lists what each server gives and
+    costs, every price on a 390 px screen; the GPU server this hub cannot give is not
+    handed to fancy-profiles to pick, and is listed with why."""
+    context = browser.new_context(viewport=PHONE, color_scheme=scheme)
+    page = context.new_page()
+    try:
+        log_in(page, fancy_hub.url, "alice", fancy_hub.password)
+        page.goto(f"{fancy_hub.url}/hub/spawn")
+        expect(page.locator(".twoi2c-loading")).to_have_count(0, timeout=15_000)
+        expect(page.locator("html")).to_have_attribute("data-bs-theme", scheme)
+        assert [p["slug"] for p in profile_list(page)] == ["cpu"]
+        expect(page.locator("input[name=profile][value=gpu]")).to_have_count(0)
+        listing = page.locator(".twoi2c-price-list")
+        prices = listing.locator("[data-profile=cpu] .twoi2c-price")
+        expect(prices).to_have_count(4)  # each choice of memory and CPU, the whole machine too
+        # the shares of one n2-highmem-4 (0.2622 USD an hour) pay their share
+        for choice, share in {"mem_6_9_gib": 0.25, "mem_14_gib": 0.5, "mem_28_gib": 1.0}.items():
+            expect(listing.locator(f"[data-choice={choice}] .twoi2c-price")).to_have_text(
+                f"{0.2622 * share:.2f} USD an hour"
+            )
+        for price in prices.all():
+            expect(price).to_be_visible()
+            box = price.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
+            assert price.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+        gpu = listing.locator("[data-profile=gpu]")
+        expect(gpu).to_contain_text("1 GPU")
+        expect(gpu.locator(".twoi2c-refused")).to_have_text("Not available: this hub cannot give its servers a GPU.")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        screenshot(page, f"spawn-fancy-profiles-prices-{scheme}-phone")
+        results = AXE.run(page)
+        bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+        assert not bad, [(v["id"], [n["target"] for n in v["nodes"]][:5], v["nodes"][0]["failureSummary"]) for v in bad]
+    finally:
+        context.close()
 
 
 def test_fancy_profiles_starts_from_the_last_choice_and_its_write_in_works(page, fancy_hub):  # noqa: F811

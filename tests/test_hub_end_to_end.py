@@ -24,11 +24,11 @@ def spawn_page(session, hub) -> BeautifulSoup:
 
 
 def offered(page: BeautifulSoup) -> dict[str, list[str]]:
-    """profile slug -> the values of every choice select in its card."""
+    """profile slug -> the values of every choice in its card (its radios and selects)."""
     result = {}
     for card in page.select(".twoi2c-profile"):
         slug = card["data-profile"]
-        result[slug] = [o["value"] for o in card.select("select option")]
+        result[slug] = [o["value"] for o in card.select("input[type=radio][name^=profile-option-], select option")]
     return result
 
 
@@ -50,12 +50,31 @@ def test_alice_also_sees_the_gpu_profile_and_the_whole_node(demo_hub):
     assert "whole-node" in choices["cpu"]
     # what each gives in plain words and figures, never a cloud machine type's name
     assert "n2-highmem" not in page.get_text()
-    whole = page.select_one("#profile-option-cpu--resources option[value=whole-node]").get_text(" ", strip=True)
-    assert "A whole large machine (researchers only) — 100 GiB memory, 14 CPUs guaranteed, up to 15 · " in whole
+    whole = page.select_one("#profile-option-cpu--resources [data-choice=whole-node]").get_text(" ", strip=True)
+    assert whole.startswith("A whole large machine (researchers only) 100 GiB memory, 14 CPUs guaranteed, up to 15 ")
+    assert whole.endswith(" USD an hour")
     gpu = page.select_one("[data-profile=gpu] .twoi2c-resources").get_text(strip=True)
     assert gpu == "14 GiB memory, 3.5 CPUs guaranteed, up to 4, 1 GPU"
-    # this hub runs local processes: what it cannot give is said on the form
-    assert "Not available on this hub: this image (the default environment runs instead) and a GPU." in page.get_text()
+    # this hub runs local processes: what it cannot give is said on the form, and a GPU
+    # profile cannot be picked (a forged one is refused: see below)
+    assert page.select_one("input[name=profile][value=gpu]").has_attr("disabled")
+    refused = page.select_one("[data-profile=gpu] .twoi2c-refused").get_text(strip=True)
+    assert refused == "Not available: this hub cannot give its servers a GPU."
+    note = page.select_one("[data-choice=r].twoi2c-choice-note").get_text(" ", strip=True)
+    assert note == "Jupyter R: Not available on this hub: this image (the default environment runs instead)."
+
+
+def test_a_forged_gpu_profile_is_refused_on_a_hub_without_gpus(demo_hub):
+    alice = demo_hub.login("alice")
+    response = post_spawn(alice, demo_hub, {"profile": "gpu"})
+    assert response.status_code == 400
+    refusal = BeautifulSoup(response.text, "html.parser").select_one(".twoi2c-refusal")
+    assert "'GPU server' asks for a GPU, which this hub cannot give its servers." in refusal.get_text()
+    api = demo_hub.api(
+        "POST", "/users/alice/server", token=demo_hub.user_token("alice"), json={"user_options": {"profile": "gpu"}}
+    )
+    assert api.status_code == 400 and "asks for a GPU" in api.json()["message"]
+    assert demo_hub.server("alice") is None
 
 
 @pytest.mark.parametrize(

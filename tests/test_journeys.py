@@ -207,7 +207,7 @@ def test_a_student_finds_home_their_profile_a_launch_link_and_their_usage(page, 
         "&repo=https://github.com/example/course&urlpath=lab/tree/course/week1.ipynb"
     )
     expect(page.locator(".twoi2c-from-link")).to_be_visible()
-    expect(page.locator("#profile-option-cpu--resources")).to_have_value("mem_14_gib")
+    expect(page.locator("input[name='profile-option-cpu--resources'][value=mem_14_gib]")).to_be_checked()
     expect(page.locator("#profile-option-cpu--image")).to_have_value("r")
     expect(page.locator(".twoi2c-git-pull")).to_contain_text("https://github.com/example/course")
     assert page.locator("#spawn_form").get_attribute("action").startswith(f"{prefix}hub/spawn")
@@ -238,7 +238,11 @@ def test_a_researcher_sees_the_gpu_profile_a_student_does_not(page, journey_hub)
     expect(page.locator(".twoi2c-profile")).to_have_count(2)
     gpu = page.locator(".twoi2c-profile[data-profile=gpu]")
     expect(gpu).to_contain_text("GPU")
-    expect(page.locator("#profile-option-cpu--resources option[value=whole-node]")).to_have_count(1)
+    expect(page.locator("input[name='profile-option-cpu--resources'][value=whole-node]")).to_have_count(1)
+    # this hub runs local processes: the GPU server cannot be picked, and says why
+    expect(gpu.locator("input[name=profile]")).to_be_disabled()
+    expect(gpu.locator(".twoi2c-refused")).to_have_text("Not available: this hub cannot give its servers a GPU.")
+    expect(gpu.locator(".twoi2c-price")).to_have_count(0)
     audit(page, f"spawn-researcher{hub.suffix}")
 
 
@@ -247,7 +251,13 @@ def test_a_student_past_the_budget_is_told_why_and_whom_to_ask(page, browser, jo
     log_in(page, hub.url, "dan", hub.password)
     page.goto(f"{hub.url}/hub/spawn")
     expect(page.locator(".twoi2c-budget")).to_contain_text("Your budget is used up")
-    page.click("#spawn_form button[type=submit]")
+    # nothing may start: Start is disabled, the reason right above it
+    start = page.locator("#spawn_form button[type=submit]")
+    expect(start).to_be_disabled()
+    expect(page.locator("#twoi2c-start-blocked")).to_have_text("No server can start: your budget is used up.")
+    expect(start).to_have_attribute("aria-describedby", "twoi2c-start-blocked")
+    # a page opened before the budget ran out still sends the form: the hub refuses it
+    page.evaluate("document.querySelector('#spawn_form').submit()")
     refusal = page.locator(".twoi2c-refusal")
     reset = first_of_next_month(datetime.now(UTC).date()).isoformat()
     expect(refusal).to_contain_text("USD of 1.00 USD used")
@@ -257,8 +267,10 @@ def test_a_student_past_the_budget_is_told_why_and_whom_to_ask(page, browser, jo
     # said once: the form under the refusal does not repeat the budget's figures
     expect(page.locator(".twoi2c-budget")).to_have_count(0)
     expect(page.get_by_text("USD of 1.00 USD used")).to_have_count(1)
-    # the form is drawn again, a profile selected
+    # the form is drawn again, a profile selected, Start still disabled with the reason
     expect(page.locator("input[name=profile]:checked")).to_have_count(1)
+    expect(page.locator("#spawn_form button[type=submit]")).to_be_disabled()
+    expect(page.locator("#twoi2c-start-blocked")).to_have_text("No server can start: your budget is used up.")
     assert hub.server("dan") is None
     audit(page, f"spawn-refused-budget{hub.suffix}")
 

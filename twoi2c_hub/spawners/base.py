@@ -149,8 +149,29 @@ class ProfileSpawnerMixin(line.WaitsInLine):
         return catalog.available(await self.get_catalog(), self.get_groups())
 
     def profile_form_notes(self, profile: dict) -> dict[str, str]:
-        """Notes shown beside choices, keyed `option/choice` (e.g. 'not available here')."""
+        """Notes shown beside choices, keyed `option/choice` (e.g. what runs instead)."""
         return {}
+
+    def cannot_give(self, override: dict) -> str | None:
+        """What a profile's or choice's override asks for that this spawner cannot give a
+        server at all ("a GPU"), or None. Such a profile or choice is shown disabled with
+        the reason and refused at start. Spawner classes override this."""
+        return None
+
+    def unavailable_choices(self, profile: dict) -> dict[str, str]:
+        """The profile ("") and choices ("option/choice") this spawner cannot give, each
+        with the reason the form shows."""
+        unavailable = {}
+        base = profile.get("kubespawner_override") or {}
+        if missing := self.cannot_give(base):
+            unavailable[""] = f"this hub cannot give its servers {missing}"
+        for option_key, option in (profile.get("profile_options") or {}).items():
+            for choice_key, choice in (option.get("choices") or {}).items():
+                merged = json.loads(json.dumps(base))
+                catalog.merge_override(merged, choice.get("kubespawner_override") or {})
+                if not unavailable.get("") and (missing := self.cannot_give(merged)):
+                    unavailable[f"{option_key}/{choice_key}"] = f"this hub cannot give its servers {missing}"
+        return unavailable
 
     async def render_profile_form(self, spawner=None) -> str:
         context, self.form_context = self.form_context, self.form_context.drawn()
@@ -184,6 +205,16 @@ class ProfileSpawnerMixin(line.WaitsInLine):
             interface = interfaces.chosen(self.interfaces, interface_name, resolved.image)
         except catalog.ProfileError as e:
             raise ProfileRefused(e.message, reason="profile", status_code=e.status) from None
+        if missing := self.cannot_give(resolved.override):
+            # the form shows it disabled: a forged form or an API request gets here
+            picked = [c["display_name"] for c in resolved.choices.values() if c.get("display_name")]
+            named = ", ".join([resolved.profile_display_name or resolved.profile_slug or "", *picked])
+            raise ProfileRefused(
+                f"The server '{named}' asks for {missing}, which this hub cannot give its servers. "
+                "Please choose another server.",
+                reason="profile",
+                status_code=400,
+            )
         # where the server opens: the chosen interface (else as configured), through
         # nbgitpuller first when a launch link named a repository
         if self._configured_default_url is None:

@@ -16,6 +16,7 @@ each step, and the form is drawn from the one it is given."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 
 import jinja2
@@ -76,10 +77,25 @@ class FormContext:
         return FormContext(posted_selection=self.posted_selection)
 
 
+def may_start(profile: dict, disabled: dict) -> bool:
+    """Whether some selection of `profile` is not disabled: the profile itself, and in
+    each option a choice (or a write-in)."""
+    refused = disabled.get(profile["slug"], {})
+    if refused.get(""):
+        return False
+    for option_key, option in (profile.get("profile_options") or {}).items():
+        choices = option.get("choices") or {}
+        if (option.get("unlisted_choice") or {}).get("enabled") or not choices:
+            continue
+        if all(refused.get(f"{option_key}/{key}") for key in choices):
+            return False
+    return True
+
+
 def preselected(offered: list[dict], selection: dict, disabled: dict) -> str | None:
     """The profile the form selects: the person's own (last started, refused just now, or
     from a launch link) while it may start; else the default; else the first that may."""
-    usable = [p["slug"] for p in offered if not disabled.get(p["slug"], {}).get("")]
+    usable = [p["slug"] for p in offered if may_start(p, disabled)]
     if selection.get("profile") in usable:
         return selection["profile"]
     default = next((p["slug"] for p in offered if p.get("default") and p["slug"] in usable), None)
@@ -114,10 +130,17 @@ async def render(spawner, context: FormContext) -> str:
             spawner.get_groups(),
             None,
         )
-    notice, disabled, hours = budget.form_notes(state, prices, currency)
+    notice, over_budget, hours = budget.form_notes(state, prices, currency)
     # drawn again under the refusal of the form just posted (JupyterHub draws it next)
     if context.refused_by_budget and state and state.stops_every_start:
         notice = None  # the refusal just drawn above the form says it, with the same figures
+    # what this spawner cannot give is disabled for good: its reason before the budget's
+    unavailable = {p["slug"]: spawner.unavailable_choices(p) for p in offered}
+    disabled = {
+        slug: {**over_budget.get(slug, {}), **unavailable.get(slug, {})} for slug in {*over_budget, *unavailable}
+    }
+    cannot_start = start_blocked(offered, disabled, unavailable, state)
+    resources = catalog.plain_resources(offered)
     around = {
         "from_link": from_link is not None,
         "git_pull": context.link_git_pull,
@@ -125,31 +148,93 @@ async def render(spawner, context: FormContext) -> str:
         "budget": notice,
         "interfaces": spawner.interfaces,
         "interface": await preselected_interface(spawner, selection),
+        "cannot_start": cannot_start,
+        "prices": prices,
+        "currency": currency,
+        "disabled": disabled,
+        "unavailable": unavailable,
+        "hours_left": hours,
+        "notes": {p["slug"]: spawner.profile_form_notes(p) for p in offered},
+        "resources": resources,
+        "priced_options": priced_options(resources),
     }
     if spawner.spawn_form == "fancy-profiles":
         chosen = preselected(offered, selection, disabled)
         if chosen != selection.get("profile"):
             selection = {"profile": chosen} if chosen else {}
         return _form_environment.get_template("fancy_profiles_form.html").render(
-            profiles=catalog.for_the_page(offered, selection),
+            offered=offered,
+            profiles=catalog.for_the_page(without(offered, unavailable), selection),
             script=spawner.hub.base_url + FANCY_PROFILES_STATIC + "dist/form.js",
-            beyond_budget=beyond_budget(offered, disabled),
+            beyond_budget=beyond_budget(offered, over_budget),
             **around,
         )
     return _form_environment.get_template("profile_form.html").render(
         profiles=offered,
         preselected=preselected(offered, selection, disabled),
+        checked=checked_choices(offered, selection, disabled),
         selection=selection,
         **around,
-        prices=prices,
-        currency=currency,
-        disabled=disabled,
-        hours_left=hours,
-        notes={p["slug"]: spawner.profile_form_notes(p) for p in offered},
-        resources=catalog.plain_resources(offered),
         unlisted_sentinel=catalog.UNLISTED_SENTINEL,
         unlisted_suffix=catalog.UNLISTED_SUFFIX,
     )
+
+
+def priced_options(resources: dict[str, dict]) -> dict[str, list[str]]:
+    """profile slug -> the options whose choices change what a server gets (and costs),
+    from `catalog.plain_resources`: the cards draw each of their choices with its
+    resources and price."""
+    return {slug: list(dict.fromkeys(key.partition("/")[0] for key in keys if key)) for slug, keys in resources.items()}
+
+
+def checked_choices(offered: list[dict], selection: dict, disabled: dict) -> dict[str, dict[str, str | None]]:
+    """profile slug -> option -> the choice the cards check: the person's own while it may
+    start, else the default, else the first that may (None: none may)."""
+    checked: dict[str, dict[str, str | None]] = {}
+    for profile in offered:
+        refused = disabled.get(profile["slug"], {})
+        mine = selection if selection.get("profile") == profile["slug"] else {}
+        for option_key, option in (profile.get("profile_options") or {}).items():
+            choices = option.get("choices") or {}
+            usable = [key for key in choices if not refused.get(f"{option_key}/{key}")]
+            default = next((key for key, c in choices.items() if c.get("default") and key in usable), None)
+            own = mine.get(option_key) if mine.get(option_key) in usable else None
+            checked.setdefault(profile["slug"], {})[option_key] = own or default or (usable[0] if usable else None)
+    return checked
+
+
+def start_blocked(offered: list[dict], disabled: dict, unavailable: dict, state) -> str | None:
+    """Why nothing may start from this form (its Start button is disabled), or None."""
+    if state is not None and state.stops_every_start:
+        return "No server can start: your budget is used up."
+    if any(may_start(p, disabled) for p in offered):
+        return None
+    if all(not may_start(p, unavailable) for p in offered):
+        return "No server can start: none of the servers offered to you can run on this hub."
+    return "No server can start now: each one offered to you says why above."
+
+
+def without(offered: list[dict], unavailable: dict) -> list[dict]:
+    """The offered profiles less what this spawner cannot give (for a form that cannot
+    grey them out): a profile left without a choice in an option is left out too."""
+    kept = []
+    for profile in offered:
+        refused = unavailable.get(profile["slug"], {})
+        if refused.get(""):
+            continue
+        profile = copy.deepcopy(profile)
+        startable = True
+        for option_key, option in (profile.get("profile_options") or {}).items():
+            choices = option.get("choices") or {}
+            left = {key: c for key, c in choices.items() if not refused.get(f"{option_key}/{key}")}
+            if left != choices and left and not any(c.get("default") for c in left.values()):
+                next(iter(left.values()))["default"] = True
+            option["choices"] = left
+            if choices and not left and not (option.get("unlisted_choice") or {}).get("enabled"):
+                startable = False
+        if startable:
+            kept.append(profile)
+    return kept
 
 
 def beyond_budget(offered: list[dict], disabled: dict) -> list[str]:

@@ -3,8 +3,10 @@
 What a profile asks for is applied as far as one machine allows: environment variables,
 a memory limit (the address-space limit of the server process, RLIMIT_AS), a CPU limit
 (the server is pinned to that many cores), and an image choice mapped to a named Python
-environment. An image without a mapping, or a GPU, is shown on the form as not available
-on this hub, and the server runs the default environment.
+environment. An image without a mapping is shown on the form as not available on this
+hub, and the server runs the default environment. A profile or choice that asks for a GPU
+is shown disabled and refused at start (unless `gives_gpus`): nothing here can give one,
+and its price would be charged for a GPU the server never had.
 """
 
 from __future__ import annotations
@@ -87,6 +89,14 @@ class ProfileLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
         help="Pin the server process to ceil(cpu_limit) cores of this machine.",
     )
 
+    gives_gpus = Bool(
+        False,
+        config=True,
+        help="""The servers of this machine can use its GPUs (e.g. a lab's workstation: every
+        server sees every GPU, nothing shares them out), so profiles asking for a GPU may
+        start. False: they are shown disabled, with the reason, and refused at start.""",
+    )
+
     _configured_cmd: list[str] | None = None
 
     @default("cmd")
@@ -105,17 +115,19 @@ class ProfileLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
         python = self.images.get(image) if image else None
         return self.python if python == "hub" else python
 
+    def cannot_give(self, override: dict) -> str | None:
+        if catalog.gpu_count(override) and not self.gives_gpus:
+            return "a GPU"
+        return None
+
     def profile_form_notes(self, profile: dict) -> dict[str, str]:
         notes = {}
 
         def note(override) -> str | None:
-            missing = []
             image = override.get("image")
             if image and not self.python_for_image(image):
-                missing.append("this image (the default environment runs instead)")
-            if catalog.gpu_count(override):
-                missing.append("a GPU")
-            return f"Not available on this hub: {' and '.join(missing)}." if missing else None
+                return "Not available on this hub: this image (the default environment runs instead)."
+            return None
 
         if text := note(profile.get("kubespawner_override") or {}):
             notes[""] = text
