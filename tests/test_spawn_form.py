@@ -236,6 +236,17 @@ async def test_a_restricting_budget_disables_the_choices_it_cannot_pay_for_with_
     assert form.select_one("#twoi2c-start-blocked") is None
 
 
+async def test_a_budget_that_pays_for_no_choice_blocks_start_with_the_reason(monkeypatch):
+    CostService(monkeypatch, students_budget("restrict", 0.01))  # the smallest share: 0.07 an hour
+    form = await form_of(spawner(ProfileLocalSpawner, BOB, budget_check_url="http://cost/check"))
+    radios = form.select("input[name=profile-option-cpu--resources]")
+    assert len(radios) == 3 and all(r.has_attr("disabled") and not r.has_attr("checked") for r in radios)
+    assert not form.select("input[name=profile][checked]")
+    assert visible_text(form.select_one("#twoi2c-start-blocked")) == (
+        "No server can start now: those this hub can run cost more than is left of your budget."
+    )
+
+
 async def test_a_budget_used_up_says_so_beside_start_in_both_forms(monkeypatch):
     CostService(monkeypatch, students_budget("deny", 0.0))
     for form_kind in ("cards", "fancy-profiles"):

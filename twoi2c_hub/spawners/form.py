@@ -211,7 +211,8 @@ def start_blocked(offered: list[dict], disabled: dict, unavailable: dict, state)
         return None
     if all(not may_start(p, unavailable) for p in offered):
         return "No server can start: none of the servers offered to you can run on this hub."
-    return "No server can start now: each one offered to you says why above."
+    # the rest is the budget's doing (it disables nothing else)
+    return "No server can start now: those this hub can run cost more than is left of your budget."
 
 
 def without(offered: list[dict], unavailable: dict) -> list[dict]:
