@@ -58,7 +58,7 @@ def visible_text(element) -> str:
     element = BeautifulSoup(str(element), "html.parser")
     for hidden in element.select("script, style, option, noscript"):
         hidden.decompose()
-    return element.get_text(" ", strip=True)
+    return " ".join(element.get_text(" ", strip=True).split())  # white space collapsed, as drawn
 
 
 def hourly(person, selection) -> float:
@@ -149,6 +149,26 @@ async def test_a_forged_gpu_selection_is_refused_on_the_local_spawner_and_allowe
     card = (await form_of(made)).select_one(".twoi2c-profile[data-profile=gpu]")
     assert not card.select_one("input[name=profile]").has_attr("disabled")
     assert card.select_one(".twoi2c-price") is not None
+
+
+async def test_a_launch_link_to_the_gpu_server_on_the_local_spawner_says_it_cannot_start():
+    from twoi2c_hub.spawners.base import ConfirmLaunch
+
+    made = spawner(ProfileLocalSpawner, ALICE)
+    with pytest.raises(ConfirmLaunch):
+        made.options_from_query({"profile": ["gpu"]})
+    form = await form_of(made)
+    assert visible_text(form.select_one(".twoi2c-link-refused")) == (
+        "What the link chose cannot start: this hub cannot give its servers a GPU. "
+        "Another choice is selected below instead."
+    )
+    assert form.select_one("input[name=profile][value=cpu]").has_attr("checked")
+    # a link to what may start says nothing of the kind
+    with pytest.raises(ConfirmLaunch):
+        made.options_from_query({"profile": ["cpu"], "resources": ["whole-node"]})
+    form = await form_of(made)
+    assert form.select_one(".twoi2c-from-link") is not None and form.select_one(".twoi2c-link-refused") is None
+    assert choice_row(form, "cpu", "resources", "whole-node").select_one("input").has_attr("checked")
 
 
 async def test_a_gpu_choice_is_disabled_alone_and_a_profile_of_only_gpu_choices_cannot_start():

@@ -143,6 +143,7 @@ async def render(spawner, context: FormContext) -> str:
     resources = catalog.plain_resources(offered)
     around = {
         "from_link": from_link is not None,
+        "link_refused": refused_choice(selection, disabled) if from_link else None,
         "git_pull": context.link_git_pull,
         "git_pull_prefix": launch.FORM_PREFIX,
         "budget": notice,
@@ -178,6 +179,13 @@ async def render(spawner, context: FormContext) -> str:
         unlisted_sentinel=catalog.UNLISTED_SENTINEL,
         unlisted_suffix=catalog.UNLISTED_SUFFIX,
     )
+
+
+def refused_choice(selection: dict, disabled: dict) -> str | None:
+    """Why the profile or a choice of `selection` (a launch link's) cannot start, if so."""
+    refused = disabled.get(selection.get("profile"), {})
+    keys = ["", *(f"{key}/{value}" for key, value in selection.items() if key != "profile")]
+    return next((refused[key] for key in keys if refused.get(key)), None)
 
 
 def priced_options(resources: dict[str, dict]) -> dict[str, list[str]]:
