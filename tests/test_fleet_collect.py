@@ -30,6 +30,7 @@ from tornado.netutil import bind_sockets
 from twoi2c_hub.accounting import fleet_store
 from twoi2c_hub.accounting.db import make_engine, session_maker, upgrade
 from twoi2c_hub.accounting.events import ServerStart, ServerStarted, ServerStopped
+from twoi2c_hub.accounting.fleet import ActiveUsers
 from twoi2c_hub.accounting.fleet_store import CollectedHub, FleetBase, HubMonthFigures, PersonDay
 from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS
 from twoi2c_hub.accounting.recording import record
@@ -227,6 +228,16 @@ def test_the_first_collection_reaches_back_history_days_and_the_next_asks_only_w
         hub.days[TODAY + 1]
     )
     assert len(people["ocean-prod"]) == 46
+    # and every group's active users counted again, to the new day, for the pages to read
+    engine = make_engine(fleet.fleet.database_url)
+    with session_maker(engine)() as db:
+        span = fleet_store.counted_days(db, fleet.placement())
+        counted = fleet_store.counts(db, "hub", TODAY + 1, TODAY + 1)[TODAY + 1]["ocean-prod"]
+    engine.dispose()
+    assert span == (TODAY - 44, TODAY + 1)
+    week = set().union(*(hub.days[d] for d in range(TODAY - 5, TODAY + 2)))
+    month = set().union(*(hub.days[d] for d in range(TODAY - 28, TODAY + 2)))
+    assert counted == ActiveUsers(len(hub.days[TODAY + 1]), len(week), len(month))
 
     # --full asks for everything again
     hub.asked.clear()

@@ -17,6 +17,7 @@ from twoi2c_hub.accounting.fleet import (
     ActiveUsers,
     active_users,
     active_users_by_day,
+    count_days,
     hubs_by_size,
     person_digest,
     size_bin,
@@ -136,6 +137,39 @@ def test_digests_count_as_usernames_do_in_sql(places, rows, offset):
             by_window = dict(theirs.get(group, []))
             assert figures == ActiveUsers(by_window.get(1, 0), by_window.get(7, 0), by_window.get(30, 0)), group
         assert set(theirs) <= set(ours)
+
+
+@FAST
+@given(
+    places=st.lists(
+        st.tuples(st.sampled_from(["east", "west"]), st.sampled_from(["x", "y", "z"])), min_size=1, max_size=5
+    ),
+    rows=st.lists(
+        st.tuples(st.integers(0, 4), st.integers(0, 70), st.sampled_from(["ana", "bo", "cy", "di", "ed", "fa"])),
+        max_size=120,
+    ),
+    first=st.integers(0, 70),
+)
+def test_counting_every_day_in_one_pass_gives_each_days_figures(places, rows, first):
+    """The counts kept after a collection (`count_days`, every aggregate in one pass) are
+    `active_users` of each day, computed day by day; a group with nobody is left out."""
+    placement = {f"hub{i}": place for i, place in enumerate(places)}
+    start = date(2026, 1, 1)
+    activity = activity_of([(f"hub{i % len(places)}", start + timedelta(days=d), name) for i, d, name in rows])
+    activity["not-in-the-fleet"] = {start: {"zed"}}  # a hub the config no longer lists
+    first_day = start + timedelta(days=first)
+    last_day = start + timedelta(days=75)
+    days = [first_day - timedelta(days=29) + timedelta(days=n) for n in range((last_day - first_day).days + 30)]
+    by_day = {day: {hub: people[day] for hub, people in activity.items() if day in people} for day in days}
+    counted = {}
+    for day, aggregate, name, figures in count_days(((day, by_day[day]) for day in days), placement, first_day):
+        counted[day, aggregate, name] = figures
+    for day in days[29:]:
+        for aggregate in SQL_GROUP:
+            for name, figures in active_users(activity, placement, day, aggregate).items():
+                assert counted.get((day, aggregate, name), ActiveUsers(0, 0, 0)) == figures, (day, aggregate, name)
+    assert all(figures.monthly for figures in counted.values())  # nobody's groups are not kept
+    assert {day for day, _, _ in counted} <= set(days[29:])
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,13 @@ from datetime import date, timedelta
 
 import pytest
 import yaml
+from sqlalchemy import delete
 
 from twoi2c_hub.accounting import fleet_store
 from twoi2c_hub.accounting.db import make_engine, session_maker
 from twoi2c_hub.accounting.fleet import person_digest
 from twoi2c_hub.cli import main as cli
+from twoi2c_hub.config.fleet import load_fleet
 from twoi2c_hub.paths import examples_dir
 
 SECRET = bytes(range(32))
@@ -75,17 +77,58 @@ def test_people_are_counted_once_per_cluster_community_and_fleet_as_plain_sql_co
         db.commit()
     engine.dispose()
 
-    for aggregate, column in (("hub", "hub"), ("cluster", "cluster"), ("community", "community"), ("fleet", "'fleet'")):
-        counted = report(path, "--day", DAY.isoformat(), "--aggregate", aggregate)["active_users"]
-        for window, days in (("daily", 1), ("weekly", 7), ("monthly", 30)):
-            first = (DAY - timedelta(days=days - 1)).isoformat()
-            expected = dict(
-                sql.execute(
-                    f"SELECT {column}, COUNT(DISTINCT name) FROM active WHERE day BETWEEN ? AND ? GROUP BY 1",
-                    (first, DAY.isoformat()),
+    def as_sql_counts():
+        for aggregate, column in (
+            ("hub", "hub"),
+            ("cluster", "cluster"),
+            ("community", "community"),
+            ("fleet", "'fleet'"),
+        ):
+            counted = report(path, "--day", DAY.isoformat(), "--aggregate", aggregate)["active_users"]
+            for window, days in (("daily", 1), ("weekly", 7), ("monthly", 30)):
+                first = (DAY - timedelta(days=days - 1)).isoformat()
+                expected = dict(
+                    sql.execute(
+                        f"SELECT {column}, COUNT(DISTINCT name) FROM active WHERE day BETWEEN ? AND ? GROUP BY 1",
+                        (first, DAY.isoformat()),
+                    )
                 )
-            )
-            assert {name: c[window] for name, c in counted.items() if c[window]} == expected, (aggregate, window)
+                assert {name: c[window] for name, c in counted.items() if c[window]} == expected, (aggregate, window)
+
+    as_sql_counts()  # counted from the people kept
+
+    # counted once after a collection (from a day: all of them, the first time), then read
+    def count_after_collection(placement):
+        engine, open_db = store(config)
+        with open_db() as db:
+            fleet_store.save_counts(db, placement, fleet_store.day_number(DAY) - 3, fleet_store.day_number(DAY))
+            db.commit()
+            span = fleet_store.counted_days(db, placement)
+        engine.dispose()
+        return span
+
+    placement = load_fleet(path).placement()
+    assert count_after_collection(placement) == (
+        fleet_store.day_number(DAY - timedelta(days=44)),
+        fleet_store.day_number(DAY),
+    )
+    as_sql_counts()
+
+    # a hub moved to another community since: the counts are not read (it is counted here)
+    moved = config["hubs"][0]
+    other = next(c["name"] for c in config["communities"] if c["name"] != moved["community"])
+    moved["community"] = other
+    path.write_text(yaml.safe_dump(config))
+    sql.execute("UPDATE active SET community = ? WHERE hub = ?", (other, moved["name"]))
+    as_sql_counts()
+    # counted again for the new placement, then read: the people themselves are no longer needed
+    count_after_collection(load_fleet(path).placement())
+    engine, open_db = store(config)
+    with open_db() as db:
+        db.execute(delete(fleet_store.PersonDay))
+        db.commit()
+    engine.dispose()
+    as_sql_counts()
 
 
 def test_a_months_money_is_the_worked_example_with_the_bill_read_from_its_file(fleet_file):

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping, Set
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Set
 from datetime import date, timedelta
 from typing import Literal, NamedTuple
 
@@ -142,6 +143,44 @@ def active_users_by_day(
         series[day] = active_users(activity, placement, day, aggregate)
         day += timedelta(days=1)
     return series
+
+
+def count_days(
+    days: Iterable[tuple[date, Mapping[str, Set[str]]]], placement: Mapping[str, tuple[str, str]], first: date
+) -> Iterator[tuple[date, Aggregate, str, ActiveUsers]]:
+    """Every hub's, cluster's, community's and the fleet's active users on each day from
+    `first`, in one pass over consecutive days of people (each day with hub -> digests,
+    from 29 days before `first`: the monthly figure of `first` reads them): the figures
+    `active_users` gives day by day, for every aggregate at once. A group with nobody in
+    the 30 days is left out (its figures are 0)."""
+    named = {aggregate: groups(placement, aggregate) for aggregate in AGGREGATES}
+    longest = max(WINDOW_DAYS.values())
+    recent: deque[dict[tuple[str, str], Set[str]]] = deque(maxlen=longest)
+    for day, by_hub in days:
+        # each group's people that day: its hubs' together, each person once
+        people_today: dict[tuple[str, str], Set[str]] = {}
+        for aggregate, hubs_of in named.items():
+            for name, hubs in hubs_of.items():
+                sets = [by_hub[hub] for hub in hubs if by_hub.get(hub)]
+                if sets:
+                    people_today[aggregate, name] = sets[0] if len(sets) == 1 else set().union(*sets)
+        recent.append(people_today)
+        if day < first:
+            continue
+        week = list(recent)[-WINDOW_DAYS["weekly"] :]
+        for aggregate, hubs_of in named.items():
+            for name in hubs_of:
+                group = (aggregate, name)
+                month = [d[group] for d in recent if group in d]
+                if not month:
+                    continue
+                weekly = len(set().union(*(d[group] for d in week if group in d)))
+                yield (
+                    day,
+                    aggregate,
+                    name,
+                    ActiveUsers(len(people_today.get(group, ())), weekly, len(set().union(*month))),
+                )
 
 
 def size_bin(monthly_active_users: float) -> str:

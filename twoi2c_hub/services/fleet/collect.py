@@ -18,7 +18,9 @@ the hub's address only). A hub that is down, slow, refuses the token or answers 
 the fleet cannot use keeps the figures it gave before, marked with the time of its last
 full answer and its error, and the others are collected all the same. A hub's new
 figures replace its old ones in one transaction, so a pull that fails half-way changes
-nothing; one collection of a fleet database runs at a time.
+nothing; one collection of a fleet database runs at a time. Once the hubs are saved, every
+group's active users are counted again from the earliest day that changed, so that the
+pages and API read them rather than count them.
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ class Collected:
     seconds: float = 0.0
     error: str | None = None
     last_collected_ms: int | None = None  # its figures are as of then (a failure keeps them)
+    first_day: int | None = None  # the first day whose people this collection replaced
 
     def line(self) -> str:
         if self.ok and not self.days:
@@ -227,6 +230,7 @@ async def collect_hub(
     today = now_ms // DAY_MS
     final_day, last_collected = await asyncio.to_thread(_state, store, hub.name)
     earliest = today - fleet.fleet.history_days + 1
+    archived_from = None
     try:
         if hub.archive and (full or final_day is None):
             from .archives import from_archive  # (it reads what this module defines)
@@ -235,8 +239,17 @@ async def collect_hub(
             people = await asyncio.to_thread(_save, store, hub.name, first, last, days, months, now_ms, last)
             if not hub.url:  # a hub that left: its archive is all there is
                 took = time.perf_counter() - began
-                return Collected(hub.name, True, last - first + 1, people, len(months), took, last_collected_ms=now_ms)
-            final_day = last
+                return Collected(
+                    hub.name,
+                    True,
+                    last - first + 1,
+                    people,
+                    len(months),
+                    took,
+                    last_collected_ms=now_ms,
+                    first_day=first,
+                )
+            final_day, archived_from = last, first
         elif not hub.url:
             return Collected(hub.name, True, last_collected_ms=last_collected)  # read before; --full reads again
         if final_day is None or (full and not hub.archive):
@@ -246,14 +259,17 @@ async def collect_hub(
         days, months = await pull(hub, fleet, first, today)
         final = today - fleet.fleet.recheck_days
         people = await asyncio.to_thread(_save, store, hub.name, first, today, days, months, now_ms, final)
+        del days  # a year of a large hub's people: not kept while the others are collected
     except Exception as e:  # whatever a hub answered (or its saving met), that hub alone fails
         error = describe(e, hub, fleet.fleet.request_timeout)
         if not isinstance(e, (HTTPClientError, OSError, ValidationError, CollectionError, ValueError)):
             log.warning("Collecting %s failed", hub.name, exc_info=True)
         await asyncio.to_thread(_failed, store, hub.name, now_ms, error)
         return Collected(hub.name, False, error=error, last_collected_ms=last_collected)
+    took = time.perf_counter() - began
+    changed = min(first, archived_from) if archived_from is not None else first
     return Collected(
-        hub.name, True, today - first + 1, people, len(months), time.perf_counter() - began, last_collected_ms=now_ms
+        hub.name, True, today - first + 1, people, len(months), took, last_collected_ms=now_ms, first_day=changed
     )
 
 
@@ -293,6 +309,7 @@ async def collect(fleet: FleetConfig, base: Path, *, now_ms: int | None = None, 
     collection of a fleet database runs at a time (the service's and a command's wait for
     each other)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    today = now_ms // DAY_MS
     url = fleet.fleet.database_url
     fleet_store.upgrade(url)
     engine = make_engine(url)
@@ -305,6 +322,17 @@ async def collect(fleet: FleetConfig, base: Path, *, now_ms: int | None = None, 
 
     try:
         async with fleet_store.one_collection_at_a_time(url):
-            return list(await asyncio.gather(*(one(hub) for hub in fleet.hubs)))
+            results = list(await asyncio.gather(*(one(hub) for hub in fleet.hubs)))
+            changed = [r.first_day for r in results if r.ok and r.first_day is not None]
+            await asyncio.to_thread(_count, store, fleet, min(changed, default=today), today)
+            return results
     finally:
         engine.dispose()
+
+
+def _count(store: sessionmaker, fleet: FleetConfig, first_day: int, today: int) -> None:
+    """Every group's active users counted again from `first_day` (the earliest day a hub's
+    people changed) to `today`, for the pages and API to read."""
+    with store() as db:
+        fleet_store.save_counts(db, fleet.placement(), first_day, today)
+        db.commit()

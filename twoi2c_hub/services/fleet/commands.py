@@ -26,11 +26,14 @@ def collect(args) -> int:
         for line in e.errors:
             print(f"{e.path}: {line}", file=sys.stderr)
         return 1
+    began = time.perf_counter()
     results = asyncio.run(collect_all(fleet, Path(args.config).resolve().parent, full=args.full))
+    took = time.perf_counter() - began
     for result in results:
         print(result.line(), file=sys.stdout if result.ok else sys.stderr)
     failed = sum(not r.ok for r in results)
-    print(f"{len(results) - failed} of {len(results)} hubs collected into {_shown_url(fleet.fleet.database_url)}")
+    shown = _shown_url(fleet.fleet.database_url)
+    print(f"{len(results) - failed} of {len(results)} hubs collected into {shown} in {took:.1f} s")
     return 1 if failed else 0
 
 

@@ -78,12 +78,12 @@ class ActiveUsersAPI(FleetHandler, APIHandler):
         first, last = day_of(window.start_ms // DAY_MS), day_of((window.end_ms - 1) // DAY_MS)
 
         def work(_db):
-            rows = []
-            for day in range((last - first).days + 1):
-                on = first + timedelta(days=day)
-                for name, counts in report.active_users(service.open_db, service.fleet, on, aggregate).items():
-                    rows.append({"date": on.isoformat(), "name": name, **counts._asdict()})
-            return rows
+            series = report.active_users_by_day(service.open_db, service.fleet, first, last, aggregate)
+            return [
+                {"date": on.isoformat(), "name": name, **counts._asdict()}
+                for on, by_name in series.items()
+                for name, counts in by_name.items()
+            ]
 
         rows = await self.run_db(work)
         columns = ["date", "name", "daily", "weekly", "monthly"]

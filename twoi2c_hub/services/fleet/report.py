@@ -33,11 +33,48 @@ def active_users(
 ) -> dict[str, people_once.ActiveUsers]:
     """Daily, weekly and monthly active users on `day` of every hub, cluster, community or
     the fleet, each person once per group."""
+    return active_users_by_day(store, fleet, day, day, aggregate)[day]
+
+
+def active_users_by_day(
+    store: sessionmaker, fleet: FleetConfig, first: date, last: date, aggregate: people_once.Aggregate
+) -> dict[date, dict[str, people_once.ActiveUsers]]:
+    """`active_users` for each day from `first` to `last`: as counted after the last
+    collection for the days it counted, counted here from the people kept for any other
+    (a day since, or the fleet config's hubs placed otherwise since)."""
     placement = fleet.placement()
-    first = day - timedelta(days=max(people_once.WINDOW_DAYS.values()) - 1)
+    names = people_once.groups(placement, aggregate)
+    nobody = people_once.ActiveUsers(0, 0, 0)
+    reach = timedelta(days=max(people_once.WINDOW_DAYS.values()) - 1)
+    series: dict[date, dict[str, people_once.ActiveUsers]] = {}
     with store() as db:
-        activity = fleet_store.activity(db, placement, first, day)
-    return people_once.active_users(activity, placement, day, aggregate)
+        span = fleet_store.counted_days(db, placement)
+        low, high = span if span else (1, 0)
+        low, high = max(low, day_number(first)), min(high, day_number(last))
+        if low <= high:
+            for number, found in fleet_store.counts(db, aggregate, low, high).items():
+                series[fleet_store.day_of(number)] = {name: found.get(name, nobody) for name in names}
+        missing = sorted(set(_days(first, last)) - set(series))
+        # the days not counted: before and after those counted, each a run of days
+        for run in _runs(missing):
+            activity = fleet_store.activity(db, placement, run[0] - reach, run[-1])
+            series |= people_once.active_users_by_day(activity, placement, run[0], run[-1], aggregate)
+    return dict(sorted(series.items()))
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def _runs(days: list[date]) -> list[list[date]]:
+    """Sorted days as runs of consecutive days."""
+    runs: list[list[date]] = []
+    for day in days:
+        if runs and runs[-1][-1] + timedelta(days=1) == day:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
 
 
 def month_of(month: str) -> tuple[date, date]:
