@@ -242,7 +242,7 @@ def save_counts(db: Session, placement: Mapping[str, tuple[str, str]], first_day
 
 def counted_days(db: Session, placement: Mapping[str, tuple[str, str]]) -> tuple[int, int] | None:
     """The first and last day counted for this placement of the hubs, or None."""
-    state = db.get(Counted, 1)
+    state = db.execute(select(Counted.placement, Counted.first_day, Counted.last_day).where(Counted.id == 1)).first()
     if state is None or state.placement != placement_key(placement):
         return None
     return state.first_day, state.last_day
@@ -252,11 +252,11 @@ def counts(db: Session, aggregate: str, first_day: int, last_day: int) -> dict[i
     """The counts of `aggregate` from `first_day` to `last_day` (days `counted_days` gives),
     by day and name; groups with nobody left out."""
     found: dict[int, dict[str, ActiveUsers]] = {day: {} for day in range(first_day, last_day + 1)}
-    query = select(CountedDay).where(
+    query = select(CountedDay.day, CountedDay.name, CountedDay.daily, CountedDay.weekly, CountedDay.monthly).where(
         CountedDay.aggregate == aggregate, CountedDay.day >= first_day, CountedDay.day <= last_day
     )
-    for row in db.scalars(query):
-        found[row.day][row.name] = ActiveUsers(row.daily, row.weekly, row.monthly)
+    for day, name, *figures in db.execute(query):
+        found[day][name] = ActiveUsers(*figures)
     return found
 
 

@@ -80,12 +80,15 @@ class FleetService(HubService):
 
     def update_metrics(self) -> None:
         now = int(time.time() * 1000)
-        for state in report.hub_states(self.open_db, self.fleet, now):
+        this_month = time.strftime("%Y-%m", time.gmtime(now / 1000))
+        with self.open_db() as db:
+            states = report.hub_states(db, self.fleet, now)
+            spending = report.budgets(db, self.fleet, self.fleet_folder, this_month)
+        for state in states:
             self.gauges["stale"].labels(state.hub).set(int(state.stale))
             if state.collected_ms is not None:
                 self.gauges["age"].labels(state.hub).set((now - state.collected_ms) / 1000)
-        this_month = time.strftime("%Y-%m", time.gmtime(now / 1000))
-        for spent in report.budgets(self.open_db, self.fleet, self.fleet_folder, this_month):
+        for spent in spending:
             self.gauges["spent"].labels(spent.community).set(float(spent.attributed_cost))
             self.gauges["budget"].labels(spent.community).set(float(spent.budget))
             self.gauges["over"].labels(spent.community).set(int(spent.over))

@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -84,6 +85,28 @@ class StatementAnswer(BaseModel):
         if value is not None and not (math.isfinite(value) and abs(value) <= 1e12):
             raise ValueError("must be a finite amount")
         return value
+
+
+class PackedDays(Mapping[int, list[str]]):
+    """A hub's people by day as the collector holds them until they are saved: each day's
+    digests packed as 16 bytes each (a year of a large hub's people in a fifth of the
+    memory their hex strings take), given back as hex, day by day."""
+
+    def __init__(self) -> None:
+        self.packed: dict[int, bytes] = {}
+
+    def add(self, day: int, digests: list[str]) -> None:
+        self.packed[day] = bytes.fromhex("".join(digests))
+
+    def __getitem__(self, day: int) -> list[str]:
+        blob = self.packed[day]
+        return [blob[i : i + 16].hex() for i in range(0, len(blob), 16)]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.packed)
+
+    def __len__(self) -> int:
+        return len(self.packed)
 
 
 class CollectionError(Exception):
@@ -166,7 +189,7 @@ def _describe(error: Exception, hub: HubSpec, timeout: float) -> str:
     return f"the hub's answer could not be read ({type(error).__name__})"
 
 
-async def pull(hub: HubSpec, fleet: FleetConfig, first: int, last: int) -> tuple[dict[int, list[str]], dict[str, dict]]:
+async def pull(hub: HubSpec, fleet: FleetConfig, first: int, last: int) -> tuple[PackedDays, dict[str, dict]]:
     """The hub's people from day `first` to `last` (included), and the months they touch
     with last month's (its bill and fee may come days after it ends)."""
     token = os.environ.get(hub.token_env or "", "")
@@ -180,7 +203,7 @@ async def pull(hub: HubSpec, fleet: FleetConfig, first: int, last: int) -> tuple
         follow_redirects=False,  # the token goes to the hub's address only
         name=f"Hub {hub.name}",
     )
-    days: dict[int, list[str]] = {}
+    days = PackedDays()
     pairs = 0
     for start in range(first, last + 1, DAYS_A_REQUEST):
         end = min(start + DAYS_A_REQUEST - 1, last)
@@ -191,7 +214,7 @@ async def pull(hub: HubSpec, fleet: FleetConfig, first: int, last: int) -> tuple
         for day, digests in data.days.items():
             if not start <= day_number(day) <= end:
                 raise CollectionError(f"the hub answered for {day}, a day it was not asked about")
-            days[day_number(day)] = digests
+            days.add(day_number(day), digests)
             pairs += len(digests)
         if pairs > MAX_PERSON_DAYS:
             raise CollectionError(f"the hub gave more than {MAX_PERSON_DAYS:,} person-days: not collected")
@@ -222,13 +245,29 @@ def _data(answer: Any) -> Any:
     return answer["data"]
 
 
+async def in_turn(writing: asyncio.Lock, work, *args):
+    """`work(*args)` in a thread, once no other hub's is writing to the fleet's database:
+    SQLite takes one writer at a time, and a large hub's save would otherwise make another
+    hub's wait past its busy timeout ("database is locked")."""
+    async with writing:
+        return await asyncio.to_thread(work, *args)
+
+
 async def collect_hub(
-    store: sessionmaker, fleet: FleetConfig, hub: HubSpec, base: Path, now_ms: int, full: bool
+    store: sessionmaker,
+    fleet: FleetConfig,
+    hub: HubSpec,
+    base: Path,
+    now_ms: int,
+    full: bool,
+    writing: asyncio.Lock | None = None,
 ) -> Collected:
-    """One hub's collection; any failure is the hub's (its figures kept), never the fleet's."""
+    """One hub's collection; any failure is the hub's (its figures kept), never the fleet's.
+    `writing`: the lock the hubs of one collection write to the database in turn with."""
+    writing = writing or asyncio.Lock()
     began = time.perf_counter()
     today = now_ms // DAY_MS
-    final_day, last_collected = await asyncio.to_thread(_state, store, hub.name)
+    final_day, last_collected = await in_turn(writing, _state, store, hub.name)
     earliest = today - fleet.fleet.history_days + 1
     archived_from = None
     try:
@@ -236,7 +275,7 @@ async def collect_hub(
             from .archives import from_archive  # (it reads what this module defines)
 
             days, months, first, last = await asyncio.to_thread(from_archive, fleet, hub, base, now_ms)
-            people = await asyncio.to_thread(_save, store, hub.name, first, last, days, months, now_ms, last)
+            people = await in_turn(writing, _save, store, hub.name, first, last, days, months, now_ms, last)
             if not hub.url:  # a hub that left: its archive is all there is
                 took = time.perf_counter() - began
                 return Collected(
@@ -258,13 +297,13 @@ async def collect_hub(
             first = max(earliest, final_day + 1)
         days, months = await pull(hub, fleet, first, today)
         final = today - fleet.fleet.recheck_days
-        people = await asyncio.to_thread(_save, store, hub.name, first, today, days, months, now_ms, final)
+        people = await in_turn(writing, _save, store, hub.name, first, today, days, months, now_ms, final)
         del days  # a year of a large hub's people: not kept while the others are collected
     except Exception as e:  # whatever a hub answered (or its saving met), that hub alone fails
         error = describe(e, hub, fleet.fleet.request_timeout)
         if not isinstance(e, (HTTPClientError, OSError, ValidationError, CollectionError, ValueError)):
             log.warning("Collecting %s failed", hub.name, exc_info=True)
-        await asyncio.to_thread(_failed, store, hub.name, now_ms, error)
+        await in_turn(writing, _failed, store, hub.name, now_ms, error)
         return Collected(hub.name, False, error=error, last_collected_ms=last_collected)
     took = time.perf_counter() - began
     changed = min(first, archived_from) if archived_from is not None else first
@@ -315,10 +354,11 @@ async def collect(fleet: FleetConfig, base: Path, *, now_ms: int | None = None, 
     engine = make_engine(url)
     store = session_maker(engine)
     at_once = asyncio.Semaphore(CONCURRENCY)
+    writing = asyncio.Lock()
 
     async def one(hub: HubSpec) -> Collected:
         async with at_once:
-            return await collect_hub(store, fleet, hub, base, now_ms, full)
+            return await collect_hub(store, fleet, hub, base, now_ms, full, writing)
 
     try:
         async with fleet_store.one_collection_at_a_time(url):

@@ -54,9 +54,10 @@ def report(args) -> int:
     engine = make_engine(fleet.fleet.database_url)
     store = session_maker(engine)
     try:
-        people = figures.active_users(store, fleet, day, args.aggregate)
-        money = figures.money(store, fleet, Path(args.config).resolve().parent, month)
-        states = figures.hub_states(store, fleet, int(time.time() * 1000))
+        with store() as db:
+            people = figures.active_users(db, fleet, day, args.aggregate)
+            money = figures.money(db, fleet, Path(args.config).resolve().parent, month)
+            states = figures.hub_states(db, fleet, int(time.time() * 1000))
     finally:
         engine.dispose()
     rows = {**money.communities, "fleet": money.total}

@@ -77,8 +77,8 @@ class ActiveUsersAPI(FleetHandler, APIHandler):
         service = self.service
         first, last = day_of(window.start_ms // DAY_MS), day_of((window.end_ms - 1) // DAY_MS)
 
-        def work(_db):
-            series = report.active_users_by_day(service.open_db, service.fleet, first, last, aggregate)
+        def work(db):
+            series = report.active_users_by_day(db, service.fleet, first, last, aggregate)
             return [
                 {"date": on.isoformat(), "name": name, **counts._asdict()}
                 for on, by_name in series.items()
@@ -95,7 +95,7 @@ class RecoveryAPI(FleetHandler, APIHandler):
         self.operator()
         month = self.month_param(last_month(datetime.now(UTC).date()))
         service = self.service
-        money = await self.run_db(lambda _db: report.money(service.open_db, service.fleet, service.fleet_folder, month))
+        money = await self.run_db(lambda db: report.money(db, service.fleet, service.fleet_folder, month))
         rows = [money_row(name, m) for name, m in money.communities.items()] + [money_row("fleet", money.total)]
         self.respond(
             rows,
@@ -131,9 +131,7 @@ class CostAPI(FleetHandler, APIHandler):
         except ValueError as e:
             raise BadParameter("window", str(e)) from None
         service = self.service
-        totals = await self.run_db(
-            lambda _db: report.cost(service.open_db, service.fleet, service.fleet_folder, months, aggregate)
-        )
+        totals = await self.run_db(lambda db: report.cost(db, service.fleet, service.fleet_folder, months, aggregate))
         placement = service.fleet.placement()
         rows = []
         for row in totals:
@@ -161,7 +159,7 @@ class CostAPI(FleetHandler, APIHandler):
         )
 
 
-def hub_rows(service, now_ms: int) -> list[dict]:
+def hub_rows(service, db, now_ms: int) -> list[dict]:
     placement = service.fleet.placement()
     return [
         {
@@ -172,7 +170,7 @@ def hub_rows(service, now_ms: int) -> list[dict]:
             "error": s.error,
             "stale": s.stale,
         }
-        for s in report.hub_states(service.open_db, service.fleet, now_ms)
+        for s in report.hub_states(db, service.fleet, now_ms)
     ]
 
 
@@ -180,7 +178,7 @@ class HubsAPI(FleetHandler, APIHandler):
     async def get(self) -> None:
         self.operator()
         now = int(datetime.now(UTC).timestamp() * 1000)
-        rows = await self.run_db(lambda _db: hub_rows(self.service, now))
+        rows = await self.run_db(lambda db: hub_rows(self.service, db, now))
         self.respond(rows, columns=["name", "community", "cluster", "collected", "error", "stale"], filename="hubs")
 
 
@@ -198,15 +196,15 @@ class OverviewPage(FleetHandler, PageHandler):
         before = f"{first - timedelta(days=1):%Y-%m}"
         now = int(datetime.now(UTC).timestamp() * 1000)
 
-        def work(_db):
-            people = report.active_users(service.open_db, service.fleet, day, "community")
-            fleet_now = report.active_users(service.open_db, service.fleet, day, "fleet")
-            fleet_before = report.active_users(service.open_db, service.fleet, day - timedelta(days=7), "fleet")
-            hubs = report.active_users(service.open_db, service.fleet, day, "hub")
-            money = report.money(service.open_db, service.fleet, service.fleet_folder, month)
-            money_before = report.money(service.open_db, service.fleet, service.fleet_folder, before)
-            spent = report.budgets(service.open_db, service.fleet, service.fleet_folder, f"{today:%Y-%m}")
-            return people, fleet_now, fleet_before, hubs, money, money_before, hub_rows(service, now), spent
+        def work(db):
+            people = report.active_users(db, service.fleet, day, "community")
+            fleet_now = report.active_users(db, service.fleet, day, "fleet")
+            fleet_before = report.active_users(db, service.fleet, day - timedelta(days=7), "fleet")
+            hubs = report.active_users(db, service.fleet, day, "hub")
+            money = report.money(db, service.fleet, service.fleet_folder, month)
+            money_before = report.money(db, service.fleet, service.fleet_folder, before)
+            spent = report.budgets(db, service.fleet, service.fleet_folder, f"{today:%Y-%m}")
+            return people, fleet_now, fleet_before, hubs, money, money_before, hub_rows(service, db, now), spent
 
         people, fleet_now, fleet_before, hubs, money, money_before, states, spent = await self.run_db(work)
         weekly = fleet_now.get(people_once.FLEET, people_once.ActiveUsers(0, 0, 0)).weekly
@@ -249,10 +247,10 @@ NOTHING_OWED = CommunityMonth(Decimal(0), Decimal(0), Decimal(0), Decimal(0), No
 STATEMENT_COLUMNS = ["community", "name", "month", "currency", "hubs", *MONEY_COLUMNS[1:]]
 
 
-def statements(service, month: str) -> list[dict]:
+def statements(service, db, month: str) -> list[dict]:
     """Every community's statement for `month`: its hubs' attributed costs, its share of the
     shared cost, its cost, fee and recovery (communities with no figures that month too)."""
-    money = report.money(service.open_db, service.fleet, service.fleet_folder, month)
+    money = report.money(db, service.fleet, service.fleet_folder, month)
     placement = service.fleet.placement()
     rows = []
     for community in service.fleet.communities:
@@ -280,7 +278,7 @@ class StatementsAPI(FleetHandler, APIHandler):
     async def get(self) -> None:
         self.operator()
         month = self.month_param(last_month(datetime.now(UTC).date()))
-        rows = await self.run_db(lambda _db: statements(self.service, month))
+        rows = await self.run_db(lambda db: statements(self.service, db, month))
         flat = [{**row, "hubs": " ".join(h["name"] for h in row["hubs"])} for row in rows]
         self.respond(rows, csv_rows=flat, columns=STATEMENT_COLUMNS, filename=f"statements-{month}")
 
@@ -290,7 +288,7 @@ class StatementsPage(FleetHandler, PageHandler):
     async def get(self) -> None:
         self.operator()
         month = self.month_param(last_month(datetime.now(UTC).date()))
-        rows = await self.run_db(lambda _db: statements(self.service, month))
+        rows = await self.run_db(lambda db: statements(self.service, db, month))
         self.render_page(
             "fleet/statements.html",
             fleet_name=self.service.fleet.fleet.name,
@@ -323,17 +321,17 @@ class CommunityPage(FleetHandler, PageHandler):
             months.append(f"{first:%Y-%m}")
             first = (first - timedelta(days=1)).replace(day=1)
 
-        def work(_db):
+        def work(db):
             weeks = []
             for back in range(self.WEEKS):
                 on = day - timedelta(days=7 * back)
-                counts = report.active_users(service.open_db, service.fleet, on, "community").get(name)
+                counts = report.active_users(db, service.fleet, on, "community").get(name)
                 weeks.append({"day": on.isoformat(), "people": counts or people_once.ActiveUsers(0, 0, 0)})
             money = []
             for month in months:
-                figures = report.money(service.open_db, service.fleet, service.fleet_folder, month)
+                figures = report.money(db, service.fleet, service.fleet_folder, month)
                 money.append({"month": month, "money": figures.communities.get(name)})
-            hubs = [row for row in hub_rows(service, now) if row["community"] == name]
+            hubs = [row for row in hub_rows(service, db, now) if row["community"] == name]
             return weeks, money, hubs
 
         weeks, money, hubs = await self.run_db(work)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session
 
 from ...accounting import fleet as people_once
 from ...accounting import fleet_store
@@ -29,15 +29,15 @@ STALE_AFTER_MS = 26 * 3600 * 1000
 
 
 def active_users(
-    store: sessionmaker, fleet: FleetConfig, day: date, aggregate: people_once.Aggregate
+    db: Session, fleet: FleetConfig, day: date, aggregate: people_once.Aggregate
 ) -> dict[str, people_once.ActiveUsers]:
     """Daily, weekly and monthly active users on `day` of every hub, cluster, community or
     the fleet, each person once per group."""
-    return active_users_by_day(store, fleet, day, day, aggregate)[day]
+    return active_users_by_day(db, fleet, day, day, aggregate)[day]
 
 
 def active_users_by_day(
-    store: sessionmaker, fleet: FleetConfig, first: date, last: date, aggregate: people_once.Aggregate
+    db: Session, fleet: FleetConfig, first: date, last: date, aggregate: people_once.Aggregate
 ) -> dict[date, dict[str, people_once.ActiveUsers]]:
     """`active_users` for each day from `first` to `last`: as counted after the last
     collection for the days it counted, counted here from the people kept for any other
@@ -47,18 +47,17 @@ def active_users_by_day(
     nobody = people_once.ActiveUsers(0, 0, 0)
     reach = timedelta(days=max(people_once.WINDOW_DAYS.values()) - 1)
     series: dict[date, dict[str, people_once.ActiveUsers]] = {}
-    with store() as db:
-        span = fleet_store.counted_days(db, placement)
-        low, high = span if span else (1, 0)
-        low, high = max(low, day_number(first)), min(high, day_number(last))
-        if low <= high:
-            for number, found in fleet_store.counts(db, aggregate, low, high).items():
-                series[fleet_store.day_of(number)] = {name: found.get(name, nobody) for name in names}
-        missing = sorted(set(_days(first, last)) - set(series))
-        # the days not counted: before and after those counted, each a run of days
-        for run in _runs(missing):
-            activity = fleet_store.activity(db, placement, run[0] - reach, run[-1])
-            series |= people_once.active_users_by_day(activity, placement, run[0], run[-1], aggregate)
+    span = fleet_store.counted_days(db, placement)
+    low, high = span if span else (1, 0)
+    low, high = max(low, day_number(first)), min(high, day_number(last))
+    if low <= high:
+        for number, found in fleet_store.counts(db, aggregate, low, high).items():
+            series[fleet_store.day_of(number)] = {name: found.get(name, nobody) for name in names}
+    missing = sorted(set(_days(first, last)) - set(series))
+    # the days not counted: before and after those counted, each a run of days
+    for run in _runs(missing):
+        activity = fleet_store.activity(db, placement, run[0] - reach, run[-1])
+        series |= people_once.active_users_by_day(activity, placement, run[0], run[-1], aggregate)
     return dict(sorted(series.items()))
 
 
@@ -108,10 +107,9 @@ def cluster_bills(fleet: FleetConfig, base: Path, month: str) -> dict[str, Decim
     return bills
 
 
-def money(store: sessionmaker, fleet: FleetConfig, base: Path, month: str) -> FleetMonth:
+def money(db: Session, fleet: FleetConfig, base: Path, month: str) -> FleetMonth:
     """The month's money: every community's attributed and shared cost, fee and recovery."""
-    with store() as db:
-        hubs = fleet_store.hub_months(db, month)
+    hubs = fleet_store.hub_months(db, month)
     known = fleet.placement()
     hubs = {hub: figures for hub, figures in hubs.items() if hub in known}  # a hub no longer listed
     return month_money(known, fleet.sharing(), fleet.fees(), cluster_bills(fleet, base, month), hubs)
@@ -127,12 +125,12 @@ class Spent(NamedTuple):
         return self.attributed_cost > self.budget
 
 
-def budgets(store: sessionmaker, fleet: FleetConfig, base: Path, month: str) -> list[Spent]:
+def budgets(db: Session, fleet: FleetConfig, base: Path, month: str) -> list[Spent]:
     """What each community with a `budget` was attributed in `month` (so far), by name."""
     limits = fleet.budgets()
     if not limits:
         return []
-    communities = money(store, fleet, base, month).communities
+    communities = money(db, fleet, base, month).communities
     zero = Decimal("0.00")
     return [
         Spent(name, communities[name].attributed_cost if name in communities else zero, limit)
@@ -174,7 +172,7 @@ def months_of(first: date, last: date) -> list[str]:
     return months
 
 
-def cost(store: sessionmaker, fleet: FleetConfig, base: Path, months: list[str], aggregate: str) -> list[CostRow]:
+def cost(db: Session, fleet: FleetConfig, base: Path, months: list[str], aggregate: str) -> list[CostRow]:
     """The cost of the `months` added up by community (its attributed and shared cost,
     fee and recovery), hub (its attributed cost) or cluster (its bill and how it was
     taken), each with the fleet's total last; every one of the fleet's names, with
@@ -189,7 +187,7 @@ def cost(store: sessionmaker, fleet: FleetConfig, base: Path, months: list[str],
     for name in [*names, FLEET]:
         totals[name] = CostRow(name)
     for month in months:
-        figures = money(store, fleet, base, month)
+        figures = money(db, fleet, base, month)
         if aggregate == "community":
             parts = {**figures.communities, FLEET: figures.total}
             for name, part in parts.items():
@@ -251,11 +249,10 @@ class HubState:
     stale: bool
 
 
-def hub_states(store: sessionmaker, fleet: FleetConfig, now_ms: int) -> list[HubState]:
+def hub_states(db: Session, fleet: FleetConfig, now_ms: int) -> list[HubState]:
     """Every hub of the fleet with when it last answered in full, and whether its figures
     are stale (never collected, its last collection failed, or none for STALE_AFTER_MS)."""
-    with store() as db:
-        rows = {row.name: row for row in db.scalars(select(CollectedHub))}
+    rows = {row.name: row for row in db.scalars(select(CollectedHub))}
     states = []
     for hub in fleet.hubs:
         row = rows.get(hub.name)
