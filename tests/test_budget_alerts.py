@@ -1,5 +1,6 @@
 """Budget alerts reach a real SMTP server (aiosmtpd) and a webhook receiver on loopback,
-once per level, however often the cost service looks; the gauges are on /metrics."""
+once per level, however often the cost service looks; the gauges are on /metrics. The
+month-end forecast alert is checked at chosen moments of a month, without a hub."""
 
 import json
 import re
@@ -10,12 +11,19 @@ import pytest
 import requests
 import yaml
 from aiosmtpd.controller import Controller
+from cost_figures import PRICING, expected, record_all
 from past_spending import spend
+from prometheus_client import CollectorRegistry
 
+from twoi2c_hub.accounting.budgets import Budget
+from twoi2c_hub.accounting.costs import CostBasis
+from twoi2c_hub.accounting.events import ServerStart
+from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS
+from twoi2c_hub.catalog import INSTANCE_TYPES, GiB
+from twoi2c_hub.config.budgets import AlertsSection
 from twoi2c_hub.network import free_port
 from twoi2c_hub.paths import demo_config
-
-pytestmark = pytest.mark.hub
+from twoi2c_hub.services.cost.alerts import Alerter
 
 
 class Inbox:
@@ -134,3 +142,57 @@ def test_the_admin_page_charts_spending_against_the_hub_budget(hub):
     assert data["limit"] == 2.0 and len(data["days"]) >= 7  # a rolling week, day by day
     assert data["forecast"] is None  # forecasts are for calendar months
     assert "hub-weekly" in page.select_one("figure figcaption").get_text()
+
+
+# --- the month-end forecast alert, at chosen moments (no hub: the tests above have one) ----
+
+MONTH_START = 20_758 * DAY_MS  # 2026-11-01T00:00Z; the T4 costs 0.56 an hour to Nov 3, then 0.545
+
+
+class CostService:
+    """What the alerter reads of the cost service."""
+
+    currency = "USD"
+    basis = CostBasis(PRICING, INSTANCE_TYPES)
+    budgets = [Budget("hub-monthly", "hub", (), limit=50.0)]
+
+
+def gpu_evening(day: int, hours: float) -> tuple[ServerStart, int]:
+    """bob's T4 server from 18:00 on November's `day`, for `hours`."""
+    start = MONTH_START + (day - 1) * DAY_MS + 18 * HOUR_MS
+    server = ServerStart(username="bob", server_name="", started_ms=start, profile="gpu", cpu_guarantee=3.5,
+                         mem_guarantee_bytes=14 * GiB, gpu_count=1, gpu_type="nvidia-tesla-t4",
+                         groups=["students"])  # fmt: skip
+    return server, start + int(hours * HOUR_MS)
+
+
+def test_a_big_first_day_does_not_spend_the_months_forecast_alert(db):
+    """5 GPU hours on Nov 1 would read as 84 USD for November (old: the alert, gone for the
+    month on the 1st); bob then keeps to 4 hours an evening, which does end past the 50 USD
+    limit: the one forecast alert comes when that is what the days so far say."""
+    sessions = [gpu_evening(1, 5)] + [gpu_evening(day, 4) for day in range(2, 10)]
+    record_all(db, sessions)
+    registry = CollectorRegistry()
+    alerter = Alerter(CostService(), AlertsSection(at=[90, 100]), registry)
+
+    def forecast_gauge():
+        return registry.get_sample_value("twoi2c_budget_forecast", {"budget": "hub-monthly", "subject": ""})
+
+    for now in (MONTH_START + 23 * HOUR_MS, MONTH_START + DAY_MS + 23 * HOUR_MS, MONTH_START + 3 * DAY_MS - 1):
+        assert alerter.due(db, now) == [], f"day {now // DAY_MS - MONTH_START // DAY_MS + 1}"
+        assert forecast_gauge() is None  # no figure on /metrics either
+
+    now = MONTH_START + 8 * DAY_MS + 12 * HOUR_MS  # Nov 9, 12:00: evenings 1 to 8 spent
+    spent = sum(expected(sessions, MONTH_START, now, "user", now=now)["bob"])
+    at_end = spent / 8.5 * 30
+    assert spent < 45 < 50 < at_end  # under every level, over the limit by the month's end
+    ((key, text),) = alerter.due(db, now)
+    assert key == ("hub-monthly", "", MONTH_START, "forecast")
+    assert text == (
+        "the hub's budget hub-monthly is on course to pass its limit of 50.00 USD this month: a rough forecast "
+        f"from the first 8 of the month's 30 days: {at_end:.2f} USD by its end at this rate. hub-monthly: "
+        f"{spent:.2f} USD of 50.00 USD used ({spent / 50 * 100:.0f} %); resets on 2026-12-01."
+    )
+    assert forecast_gauge() == pytest.approx(at_end)
+    for later in (now + HOUR_MS, now + 5 * DAY_MS):  # once a month, however often it looks
+        assert [k for k, _ in alerter.due(db, later) if k[3] == "forecast"] == []

@@ -184,3 +184,46 @@ def test_spending_over_time_and_the_month_end_forecast(db):
     elapsed = (NOW - MONTH_START) / (30 * DAY_MS)  # of November's 30 days
     assert chart["forecast"] == {"days": ["2026-11-21", "2026-11-30"], "spent": [pytest.approx(s.used, abs=1e-5),
                                  pytest.approx(s.used / elapsed, abs=1e-5)]}  # fmt: skip
+
+
+def test_no_month_end_forecast_from_the_months_first_days(db):
+    """A GPU evening on the 1st is not the month's rate: until 3 days have passed the chart
+    draws no forecast and its caption says it is too early; then the forecast is the
+    spending so far carried on in a straight line, every amount with its currency."""
+    from twoi2c_hub.accounting.budgets import FORECAST_MIN_DAYS, spending_caption, spending_over_time
+
+    sessions = [gpu_session("bob", MONTH_START + 18 * HOUR_MS, 5)]  # Nov 1, 18:00-23:00
+    record_all(db, sessions)
+    for now in (MONTH_START + DAY_MS, MONTH_START + 2 * DAY_MS + 12 * HOUR_MS, MONTH_START + 3 * DAY_MS - 1):
+        s = status(db, BASIS, STUDENTS, "bob", "students", now)
+        assert s.used == pytest.approx(5 * 0.56)  # October's prices until Nov 3
+        assert spending_over_time(db, BASIS, s, now)["forecast"] is None
+        assert spending_caption(s, now, "USD") == (
+            "spent 2.80 USD of 9.00 USD this month; too early to forecast the month's end: forecasts start once "
+            f"its first {FORECAST_MIN_DAYS} days have passed"
+        )
+    now = MONTH_START + 3 * DAY_MS  # Nov 4, 00:00: 2.80 over 3 days is 28.00 over November's 30
+    s = status(db, BASIS, STUDENTS, "bob", "students", now)
+    assert spending_over_time(db, BASIS, s, now)["forecast"]["spent"][1] == pytest.approx(28.0)
+    assert spending_caption(s, now, "USD") == (
+        "spent 2.80 USD of 9.00 USD this month; a rough forecast from the first 3 of the month's 30 days: "
+        "28.00 USD by its end at this rate"
+    )
+
+
+def test_the_forecast_says_how_many_days_it_is_drawn_from(db):
+    from twoi2c_hub.accounting.budgets import spending_caption
+
+    sessions = history()
+    record_all(db, sessions)
+    s = status(db, BASIS, STUDENTS, "bob", "students", NOW)
+    so_far = bobs_month(sessions)  # from the sessions and the price tables, here
+    at_end = so_far / ((NOW - MONTH_START) / DAY_MS) * 30
+    assert spending_caption(s, NOW, "USD") == (
+        f"spent {so_far:.2f} USD of 9.00 USD this month; forecast from the first 20 of the month's 30 days: "
+        f"{at_end:.2f} USD by its end at this rate"
+    )
+    # a rolling budget has no month's end to forecast; a budget in hours says hours
+    rolling = Budget("gpu-fortnight", "user", ("bob",), limit=5.0, unit="gpu_hours", rolling_days=14)
+    s = status(db, BASIS, rolling, "bob", None, NOW)
+    assert spending_caption(s, NOW, "USD") == "spent 8.0 GPU-hours of 5.0 GPU-hours in the last 14 days"

@@ -259,9 +259,48 @@ def hourly_in_unit(basis: CostBasis | None, unit: str, server: ServerResources, 
     return {"cpu_core_hours": amounts.cpu, "memory_gib_hours": amounts.memory_gib}.get(unit, amounts.gpus)
 
 
+# A month-end forecast from fewer days than this would mostly be the first days' noise (one
+# evening's GPU session on the 1st read as the month's rate): none is made, none alerted.
+FORECAST_MIN_DAYS = 3
+# a forecast from fewer days than this is said to be a rough one
+FORECAST_FIRM_DAYS = 10
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A calendar month's spending so far, carried on in a straight line to its end."""
+
+    spent: float
+    elapsed_days: float  # of the month, up to now
+    month_days: int
+
+    @property
+    def ready(self) -> bool:
+        """Enough of the month has passed to forecast its end."""
+        return self.elapsed_days >= FORECAST_MIN_DAYS
+
+    @property
+    def at_end(self) -> float | None:
+        """What the month will have cost at this rate (None: too early to say)."""
+        return self.spent * self.month_days / self.elapsed_days if self.ready else None
+
+    @property
+    def rough(self) -> bool:
+        return self.elapsed_days < FORECAST_FIRM_DAYS
+
+
+def month_end_forecast(s: BudgetStatus, now: int) -> Forecast | None:
+    """The forecast of a calendar-month budget (None for a rolling one: it has no end)."""
+    if s.resets_ms is None or s.budget.rolling_days is not None:
+        return None
+    elapsed_ms = max(0, min(now, s.resets_ms) - s.period_start_ms)
+    return Forecast(s.used, elapsed_ms / DAY_MS, round((s.resets_ms - s.period_start_ms) / DAY_MS))
+
+
 def spending_over_time(db: DB, basis, s: BudgetStatus, now: int) -> dict:
-    """The period so far, day by day (cumulative), the limit, and for a calendar month a
-    straight-line forecast to its end: a chart of spend against the budget."""
+    """The period so far, day by day (cumulative), the limit, and for a calendar month
+    past its first FORECAST_MIN_DAYS days a straight-line forecast to its end: a chart of
+    spend against the budget."""
     budget, days, total = s.budget, [], 0.0
     day = s.period_start_ms
     while day < now:
@@ -270,11 +309,10 @@ def spending_over_time(db: DB, basis, s: BudgetStatus, now: int) -> dict:
         days.append((from_ms(day).date().isoformat(), round(total, 6)))
         day = end
     chart = {"days": [d for d, _ in days], "spent": [v for _, v in days], "limit": s.limit, "forecast": None}
-    if s.resets_ms is not None and budget.rolling_days is None and now > s.period_start_ms:
-        rate = total / (now - s.period_start_ms)
+    forecast = month_end_forecast(s, now)
+    if forecast is not None and forecast.ready:
         last_day = from_ms(s.resets_ms - 1).date().isoformat()
-        at_end = rate * (s.resets_ms - s.period_start_ms)
-        chart["forecast"] = {"days": [days[-1][0], last_day], "spent": [round(total, 6), round(at_end, 6)]}
+        chart["forecast"] = {"days": [days[-1][0], last_day], "spent": [round(total, 6), round(forecast.at_end, 6)]}
     return chart
 
 
@@ -292,4 +330,28 @@ def describe(s: BudgetStatus, currency: str) -> str:
     if s.resets_ms is not None:
         verb = "resets" if s.budget.rolling_days is None else "you can start again"
         text += f"; {verb} on {from_ms(s.resets_ms).date().isoformat()}"
+    return text
+
+
+def forecast_text(f: Forecast, unit: str, currency: str) -> str:
+    """How the month will end at this rate, and how sure that is: 'a rough forecast from
+    the first 4 of the month's 30 days: 131.77 USD by its end at this rate'."""
+    if not f.ready:
+        wait = f"forecasts start once its first {FORECAST_MIN_DAYS} days have passed"
+        return f"too early to forecast the month's end: {wait}"
+    basis = f"the first {int(f.elapsed_days)} of the month's {f.month_days} days"
+    return (
+        f"{'a rough forecast' if f.rough else 'forecast'} from {basis}: "
+        f"{amount(f.at_end, unit, currency)} by its end at this rate"
+    )
+
+
+def spending_caption(s: BudgetStatus, now: int, currency: str) -> str:
+    """What the chart of a budget's spending says: so far, of what, and the forecast."""
+    unit = s.budget.unit
+    period = s.budget.period_text if s.budget.rolling_days is None else f"in {s.budget.period_text}"
+    text = f"spent {amount(s.used, unit, currency)} of {amount(s.limit, unit, currency)} {period}"
+    forecast = month_end_forecast(s, now)
+    if forecast is not None:
+        text += f"; {forecast_text(forecast, unit, currency)}"
     return text

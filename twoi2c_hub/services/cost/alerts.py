@@ -3,7 +3,8 @@
 Every rollup interval, for the budgets of the hub, of whole groups (`per_person: false`)
 and of named users: the spend, limit and (for calendar months) a month-end forecast are
 set on gauges for Prometheus Alertmanager, and each alert level crossed (50/75/90/100 %
-by default) and a forecast past the limit is sent once per budget and period (for a
+by default) and a forecast past the limit is sent once per budget and period (a forecast
+only once the month's first days have passed: budgets.FORECAST_MIN_DAYS) (for a
 rolling window: once, until spending falls below it again), by e-mail and/or a
 Slack-compatible webhook. A notice is claimed in `budget_notices` before it is
 sent and given back if no channel took it, so it is sent again later, never twice.
@@ -66,10 +67,11 @@ class Alerter:
             s = budgets.status(db, self.service.basis, budget, subject, group, now)
             self.spend.labels(budget.name, subject).set(s.used)
             self.limit.labels(budget.name, subject).set(s.limit)
-            forecast = None
-            if s.resets_ms is not None and budget.rolling_days is None and now > s.period_start_ms:
-                forecast = s.used * (s.resets_ms - s.period_start_ms) / (now - s.period_start_ms)
-                self.forecast.labels(budget.name, subject).set(forecast)
+            forecast = budgets.month_end_forecast(s, now)
+            if forecast is not None and forecast.ready:
+                self.forecast.labels(budget.name, subject).set(forecast.at_end)
+            else:  # not last month's figure, nor one from the month's first hours
+                self.forecast.remove(budget.name, subject)
             if self.section is None:
                 continue
             whose = f"the hub's budget {budget.name}" if not subject else f"{subject}'s budget {budget.name}"
@@ -84,16 +86,23 @@ class Alerter:
                 elif self.claim(db, budget.name, subject, period, kind, now):
                     due.append(((budget.name, subject, period, kind),
                                 f"{whose} has reached {level:g} %: {budgets.describe(s, currency)}."))  # fmt: skip
+            # the month's one forecast alert: never from its first days (see FORECAST_MIN_DAYS)
             if (
                 self.section.forecast
                 and forecast is not None
-                and forecast > s.limit
+                and forecast.ready
+                and forecast.at_end > s.limit
                 and self.claim(db, budget.name, subject, period, "forecast", now)
             ):
-                due.append(((budget.name, subject, period, "forecast"),
-                            f"At this rate {whose} reaches {budgets.amount(forecast, budget.unit, currency)} by the "
-                            f"end of the month, over its limit: {budgets.describe(s, currency)}."))  # fmt: skip
+                due.append(((budget.name, subject, period, "forecast"), self.forecast_alert(whose, s, forecast)))
         return due
+
+    def forecast_alert(self, whose: str, s: budgets.BudgetStatus, forecast: budgets.Forecast) -> str:
+        currency, unit = self.service.currency, s.budget.unit
+        return (
+            f"{whose} is on course to pass its limit of {budgets.amount(s.limit, unit, currency)} this month: "
+            f"{budgets.forecast_text(forecast, unit, currency)}. {budgets.describe(s, currency)}."
+        )
 
     def claim(self, db, budget: str, subject: str, period_start: int, kind: str, now: int) -> bool:
         key = dict(budget=budget, subject=subject, period_start_ms=period_start, kind=kind)

@@ -68,7 +68,11 @@ class AdminPage(PageHandler):
                 budgets.status(db, service.basis, budget, subject, group, now)
                 for budget, subject, group in service.alerter.subjects()
             ]
-            over_time = [budgets.spending_over_time(db, service.basis, s, now) for s in statuses]
+            over_time = []
+            for s in statuses:
+                chart = budgets.spending_over_time(db, service.basis, s, now)
+                chart["caption"] = budgets.spending_caption(s, now, service.currency)
+                over_time.append(chart)
             return totals, series, statuses, over_time
 
         def recent_ledger(db):  # not shared: a top-up shows at once
