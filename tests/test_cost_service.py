@@ -4,11 +4,13 @@ and who may read what."""
 
 import csv
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 import yaml
+from bs4 import BeautifulSoup
+from past_spending import A_DAYS_SESSIONS, record_a_day
 
 from twoi2c_hub.catalog import GiB
 from twoi2c_hub.config import load_config
@@ -20,7 +22,7 @@ pytestmark = pytest.mark.hub
 def cost_config(tmp_path):
     config = demo_config()
     config["culling"] = {"enabled": False}
-    config["usage"] = {"reconcile_interval": 1.0}
+    config["usage"] = {"reconcile_interval": 1.0, "database_url": f"sqlite:///{tmp_path / 'usage.sqlite'}"}
     config["cost"] = {"rollup_interval": 1.0}
     path = tmp_path / "cost-community.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -32,6 +34,7 @@ def hub(hub_factory, tmp_path_factory):
     path = cost_config(tmp_path_factory.mktemp("cost-config"))
     client = hub_factory(path, "cost-hub")
     client.config = load_config(path)
+    client.database_url = client.config.usage.database_url
     client.wait_for(lambda: get(client, "/health").status_code == 200, what="the cost service")
     return client
 
@@ -135,3 +138,61 @@ def test_statements_are_for_admins_and_name_a_bad_month(hub):
     assert bad.status_code == 400 and bad.json()["parameter"] == "month"
     csv_text = get(hub, f"statements/{month}", admin, format="csv").text
     assert csv_text.splitlines()[0].startswith("month,currency,bill,attributed")
+
+
+# the columns of a cost table's total row, after its first cell
+COST_COLUMNS = ["server_hours", "gpu_hours", "cpu_cost", "ram_cost", "gpu_cost", "total_cost"]
+
+
+def table_figures(page, table_id, columns):
+    """The figures (data-value) of each body row, and of the total row, by column."""
+    rows = [
+        {c: float(td["data-value"]) for c, td in zip(columns, tr.select("td")[1:], strict=True)}
+        for tr in page.select(f"#{table_id} tbody tr")
+    ]
+    (total,) = page.select(f"#{table_id} tfoot tr")
+    return rows, {c: float(td["data-value"]) for c, td in zip(columns, total.select("td"), strict=True)}, total
+
+
+def test_the_cost_tables_end_with_a_total_row_each_session_counted_once(hub):
+    day = datetime.now(UTC).date() - timedelta(days=5)
+    record_a_day(hub.database_url, day)
+    prices = hub.config.pricing.prices[0]
+    cost = {
+        i: h * (c * prices.cpu_core_hour + g * prices.memory_gib_hour)
+        for i, (*_, h, c, g) in enumerate(A_DAYS_SESSIONS)
+    }
+    all_hours, all_cost = sum(s[3] for s in A_DAYS_SESSIONS), sum(cost.values())
+
+    admin = hub.login("admin")
+    for aggregate in ("user", "profile", "group"):
+        params = {"aggregate": aggregate, "start": day.isoformat(), "end": day.isoformat()}
+        page = BeautifulSoup(
+            admin.get(f"{hub.url}/services/cost/admin", params=params, timeout=30).content, "html.parser"
+        )
+        rows, total, row = table_figures(page, "cost-totals", COST_COLUMNS)
+        assert "Total" in row.select_one("th[scope=row]").get_text()
+        # every session once, whatever the rows are
+        assert total["server_hours"] == pytest.approx(all_hours) and total["gpu_hours"] == 0
+        assert total["total_cost"] == pytest.approx(all_cost, rel=1e-6)
+        assert total["cpu_cost"] + total["ram_cost"] == pytest.approx(all_cost, rel=1e-6)
+        hours_in_rows = sum(r["server_hours"] for r in rows)
+        if aggregate == "group":  # ben's 3 hours are in students' row and researchers'
+            assert hours_in_rows == pytest.approx(all_hours + 3.0)
+            assert "each session once" in row.get_text()
+        else:  # each session in one row: the total is the rows' sum, column by column
+            assert {c: pytest.approx(sum(r[c] for r in rows)) for c in COST_COLUMNS} == total
+            assert row.select_one(".twoi2c-total-note") is None
+        # the demo splits a person's cost between their groups: the money adds up by any rows
+        assert sum(r["total_cost"] for r in rows) == pytest.approx(all_cost, rel=1e-6)
+
+    # bob's own page: his two profiles and their total
+    bob = hub.login("bob")
+    params = {"start": day.isoformat(), "end": day.isoformat()}
+    page = BeautifulSoup(bob.get(f"{hub.url}/services/cost/", params=params, timeout=30).content, "html.parser")
+    columns = ["server_hours", "cpu_cost", "ram_cost", "gpu_cost", "total_cost"]
+    rows, total, _ = table_figures(page, "cost-totals", columns)
+    assert len(rows) == 2
+    assert total["server_hours"] == pytest.approx(2.0)
+    assert total["total_cost"] == pytest.approx(cost[3] + cost[4], rel=1e-6)
+    assert {c: pytest.approx(sum(r[c] for r in rows)) for c in columns} == total

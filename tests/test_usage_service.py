@@ -8,12 +8,14 @@ import os
 import signal
 import time
 import urllib.parse
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 from bs4 import BeautifulSoup
+from past_spending import A_DAYS_SESSIONS, record_a_day
 
 from twoi2c_hub.localhub import tagged_processes
 from twoi2c_hub.paths import demo_config
@@ -202,6 +204,58 @@ def test_pages_user_sees_own_rows_non_admin_gets_403_on_admin_page(hub, tokens):
     # the chart library is served by the service, from the installed package
     script = admin.get(f"{hub.url}/services/usage/static/plotly.min.js", timeout=30)
     assert script.status_code == 200 and len(script.content) > 1_000_000
+
+
+def usage_table(page, columns):
+    """The figures (data-value) of each body row of the totals table, and of its total row."""
+    rows = [
+        {c: float(td["data-value"]) for c, td in zip(columns, tr.select("td")[1:], strict=True)}
+        for tr in page.select("#usage-totals tbody tr")
+    ]
+    (total,) = page.select("#usage-totals tfoot tr")
+    return rows, {c: float(td["data-value"]) for c, td in zip(columns, total.select("td"), strict=True)}, total
+
+
+def test_the_usage_tables_end_with_a_total_row_each_session_counted_once(hub):
+    day = datetime.now(UTC).date() - timedelta(days=5)
+    record_a_day(f"sqlite:///{hub.hub.data_dir / 'twoi2c-usage.sqlite'}", day)
+    columns = ["sessions", "server_hours", "cpu_core_hours", "memory_gib_hours", "gpu_hours"]
+    # worked out here from the sessions recorded
+    everyone = {
+        "sessions": len(A_DAYS_SESSIONS),
+        "server_hours": sum(h for *_, h, _, _ in A_DAYS_SESSIONS),
+        "cpu_core_hours": sum(h * c for *_, h, c, _ in A_DAYS_SESSIONS),
+        "memory_gib_hours": sum(h * g for *_, h, _, g in A_DAYS_SESSIONS),
+        "gpu_hours": 0,
+    }
+    admin = login(hub, "admin")
+    for aggregate in ("user", "profile", "group"):
+        params = {"aggregate": aggregate, "start": day.isoformat(), "end": day.isoformat()}
+        page = BeautifulSoup(
+            admin.get(f"{hub.url}/services/usage/admin", params=params, timeout=30).content, "html.parser"
+        )
+        rows, total, row = usage_table(page, columns)
+        assert total == {c: pytest.approx(v) for c, v in everyone.items()}
+        in_rows = {c: sum(r[c] for r in rows) for c in columns}
+        if aggregate == "group":  # ben (4 cores, 8 GiB, 3 hours) is in students' row and researchers'
+            assert in_rows["sessions"] == everyone["sessions"] + 1
+            assert in_rows["cpu_core_hours"] == pytest.approx(everyone["cpu_core_hours"] + 12)
+            assert "each session once" in row.get_text()
+        else:
+            assert {c: pytest.approx(v) for c, v in in_rows.items()} == total
+            assert row.select_one(".twoi2c-total-note") is None
+
+    # bob's own page: his two profiles and their total
+    page = BeautifulSoup(
+        login(hub, "bob").get(f"{hub.url}/services/usage/", params={"start": day, "end": day}, timeout=30).content,
+        "html.parser",
+    )
+    rows, total, _ = usage_table(page, columns)  # Sessions, then the hours
+    bobs = [s for s in A_DAYS_SESSIONS if s[0] == "bob"]
+    assert len(rows) == 2 and total["sessions"] == 2
+    assert total["server_hours"] == pytest.approx(sum(s[3] for s in bobs))
+    assert total["cpu_core_hours"] == pytest.approx(sum(s[3] * s[4] for s in bobs))
+    assert {c: pytest.approx(sum(r[c] for r in rows)) for c in total} == total
 
 
 def test_community_admins_read_everyone_and_csv_matches_json(hub, tokens):

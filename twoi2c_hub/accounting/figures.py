@@ -13,6 +13,7 @@ reports that add sessions up in the database); a test holds the two to each othe
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from sqlalchemy import func
@@ -63,6 +64,15 @@ def add(row: list[float], figures, share: float = 1) -> None:
     else:
         for i, value in enumerate(figures):
             row[i] += value * share
+
+
+def total_of(rows: Iterable[Mapping[str, float]], columns: Iterable[str]) -> dict[str, float]:
+    """A report's rows added up column by column: its total row. Right for a report by
+    user or by profile (each session is in one row), not by group: a person in several
+    groups is in each of their rows (their hours always, their cost by the "each" rule),
+    so a report by group totals the same window read by user instead."""
+    rows = list(rows)
+    return {column: sum(row[column] for row in rows) for column in columns}
 
 
 def reserved(resources: ServerResources) -> Quantities:

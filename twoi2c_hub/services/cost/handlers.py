@@ -7,6 +7,7 @@ from tornado import web
 
 from ...accounting import budgets
 from ...accounting.cost_reports import cost_allocation
+from ...accounting.figures import total_of
 from ...accounting.models import LedgerEntry
 from ...accounting.opencost import AGGREGATES, iso
 from ...accounting.rollups import NO_GROUP
@@ -17,6 +18,8 @@ from .metrics import now_ms
 
 SHARED_SECONDS = 10
 CHART_NAMES = 8
+# the figures of the cost tables' total rows
+TOTALLED = ("server_hours", "gpu_hours", "cpu_cost", "ram_cost", "gpu_cost", "total_cost")
 
 
 class UserPage(PageHandler):
@@ -37,6 +40,7 @@ class UserPage(PageHandler):
         self.render_page(
             "cost/user.html",
             totals=totals,
+            total=total_of(totals, TOTALLED),
             start=start,
             end=end,
             window=f"{iso(window.start_ms)},{iso(window.end_ms)}",
@@ -63,6 +67,9 @@ class AdminPage(PageHandler):
 
         def figures(db):
             totals = cost_allocation(db, service.basis, *window, aggregate, now)
+            # by group a person in several groups is in each of their rows (their hours
+            # always, their cost by the "each" rule): the total is everyone's, read by user
+            everyone = cost_allocation(db, service.basis, *window, "user", now) if aggregate == "group" else totals
             series = cost_allocation(db, service.basis, *window, aggregate, now, step=step)
             statuses = [
                 budgets.status(db, service.basis, budget, subject, group, now)
@@ -73,13 +80,13 @@ class AdminPage(PageHandler):
                 chart = budgets.spending_over_time(db, service.basis, s, now)
                 chart["caption"] = budgets.spending_caption(s, now, service.currency)
                 over_time.append(chart)
-            return totals, series, statuses, over_time
+            return totals, total_of(everyone, TOTALLED), series, statuses, over_time
 
         def recent_ledger(db):  # not shared: a top-up shows at once
             return [entry_json(e) for e in db.query(LedgerEntry).order_by(LedgerEntry.at_ms.desc()).limit(100)]
 
         # every admin sees the same figures: a burst of the same page is computed once
-        totals, series, statuses, over_time = await self.service.shared_report(
+        totals, total, series, statuses, over_time = await self.service.shared_report(
             ("cost-admin", window, aggregate), lambda: self.run_db(figures), ttl=SHARED_SECONDS
         )
         ledger = await self.run_db(recent_ledger)
@@ -89,6 +96,7 @@ class AdminPage(PageHandler):
         self.render_page(
             "cost/admin.html",
             totals=totals,
+            total=total,
             aggregate=aggregate,
             start=start,
             end=end,

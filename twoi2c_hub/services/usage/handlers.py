@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session as DB
 from tornado import web
 
 from ...accounting import activity, reports
-from ...accounting.figures import FIGURES, HOURS
+from ...accounting.figures import FIGURES, HOURS, total_of
 from ...accounting.models import DAY_MS
 from ...accounting.opencost import AGGREGATES, iso
 from ...accounting.reports import NameFilter
@@ -42,6 +42,7 @@ class UserPage(PageHandler):
         self.render_page(
             "usage/user.html",
             totals=totals,
+            total=total_of(totals, FIGURES),
             recent=list(reversed(recent))[:50],
             start=start,
             end=end,
@@ -76,8 +77,12 @@ class AdminPage(PageHandler):
             series += reports.allocation(
                 db, *window, aggregate, now, step=step, names=NameFilter(leaders, keep=False, collapse_to="(others)")
             )
+            # by group a person in several groups is in each of their rows: the total is
+            # everyone's, each session once, read by user
+            everyone = reports.allocation(db, *window, "user", now) if aggregate == "group" else totals
             return (
                 totals,
+                total_of(everyone, FIGURES),
                 series,
                 activity.active_users(db, max(window.start_ms, window.end_ms - 400 * DAY_MS), window.end_ms, now),
                 activity.sessions(db, start_ms=window.start_ms, end_ms=window.end_ms, username=drill, limit=1000)
@@ -86,12 +91,13 @@ class AdminPage(PageHandler):
             )
 
         # every admin sees the same figures: a burst of the same page is computed once
-        totals, series, active, drill_sessions = await self.service.shared_report(
+        totals, total, series, active, drill_sessions = await self.service.shared_report(
             ("admin", window, aggregate, drill, metric), lambda: self.run_db(figures), ttl=SHARED_SECONDS
         )
         self.render_page(
             "usage/admin.html",
             totals=totals,
+            total=total,
             aggregate=aggregate,
             start=start,
             end=end,
