@@ -300,6 +300,15 @@ def test_a_community_admin_ranks_last_months_gpu_hours_in_three_clicks(page, bro
     audit_every_way(
         browser, hub, f"{hub.url}/services/cost/admin", "community-costs", "carol", ready="#cost-chart .main-svg"
     )
+    # by group, the total row is everyone's, each session once, and says so
+    assert "aggregate=user" in last_month
+    page.goto(last_month.replace("aggregate=user", "aggregate=group"))
+    total = page.locator("#usage-totals tfoot tr")
+    expect(total.locator("th")).to_contain_text("each session once")
+    column = page.locator("#usage-totals thead th").all_inner_texts().index(header.inner_text())
+    gpu_hours = float(total.locator("td").nth(column - 1).get_attribute("data-value"))
+    assert gpu_hours == pytest.approx(sum(GPU_HOURS_LAST_MONTH.values()))
+    audit_every_way(browser, hub, page.url, "community-usage-by-group", "carol", ready="#usage-chart .main-svg")
     month = datetime.now(UTC).strftime("%Y-%m")
     audit_every_way(browser, hub, f"{hub.url}/services/cost/statements/{month}", "statement", "carol")
 
