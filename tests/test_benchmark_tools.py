@@ -76,6 +76,30 @@ def test_cost_report_runs_and_its_figures_agree_with_plain_sql():
         }
 
 
+@pytest.mark.hub
+def test_the_fleet_benchmark_collects_real_services_and_its_figures_are_the_union_sqls():
+    command = [sys.executable, str(BENCHMARKS / "fleet.py"), "--hubs", "3", "--weekly", "60", "--days", "70"]
+    result = subprocess.run([*command, "--repeat", "2"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    # every hub's real services answered, and every figure the fleet gives is the union's
+    assert figures["collected"].startswith("3 of 3 hubs collected")
+    assert figures["wrong"] == [] and figures["targets_met"]["exact"]
+    assert figures["page_weekly_active_users"] == figures["weekly_active_users"] > 0
+    # people on two hubs of a cluster: the hubs' sum counts them twice, the fleet once
+    assert figures["weekly_active_users_hubs_summed"] >= figures["weekly_active_users"]
+    assert figures["sessions"] > 500 and figures["incremental_collection_seconds"] < figures["full_collection_seconds"]
+    assert figures["fleet_service_peak_rss_mb"] > 0 and figures["collector_peak_rss_mb"] > 0
+    assert set(figures["targets_met"]) == {
+        "exact",
+        "incremental_at_most_10_percent",
+        "api_at_most_0_05_of_union",
+        "fleet_service_rss_at_most_200_mb",
+        "collector_rss_at_most_200_mb",
+        "page_shows_weekly_users",
+    }
+
+
 @pytest.mark.slow
 def test_export_import_runs_and_moves_every_row():
     command = [sys.executable, str(BENCHMARKS / "export_import.py"), "--sessions", "3000", "--users", "100"]

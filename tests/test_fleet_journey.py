@@ -150,13 +150,21 @@ def test_a_community_drills_down_from_the_overview(page, fleet_hubs):
     ocean, _ = fleet_hubs
     log_in(page, ocean.url, "alice", ocean.password)
     page.goto(f"{ocean.url}/services/fleet/")
-    page.get_by_role("link", name="rocks").click()
+    page.get_by_role("link", name="rocks", exact=True).click()
     expect(page.locator("#community-name")).to_have_text("rocks")
     expect(page.locator("#community-hubs")).to_contain_text("rocks-hub (loopback)")
     expect(page.locator("#weeks tbody tr").first).to_contain_text("2")  # carol and alice
     results = AXE.run(page)
     assert not [v["id"] for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
     screenshot(page, "fleet-community-light-desktop")
+    # and on to one of its hubs
+    page.locator("#community-hubs").get_by_role("link", name="rocks-hub").click()
+    expect(page.locator("#hub-name")).to_have_text("rocks-hub")
+    expect(page.locator("#hub-collected")).not_to_contain_text("never collected")
+    expect(page.locator("#weeks tbody tr").first).to_contain_text("2")
+    results = AXE.run(page)
+    assert not [v["id"] for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+    screenshot(page, "fleet-hub-light-desktop")
 
 
 def test_the_statements_of_every_community_print_one_to_a_page(page, fleet_hubs, tmp_path):

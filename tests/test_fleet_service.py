@@ -236,10 +236,21 @@ def test_the_overview_page_shows_the_two_numbers_to_operators_only(operator_hub)
     assert ocean.status_code == 200 and '<h1 class="h3" id="community-name">Ocean &lt;Lab&gt;</h1>' in ocean.text
     first_week = ocean.text.split('id="weeks"')[1].split("</tr>")[1]
     assert '<td class="text-end">3</td><td class="text-end">4</td>' in first_week  # ann ben cy; and dee
-    assert "60.00" in ocean.text and "66.7&nbsp;%" in ocean.text and "ocean-hub (east)" in ocean.text
+    assert "60.00" in ocean.text and "66.7&nbsp;%" in ocean.text and "ocean-hub</a> (east)" in ocean.text
+    # a hub's own page, linked from both: its people week by week (ann ben cy; and dee), its months
+    assert 'href="/services/fleet/hubs/ocean-hub"' in text and 'href="/services/fleet/hubs/ocean-hub"' in ocean.text
+    hub_page = alice.get(f"{hub.url}/services/fleet/hubs/ocean-hub", timeout=60)
+    assert hub_page.status_code == 200 and '<h1 class="h3" id="hub-name">ocean-hub</h1>' in hub_page.text
+    first_week = hub_page.text.split('id="weeks"')[1].split("</tr>")[1]
+    assert '<td class="text-end">3</td><td class="text-end">4</td>' in first_week
+    last_months = hub_page.text.split('id="months"')[1]
+    assert f'<th scope="row">{last_month(datetime.now(UTC).date())}</th><td class="text-end">30.00</td>' in last_months
+    assert "Ocean &lt;Lab&gt;" in hub_page.text and "never collected" in hub_page.text
+    assert alice.get(f"{hub.url}/services/fleet/hubs/nowhere", timeout=60).status_code == 404
     assert alice.get(f"{hub.url}/services/fleet/communities/nobody", timeout=60).status_code == 404
     bob = hub.login("bob")
     assert bob.get(f"{hub.url}/services/fleet/communities/ocean", timeout=60).status_code == 403
+    assert bob.get(f"{hub.url}/services/fleet/hubs/ocean-hub", timeout=60).status_code == 403
     refused = bob.get(f"{hub.url}/services/fleet/", timeout=60)
     assert refused.status_code == 403, refused.text[:300]
     assert "Ocean" not in refused.text

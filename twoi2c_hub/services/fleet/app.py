@@ -121,6 +121,7 @@ class FleetService(HubService):
             ("api/v1/statements", handlers.StatementsAPI),
             ("statements", handlers.StatementsPage),
             (r"communities/([a-z0-9][a-z0-9_-]*)", handlers.CommunityPage),
+            (r"hubs/([a-z0-9][a-z0-9_-]*)", handlers.HubPage),
         ]
 
     async def collect_all(self) -> None:

@@ -65,6 +65,15 @@ def money_row(name: str, m: CommunityMonth) -> dict:
     }
 
 
+def last_months(today: date, count: int) -> list[str]:
+    """This month and the `count - 1` before it, latest first (YYYY-MM)."""
+    months, first = [], today.replace(day=1)
+    for _ in range(count):
+        months.append(f"{first:%Y-%m}")
+        first = (first - timedelta(days=1)).replace(day=1)
+    return months
+
+
 def last_month(today: date) -> str:
     return f"{today.replace(day=1) - timedelta(days=1):%Y-%m}"
 
@@ -315,11 +324,7 @@ class CommunityPage(FleetHandler, PageHandler):
         today = datetime.now(UTC).date()
         day = today - timedelta(days=1)
         now = int(datetime.now(UTC).timestamp() * 1000)
-        months = []
-        first = today.replace(day=1)
-        for _ in range(self.MONTHS):
-            months.append(f"{first:%Y-%m}")
-            first = (first - timedelta(days=1)).replace(day=1)
+        months = last_months(today, self.MONTHS)
 
         def work(db):
             weeks = []
@@ -344,5 +349,52 @@ class CommunityPage(FleetHandler, PageHandler):
             weeks=weeks,
             months=money,
             hubs=hubs,
+            is_admin=True,
+        )
+
+
+class HubPage(FleetHandler, PageHandler):
+    """One hub: where it runs and how its figures were collected, its people week by week,
+    the cost it was attributed month by month."""
+
+    @web.authenticated
+    async def get(self, name: str) -> None:
+        self.operator()
+        service = self.service
+        hub = next((h for h in service.fleet.hubs if h.name == name), None)
+        if hub is None:
+            raise web.HTTPError(404, "There is no such hub in the fleet.")
+        today = datetime.now(UTC).date()
+        day = today - timedelta(days=1)
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        months = last_months(today, CommunityPage.MONTHS)
+
+        def work(db):
+            weeks = []
+            for back in range(CommunityPage.WEEKS):
+                on = day - timedelta(days=7 * back)
+                counts = report.active_users(db, service.fleet, on, "hub").get(name)
+                weeks.append({"day": on.isoformat(), "people": counts or people_once.ActiveUsers(0, 0, 0)})
+            money = [
+                {
+                    "month": month,
+                    "attributed": report.money(db, service.fleet, service.fleet_folder, month).hubs.get(name),
+                }
+                for month in months
+            ]
+            (state,) = [row for row in hub_rows(service, db, now) if row["name"] == name]
+            return weeks, money, state
+
+        weeks, money, state = await self.run_db(work)
+        community = next(c for c in service.fleet.communities if c.name == hub.community)
+        self.render_page(
+            "fleet/hub.html",
+            fleet_name=service.fleet.fleet.name,
+            currency=service.fleet.fleet.currency,
+            hub=hub,
+            community=community.display_name or community.name,
+            weeks=weeks,
+            months=money,
+            state=state,
             is_admin=True,
         )
