@@ -7,7 +7,7 @@ from datetime import time as clock_time
 
 from twoi2c_hub.accounting.db import make_engine, session_maker
 from twoi2c_hub.accounting.events import ServerStart, ServerStarted, ServerStopped
-from twoi2c_hub.accounting.models import HOUR_MS
+from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS, ServerSession
 from twoi2c_hub.accounting.recording import record
 
 CPU_CORE_HOUR = 0.031611  # the demo's price
@@ -55,3 +55,23 @@ def record_a_day(database_url, day) -> None:
     start = int(datetime.combine(day, clock_time(8), UTC).timestamp() * 1000)
     for i, (who, groups, profile, hours, cores, memory_gib) in enumerate(A_DAYS_SESSIONS):
         past_session(database_url, who, start + i * 3 * HOUR_MS, hours, groups, profile, cores, memory_gib)
+
+
+def in_both_rollups(database_url, day) -> bool:
+    """The sessions of `day` are all in the usage and the cost rollups: a report read now
+    does not race a service rolling them up (a report reads the rollups and the sessions
+    not yet in them in separate statements)."""
+    from sqlalchemy import false, func, or_, select
+
+    start = int(datetime.combine(day, clock_time(0), UTC).timestamp() * 1000)
+    engine = make_engine(database_url)
+    with session_maker(engine)() as db:
+        waiting = db.scalar(
+            select(func.count()).where(
+                ServerSession.started_ms >= start,
+                ServerSession.started_ms < start + DAY_MS,
+                or_(ServerSession.rolled_up == false(), ServerSession.cost_rolled_up == false()),
+            )
+        )
+    engine.dispose()
+    return waiting == 0
