@@ -652,8 +652,6 @@ def main(argv=None):
     except BaseException:
         print(f"the run's files are kept in {work}", file=sys.stderr)
         raise
-    else:
-        shutil.rmtree(work, ignore_errors=True)
     finally:
         if hub is not None:
             hub.stop()
@@ -664,6 +662,7 @@ def main(argv=None):
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+    shutil.rmtree(work, ignore_errors=True)  # once nothing runs in it
     print(json.dumps(figures))
 
 
