@@ -245,6 +245,32 @@ def test_the_first_collection_reaches_back_history_days_and_the_next_asks_only_w
     assert result.ok and result.days == 45
 
 
+def test_two_collections_at_once_into_postgresql_or_sqlite_beside_a_hubs_tables(tmp_path, fake_hubs, database_url):
+    """The fleet's tables in a database a hub's accounting already uses (their own version
+    table), on SQLite and a real PostgreSQL; two collections at once take turns (the
+    advisory lock, the file lock) and both keep every figure and count."""
+    hub = fake_hubs()
+    hub.days = {TODAY - n: some_people(3 + n % 4, TODAY - n) for n in range(0, 40)}
+    fleet = fleet_config(tmp_path, {"ocean-prod": hub.url}, history_days=30, database_url=database_url)
+
+    async def both():
+        return await asyncio.gather(*(collect(fleet, tmp_path, now_ms=NOW_MS) for _ in range(2)))
+
+    first, second = asyncio.run(both())
+    assert first[0].ok and second[0].ok, (first[0].error, second[0].error)
+    states, people, months = stored(fleet)
+    assert people["ocean-prod"] == {day: set(d) for day, d in hub.days.items() if day > TODAY - 30}
+    assert states["ocean-prod"][1] is None and months[("ocean-prod", "2026-11")] == (12.5, 10.0, None)
+    engine = make_engine(database_url)
+    with session_maker(engine)() as db:
+        counted = fleet_store.counts(db, "fleet", TODAY, TODAY)[TODAY]["fleet"]
+        assert fleet_store.counted_days(db, fleet.placement()) == (TODAY - 29, TODAY)
+    engine.dispose()
+    week = set().union(*(hub.days[d] for d in range(TODAY - 6, TODAY + 1)))
+    month = set().union(*(hub.days[d] for d in range(TODAY - 29, TODAY + 1)))
+    assert counted == ActiveUsers(len(hub.days[TODAY]), len(week), len(month))
+
+
 HOSTILE = {
     "names": "not what the fleet reads: days",
     "far day": "a day it was not asked about",
