@@ -57,21 +57,22 @@ def record_a_day(database_url, day) -> None:
         past_session(database_url, who, start + i * 3 * HOUR_MS, hours, groups, profile, cores, memory_gib)
 
 
-def in_both_rollups(database_url, day) -> bool:
-    """The sessions of `day` are all in the usage and the cost rollups: a report read now
-    does not race a service rolling them up (a report reads the rollups and the sessions
-    not yet in them in separate statements)."""
+def in_rollups(database_url, day, cost=True) -> bool:
+    """The sessions of `day` are all in the usage rollups (and with `cost`, the cost
+    rollups): a report read now does not race a service rolling them up (a report reads
+    the rollups and the sessions not yet in them in separate statements)."""
     from sqlalchemy import false, func, or_, select
 
     start = int(datetime.combine(day, clock_time(0), UTC).timestamp() * 1000)
+    waiting = ServerSession.rolled_up == false()
+    if cost:
+        waiting = or_(waiting, ServerSession.cost_rolled_up == false())
     engine = make_engine(database_url)
     with session_maker(engine)() as db:
-        waiting = db.scalar(
+        count = db.scalar(
             select(func.count()).where(
-                ServerSession.started_ms >= start,
-                ServerSession.started_ms < start + DAY_MS,
-                or_(ServerSession.rolled_up == false(), ServerSession.cost_rolled_up == false()),
+                ServerSession.started_ms >= start, ServerSession.started_ms < start + DAY_MS, waiting
             )
         )
     engine.dispose()
-    return waiting == 0
+    return count == 0
