@@ -97,6 +97,20 @@ def test_people_are_counted_once_per_cluster_community_and_fleet_as_plain_sql_co
 
     as_sql_counts()  # counted from the people kept
 
+    # hubs binned by their people in the 30 days, as 2i2c bins them (from each lower bound)
+    thirty = ((DAY - timedelta(days=29)).isoformat(), DAY.isoformat())
+    monthly = dict(
+        sql.execute("SELECT hub, COUNT(DISTINCT name) FROM active WHERE day BETWEEN ? AND ? GROUP BY hub", thirty)
+    )
+    bounds = [0, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]
+    expected = {}
+    for hub in hubs:
+        lower = max(b for b in bounds if b <= monthly.get(hub, 0))
+        expected[hub] = f"{lower}-{bounds[bounds.index(lower) + 1]}" if lower < 10000 else "10000+"
+    sizes = report(path, "--day", DAY.isoformat())["hubs_by_size"]
+    assert list(sizes) == [f"{a}-{b}" for a, b in zip(bounds, bounds[1:])] + ["10000+"]
+    assert {hub: size for size, names in sizes.items() for hub in names} == expected
+
     # counted once after a collection (from a day: all of them, the first time), then read
     def count_after_collection(placement):
         engine, open_db = store(config)

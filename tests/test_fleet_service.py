@@ -110,6 +110,11 @@ def test_operators_read_people_counted_once_and_each_communitys_recovery(operato
         ("ocean-hub", True, None),
         ("rocks-hub", True, None),
     ]
+    # each hub's people in the 30 days, and the bin operators chart it in
+    monthly = {hub: len({n for names in by_day.values() for n in names}) for hub, by_day in people.items()}
+    assert {h["name"]: (h["monthlyActiveUsers"], h["sizeBin"]) for h in hubs} == {
+        hub: (m, "0-5" if m < 5 else "5-10") for hub, m in monthly.items()
+    }
     assert get("recovery", month="2026-13").json()["parameter"] == "month"
 
     # what an operator alerts on: both hubs stale (never collected), in Prometheus' text
@@ -228,6 +233,8 @@ def test_the_overview_page_shows_the_two_numbers_to_operators_only(operator_hub)
     assert 'id="weekly-active-users">4</p>' in text and 'id="cost-recovery">50.0&nbsp;%</p>' in text
     assert "Ocean &lt;Lab&gt;" in text and "Ocean <Lab>" not in text  # a name from the config, escaped
     assert "never collected" in text and "stale" in text
+    sizes = text.split('id="hub-sizes"')[1].split("</table>")[0]
+    assert '<th scope="row">0-5</th><td class="text-end">2</td><td class="small">ocean-hub, rocks-hub</td>' in sizes
     over = text.split('id="over-budget"')[1].split("</div>")[0]
     assert "Ocean &lt;Lab&gt;: 30.00 of 25.00 USD" in over and "rocks" not in over
     # a community's own page: its people week by week (once across its hubs), its months

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from ...accounting import fleet as people_once
 from ...accounting.db import make_engine, session_maker
 from ...accounting.fleet_store import upgrade as upgrade_fleet
 from ...config.fleet import load_fleet
@@ -56,6 +57,7 @@ def report(args) -> int:
     try:
         with store() as db:
             people = figures.active_users(db, fleet, day, args.aggregate)
+            monthly = {hub: c.monthly for hub, c in figures.active_users(db, fleet, day, "hub").items()}
             money = figures.money(db, fleet, Path(args.config).resolve().parent, month)
             states = figures.hub_states(db, fleet, int(time.time() * 1000))
     finally:
@@ -71,12 +73,15 @@ def report(args) -> int:
             "money": {name: {k: _text(v) for k, v in m._asdict().items()} for name, m in rows.items()},
             "unallocated": str(money.unallocated),
             "stale": [{"hub": s.hub, "collected_ms": s.collected_ms, "error": s.error} for s in states if s.stale],
+            "hubs_by_size": people_once.hubs_by_size(monthly),
         }))  # fmt: skip
         return 0
     print(f"{fleet.fleet.name}: people active on {day}, in the 7 and the 30 days to it (once per {args.aggregate})")
     print(f"{args.aggregate:<20} {'daily':>8} {'weekly':>8} {'monthly':>8}")
     for name, counts in people.items():
         print(f"{name:<20} {counts.daily:>8} {counts.weekly:>8} {counts.monthly:>8}")
+    sizes = [f"{size}: {len(names)}" for size, names in people_once.hubs_by_size(monthly).items() if names]
+    print(f"Hubs by their people in the 30 days to {day}: {', '.join(sizes)}")
     print(f"\nMoney for {month} ({fleet.fleet.currency})")
     print(f"{'community':<20} {'attributed':>12} {'shared':>12} {'cost':>12} {'fee':>12} {'recovery':>9}")
     for name, m in rows.items():

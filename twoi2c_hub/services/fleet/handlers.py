@@ -183,12 +183,29 @@ def hub_rows(service, db, now_ms: int) -> list[dict]:
     ]
 
 
+HUB_COLUMNS = ["name", "community", "cluster", "collected", "error", "stale", "monthlyActiveUsers", "sizeBin"]
+
+
 class HubsAPI(FleetHandler, APIHandler):
+    """Each hub's collection, and its size: its people in the 30 days to yesterday and the
+    bin operators chart hubs by (`accounting.fleet.size_bin`)."""
+
     async def get(self) -> None:
         self.operator()
         now = int(datetime.now(UTC).timestamp() * 1000)
-        rows = await self.run_db(lambda db: hub_rows(self.service, db, now))
-        self.respond(rows, columns=["name", "community", "cluster", "collected", "error", "stale"], filename="hubs")
+        yesterday = datetime.now(UTC).date() - timedelta(days=1)
+        service = self.service
+
+        def work(db):
+            people = report.active_users(db, service.fleet, yesterday, "hub")
+            rows = hub_rows(service, db, now)
+            for row in rows:
+                monthly = people[row["name"]].monthly
+                row |= {"monthlyActiveUsers": monthly, "sizeBin": people_once.size_bin(monthly)}
+            return rows
+
+        rows = await self.run_db(work)
+        self.respond(rows, columns=HUB_COLUMNS, filename="hubs", day=yesterday.isoformat())
 
 
 class OverviewPage(FleetHandler, PageHandler):
@@ -247,6 +264,11 @@ class OverviewPage(FleetHandler, PageHandler):
                 if s.over
             ],
             hubs=[{**row, "people": hubs.get(row["name"], people_once.ActiveUsers(0, 0, 0))} for row in states],
+            sizes={
+                size: names
+                for size, names in people_once.hubs_by_size({hub: c.monthly for hub, c in hubs.items()}).items()
+                if names
+            },
             is_admin=True,
         )
 
