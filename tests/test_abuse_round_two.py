@@ -39,6 +39,7 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 STATE_CHANGING = {
     "twoi2c_hub.services.cost.budgethandlers.LedgerAPI": ("cost", "api/v1/ledger", "xsrf"),
     "twoi2c_hub.services.cost.handlers.LedgerForm": ("cost", "admin/ledger", "xsrf"),
+    "twoi2c_hub.services.cost.running.RunningPage": ("cost", "admin/running", "xsrf"),
     # posts from the hub's side: only the service's shared token, never the cookie
     "twoi2c_hub.services.cost.budgethandlers.BudgetCheckAPI": ("cost", "api/v1/budgets/check", "token"),
     "twoi2c_hub.services.usage.apihandlers.EventsAPI": ("usage", "api/v1/events", "token"),

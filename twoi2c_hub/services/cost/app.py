@@ -29,7 +29,7 @@ from ...config.loading import ConfigError, load_config
 from ..framework import HubService
 from ..framework.charts import CHART_LIBRARY_ROUTE
 from ..framework.lifecycle import every
-from . import apihandlers, budgethandlers, handlers, statements, storage
+from . import apihandlers, budgethandlers, handlers, running, statements, storage
 from .alerts import Alerter
 from .enforcer import Enforcer
 from .metrics import CostMetrics, now_ms
@@ -151,6 +151,7 @@ class CostService(HubService):
             ("", handlers.UserPage),
             ("admin", handlers.AdminPage),
             ("admin/ledger", handlers.LedgerForm),
+            ("admin/running", running.RunningPage),
             CHART_LIBRARY_ROUTE,
             ("api/v1/cost", apihandlers.CostAPI),
             ("api/v1/budgets", budgethandlers.BudgetsAPI),
