@@ -321,7 +321,7 @@ def test_the_cost_pages_on_a_phone_in_dark_mode(browser, budget_hub, tmp_path):
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         tick = page.locator("#cost-chart .xtick text").first
         expect(tick).to_have_css("fill", re.compile(r"rgb\((2[0-5]\d|1[5-9]\d), "))
-        header = page.locator("#cost-totals th", has_text="Total")
+        header = page.locator("#cost-totals thead th", has_text="Total")
         expect(header).to_have_attribute("aria-sort", "descending")
         expect(page.locator(".twoi2c-budget-status[data-budget=community]")).to_contain_text("of 200.00 USD")
         # the services' pages carry the same credits as the hub's

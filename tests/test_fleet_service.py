@@ -22,9 +22,11 @@ def last_month(today):
     return f"{today.replace(day=1) - timedelta(days=1):%Y-%m}"
 
 
-@pytest.fixture
-def operator_hub(hub_factory, tmp_path):
-    """An operator's hub whose fleet has two hubs on one cluster, with people and money."""
+@pytest.fixture(scope="module")
+def operator_hub(hub_factory, tmp_path_factory):
+    """An operator's hub whose fleet has two hubs on one cluster, with people and money
+    (the tests only read it)."""
+    tmp_path = tmp_path_factory.mktemp("operator")
     database = f"sqlite:///{tmp_path / 'fleet.sqlite'}"
     (tmp_path / "fleet.yaml").write_text(
         yaml.safe_dump(

@@ -21,7 +21,7 @@ from ...accounting.fleet_store import upgrade
 from ...config.fleet import FleetConfig, load_fleet
 from ..framework import HubService
 from ..framework.lifecycle import every
-from . import handlers, report
+from . import handlers, pages, report
 from .collect import collect
 
 log = logging.getLogger("twoi2c.fleet")
@@ -113,15 +113,15 @@ class FleetService(HubService):
 
     def routes(self) -> list[tuple]:
         return [
-            ("", handlers.OverviewPage),
+            ("", pages.OverviewPage),
             ("api/v1/active-users", handlers.ActiveUsersAPI),
             ("api/v1/recovery", handlers.RecoveryAPI),
             ("api/v1/cost", handlers.CostAPI),
             ("api/v1/hubs", handlers.HubsAPI),
             ("api/v1/statements", handlers.StatementsAPI),
-            ("statements", handlers.StatementsPage),
-            (r"communities/([a-z0-9][a-z0-9_-]*)", handlers.CommunityPage),
-            (r"hubs/([a-z0-9][a-z0-9_-]*)", handlers.HubPage),
+            ("statements", pages.StatementsPage),
+            (r"communities/([a-z0-9][a-z0-9_-]*)", pages.CommunityPage),
+            (r"hubs/([a-z0-9][a-z0-9_-]*)", pages.HubPage),
         ]
 
     async def collect_all(self) -> None:
