@@ -15,7 +15,6 @@ import tempfile
 import time
 import urllib.parse
 import uuid
-from collections import Counter
 
 import pytest
 import requests
@@ -59,18 +58,6 @@ def pytest_collection_modifyitems(items):
         for marker, fixture in STARTED_BY.items():
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(marker)
-    # the files with the most tests on hubs and browsers (a slow one, a benchmark's run or a
-    # suite of upstream's, counting three) first: `make test`'s two workers take whole
-    # files in this order, so the long ones start early and none is left to run alone at
-    # the end (each file's tests keep their order)
-    heavy = Counter()
-    for item in items:
-        if item.get_closest_marker("slow"):
-            heavy[item.path] += 3
-        elif item.get_closest_marker("hub") or item.get_closest_marker("browser"):
-            heavy[item.path] += 1
-    first_seen = {path: i for i, path in enumerate(dict.fromkeys(item.path for item in items))}
-    items.sort(key=lambda item: (-heavy[item.path], first_seen[item.path]))
 
 
 @pytest.hookimpl(wrapper=True)
