@@ -94,6 +94,17 @@ class StatementsPage(FleetHandler, PageHandler):
         )
 
 
+def week_by_week(db, fleet, day, aggregate: str, name: str) -> list[dict]:
+    """A community's or hub's people in the 7 and 30 days to `day` and to each of the
+    CommunityPage.WEEKS - 1 weeks before, latest first."""
+    weeks = []
+    for back in range(CommunityPage.WEEKS):
+        on = day - timedelta(days=7 * back)
+        counts = report.active_users(db, fleet, on, aggregate).get(name)
+        weeks.append({"day": on.isoformat(), "people": counts or people_once.ActiveUsers(0, 0, 0)})
+    return weeks
+
+
 class CommunityPage(FleetHandler, PageHandler):
     """One community: its people week by week (each once across its hubs), its money month
     by month, its hubs."""
@@ -114,11 +125,7 @@ class CommunityPage(FleetHandler, PageHandler):
         months = last_months(today, self.MONTHS)
 
         def work(db):
-            weeks = []
-            for back in range(self.WEEKS):
-                on = day - timedelta(days=7 * back)
-                counts = report.active_users(db, service.fleet, on, "community").get(name)
-                weeks.append({"day": on.isoformat(), "people": counts or people_once.ActiveUsers(0, 0, 0)})
+            weeks = week_by_week(db, service.fleet, day, "community", name)
             money = []
             for month in months:
                 figures = report.money(db, service.fleet, service.fleet_folder, month)
@@ -157,11 +164,7 @@ class HubPage(FleetHandler, PageHandler):
         months = last_months(today, CommunityPage.MONTHS)
 
         def work(db):
-            weeks = []
-            for back in range(CommunityPage.WEEKS):
-                on = day - timedelta(days=7 * back)
-                counts = report.active_users(db, service.fleet, on, "hub").get(name)
-                weeks.append({"day": on.isoformat(), "people": counts or people_once.ActiveUsers(0, 0, 0)})
+            weeks = week_by_week(db, service.fleet, day, "hub", name)
             money = [
                 {
                     "month": month,
