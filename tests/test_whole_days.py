@@ -109,3 +109,68 @@ def test_a_server_guaranteed_no_cpu_counts_none_before_and_after_its_rollup(db):
         assert figures._asdict() == pytest.approx(wanted)
         spent = PersonHistory(db, None, "ann", T0, T0 + 2 * DAY_MS, frozenset(HOURS)).spent(T0)
         assert {u: spent[u] for u in HOURS} == pytest.approx({u: wanted[u] for u in HOURS})
+
+
+@pytest.fixture
+def rollup_between_reads(database_url, history):
+    """A reader's session on the history (nothing rolled up yet), and `arm(roll)`: from then
+    on, once the reader has read a rollup table, `roll(db)` commits on another connection
+    just before the reader's next query of the sessions -- the moment a service's rollup
+    loop can land in the middle of a report."""
+    from sqlalchemy import event
+
+    from twoi2c_hub.accounting.db import make_engine, session_maker
+
+    reader_engine, writer_engine = make_engine(database_url), make_engine(database_url)
+    with session_maker(writer_engine)() as writer:
+        record_all(writer, history)
+    plan = {"roll": None, "read_rollups": False}
+
+    @event.listens_for(reader_engine, "before_cursor_execute")
+    def between(_conn, _cursor, statement, *_):
+        if plan["roll"] is None:
+            return
+        statement = " ".join(statement.split())
+        if " FROM usage_" in statement or " FROM cost_" in statement:
+            plan["read_rollups"] = True
+        elif plan["read_rollups"] and " FROM sessions" in statement:
+            roll, plan["roll"], plan["read_rollups"] = plan["roll"], None, False
+            with session_maker(writer_engine)() as writer:
+                plan["rolled"] += roll(writer)
+                writer.commit()
+
+    def arm(roll):
+        plan.update(roll=roll, read_rollups=False, rolled=0)
+
+    with session_maker(reader_engine)() as reader:
+        yield reader, arm, lambda: plan["rolled"]
+    reader_engine.dispose()
+    writer_engine.dispose()
+
+
+def test_a_rollup_committed_in_the_middle_of_a_report_is_read_once(rollup_between_reads, history):
+    """A report reads the rollups and the sessions not yet rolled up in separate queries;
+    the services' rollup loops commit whenever they like. Read in one snapshot, a report
+    that a rollup lands in the middle of counts every session once (SQLite and PostgreSQL),
+    for usage, cost and one person's spending."""
+    reader, arm, rolled = rollup_between_reads
+    events = [{"start": s, "stop": stop} for s, stop in history]
+    a, b = T0 + 3 * HOUR_MS, NOW  # whole days in the middle, partial days at the edges
+    # half the history in the rollups first, so that the reader has rollups to read
+    arm(lambda db: roll_up(db, T0 + 5 * DAY_MS))
+    same_usage(usage(reader, a, b, "user", NOW), expected_usage(events, a, b, "user", now=NOW))
+    assert rolled() > 0  # the rollup did land in the middle of the report
+    reader.commit()
+    arm(lambda db: roll_up(db, NOW))
+    same_usage(usage(reader, a, b, "group", NOW), expected_usage(events, a, b, "group", now=NOW))
+    assert rolled() > 0
+    reader.commit()
+    arm(lambda db: roll_up_costs(db, BASIS, now_ms=T0 + 6 * DAY_MS))
+    same_cost(cost(reader, BASIS, a, b, "profile", NOW), expected_cost(history, a, b, "profile"))
+    assert rolled() > 0
+    reader.commit()
+    arm(lambda db: roll_up_costs(db, BASIS, now_ms=NOW))
+    person = history[0][0].username
+    spent = PersonHistory(reader, SessionCoster(BASIS), person, T0, NOW, frozenset(UNITS)).spent(a)
+    assert spent["money"] == pytest.approx(sum(expected_cost(history, a, NOW, "user").get(person, [0.0])), abs=1e-6)
+    assert rolled() > 0

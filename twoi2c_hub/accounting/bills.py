@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session as DB
 
 from .cost_reports import cost
 from .costs import CostBasis
+from .db import in_one_snapshot
 from .figures import NO_COST
 from .models import DAY_MS, BillLine, to_ms
 from .storage import storage_cost
@@ -222,6 +223,7 @@ def month_window(year: int, month: int) -> tuple[int, int]:
     return to_ms(start), to_ms(end)
 
 
+@in_one_snapshot
 def statement(db: DB, basis: CostBasis, year: int, month: int, fee: Fee, now_ms: int) -> dict:
     """A month's statement: the cloud cost (the imported bill, else what the sessions were
     charged), the operator's fee, the total, and how much of the bill was attributed."""

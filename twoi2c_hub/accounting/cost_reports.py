@@ -15,6 +15,7 @@ from sqlalchemy import and_, false, or_, select
 from sqlalchemy.orm import Session as DB
 
 from .costs import CostBasis, SessionCoster
+from .db import in_one_snapshot
 from .figures import COST_FIGURES, NO_COST, NO_USAGE, SESSION_COLUMNS, CostRow, resources_of
 from .models import DailyUserGroupCost, DailyUserProfileCost, MonthlyUserCost, ServerSession
 from .opencost import AGGREGATES, buckets, iso
@@ -77,6 +78,7 @@ class _Cost(Reading):
                     row[i] += value * share
 
 
+@in_one_snapshot
 def cost(
     db: DB,
     basis: CostBasis,
@@ -94,6 +96,7 @@ def cost(
     return add_up(reading, start_ms, end_ms)
 
 
+@in_one_snapshot
 def cost_allocation(
     db: DB,
     basis: CostBasis,

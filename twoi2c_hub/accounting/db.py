@@ -4,7 +4,8 @@ its schema managed by the Alembic migrations shipped in this package."""
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -102,3 +103,45 @@ def one_upgrade_at_a_time(url: str) -> Iterator[None]:
 
 def session_maker(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def one_snapshot(db: Session) -> Iterator[None]:
+    """The reads inside see the database as of one moment, whatever commits meanwhile.
+
+    A report reads the rollups and the sessions not yet rolled up in separate queries; a
+    rollup committed between them (it adds a session to the rollups and marks it rolled up,
+    in one transaction) would otherwise be read twice or not at all. SQLite: the reads run
+    in one read transaction (pysqlite starts none for reads), ended on the way out unless
+    the session had begun one. PostgreSQL: a session not yet begun reads at REPEATABLE READ
+    for its transaction (one snapshot from its first query); one already begun goes on at
+    its own level, so a report asked for in the middle of other work should start its own
+    session. Nested use is the outer one's snapshot."""
+    connection = db.connection(
+        execution_options={"isolation_level": "REPEATABLE READ"}
+        if not db.in_transaction() and db.get_bind().dialect.name == "postgresql"
+        else None
+    )
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    began = not raw.in_transaction
+    if began:
+        raw.execute("BEGIN")
+    try:
+        yield
+    finally:
+        if began and raw.in_transaction:
+            raw.commit()  # only reads were made: this ends the snapshot
+
+
+def in_one_snapshot(read: Callable) -> Callable:
+    """`read(db, ...)` inside `one_snapshot(db)`."""
+
+    @functools.wraps(read)
+    def reading(db: Session, *args, **kwargs):
+        with one_snapshot(db):
+            return read(db, *args, **kwargs)
+
+    return reading

@@ -14,6 +14,7 @@ from sqlalchemy import and_, case, false, func, literal, select
 from sqlalchemy.orm import Session as DB
 
 from ..catalog import GiB
+from .db import in_one_snapshot
 from .figures import FIGURES, RESERVED_CPU_CORES, RESERVED_MEMORY_BYTES, UsageRow
 from .models import DAY_MS, HOUR_MS, MonthlyUserUsage, ServerSession, SessionGroup
 from .opencost import buckets, iso
@@ -79,6 +80,7 @@ class _Usage(Reading):
             add_rows(self.totals, self.db.execute(grouped(query, key, self.names)))
 
 
+@in_one_snapshot
 def usage(
     db: DB,
     start_ms: int,
@@ -104,6 +106,7 @@ def _names_in(db: DB, start_ms: int, end_ms: int, aggregate: str, username: str 
     return rolled or 0
 
 
+@in_one_snapshot
 def allocation(
     db: DB,
     start_ms: int,

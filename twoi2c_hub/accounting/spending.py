@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session as DB
 
 from .costs import SessionCoster
+from .db import one_snapshot
 from .figures import HOURS, SESSION_COLUMNS, CostRow, reserved, resources_of, used
 from .models import DailyUserProfileCost, DailyUserProfileUsage, ServerSession
 from .whole_days import least, split
@@ -62,15 +63,17 @@ class PersonHistory:
         self.money, self.hours = "money" in units, bool(units & set(HOURS))
         self.rolled: dict[int, list[float]] = {}  # day -> [money, *hours] of the rollups
         days = split(since, now).days
-        if days:
-            bounds = {"username": username, "first_day": days.start, "end_day": days.stop}
-            if self.money:
-                for day, *values in db.execute(_ROLLED_COST, bounds):
-                    self.rolled.setdefault(day, [0.0] * 5)[0] = CostRow(*(v or 0.0 for v in values), 0.0).compute_cost
-            if self.hours:
-                for day, *values in db.execute(_ROLLED_HOURS, bounds):
-                    self.rolled.setdefault(day, [0.0] * 5)[1:] = [v or 0.0 for v in values]
-        rows = db.execute(_SESSIONS, {"username": username, "now": now, "start": since}).all()
+        with one_snapshot(db):
+            if days:
+                bounds = {"username": username, "first_day": days.start, "end_day": days.stop}
+                if self.money:
+                    for day, *values in db.execute(_ROLLED_COST, bounds):
+                        costs = CostRow(*(v or 0.0 for v in values), 0.0).compute_cost
+                        self.rolled.setdefault(day, [0.0] * 5)[0] = costs
+                if self.hours:
+                    for day, *values in db.execute(_ROLLED_HOURS, bounds):
+                        self.rolled.setdefault(day, [0.0] * 5)[1:] = [v or 0.0 for v in values]
+            rows = db.execute(_SESSIONS, {"username": username, "now": now, "start": since}).all()
         # each session with what it ran, and what an hour of it counts for (as the rollups count it)
         self.sessions = [(r, resources_of(r), reserved(resources_of(r))) for r in rows]
 
