@@ -39,6 +39,7 @@ from .costs import CostBasis
 from .db import in_one_snapshot
 from .figures import NO_COST
 from .models import DAY_MS, BillLine, to_ms
+from .statement_lines import group_lines, period, statement_lines
 from .storage import storage_cost
 from .windows import EARLIEST, LATEST
 
@@ -226,7 +227,8 @@ def month_window(year: int, month: int) -> tuple[int, int]:
 @in_one_snapshot
 def statement(db: DB, basis: CostBasis, year: int, month: int, fee: Fee, now_ms: int) -> dict:
     """A month's statement: the cloud cost (the imported bill, else what the sessions were
-    charged), the operator's fee, the total, and how much of the bill was attributed."""
+    charged), the operator's fee, the total, how much of the bill was attributed, the
+    period it covers (the month so far, for this month) and its lines (statement_lines)."""
     start, end = month_window(year, month)
     end = min(end, max(start, now_ms))
     by_user = cost(db, basis, start, end, "user", now_ms)
@@ -255,4 +257,24 @@ def statement(db: DB, basis: CostBasis, year: int, month: int, fee: Fee, now_ms:
             name: by_group.get(name, NO_COST).compute_cost + homes.get(name, 0.0) for name in set(by_group) | set(homes)
         },
         "group_rule": basis.group_rule,
+        **period(year, month, now_ms),
+        "lines": statement_lines(db, basis, start, end, now_ms),
+    }
+
+
+@in_one_snapshot
+def group_statement(db: DB, basis: CostBasis, year: int, month: int, group: str, now_ms: int) -> dict:
+    """One group's statement for a month (its lead's): its people's lines and the
+    resources, as counted for this group; nothing of the bill, the fee or other groups."""
+    start, end = month_window(year, month)
+    end = min(end, max(start, now_ms))
+    lines = group_lines(db, basis, start, end, group, now_ms)
+    return {
+        "month": f"{year:04d}-{month:02d}",
+        "currency": basis.pricing.currency,
+        "group": group,
+        "total": lines["totals"]["person"]["total_cost"],
+        "group_rule": basis.group_rule,
+        **period(year, month, now_ms),
+        "lines": lines,
     }
