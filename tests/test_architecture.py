@@ -24,14 +24,25 @@ ALLOWED = {
     "server_account": set(),  # the unprivileged account local servers run as
     "proxy": set(),  # the Python configurable-http-proxy, unthrottled
     "authenticators": set(),
+    "navigation": set(),  # the one menu of the hub's and the services' pages
     # the data layer and the community config: pure models and loading
     "accounting": {"catalog"},
     "config": {"catalog"},
     "spawners": {"catalog", "paths", "usage_client"},
-    "services": {"accounting", "catalog", "config", "paths", "replicate"},  # the fleet reads archives
+    "services": {"accounting", "catalog", "config", "navigation", "paths", "replicate"},  # the fleet reads archives
     "replicate": {"accounting", "config"},  # archives, forgetting, converting values
     # the wiring: a community config as JupyterHub's settings
-    "hub": {"authenticators", "catalog", "config", "markdown", "network", "paths", "spawners", "usage_client"},
+    "hub": {
+        "authenticators",
+        "catalog",
+        "config",
+        "markdown",
+        "navigation",
+        "network",
+        "paths",
+        "spawners",
+        "usage_client",
+    },
     "__init__": {"hub"},  # twoi2c_hub.configure, importing the wiring when called
     # the programs
     "localhub": {"network", "server_account"},

@@ -187,8 +187,8 @@ def test_a_student_finds_home_their_profile_a_launch_link_and_their_usage(page, 
     log_in(page, hub.url, "bob", hub.password)
     page.goto(f"{hub.url}/hub/home")
     links = page.locator(".twoi2c-home-links a")
-    expect(links).to_have_text(["My usage", "My costs and budget"])
-    expect(page.locator("#thenavbar .nav-link", has_text="My usage")).to_have_attribute(
+    expect(links).to_have_text(["Your usage", "Your costs"])
+    expect(page.locator("#thenavbar .nav-link", has_text="Your usage")).to_have_attribute(
         "href", f"{prefix}services/usage/"
     )
     expect(page.locator("#thenavbar .nav-link", has_text="Community usage")).to_have_count(0)
@@ -280,7 +280,7 @@ def test_a_community_admin_ranks_last_months_gpu_hours_in_three_clicks(page, bro
     log_in(page, hub.url, "carol", hub.password)
     page.goto(f"{hub.url}/hub/home")
     expect(page.locator(".twoi2c-home-links a")).to_have_text(
-        ["My usage", "My costs and budget", "Community usage", "Costs"]
+        ["Your usage", "Your costs", "Community usage", "Community costs", "Statements", "Running now"]
     )
     page.locator("#thenavbar .nav-link", has_text="Community usage").click()  # 1
     page.locator(".twoi2c-presets a", has_text="Last month").click()  # 2

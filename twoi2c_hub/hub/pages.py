@@ -4,14 +4,16 @@ community config."""
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
 from traitlets.config import Config
 
-from .. import catalog, markdown
+from .. import catalog, markdown, navigation
 from ..config import CommunityConfig
 from ..paths import templates_dir
 from .environment import SettingError
+from .home import HomeFigures
 
 
 def templates(c: Config, config: CommunityConfig, config_dir: Path) -> None:
@@ -40,7 +42,11 @@ def templates(c: Config, config: CommunityConfig, config_dir: Path) -> None:
             # the community's own words: Markdown, sanitised (markdown.render)
             "community_access_html": markdown.render(hub.access),
             "community_admin_groups": list(config.community_admin_groups),
-            # the services' pages, linked from every hub page
+            # the one menu (navigation.menu): this person's items, on every hub page
+            "twoi2c_menu": functools.partial(navigation.menu_of_user, navigation.Site.of(config)),
+            # the home page's figures for its user (home.py), read when the home page asks
+            "twoi2c_home": HomeFigures,
+            # the services' pages
             "twoi2c_usage": config.usage.enabled,
             "twoi2c_cost": config.pricing is not None and config.cost.enabled,
             # for the worded "hub is busy" and "hub is full" pages (error.html, 429)

@@ -297,7 +297,8 @@ class PageHandler(ServiceHandler):
         values.setdefault("figure_labels", FIGURE_LABELS)
         values.setdefault("units_explained", UNITS_EXPLAINED)
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(self.service.pages.render(name, self.current_user, self.xsrf_token.decode(), **values))
+        user, xsrf = self.current_user, self.xsrf_token.decode()
+        self.finish(self.service.pages.render(name, user, xsrf, path=self.request.path, **values))
 
 
 class NotFoundHandler(PageHandler):

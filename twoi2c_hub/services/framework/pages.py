@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
+from ... import navigation
 from ...paths import templates_dir
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class Pages:
         self.hub_prefix = base_url + "hub/"
         self.service_prefix = service_prefix
         self.branding = dict(branding)
+        self.site = self.branding.get("twoi2c_site") or navigation.Site(usage=True, cost=True)
         self.environment = jinja2.Environment(
             loader=jinja2.ChoiceLoader(
                 [
@@ -111,16 +113,24 @@ class Pages:
         values.update(self.branding, service_prefix=self.service_prefix)
         return values
 
-    def render(self, name: str, user: Mapping[str, Any] | None, xsrf_token: str, **values: Any) -> str:
+    def render(
+        self, name: str, user: Mapping[str, Any] | None, xsrf_token: str, path: str | None = None, **values: Any
+    ) -> str:
+        """`name` for `user`; `path`: the request's, marking its page in the menu (none on an error)."""
         namespace = self.namespace(user, xsrf_token)
+        items = navigation.menu_of_user(self.site, dict(user) if user else None)
+        here = navigation.current(items, self.base_url, path)
+        namespace.update(twoi2c_menu=items, twoi2c_page=here.path if here else None)
         namespace.update(values)
         return self.environment.get_template(name).render(**namespace)
 
 
 def branding(community: CommunityConfig | None) -> dict[str, Any]:
-    """The community's name, logo, links and funders for the page template."""
+    """The community's name, logo, links and funders for the page template, and what its
+    menu offers (without a community config: the services' own pages)."""
     hub = community.hub if community else None
     return {
+        "twoi2c_site": navigation.Site.of(community) if community else None,
         "community_name": hub.name if hub else os.environ.get("JUPYTERHUB_SERVICE_NAME", "JupyterHub"),
         "community_logo_url": hub.logo_url if hub else None,
         "community_logo_file": bool(hub and hub.logo_file),  # the hub serves it at {base_url}logo
