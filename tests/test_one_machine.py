@@ -23,6 +23,7 @@ from tornado.websocket import websocket_connect
 from traitlets.config import Config
 
 from twoi2c_hub import server_account
+from twoi2c_hub.config.loading import parse_config
 from twoi2c_hub.network import free_port
 from twoi2c_hub.paths import examples_dir
 
@@ -174,6 +175,24 @@ def test_the_files_agree_on_ports_paths_host_and_secrets(tmp_path, monkeypatch):
     assert local["server_user"] == server_account.DEFAULT_USER
     assert local["python"] == f"{server_account.DEFAULT_PATH}/bin/python"
     assert c.ProfileLocalSpawner.server_user == server_account.DEFAULT_USER
+
+
+GUIDE = Path(__file__).parent.parent / "docs" / "one-machine.md"
+
+
+def guide_auth_examples() -> list[str]:
+    blocks = re.findall(r"```yaml\n(.*?)```", GUIDE.read_text(), re.DOTALL)
+    return [block for block in blocks if block.startswith("auth:")]
+
+
+def test_every_auth_example_of_the_guide_passes_check_config_in_the_shipped_config():
+    examples = guide_auth_examples()
+    assert [yaml.safe_load(e)["auth"]["provider"] for e in examples] == ["github", "cilogon", "oidc"]
+    community = yaml.safe_load(shipped("community.yaml"))
+    for example in examples:
+        auth = yaml.safe_load(example)["auth"]
+        assert auth["callback_url"] == community["auth"]["callback_url"]
+        parse_config(yaml.safe_dump({**community, "auth": auth}))
 
 
 @pytest.fixture(scope="module")

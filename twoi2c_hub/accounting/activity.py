@@ -9,8 +9,9 @@ from sqlalchemy import false, func, select
 from sqlalchemy.orm import Session as DB
 
 from .fleet import person_digest
-from .models import DAY_MS, DailyUserUsage, ServerSession, SessionGroup
+from .models import DAY_MS, DailyUserUsage, ServerSession, SessionGroup, SessionUse
 from .reports import iso
+from .use import figures as use_figures
 
 
 def sessions(
@@ -47,7 +48,10 @@ def sessions(
         query = query.where(ServerSession.stopped_ms.is_not(None))
     rows = db.scalars(query).all()
     groups = defaultdict(list)
+    used = {}
     if rows:
+        ids = [r.id for r in rows]
+        used = {u.session_id: u for u in db.scalars(select(SessionUse).where(SessionUse.session_id.in_(ids)))}
         for session_id, name in db.execute(
             select(SessionGroup.session_id, SessionGroup.group_name).where(
                 SessionGroup.session_id.in_([r.id for r in rows])
@@ -74,6 +78,7 @@ def sessions(
             "stop_reason": r.stop_reason,
             "source": r.source,
             "groups": sorted(groups[r.id]),
+            "use": use_figures(used.get(r.id), r.started_ms, r.stopped_ms),
         }
         for r in rows
     ]

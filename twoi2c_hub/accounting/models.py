@@ -326,3 +326,29 @@ class HomeUsage(Base):
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(255), primary_key=True)
     bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class SessionUse(Base):
+    """What a session's server used (not reserved), as sampled while it ran: CPU and memory
+    added up over the time the samples cover (`measured_ms`), and the peaks. None of a
+    session: not measured (no source, or none that answered)."""
+
+    __tablename__ = "session_use"
+
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    samples: Mapped[int] = mapped_column(Integer, default=0)
+    first_sample_ms: Mapped[int] = mapped_column(BigInteger)
+    last_sample_ms: Mapped[int] = mapped_column(BigInteger)
+    # the time between consecutive samples, added up: what the averages are over
+    measured_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    # the server's CPU time in core-milliseconds over measured_ms; the cumulative CPU
+    # seconds at the last sample, to take the next difference from
+    cpu_core_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    cpu_seconds_at_last: Mapped[float] = mapped_column(Float, default=0.0)
+    cpu_peak_cores: Mapped[float] = mapped_column(Float, default=0.0)
+    # resident memory in byte-milliseconds over measured_ms, and the largest seen
+    mem_byte_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    mem_peak_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # GPU utilisation (0-1) in milliseconds over gpu_measured_ms, where a source has it
+    gpu_util_ms: Mapped[float | None] = mapped_column(Float)
+    gpu_measured_ms: Mapped[int | None] = mapped_column(BigInteger)

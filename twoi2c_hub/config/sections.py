@@ -224,6 +224,9 @@ class UsageSection(Strict):
     every few hours). Unset: names are kept until `twoi2c-hub forget USER`."""
     reconcile_interval: float = Field(default=30, gt=0)
     """Seconds between reconciliations with the hub."""
+    measure_interval: float = Field(default=30, ge=0)
+    """Seconds between samples of what each running server uses (CPU, memory), as against
+    what it reserved; 0: not measured."""
     port: int = Field(default=0, ge=0, le=65535)
     """The service's port; 0: any free port."""
     host: str = "127.0.0.1"

@@ -90,6 +90,7 @@ def usage_service(c: Config, config: CommunityConfig, config_path: Path) -> None
         "TWOI2C_USAGE_EVENTS_TOKEN": events_token,
         "TWOI2C_USAGE_DATABASE_URL": usage.database_url,
         "TWOI2C_USAGE_RECONCILE_INTERVAL": str(usage.reconcile_interval),
+        "TWOI2C_USAGE_MEASURE_INTERVAL": str(usage.measure_interval),
     }
     # JupyterHub gives a service only its `environment`: the fleet secret passes through
     # (the service refuses to start without it, saying so)
@@ -109,8 +110,9 @@ def usage_service(c: Config, config: CommunityConfig, config_path: Path) -> None
         },
         {
             "name": "usage-service",
-            "description": "Read servers and groups to reconcile recorded sessions",
-            "scopes": ["list:users", "read:users", "read:servers"],
+            "description": "Read servers and groups to reconcile sessions, and where servers run to measure them",
+            # admin:server_state: the spawner's state, where a local server's process id is
+            "scopes": ["list:users", "read:users", "read:servers", "admin:server_state"],
             "services": ["usage"],
         },
     )

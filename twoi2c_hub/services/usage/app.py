@@ -29,6 +29,7 @@ from ..framework.charts import CHART_LIBRARY_ROUTE
 from ..framework.lifecycle import every
 from . import apihandlers, handlers
 from .intake import EventIntake, now_ms
+from .measuring import UseSampler
 from .metrics import UsageMetrics
 from .reconciler import Reconciler
 
@@ -54,6 +55,11 @@ class UsageService(HubService):
         help="""Seconds between reconciliations with the hub (the community config's
         `usage.reconcile_interval`, which the hub passes as TWOI2C_USAGE_RECONCILE_INTERVAL).""",
     )
+    measure_interval = Float(
+        config=True,
+        help="""Seconds between samples of what each running server uses (the community
+        config's `usage.measure_interval`, passed as TWOI2C_USAGE_MEASURE_INTERVAL); 0: none.""",
+    )
     retention_interval = Float(
         6 * 3600,
         config=True,
@@ -68,6 +74,10 @@ class UsageService(HubService):
     @default("reconcile_interval")
     def _reconcile_interval_default(self) -> float:
         return float(os.environ.get("TWOI2C_USAGE_RECONCILE_INTERVAL", "30"))
+
+    @default("measure_interval")
+    def _measure_interval_default(self) -> float:
+        return float(os.environ.get("TWOI2C_USAGE_MEASURE_INTERVAL", "30"))
 
     @cached_property
     def events_token(self) -> str:
@@ -102,6 +112,10 @@ class UsageService(HubService):
             interval=self.reconcile_interval,
             metrics=self.metrics,
         )
+
+    @cached_property
+    def sampler(self) -> UseSampler:
+        return UseSampler(self.open_db, hub_api=self.hub_api, interval=self.measure_interval)
 
     def routes(self) -> list[tuple]:
         return [
@@ -156,6 +170,18 @@ class UsageService(HubService):
                 self.reconciler.reconcile,
                 failed="Reconciliation failed",
                 count_failure=errors.labels("reconcile").inc,
+            ),
+            *(
+                [
+                    every(
+                        self.measure_interval,
+                        self.sampler.sample,
+                        failed="Measuring the running servers failed",
+                        count_failure=errors.labels("measure").inc,
+                    )
+                ]
+                if self.measure_interval > 0
+                else []
             ),
             every(
                 self.retention_interval,

@@ -1,0 +1,202 @@
+"""What servers used, not only what they reserved (issue 26): a server's process tree is
+sampled, and its CPU and memory peak reach its session, checked against `ps` and against
+what a notebook's code allocated."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import requests
+import yaml
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
+
+from twoi2c_hub import server_account
+from twoi2c_hub.accounting.use import Sample, add_sample, figures
+from twoi2c_hub.paths import examples_dir
+from twoi2c_hub.services.usage.measuring import ProcessTrees
+
+MiB = 1024**2
+
+# a parent that starts a child; the child takes ALLOCATE MiB (every page touched), burns
+# CPU, says how much CPU it used, frees the memory, then waits
+TREE = """
+import resource, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", '''
+import resource, sys, time
+print("ready", flush=True); sys.stdin.readline()
+block = bytearray({mib} * 1024 * 1024)
+block[::4096] = b"x" * len(block[::4096])
+end = time.process_time() + 0.5
+while time.process_time() < end: pass
+print("holding", flush=True); sys.stdin.readline()
+del block
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print("freed", usage.ru_utime + usage.ru_stime, flush=True)
+time.sleep(600)
+'''], stdin=subprocess.PIPE, stdout=sys.stdout, text=True)
+for line in sys.stdin:
+    child.stdin.write(line); child.stdin.flush()
+"""
+
+
+def tree_rss_by_ps(root: int) -> int:
+    """The resident memory of `root` and its descendants as `ps` tells it."""
+    rows = [line.split() for line in subprocess.run(["ps", "-e", "-o", "pid=,ppid=,rss="], capture_output=True,
+                                                    text=True, check=True).stdout.splitlines()]  # fmt: skip
+    children, rss = {}, {}
+    for pid, ppid, kib in rows:
+        children.setdefault(int(ppid), []).append(int(pid))
+        rss[int(pid)] = int(kib) * 1024
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, ()))
+    return total
+
+
+def test_a_process_tree_is_measured_with_its_childrens_memory_peak_and_cpu():
+    allocate = 300
+    parent = subprocess.Popen([sys.executable, "-c", TREE.format(mib=allocate)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    trees = ProcessTrees()
+    server = ("ann", "", int(time.time() * 1000) - 1000)
+    try:
+        assert parent.stdout.readline().strip() == "ready"
+        before = trees.sample({server: parent.pid}, 0)[server]
+        assert before.mem_bytes == pytest.approx(tree_rss_by_ps(parent.pid), rel=0.1)
+        base = before.mem_bytes
+        parent.stdin.write("go\n")
+        parent.stdin.flush()
+        assert parent.stdout.readline().strip() == "holding"
+        holding = trees.sample({server: parent.pid}, 1)[server]
+        assert holding.mem_bytes == pytest.approx(tree_rss_by_ps(parent.pid), rel=0.1)
+        assert holding.mem_bytes == pytest.approx(base + allocate * MiB, rel=0.1)
+        parent.stdin.write("go\n")
+        parent.stdin.flush()
+        word, cpu = parent.stdout.readline().split()
+        assert word == "freed"
+        after = trees.sample({server: parent.pid}, 2)[server]
+        # the memory is given back, and the peak since is still known (the high-water marks)
+        assert after.mem_bytes < base + allocate * MiB / 2
+        assert after.mem_peak_bytes == pytest.approx(base + allocate * MiB, rel=0.1)
+        # the child's CPU, as it measured it itself, is in the tree's
+        assert after.cpu_seconds - before.cpu_seconds == pytest.approx(float(cpu), abs=0.15)
+        # a process id that is older than the session is not its server
+        assert trees.sample({("ann", "", int(time.time() * 1000) + 60_000): parent.pid}, 3) == {}
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def test_samples_add_up_to_averages_peaks_and_the_share_measured(db):
+    from twoi2c_hub.accounting.events import ServerStart, ServerStarted
+    from twoi2c_hub.accounting.models import ServerSession, SessionUse
+    from twoi2c_hub.accounting.recording import record
+
+    started = 1_800_000_000_000
+    record(db, [ServerStarted(ServerStart(username="ann", server_name="", started_ms=started))])
+    db.commit()
+    session = db.query(ServerSession).one()
+    # every 30 s: cumulative CPU seconds and memory now (GiB), as a sampler tells them
+    looks = [(0, 10.0, 1), (30, 40.0, 2), (60, 40.0, 4), (60, 99.0, 9), (90, 35.0, 1)]
+    for seconds, cpu, gib in looks:
+        add_sample(db, session.id, Sample(started + 60_000 + seconds * 1000, cpu, gib * 1024**3))
+    db.commit()
+    use = figures(db.get(SessionUse, session.id), started, None)
+    # the repeated moment is ignored; the last step's CPU went down (a process ended
+    # unseen): it counts as none, never as negative
+    assert use["samples"] == 4
+    assert use["cpuCoreUsageAverage"] == pytest.approx(30 / 90)
+    assert use["cpuCoreUsageMax"] == pytest.approx(1.0)
+    assert use["ramByteUsageAverage"] == pytest.approx((2 + 4 + 1) * 30 / 90 * 1024**3)
+    assert use["ramByteUsageMax"] == 4 * 1024**3
+    assert use["measuredShare"] == pytest.approx(90 / 150)
+
+
+@pytest.fixture(scope="module")
+def measured_hub(hub_factory, tmp_path_factory):
+    """The demo community's hub, its servers measured every second."""
+    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    config.setdefault("usage", {})["measure_interval"] = 1
+    config["hub"]["logo_file"] = str(examples_dir() / config["hub"]["logo_file"])
+    path = tmp_path_factory.mktemp("measured") / "community.yaml"
+    path.write_text(yaml.safe_dump(config))
+    account = server_account.ensure() if os.geteuid() == 0 else None
+    return hub_factory(path, "measured-hub", server_account=account)
+
+
+def start_kernel(base: str, token: str) -> str:
+    """A new kernel of the server at `base` (through the proxy): its id."""
+    kernel = requests.post(f"{base}/api/kernels", headers={"Authorization": f"token {token}"}, json={}, timeout=60)
+    assert kernel.status_code == 201, kernel.text
+    return kernel.json()["id"]
+
+
+async def run_in_kernel(base: str, token: str, kernel: str, code: str) -> None:
+    """Run `code` in the kernel, to its end."""
+    headers = {"Authorization": f"token {token}"}
+    url = f"{base}/api/kernels/{kernel}/channels".replace("http", "ws", 1)
+    socket = await websocket_connect(HTTPRequest(url, headers=headers))
+    msg_id = uuid.uuid4().hex
+    socket.write_message(json.dumps({
+        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "", "session": uuid.uuid4().hex,
+                   "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                    "allow_stdin": False, "stop_on_error": True},
+    }))  # fmt: skip
+    while True:
+        message = json.loads(await asyncio.wait_for(socket.read_message(), 60))
+        if message["parent_header"].get("msg_id") == msg_id and message["msg_type"] == "execute_reply":
+            assert message["content"]["status"] == "ok", message["content"]
+            break
+    socket.close()
+
+
+@pytest.mark.hub
+def test_a_notebooks_memory_peak_reaches_its_session_and_the_sessions_api(measured_hub):
+    hub = measured_hub
+    response = hub.api("POST", "/users/alice/server", json={"profile": "cpu", "resources": "mem_6_9_gib"})
+    assert response.status_code in (201, 202), response.text
+    hub.wait_for(lambda: (hub.server("alice") or {}).get("ready"), timeout=90, what="alice's server")
+    token = hub.user_token("alice")
+    base = f"{hub.url}/user/alice"
+    allocate = 400
+    try:
+        kernel = start_kernel(base, token)
+        asyncio.run(run_in_kernel(base, token, kernel, "import time"))  # the kernel runs: the tree's size before
+
+        def measured(samples):
+            answer = requests.get(f"{hub.url}/services/usage/api/v1/sessions", params={"user": "alice"},
+                                  headers={"Authorization": f"token {token}"}, timeout=30)  # fmt: skip
+            sessions = [s for s in answer.json()["data"] if s["stopped"] is None]
+            use = sessions[0]["use"] if sessions else None
+            return use if use and use["samples"] >= samples else None
+
+        before = hub.wait_for(lambda: measured(2), timeout=30, what="alice's server measured")
+        base_rss = tree_rss_by_ps(hub.server_pid("alice"))
+        asyncio.run(run_in_kernel(base, token, kernel, (
+            f"block = bytearray({allocate} * 1024 * 1024)\n"
+            "block[::4096] = b'x' * len(block[::4096])\n"
+            "began = time.process_time()\n"
+            "while time.process_time() < began + 1.0: pass\n"
+            "time.sleep(2.5)\n"
+            "del block\n"
+        )))  # fmt: skip
+        use = hub.wait_for(lambda: measured(before["samples"] + 3), timeout=30, what="more samples")
+        assert use["ramByteUsageMax"] == pytest.approx(base_rss + allocate * MiB, rel=0.1)
+        assert 0 < use["ramByteUsageAverage"] < use["ramByteUsageMax"]
+        # the second of CPU the notebook burned (and touching the memory, and the server idling)
+        used = use["cpuCoreUsageAverage"] * use["measuredSeconds"] - before["cpuCoreUsageAverage"] * before[
+            "measuredSeconds"]  # fmt: skip
+        assert 0.9 <= used <= 2.5
+        assert 0 < use["measuredShare"] <= 1
+    finally:
+        hub.stop_server("alice")

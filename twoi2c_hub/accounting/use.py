@@ -1,0 +1,96 @@
+"""What servers used, not what they reserved: samples of a running server's CPU and memory
+added to its session (`SessionUse`), and the figures read back (averages, peaks, the share
+of the session measured)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DB
+
+from .models import ServerSession, SessionUse
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One look at a running server. `cpu_seconds`: the CPU time its processes have used
+    since they started (cumulative, so a missed sample loses nothing); `mem_bytes`: its
+    resident memory now; `mem_peak_bytes`: the most it can have held since the last look,
+    where the source knows it (the kernel's high-water marks), else None."""
+
+    at_ms: int
+    cpu_seconds: float
+    mem_bytes: int
+    mem_peak_bytes: int | None = None
+
+
+def add_sample(db: DB, session_id: int, sample: Sample) -> None:
+    """Add `sample` to the session's use: the time since its previous sample is measured,
+    with the CPU used in it and the memory held at its end."""
+    use = db.get(SessionUse, session_id)
+    peak = max(sample.mem_bytes, sample.mem_peak_bytes or 0)
+    if use is None:
+        db.add(
+            SessionUse(
+                session_id=session_id,
+                samples=1,
+                first_sample_ms=sample.at_ms,
+                last_sample_ms=sample.at_ms,
+                measured_ms=0,
+                cpu_core_ms=0.0,
+                cpu_seconds_at_last=sample.cpu_seconds,
+                cpu_peak_cores=0.0,
+                mem_byte_ms=0.0,
+                mem_peak_bytes=peak,
+            )
+        )
+        return
+    elapsed = sample.at_ms - use.last_sample_ms
+    if elapsed <= 0:
+        return  # told twice, or out of order
+    # a process of the server that ended unseen takes its CPU time with it: never negative
+    cpu_ms = max(0.0, sample.cpu_seconds - use.cpu_seconds_at_last) * 1000
+    use.samples += 1
+    use.last_sample_ms = sample.at_ms
+    use.measured_ms += elapsed
+    use.cpu_core_ms += cpu_ms
+    use.cpu_seconds_at_last = sample.cpu_seconds
+    use.cpu_peak_cores = max(use.cpu_peak_cores, cpu_ms / elapsed)
+    use.mem_byte_ms += sample.mem_bytes * elapsed
+    use.mem_peak_bytes = max(use.mem_peak_bytes, peak)
+
+
+def open_session_ids(db: DB, servers: list[tuple[str, str, int]]) -> dict[tuple[str, str, int], int]:
+    """(username, server_name, started_ms) -> the id of its open session, for those recorded."""
+    wanted = set(servers)
+    found = {}
+    for start in range(0, len(servers), 500):
+        names = {username for username, _, _ in servers[start : start + 500]}
+        rows = db.execute(
+            select(ServerSession.id, ServerSession.username, ServerSession.server_name, ServerSession.started_ms).where(
+                ServerSession.username.in_(names), ServerSession.stopped_ms.is_(None)
+            )
+        )
+        for session_id, *key in rows:
+            if tuple(key) in wanted:
+                found[tuple(key)] = session_id
+    return found
+
+
+def figures(use: SessionUse | None, started_ms: int, stopped_ms: int | None) -> dict | None:
+    """A session's use as the API gives it (OpenCost's names where it has them), the share
+    measured of its time (so far, for a running one); None: not measured."""
+    if use is None:
+        return None
+    duration = (stopped_ms if stopped_ms is not None else use.last_sample_ms) - started_ms
+    measured = use.measured_ms
+    return {
+        "cpuCoreUsageAverage": use.cpu_core_ms / measured if measured else None,
+        "cpuCoreUsageMax": use.cpu_peak_cores if measured else None,
+        "ramByteUsageAverage": use.mem_byte_ms / measured if measured else None,
+        "ramByteUsageMax": use.mem_peak_bytes,
+        "measuredSeconds": measured / 1000,
+        "measuredShare": min(1.0, measured / duration) if duration > 0 else None,
+        "samples": use.samples,
+    }
