@@ -231,7 +231,7 @@ def test_configure_sets_spawner_profiles_templates_and_culler():
     assert roles["idle-culler"]["services"] == ["idle-culler"]
     assert roles["idle-culler"]["scopes"] == ["list:users", "read:users:activity", "read:servers", "delete:servers"]
     # the usage service reads servers and groups; community admins read everyone's usage
-    assert roles["usage-service"]["scopes"] == ["list:users", "read:users", "read:servers"]
+    assert roles["usage-service"]["scopes"] == ["list:users", "read:users", "read:servers", "admin:server_state"]
     assert roles["usage-readers"] == {
         "name": "usage-readers",
         "description": "Community admins: everyone's usage",
@@ -472,7 +472,7 @@ def test_db_upgrade_creates_and_migrates_the_accounting_database(tmp_path):
         assert "latest schema" in result.stdout
     with sqlite3.connect(tmp_path / "usage.sqlite") as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0008",)]
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0009",)]
     assert {
         "sessions",
         "session_groups",
