@@ -3,8 +3,11 @@ sampled, and its CPU and memory peak reach its session, checked against `ps` and
 what a notebook's code allocated."""
 
 import asyncio
+import csv
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -13,6 +16,7 @@ import uuid
 import pytest
 import requests
 import yaml
+from bs4 import BeautifulSoup
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -198,5 +202,21 @@ def test_a_notebooks_memory_peak_reaches_its_session_and_the_sessions_api(measur
             "measuredSeconds"]  # fmt: skip
         assert 0.9 <= used <= 2.5
         assert 0 < use["measuredShare"] <= 1
+
+        # alice reads it on her usage page, against her server's limit, and in the CSV
+        page = BeautifulSoup(hub.login("alice").get(f"{hub.url}/services/usage/", timeout=30).text, "html.parser")
+        running = next(r for r in page.select("#usage-sessions tbody tr") if "running" in r.get_text())
+        limit = int(hub.server_environ("alice")["MEM_LIMIT"]) / 1024**3  # the limit the server runs with
+        shown = running.select_one(".twoi2c-memory-used").get_text(" ", strip=True)
+        assert re.fullmatch(r"at most (\d+\.\d) GiB of (\d+\.\d) GiB", shown), shown
+        peak_gib, limit_gib = (float(v) for v in re.findall(r"\d+\.\d", shown))
+        assert (
+            abs(peak_gib - (base_rss + allocate * MiB) / 1024**3) <= 0.1 * (base_rss + allocate * MiB) / 1024**3 + 0.05
+        )
+        assert limit_gib == pytest.approx(limit, abs=0.05)
+        rows = list(csv.DictReader(io.StringIO(requests.get(
+            f"{hub.url}/services/usage/api/v1/sessions", params={"user": "alice", "format": "csv"},
+            headers={"Authorization": f"token {token}"}, timeout=30).text)))  # fmt: skip
+        assert [float(r["ram_byte_usage_max"]) for r in rows if not r["stopped"]] >= [use["ramByteUsageMax"]]
     finally:
         hub.stop_server("alice")

@@ -67,7 +67,18 @@ SESSION_COLUMNS = [
     "stop_reason",
     "source",
     "groups",
+    # what it used (null: not measured)
+    "cpu_core_usage_average",
+    "ram_byte_usage_average",
+    "ram_byte_usage_max",
+    "measured_share",
 ]
+MEASURED = {
+    "cpu_core_usage_average": "cpuCoreUsageAverage",
+    "ram_byte_usage_average": "ramByteUsageAverage",
+    "ram_byte_usage_max": "ramByteUsageMax",
+    "measured_share": "measuredShare",
+}
 
 
 class SessionsAPI(APIHandler):
@@ -90,7 +101,8 @@ class SessionsAPI(APIHandler):
         rows = await self.run_db(lambda db: activity.sessions(db, **query))
         if rows and len(rows) == limit:
             self.set_header("Link", f'<{self.request.path}?after={rows[-1]["id"]}&limit={limit}>; rel="next"')
-        self.respond(rows, columns=SESSION_COLUMNS, filename="sessions")
+        flat = [{**row, **{column: (row["use"] or {}).get(name) for column, name in MEASURED.items()}} for row in rows]
+        self.respond(rows, csv_rows=flat, columns=SESSION_COLUMNS, filename="sessions")
 
 
 class ActiveUsersAPI(APIHandler):
