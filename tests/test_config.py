@@ -657,3 +657,58 @@ def test_the_services_ports_are_never_the_hubs_nor_each_others(monkeypatch):
     assert sorted(ports) == [41001, 41003]  # usage, cost: 41001 once, 41002 never
     with pytest.raises(RuntimeError, match="no free TCP port"):
         network.free_port()  # the OS offers only taken ports: a clear error, not a loop
+
+
+NEITHER = "is neither a username nor group:NAME (a group whose members lead it)"
+PRICED = (
+    "hub: {name: H}\nprofiles: [{display_name: A, kubespawner_override: {cpu_guarantee: 1}}]\n"
+    "pricing: {prices: [{effective: 2026-01-01, cpu_core_hour: 0.03}]}\n"
+)
+
+
+@pytest.mark.parametrize(
+    "leads, expected",
+    [
+        (
+            "{students: []}",
+            ['group_leads["students"]: names no lead; give usernames, or group:NAME for a group\'s members'],
+        ),
+        (
+            '{"a!b": [ann]}',
+            ["group_leads[\"a!b\"]: not a group name: 1-255 characters, no '!', no spaces at either end"],
+        ),
+        (
+            '{students: [ann, "group:", "team:x", ann]}',
+            [
+                f"group_leads[\"students\"][1]: 'group:' {NEITHER}",
+                f"group_leads[\"students\"][2]: 'team:x' {NEITHER}",
+                "group_leads[\"students\"][3]: 'ann' is named twice",
+            ],
+        ),
+        ("{students: ann}", ["group_leads.students: input should be a valid list"]),
+    ],
+    ids=["no-lead", "group-name", "entries", "not-a-list"],
+)
+def test_check_config_catches_group_lead_mistakes(leads, expected):
+    assert errors_of(PRICED + f"group_leads: {leads}\n") == expected
+
+
+def test_group_leads_need_the_cost_service():
+    errors = errors_of("hub: {name: H}\ngroup_leads: {students: [ann]}\n")
+    assert errors == ["group_leads: need pricing: and the cost service (cost.enabled), where leads read"]
+
+
+def test_each_groups_leads_hold_the_cost_services_scope_filtered_to_that_group(tmp_path):
+    config = tmp_path / "community.yaml"
+    config.write_text(PRICED + "group_leads: {students: [ann, 'group:tas'], Lab 1: [bo]}\n")
+    c = Config()
+    configure(c, config)
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles if r["name"].startswith("group-leads-")}
+    students = next(r for r in roles.values() if "custom:cost:read-group!group=students" in r["scopes"])
+    assert students["users"] == ["ann"] and students["groups"] == ["tas"]
+    assert "access:services!service=cost" in students["scopes"]
+    lab = next(r for r in roles.values() if "custom:cost:read-group!group=Lab 1" in r["scopes"])
+    assert lab["users"] == ["bo"] and lab["name"].startswith("group-leads-lab-1-")
+    assert "custom:cost:read-group" in c.JupyterHub.custom_scopes
+    cost = next(s for s in c.JupyterHub.services if s["name"] == "cost")
+    assert "custom:cost:read-group" in cost["oauth_client_allowed_scopes"]

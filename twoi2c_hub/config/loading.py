@@ -115,7 +115,7 @@ def validation_messages(error: ValidationError) -> list[str]:
             loc = loc[:1] + loc[2:]
         if item["type"] == "extra_forbidden":
             message += suggestion(loc[-1], _setting_names())
-        if message.startswith(("profiles[", "profiles:", "auth.", "auth:", "roles[", "custom_scopes[")):
+        if message.startswith(("profiles[", "profiles:", "auth.", "auth:", "roles[", "custom_scopes[", "group_leads")):
             lines.extend(message.splitlines())  # checks across settings name their own paths
         else:
             lines.append(f"{_path(loc)}: {message}" if loc else message)

@@ -29,7 +29,7 @@ from .budgets import BudgetSpec, BudgetsSection, Threshold
 from .overrides import catalog_problems, kubespawner_traits, override_problems
 from .pricing import InstancePriceSpec, PriceTableSpec, PricingSection, unpriced
 from .profiles import Choice, InstanceTypeSpec, NodeShare, Profile, ProfileOption, UnlistedChoice
-from .roles import CustomScope, RoleSpec, custom_scope_problems, role_problems
+from .roles import CustomScope, RoleSpec, custom_scope_problems, group_lead_problems, role_problems
 from .sections import (
     CostSection,
     CullingSection,
@@ -90,6 +90,10 @@ class CommunityConfig(Strict):
     one provider's settings, chosen by `provider` (demo by default)."""
     community_admin_groups: list[str] = Field(default_factory=list)
     """Members of these groups read everyone's usage (the community admins)."""
+    group_leads: dict[str, list[str]] = Field(default_factory=dict)
+    """Each group's leads, who read in the cost service that group's hours, cost, budgets
+    and statements (and no other group's): usernames, or `group:NAME` for every member of
+    a group. E.g. `{physics-101: [prof-ada, group:physics-101-tas]}`."""
     instance_types: dict[str, InstanceTypeSpec] = Field(default_factory=dict)
     """Instance types added to (or correcting) the built-in capacity table, by name."""
     profiles: list[Profile] = Field(default_factory=list)
@@ -133,9 +137,12 @@ class CommunityConfig(Strict):
         own = {scope for scope in self.own_services().values() if scope}
         # a fleet's token: each day's people as digests, the statements
         own |= {"custom:usage:digests"} if self.usage.enabled else set()
-        own |= {"custom:cost:statements"} if "cost" in self.own_services() else set()
+        own |= {"custom:cost:statements", "custom:cost:read-group"} if "cost" in self.own_services() else set()
         problems = custom_scope_problems(self.custom_scopes, own)
         problems += role_problems(self.roles, own | set(self.custom_scopes), set(self.own_services()))
+        problems += group_lead_problems(self.group_leads)
+        if self.group_leads and "cost" not in self.own_services():
+            problems.append("group_leads: need pricing: and the cost service (cost.enabled), where leads read")
         if problems:
             raise _error("\n".join(problems))
         return self

@@ -4,6 +4,7 @@ checked with JupyterHub's scope definitions and filter grammar before the hub st
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 
 from jupyterhub.roles import _role_name_pattern
@@ -109,7 +110,7 @@ def role_problems(roles: list[RoleSpec], custom: set[str], services: set[str]) -
     problems = []
     seen: dict[str, int] = {}
     for i, role in enumerate(roles):
-        if role.name in OWN_ROLES:
+        if role.name in OWN_ROLES or role.name.startswith("group-leads-"):
             problems.append(
                 f"roles[{i}].name: '{role.name}' is the hub's own role for its services; choose another name"
             )
@@ -127,3 +128,33 @@ def role_problems(roles: list[RoleSpec], custom: set[str], services: set[str]) -
                     f"roles[{i}].services[{j}]: '{service}' is not a service of this hub (its services: {known})"
                 )
     return problems
+
+
+def group_lead_problems(leads: dict[str, list[str]]) -> list[str]:
+    """What is wrong with `group_leads:` (a group -> its leads: usernames, or `group:NAME`
+    for every member of a group), each with its path."""
+    problems = []
+    for group, names in leads.items():
+        where = f'group_leads["{group}"]'
+        if not group.strip() or group != group.strip() or "!" in group or len(group) > 255:
+            problems.append(f"{where}: not a group name: 1-255 characters, no '!', no spaces at either end")
+        if not names:
+            problems.append(f"{where}: names no lead; give usernames, or group:NAME for a group's members")
+        seen: set[str] = set()
+        for i, name in enumerate(names):
+            kind, _, rest = name.partition(":")
+            wrong = not name.strip() or name != name.strip() or (kind == "group" and not rest.strip())
+            if wrong or (":" in name and kind != "group"):
+                problems.append(
+                    f"{where}[{i}]: '{name}' is neither a username nor group:NAME (a group whose members lead it)"
+                )
+            elif name in seen:
+                problems.append(f"{where}[{i}]: '{name}' is named twice")
+            seen.add(name)
+    return problems
+
+
+def lead_role_name(group: str) -> str:
+    """The JupyterHub role of a group's leads: readable, and unique whatever the group's name."""
+    slug = re.sub(r"[^a-z0-9]+", "-", group.lower()).strip("-")[:40] or "group"
+    return f"group-leads-{slug}-{hashlib.sha256(group.encode()).hexdigest()[:8]}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from traitlets.config import Config
 
 from ..config import CommunityConfig
+from ..config.roles import lead_role_name
 
 
 def readers(c: Config, name: str, scope: str, what: str, service: str, groups: list[str]) -> None:
@@ -22,6 +23,25 @@ def readers(c: Config, name: str, scope: str, what: str, service: str, groups: l
     c.JupyterHub.load_roles = [r for r in c.JupyterHub.get("load_roles", []) if r.get("name") != name] + [role]
     access = f"access:services!service={service}"
     c.JupyterHub.extra_user_scopes = set(c.JupyterHub.get("extra_user_scopes", set())) | {access}
+
+
+def group_leads(c: Config, config: CommunityConfig, scope: str, service: str) -> None:
+    """A role per group of `group_leads:`: `scope` (defined by the service's wiring, which
+    asks for it) filtered to that group (`!group=NAME`) and access to `service`, held by
+    its leads (usernames, and `group:NAME`'s members)."""
+    loaded = []
+    for group, leads in config.group_leads.items():
+        loaded.append(
+            {
+                "name": lead_role_name(group),
+                "description": f"The leads of {group}: its usage, cost, budgets and statements",
+                "scopes": [f"{scope}!group={group}", f"access:services!service={service}"],
+                "users": [name for name in leads if not name.startswith("group:")],
+                "groups": [name.removeprefix("group:") for name in leads if name.startswith("group:")],
+            }
+        )
+    names = {role["name"] for role in loaded}
+    c.JupyterHub.load_roles = [r for r in c.JupyterHub.get("load_roles", []) if r.get("name") not in names] + loaded
 
 
 def roles(c: Config, config: CommunityConfig) -> None:

@@ -16,13 +16,14 @@ from ..config import CommunityConfig
 from ..network import free_port
 from ..usage_client import UsageEventPoster
 from .environment import SettingError
-from .roles import readers
+from .roles import group_leads, readers
 
 PG_ENVIRONMENT = ("PGPASSWORD", "PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY")
 IDLE_CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 # the custom scopes that read everyone's figures in a service (community admins hold them)
 READ_ALL_USAGE = "custom:usage:read-all"
 READ_ALL_COST = "custom:cost:read-all"
+READ_GROUP_COST = "custom:cost:read-group"  # a group lead's, filtered to the group
 READ_FLEET = "custom:fleet:read"
 # what a fleet's token needs of a hub, and nothing more: its people's digests, its statements
 FLEET_DIGESTS = "custom:usage:digests"
@@ -160,7 +161,7 @@ def cost_service(c: Config, config: CommunityConfig, config_path: Path) -> None:
                 "TWOI2C_COST_CHECK_TOKEN": check_token,
             },
             "oauth_no_confirm": True,
-            "oauth_client_allowed_scopes": [READ_ALL_COST],
+            "oauth_client_allowed_scopes": [READ_ALL_COST, READ_GROUP_COST],
         },
         {
             "name": "cost-service",
@@ -203,6 +204,9 @@ def cost_service(c: Config, config: CommunityConfig, config_path: Path) -> None:
         "cost",
         list(config.community_admin_groups),
     )
+    # defined whether or not there are group leads: the service's OAuth client asks for it
+    _scope(c, READ_GROUP_COST, "Read the figures of the groups you lead in the cost service")
+    group_leads(c, config, READ_GROUP_COST, "cost")
 
 
 def fleet_service(c: Config, config: CommunityConfig, config_path: Path) -> None:

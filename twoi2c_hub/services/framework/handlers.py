@@ -97,6 +97,16 @@ class ServiceHandler(HubOAuthenticated, web.RequestHandler):
         """Hub admins and holders of the service's read-all scope read everyone's figures."""
         return bool(user.get("admin")) or self.service.read_all_scope in self.scopes(user)
 
+    def led_groups(self, user: dict) -> set[str]:
+        """The groups whose figures `user` reads as their lead: the service's read-group
+        scope filtered to each (`custom:cost:read-group!group=NAME`, the config's `group_leads`)."""
+        scope = self.service.read_group_scope
+        prefix = f"{scope}!group="
+        return {s[len(prefix) :] for s in self.scopes(user) if scope and s.startswith(prefix)}
+
+    def may_read_group(self, user: dict, group: str) -> bool:
+        return self.may_read_all(user) or group in self.led_groups(user)
+
     # --- parameters --------------------------------------------------------------------
 
     def param_choice(self, name: str, allowed: Iterable[str], default: str | None = None) -> str | None:

@@ -86,6 +86,8 @@ class HubService(Application):
     what = "figures"
     # the custom scope that lets a reader see everyone's figures
     read_all_scope = "custom:service:read-all"
+    # a group lead's scope, filtered to their groups (`...!group=NAME`); None: no group leads
+    read_group_scope: str | None = None
     error_template = "usage/error.html"
 
     aliases = {
