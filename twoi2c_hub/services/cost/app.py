@@ -29,7 +29,7 @@ from ...config.loading import ConfigError, load_config
 from ..framework import HubService
 from ..framework.charts import CHART_LIBRARY_ROUTE
 from ..framework.lifecycle import every
-from . import apihandlers, budgethandlers, handlers, running, statements, storage
+from . import apihandlers, budgethandlers, groups, handlers, running, statements, storage
 from .alerts import Alerter
 from .enforcer import Enforcer
 from .metrics import CostMetrics, now_ms
@@ -37,6 +37,7 @@ from .metrics import CostMetrics, now_ms
 log = logging.getLogger("twoi2c.cost")
 
 READ_ALL_SCOPE = "custom:cost:read-all"
+READ_GROUP_SCOPE = "custom:cost:read-group"  # a group lead's, filtered: ...!group=NAME
 
 
 class CostService(HubService):
@@ -46,6 +47,7 @@ class CostService(HubService):
     description = "The cost service: what each person, group and profile cost, and budgets (run by the hub)."
     what = "costs"
     read_all_scope = READ_ALL_SCOPE
+    read_group_scope = READ_GROUP_SCOPE
     error_template = "usage/error.html"
 
     flags = {
@@ -157,8 +159,12 @@ class CostService(HubService):
             ("api/v1/budgets", budgethandlers.BudgetsAPI),
             ("api/v1/budgets/check", budgethandlers.BudgetCheckAPI),
             ("api/v1/ledger", budgethandlers.LedgerAPI),
+            ("api/v1/statements/?", statements.StatementsIndexAPI),
             (r"api/v1/statements/([^/]+)", statements.StatementAPI),
+            ("statements/?", statements.StatementsIndexPage),
             (r"statements/([^/]+)", statements.StatementPage),
+            (r"api/v1/groups/([^/]+)", groups.GroupAPI),
+            (r"groups/([^/]+)", groups.GroupPage),
         ]
 
     # --- budgets --------------------------------------------------------------------------

@@ -48,6 +48,7 @@ class UserPage(PageHandler):
             currency=service.currency,
             state=state,
             is_admin=self.may_read_all(user),
+            led_groups=[] if self.may_read_all(user) else sorted(self.led_groups(user)),
         )
 
 
