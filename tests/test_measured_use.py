@@ -218,5 +218,114 @@ def test_a_notebooks_memory_peak_reaches_its_session_and_the_sessions_api(measur
             f"{hub.url}/services/usage/api/v1/sessions", params={"user": "alice", "format": "csv"},
             headers={"Authorization": f"token {token}"}, timeout=30).text)))  # fmt: skip
         assert [float(r["ram_byte_usage_max"]) for r in rows if not r["stopped"]] >= [use["ramByteUsageMax"]]
+
+        # and how efficient her server was: it reserved far more than it used
+        efficiency = f"{hub.url}/services/usage/api/v1/efficiency"
+        answer = requests.get(efficiency, params={"window": "today"}, headers={"Authorization": f"token {token}"},
+                              timeout=30).json()["data"]  # fmt: skip
+        assert [(r["name"], r["sessions"]) for r in answer] == [("alice", 1)]
+        assert 0 < answer[0]["ramEfficiency"] < 0.5 and 0 <= answer[0]["cpuEfficiency"] < 1
+        bob = {"Authorization": f"token {hub.user_token('bob')}"}
+        assert requests.get(efficiency, params={"user": "alice"}, headers=bob, timeout=30).status_code == 403
     finally:
         hub.stop_server("alice")
+
+
+def _session_with_use(db, username, started_ms, stopped_ms, groups, use, **resources):
+    from twoi2c_hub.accounting.events import ServerStart, ServerStarted, ServerStopped
+    from twoi2c_hub.accounting.models import ServerSession, SessionUse
+    from twoi2c_hub.accounting.recording import record
+
+    start = ServerStart(username=username, server_name="", started_ms=started_ms, profile="p", groups=groups,
+                        **resources)  # fmt: skip
+    record(db, [ServerStarted(start), ServerStopped(username, "", stopped_ms, "user", started_ms)])
+    session = db.query(ServerSession).filter_by(username=username, started_ms=started_ms).one()
+    measured, cpu_cores, mem_bytes = use
+    db.add(SessionUse(session_id=session.id, samples=2, first_sample_ms=started_ms, last_sample_ms=stopped_ms,
+                      measured_ms=measured, cpu_core_ms=cpu_cores * measured, cpu_seconds_at_last=0.0,
+                      cpu_peak_cores=cpu_cores, mem_byte_ms=mem_bytes * measured,
+                      mem_peak_bytes=mem_bytes))  # fmt: skip
+    db.commit()
+
+
+def test_efficiency_is_what_was_used_against_what_was_reserved_over_the_time_measured(db):
+    """Worked by hand: ann's first server (2 CPUs and 4 GiB guaranteed) used 1 core and
+    1 GiB for its 4 hours, all measured; her second (no guarantee: a limit of 1 CPU and
+    2 GiB) used 0.5 core and 2 GiB over 2 of its 4 hours measured, and the window holds
+    half of it."""
+    from twoi2c_hub.accounting.models import HOUR_MS
+    from twoi2c_hub.accounting.use import efficiency
+
+    t0, GiB = 1_800_000_000_000 // HOUR_MS * HOUR_MS, 1024**3
+    _session_with_use(db, "ann", t0, t0 + 4 * HOUR_MS, ["g1"], (4 * HOUR_MS, 1.0, GiB),
+                      cpu_guarantee=2.0, cpu_limit=4.0, mem_guarantee_bytes=4 * GiB)  # fmt: skip
+    _session_with_use(db, "ann", t0 + 8 * HOUR_MS, t0 + 12 * HOUR_MS, ["g1", "g2"], (2 * HOUR_MS, 0.5, 2 * GiB),
+                      cpu_limit=1.0, mem_limit_bytes=2 * GiB)  # fmt: skip
+    window = (t0, t0 + 10 * HOUR_MS)
+    (ann,) = efficiency(db, *window, "user")
+    assert ann["name"] == "ann" and ann["sessions"] == 2
+    assert ann["measuredHours"] == pytest.approx(5)
+    assert ann["cpuCoreUsageAverage"] == pytest.approx(4.5 / 5)
+    assert ann["cpuCoreRequestAverage"] == pytest.approx(9 / 5)
+    assert ann["cpuEfficiency"] == pytest.approx(0.5)
+    assert ann["ramByteUsageAverage"] == pytest.approx(6 / 5 * GiB)
+    assert ann["ramEfficiency"] == pytest.approx(6 / 18)
+    assert ann["cpuCoreHoursUnused"] == pytest.approx(4.5)
+    assert ann["ramGiBHoursUnused"] == pytest.approx(12)
+    g1, g2 = efficiency(db, *window, "group")
+    assert (g1["name"], g1["cpuEfficiency"]) == ("g1", pytest.approx(0.5))
+    assert (g2["name"], g2["sessions"], g2["cpuEfficiency"], g2["ramEfficiency"]) == ("g2", 1, 0.5, 1.0)
+    assert g2["ramGiBHoursUnused"] == 0
+    # a session never measured has no part in it; a person with none has no row
+    assert efficiency(db, *window, "user", username="bob") == []
+
+
+# the same figures by plain SQL over the sessions and their use: an independent reckoning
+PLAIN_SQL = """
+SELECT {key} AS name, COUNT(*) AS sessions, SUM(u.measured_ms * f) AS measured,
+       SUM(u.cpu_core_ms * f) AS cpu_used,
+       SUM(COALESCE(s.cpu_guarantee, s.cpu_limit, 0) * u.measured_ms * f) AS cpu_asked,
+       SUM(u.mem_byte_ms * f) AS ram_used,
+       SUM(COALESCE(s.mem_guarantee_bytes, s.mem_limit_bytes, 0) * u.measured_ms * f) AS ram_asked
+FROM (SELECT s.*, (MIN(COALESCE(s.stopped_ms, u.last_sample_ms), :e) - MAX(s.started_ms, :s)) * 1.0
+             / MAX(1, COALESCE(s.stopped_ms, u.last_sample_ms) - s.started_ms) AS f
+      FROM sessions s JOIN session_use u ON u.session_id = s.id) s
+JOIN session_use u ON u.session_id = s.id {join}
+WHERE s.f > 0 AND u.measured_ms > 0
+GROUP BY name ORDER BY name
+"""
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_efficiency_over_any_window_is_the_plain_sql_reckoning(db):
+    import random
+
+    from twoi2c_hub.accounting.models import HOUR_MS
+    from twoi2c_hub.accounting.use import efficiency
+
+    rng, t0, GiB = random.Random(5), 1_800_000_000_000, 1024**3
+    for i in range(60):
+        start = t0 + rng.randrange(0, 200) * HOUR_MS // 3
+        length = rng.randrange(1, 30) * HOUR_MS // 4
+        _session_with_use(db, f"user{i % 7}", start, start + length, rng.sample(["a", "b", "c"], rng.randrange(1, 3)),
+                          (rng.randrange(0, length), rng.random() * 3, rng.randrange(1, 8) * GiB),
+                          cpu_guarantee=rng.choice([None, 0.5, 2.0]), cpu_limit=4.0,
+                          mem_guarantee_bytes=rng.choice([None, GiB]), mem_limit_bytes=8 * GiB)  # fmt: skip
+    connection = db.connection().connection.driver_connection
+    for _ in range(20):
+        a = t0 + rng.randrange(-10, 80) * HOUR_MS
+        b = a + rng.randrange(1, 60) * HOUR_MS
+        for aggregate, key, join in [
+            ("user", "s.username", ""),
+            ("profile", "COALESCE(s.profile, '')", ""),
+            ("group", "g.group_name", "JOIN session_groups g ON g.session_id = s.id"),
+        ]:
+            wanted = connection.execute(PLAIN_SQL.format(key=key, join=join), {"s": a, "e": b}).fetchall()
+            got = efficiency(db, a, b, aggregate)
+            assert [r["name"] for r in got] == [w[0] for w in wanted]
+            for row, (_, sessions, measured, cpu_used, cpu_asked, ram_used, ram_asked) in zip(got, wanted, strict=True):
+                assert row["sessions"] == sessions
+                assert row["measuredHours"] == pytest.approx(measured / HOUR_MS)
+                assert row["cpuEfficiency"] == pytest.approx(cpu_used / cpu_asked)
+                assert row["ramEfficiency"] == pytest.approx(ram_used / ram_asked)
+                assert row["cpuCoreHoursUnused"] == pytest.approx(max(0, cpu_asked - cpu_used) / HOUR_MS, abs=1e-9)

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DB
 
-from .models import ServerSession, SessionUse
+from ..catalog import GiB
+from .models import HOUR_MS, ServerSession, SessionUse
+from .rollups import NO_GROUP, groups_of
 
 
 @dataclass(frozen=True)
@@ -94,3 +96,82 @@ def figures(use: SessionUse | None, started_ms: int, stopped_ms: int | None) -> 
         "measuredShare": min(1.0, measured / duration) if duration > 0 else None,
         "samples": use.samples,
     }
+
+
+EFFICIENCY_COLUMNS = (
+    "name",
+    "sessions",
+    "measuredHours",
+    "cpuCoreUsageAverage",
+    "cpuCoreRequestAverage",
+    "cpuEfficiency",
+    "ramByteUsageAverage",
+    "ramByteRequestAverage",
+    "ramEfficiency",
+    "cpuCoreHoursUnused",
+    "ramGiBHoursUnused",
+)
+
+
+def efficiency(db: DB, start_ms: int, end_ms: int, aggregate: str, username: str | None = None) -> list[dict]:
+    """Per name (user, group or profile): what the measured sessions overlapping [start_ms,
+    end_ms) used against what they reserved (the guarantee, else the limit), over the time
+    measured. A session's measured figures are spread evenly over its time, so a window
+    takes the share of them that its overlap is. Sessions never measured are left out (and
+    not counted); a name with none measured has no row."""
+    query = (
+        select(ServerSession, SessionUse)
+        .join(SessionUse, SessionUse.session_id == ServerSession.id)
+        .where(ServerSession.started_ms < end_ms, SessionUse.measured_ms > 0)
+        .where((ServerSession.stopped_ms.is_(None)) | (ServerSession.stopped_ms > start_ms))
+    )
+    if username is not None:
+        query = query.where(ServerSession.username == username)
+    rows = db.execute(query).all()
+    groups: dict[int, list[str]] = {}
+    if aggregate == "group" and rows:
+        groups = groups_of(db, [session.id for session, _ in rows])
+    totals: dict[str, list[float]] = {}
+    for session, use in rows:
+        end = session.stopped_ms if session.stopped_ms is not None else use.last_sample_ms
+        span = max(1, end - session.started_ms)
+        share = max(0, min(end, end_ms) - max(session.started_ms, start_ms)) / span
+        if share <= 0:
+            continue
+        measured = use.measured_ms * share
+        cpu = session.cpu_guarantee if session.cpu_guarantee is not None else session.cpu_limit or 0.0
+        ram = session.mem_guarantee_bytes if session.mem_guarantee_bytes is not None else session.mem_limit_bytes or 0
+        names = (
+            [session.username]
+            if aggregate == "user"
+            else [session.profile or ""]
+            if aggregate == "profile"
+            else groups.get(session.id) or [NO_GROUP]
+        )
+        for name in names:
+            row = totals.setdefault(name, [0, 0.0, 0.0, 0.0, 0.0, 0.0])
+            row[0] += 1
+            row[1] += measured
+            row[2] += use.cpu_core_ms * share
+            row[3] += cpu * measured
+            row[4] += use.mem_byte_ms * share
+            row[5] += ram * measured
+    result = []
+    for name, (count, measured, cpu_used, cpu_asked, ram_used, ram_asked) in sorted(totals.items()):
+        result.append(
+            {
+                "name": name,
+                "sessions": count,
+                "measuredHours": measured / HOUR_MS,
+                "cpuCoreUsageAverage": cpu_used / measured,
+                "cpuCoreRequestAverage": cpu_asked / measured,
+                "cpuEfficiency": cpu_used / cpu_asked if cpu_asked else None,
+                "ramByteUsageAverage": ram_used / measured,
+                "ramByteRequestAverage": ram_asked / measured,
+                "ramEfficiency": ram_used / ram_asked if ram_asked else None,
+                # what was reserved and not used (more used than reserved: none unused)
+                "cpuCoreHoursUnused": max(0.0, cpu_asked - cpu_used) / HOUR_MS,
+                "ramGiBHoursUnused": max(0.0, ram_asked - ram_used) / HOUR_MS / GiB,
+            }
+        )
+    return result

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from tornado import web
 
-from ...accounting import activity, opencost, reports
+from ...accounting import activity, opencost, reports, use
 from ...accounting.events import EventError
 from ...accounting.models import DAY_MS
 from ...accounting.posted import parse_events
@@ -46,6 +46,22 @@ class AllocationAPI(APIHandler):
             columns=opencost.columns(opencost.USAGE_FIELDS),
             filename=f"usage-by-{aggregate}",
         )
+
+
+class EfficiencyAPI(APIHandler):
+    """What the measured servers used against what they reserved, per user, group or
+    profile over a window (`accounting.use.efficiency`); a person reads their own."""
+
+    async def get(self) -> None:
+        user = self.reader()
+        window = parse.window("window", self.get_argument("window", None), datetime.now(UTC), "7d")
+        aggregate = self.param_choice("aggregate", opencost.AGGREGATES, "user")
+        subject = self.subject(user)
+        rows = await self.run_db(lambda db: use.efficiency(db, *window, aggregate, subject))
+        for row in rows:
+            if aggregate == "group" and row["name"] == NO_GROUP:
+                row["name"] = "(no group)"
+        self.respond(rows, columns=list(use.EFFICIENCY_COLUMNS), filename=f"efficiency-by-{aggregate}")
 
 
 SESSION_COLUMNS = [

@@ -123,6 +123,7 @@ class UsageService(HubService):
             ("admin", handlers.AdminPage),
             ("api/v1/allocation", apihandlers.AllocationAPI),
             ("api/v1/sessions", apihandlers.SessionsAPI),
+            ("api/v1/efficiency", apihandlers.EfficiencyAPI),
             ("api/v1/active-users", apihandlers.ActiveUsersAPI),
             ("api/v1/people-digests", apihandlers.PeopleDigestsAPI),
             ("api/v1/events", apihandlers.EventsAPI),
