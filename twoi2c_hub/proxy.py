@@ -6,6 +6,12 @@ would queue every other request, the hub's login and API included, behind them (
 the client's 20 s timeout, as 503s). This runs the same proxy with room for
 `MAX_IN_FLIGHT` requests, so one upstream's slow answers do not hold up another's.
 
+It also passes on a stream as it comes: the proxy's own handler reads a whole answer
+before sending any of it, so the spawn page's progress (an event stream that ends when the
+server is ready) showed nothing until the end -- not the "you are next in line" message,
+nor any step. Here an event stream's every chunk is sent on at once; other answers are
+sent whole, as before.
+
 Used by `twoi2c-hub demo` and the local hub runner: `python -m twoi2c_hub.proxy` takes
 configurable-http-proxy's own options. (On zero-to-jupyterhub the proxy is the chart's
 own, which has no such limit.)
@@ -16,12 +22,69 @@ from __future__ import annotations
 MAX_IN_FLIGHT = 1000
 
 
+async def call_proxy_streaming(self, path=None):
+    """configurable-http-proxy's `ProxyHandler.call_proxy`, sending an event stream's
+    chunks on as they arrive (its status and headers first, as the proxy sets them)."""
+    from tornado.httpclient import AsyncHTTPClient
+    from tornado.httputil import HTTPHeaders, parse_response_start_line
+
+    url = await self.get_target_url(path)
+    if url is None:
+        return
+    request = self._get_proxy_request(url)
+    upstream = {"code": 502, "headers": HTTPHeaders()}
+    streaming = False
+
+    def on_header(line: str) -> None:
+        if line.startswith("HTTP/"):
+            upstream["code"], upstream["headers"] = parse_response_start_line(line.strip()).code, HTTPHeaders()
+        elif line.strip():
+            upstream["headers"].parse_line(line)
+
+    def on_chunk(chunk: bytes) -> None:
+        nonlocal streaming
+        if not streaming:
+            start_answer(self, upstream["code"], upstream["headers"])
+            streaming = True
+        self.write(chunk)
+        if upstream["headers"].get("Content-Type", "").startswith("text/event-stream"):
+            self.flush()
+
+    request.header_callback = on_header
+    request.streaming_callback = on_chunk
+    try:
+        response = await AsyncHTTPClient().fetch(request, raise_error=False)
+    except Exception as err:
+        if not streaming:
+            await self.handle_proxy_error(503, err)
+            return
+        raise
+    if not streaming:
+        start_answer(self, response.code, response.headers)
+    self.finish()
+
+
+def start_answer(handler, code: int, headers) -> None:
+    """The upstream's status and headers on the proxy's answer (as the proxy's own does)."""
+    handler.set_status(code)
+    existing = {h[0].lower() for h in handler._headers.get_all()}
+    for key, value in headers.get_all():
+        if key.lower() in ("content-length", "transfer-encoding", "content-encoding", "connection"):
+            continue
+        if key.lower() in existing:
+            handler.set_header(key, value)
+        else:
+            handler.add_header(key, value)
+
+
 def main() -> None:
     from tornado.httpclient import AsyncHTTPClient
 
     AsyncHTTPClient.configure(None, max_clients=MAX_IN_FLIGHT)
     from configurable_http_proxy.cli import main as proxy_main
+    from configurable_http_proxy.handlers import ProxyHandler
 
+    ProxyHandler.call_proxy = call_proxy_streaming
     proxy_main()
 
 
