@@ -52,6 +52,12 @@ def hub(hub_factory, tmp_path_factory):
     )
     config["community_admin_groups"] = ["community-admins"]
     config["group_leads"] = {"students": ["lena"], "researchers": ["group:lab-leads"]}
+    config["budgets"] = {
+        "budgets": [
+            {"name": "students-shared", "applies_to": "group", "names": ["students"], "limit": 50, "per_person": False},
+            {"name": "students-each", "applies_to": "group", "names": ["students"], "limit": 5},
+        ]
+    }
     prices = config["pricing"]["prices"][0]
     assert (prices["cpu_core_hour"], prices["memory_gib_hour"]) == (CPU_CORE_HOUR, MEMORY_GIB_HOUR)
     path = work / "community.yaml"
@@ -68,7 +74,8 @@ def hub(hub_factory, tmp_path_factory):
         past_session(database, who, start_ms, hours, groups, cpus=cores, memory_gib=memory)
     # this month: bob, a short while ago (within the month even on its first hour)
     start = max(now - timedelta(minutes=40), first)
-    past_session(database, "bob", int(start.timestamp() * 1000), (now - start).total_seconds() / 3600 / 2, ["students"])
+    client.bob_hours = (now - start).total_seconds() / 3600 / 2
+    past_session(database, "bob", int(start.timestamp() * 1000), client.bob_hours, ["students"])
     for name in ("carol", "lena", "ross", "bob", "admin"):
         client.login(name)  # the demo authenticator gives groups at login
     client.tokens = {name: client.user_token(name) for name in ("carol", "lena", "ross", "bob", "admin")}
@@ -184,6 +191,16 @@ def test_a_group_lead_reads_their_groups_statement_and_figures_and_no_other(hub)
         hours = {who: h for who, groups, h, *_ in LAST_MONTH if group in groups}
         assert {r["name"]: r["server_hours"] for r in people} == pytest.approx(hours)  # hours in full
         assert get(hub, f"groups/{other}", token, window="lastmonth").status_code == 403
+        # the group's budgets: this month's spending, bob's one session (1 core, 2 GiB)
+        budgets = {(b["budget"], b["subject"]): b for b in figures.json()["data"]["budgets"]}
+        if group == "students":
+            bobs = sum(cost(hub.bob_hours, 1.0, 2.0))
+            assert budgets[("students-shared", "students")]["used"] == pytest.approx(bobs, rel=1e-4, abs=1e-6)
+            assert budgets[("students-each", "bob")]["used"] == pytest.approx(bobs, rel=1e-4, abs=1e-6)
+            assert budgets[("students-each", "bob")]["limit"] == 5
+            assert {subject for name, subject in budgets if name == "students-each"} <= {"bob", "ben"}
+        else:
+            assert budgets == {}
         assert get(hub, "statements", token).json()["data"] == {
             "months": [hub.this_month, hub.last_month], "everyone": False, "groups": [group]
         }  # fmt: skip
@@ -265,6 +282,7 @@ def test_a_group_lead_reads_their_groups_page_and_statement(browser, hub):
         page.goto(f"{hub.url}/services/cost/groups/students?start={hub.last_month}-01&end={hub.last_day}")
         expect(page.locator("#group-people tbody tr")).to_have_count(2)
         expect(page.locator("#group-total")).to_contain_text("Total")
+        expect(page.locator(".twoi2c-budget-status").first).to_contain_text("students-")
         audit(page, f"cost-group-{way}")
 
     every_way(browser, hub, "lena", walk)

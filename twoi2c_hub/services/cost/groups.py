@@ -1,5 +1,6 @@
 """One group's figures for its lead (and the community admins): its people's hours and
-cost as counted for the group, its resources, and its budgets: the page `groups/NAME`
+cost as counted for the group, its resources, and its budgets (a shared one, or each
+member's of a per-person one): the page `groups/NAME`
 (a period form) and the API `api/v1/groups/NAME?window=` (JSON, or CSV of the people).
 
 A group lead holds `custom:cost:read-group!group=NAME` (the config's `group_leads`); they
@@ -13,7 +14,7 @@ from tornado import web
 
 from ...accounting import budgets
 from ...accounting.opencost import iso
-from ...accounting.statement_lines import LINE_COSTS, LINE_HOURS, group_lines
+from ...accounting.statement_lines import LINE_COSTS, LINE_HOURS, group_lines, group_people
 from ..framework import APIHandler, PageHandler
 from ..framework import params as parse
 from .budgethandlers import budget_line
@@ -39,9 +40,11 @@ async def group_figures(handler, group: str, start_ms: int, end_ms: int) -> dict
     def work(db):
         lines = group_lines(db, service.basis, start_ms, end_ms, group, now)
         statuses = [
-            budget_line(budgets.status(db, service.basis, budget, subject, budget_group, now), service.currency)
-            for budget, subject, budget_group in service.alerter.subjects()
-            if budget_group == group
+            budget_line(budgets.status(db, service.basis, budget, subject, group, now), service.currency)
+            for budget in service.budgets
+            if budget.applies_to == "group" and group in budget.names
+            # a budget each member has: each member's, who was in the group in its period
+            for subject in (group_people(db, group, budget.period(now)[0], now) if budget.per_person else [group])
         ]
         return lines, statuses
 
