@@ -26,6 +26,7 @@ from twoi2c_hub.paths import examples_dir
 from twoi2c_hub.services.usage.measuring import ProcessTrees
 
 MiB = 1024**2
+GiB = 1024**3
 
 # a parent that starts a child; the child takes ALLOCATE MiB (every page touched), burns
 # CPU, says how much CPU it used, frees the memory, then waits
@@ -329,3 +330,73 @@ def test_efficiency_over_any_window_is_the_plain_sql_reckoning(db):
                 assert row["cpuEfficiency"] == pytest.approx(cpu_used / cpu_asked)
                 assert row["ramEfficiency"] == pytest.approx(ram_used / ram_asked)
                 assert row["cpuCoreHoursUnused"] == pytest.approx(max(0, cpu_asked - cpu_used) / HOUR_MS, abs=1e-9)
+
+
+def cadvisor_and_dcgm_series(t0: int, minutes: int) -> str:
+    """A half hour of what cAdvisor and DCGM's exporter give Prometheus, every 15 s, in
+    their label shapes: ann's pod (a notebook container using half a core and 1 GiB, for
+    a minute 3 GiB; a sidecar at a tenth of a core and 100 MiB; the pod's own cgroup and
+    its pause container, which are not counted twice; a GPU at 40 %), cy's pod (no GPU)
+    in the same namespace, and a pod of another namespace."""
+    families = {"container_cpu_usage_seconds_total": [], "container_memory_working_set_bytes": [],
+                "DCGM_FI_DEV_GPU_UTIL": []}  # fmt: skip
+    for t in range(t0, t0 + minutes * 60 + 1, 15):
+        s = t - t0
+        spike = 630 <= s < 690  # from 10:30 to 11:30: between two looks, only a peak sees it
+        for ns, pod, cores, memory in [
+            ("hub", "jupyter-ann", 0.5, (3 if spike else 1) * GiB),
+            ("hub", "jupyter-cy", 1.5, 2 * GiB),
+            ("other", "jupyter-ann", 3.0, 9 * GiB),
+        ]:
+            containers = [("notebook", cores, memory), ("git-sync", 0.1, 100 * MiB), ("POD", 0.001, MiB),
+                          ("", cores + 0.101, memory + 101 * MiB)]  # fmt: skip
+            for container, c, m in containers:
+                labels = f'container="{container}",namespace="{ns}",pod="{pod}"'
+                families["container_cpu_usage_seconds_total"].append(f"{{{labels}}} {c * s:.3f} {t}")
+                families["container_memory_working_set_bytes"].append(f"{{{labels}}} {m} {t}")
+        families["DCGM_FI_DEV_GPU_UTIL"].append(
+            f'{{gpu="0",container="notebook",namespace="hub",pod="jupyter-ann"}} 40 {t}'
+        )
+    # each family together, after its type (all gauges to Prometheus's queries)
+    text = "".join(f"# TYPE {name} gauge\n" + "".join(f"{name}{line}\n" for line in lines)
+                   for name, lines in families.items())  # fmt: skip
+    return text + "# EOF\n"
+
+
+def test_pods_are_measured_from_the_clusters_prometheus_in_cadvisors_and_dcgms_shapes(tmp_path, db):
+    from prometheus import BackfilledPrometheus
+
+    from twoi2c_hub.accounting.events import ServerStart, ServerStarted
+    from twoi2c_hub.accounting.models import ServerSession, SessionUse
+    from twoi2c_hub.accounting.recording import record
+    from twoi2c_hub.services.usage.measuring import PrometheusPods
+
+    t0 = (int(time.time()) - 6 * 3600) // 3600 * 3600  # hours ago: wholly in the backfilled blocks
+    prometheus = BackfilledPrometheus(tmp_path, cadvisor_and_dcgm_series(t0, 30))
+    try:
+        pods = {("ann", "", t0 * 1000): ("hub", "jupyter-ann"), ("cy", "", t0 * 1000): ("hub", "jupyter-cy"),
+                ("dee", "", t0 * 1000): ("hub", "jupyter-dee")}  # fmt: skip
+        for username, *_ in pods:
+            record(db, [ServerStarted(ServerStart(username=username, server_name="", started_ms=t0 * 1000))])
+        db.commit()
+        ids = {s.username: s.id for s in db.query(ServerSession)}
+        source = PrometheusPods(prometheus.url)
+        for minute in range(2, 30, 2):
+            samples = asyncio.run(source.sample(pods, (t0 + minute * 60) * 1000, 120))
+            for (username, _, _), sample in samples.items():
+                add_sample(db, ids[username], sample)
+        db.commit()
+        ann, cy = (figures(db.get(SessionUse, ids[u]), t0 * 1000, None) for u in ("ann", "cy"))
+        # the notebook and the sidecar, not the pod's cgroup or pause container again
+        assert ann["cpuCoreUsageAverage"] == pytest.approx(0.6)
+        assert ann["ramByteUsageAverage"] == pytest.approx(GiB + 100 * MiB)
+        assert ann["ramByteUsageMax"] == 3 * GiB + 100 * MiB  # the minute between two looks
+        assert ann["gpuUtilizationAverage"] == pytest.approx(0.4)
+        assert (cy["cpuCoreUsageAverage"], cy["gpuUtilizationAverage"]) == (pytest.approx(1.6), None)
+        # a pod Prometheus has nothing of is not measured (no row), never a zero
+        assert db.get(SessionUse, ids["dee"]) is None
+    finally:
+        prometheus.stop()
+    # Prometheus gone: an error the sampler catches and logs, never a sample of zeros
+    with pytest.raises(OSError):
+        asyncio.run(source.sample(pods, (t0 + 1800) * 1000, 120))

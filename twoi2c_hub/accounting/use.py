@@ -19,12 +19,14 @@ class Sample:
     """One look at a running server. `cpu_seconds`: the CPU time its processes have used
     since they started (cumulative, so a missed sample loses nothing); `mem_bytes`: its
     resident memory now; `mem_peak_bytes`: the most it can have held since the last look,
-    where the source knows it (the kernel's high-water marks), else None."""
+    where the source knows it (the kernel's high-water marks), else None; `gpu_util`: its
+    GPUs' average utilisation (0-1) since the last look, where there are GPUs to measure."""
 
     at_ms: int
     cpu_seconds: float
     mem_bytes: int
     mem_peak_bytes: int | None = None
+    gpu_util: float | None = None
 
 
 def add_sample(db: DB, session_id: int, sample: Sample) -> None:
@@ -61,6 +63,9 @@ def add_sample(db: DB, session_id: int, sample: Sample) -> None:
     use.cpu_peak_cores = max(use.cpu_peak_cores, cpu_ms / elapsed)
     use.mem_byte_ms += sample.mem_bytes * elapsed
     use.mem_peak_bytes = max(use.mem_peak_bytes, peak)
+    if sample.gpu_util is not None:
+        use.gpu_util_ms = (use.gpu_util_ms or 0.0) + sample.gpu_util * elapsed
+        use.gpu_measured_ms = (use.gpu_measured_ms or 0) + elapsed
 
 
 def open_session_ids(db: DB, servers: list[tuple[str, str, int]]) -> dict[tuple[str, str, int], int]:
@@ -92,6 +97,7 @@ def figures(use: SessionUse | None, started_ms: int, stopped_ms: int | None) -> 
         "cpuCoreUsageMax": use.cpu_peak_cores if measured else None,
         "ramByteUsageAverage": use.mem_byte_ms / measured if measured else None,
         "ramByteUsageMax": use.mem_peak_bytes,
+        "gpuUtilizationAverage": use.gpu_util_ms / use.gpu_measured_ms if use.gpu_measured_ms else None,
         "measuredSeconds": measured / 1000,
         "measuredShare": min(1.0, measured / duration) if duration > 0 else None,
         "samples": use.samples,

@@ -227,6 +227,10 @@ class UsageSection(Strict):
     measure_interval: float = Field(default=30, ge=0)
     """Seconds between samples of what each running server uses (CPU, memory), as against
     what it reserved; 0: not measured."""
+    prometheus_url: str | None = Field(default=None, pattern=r"^https?://")
+    """On Kubernetes: the cluster's Prometheus (e.g. http://prometheus-server.monitoring),
+    from which each server's pod is measured (cAdvisor's CPU and working-set memory,
+    DCGM's GPU utilisation). Unset: only local servers are measured."""
     port: int = Field(default=0, ge=0, le=65535)
     """The service's port; 0: any free port."""
     host: str = "127.0.0.1"

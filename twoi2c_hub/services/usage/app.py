@@ -29,7 +29,7 @@ from ..framework.charts import CHART_LIBRARY_ROUTE
 from ..framework.lifecycle import every
 from . import apihandlers, handlers
 from .intake import EventIntake, now_ms
-from .measuring import UseSampler
+from .measuring import PrometheusPods, UseSampler
 from .metrics import UsageMetrics
 from .reconciler import Reconciler
 
@@ -115,7 +115,13 @@ class UsageService(HubService):
 
     @cached_property
     def sampler(self) -> UseSampler:
-        return UseSampler(self.open_db, hub_api=self.hub_api, interval=self.measure_interval)
+        url = os.environ.get("TWOI2C_USAGE_PROMETHEUS_URL")
+        return UseSampler(
+            self.open_db,
+            hub_api=self.hub_api,
+            interval=self.measure_interval,
+            prometheus=PrometheusPods(url) if url else None,
+        )
 
     def routes(self) -> list[tuple]:
         return [
