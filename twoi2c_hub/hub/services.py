@@ -93,6 +93,8 @@ def usage_service(c: Config, config: CommunityConfig, config_path: Path) -> None
         "TWOI2C_USAGE_RECONCILE_INTERVAL": str(usage.reconcile_interval),
         "TWOI2C_USAGE_MEASURE_INTERVAL": str(usage.measure_interval),
     }
+    if usage.prometheus_url:
+        environment["TWOI2C_USAGE_PROMETHEUS_URL"] = usage.prometheus_url
     # JupyterHub gives a service only its `environment`: the fleet secret passes through
     # (the service refuses to start without it, saying so)
     if usage.fleet_secret_env and usage.fleet_secret_env in os.environ:
