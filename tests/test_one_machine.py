@@ -28,6 +28,7 @@ from twoi2c_hub.network import free_port
 from twoi2c_hub.paths import examples_dir
 
 ONE_MACHINE = Path(__file__).parent.parent / "deploy" / "one-machine"
+GUIDE = Path(__file__).parent.parent / "docs" / "one-machine.md"
 UNITS = ["twoi2c-hub.service", "twoi2c-hub-backup.service", "twoi2c-hub-backup.timer"]
 HOST = "hub.example.org"
 CERTIFICATE = f"/etc/letsencrypt/live/{HOST}/fullchain.pem"
@@ -121,8 +122,14 @@ def test_the_units_commands_check_the_config_make_the_database_and_back_it_up(in
         result = subprocess.run(shlex.split(command), capture_output=True, text=True, env=env, timeout=120)
         assert result.returncode == 0, f"{command}\n{result.stderr}"
     assert (installed / "state" / "usage.sqlite").is_file()
-    # the hub's own database, as JupyterHub leaves it after its first start
+    # the hub's own database, as JupyterHub leaves it after its first start, and the upgrade
+    # the guide runs on it (with the shipped config, which needs the env file's secrets)
     orm.new_session_factory(f"sqlite:///{installed}/state/jupyterhub.sqlite")
+    config = installed / "etc" / "jupyterhub_config.py"
+    upgrade = [sys.executable, "-m", "jupyterhub", "upgrade-db", "-f", str(config)]
+    result = subprocess.run(upgrade, capture_output=True, text=True, env=env, cwd=installed, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "upgrade-db -f /etc/twoi2c-hub/jupyterhub_config.py" in GUIDE.read_text()
     outputs = []
     for key in ("ExecStartPre", "ExecStart", "ExecStartPost"):
         for command in unit_lines(backup, key):
@@ -175,9 +182,6 @@ def test_the_files_agree_on_ports_paths_host_and_secrets(tmp_path, monkeypatch):
     assert local["server_user"] == server_account.DEFAULT_USER
     assert local["python"] == f"{server_account.DEFAULT_PATH}/bin/python"
     assert c.ProfileLocalSpawner.server_user == server_account.DEFAULT_USER
-
-
-GUIDE = Path(__file__).parent.parent / "docs" / "one-machine.md"
 
 
 def guide_auth_examples() -> list[str]:
