@@ -228,6 +228,14 @@ def test_a_notebooks_memory_peak_reaches_its_session_and_the_sessions_api(measur
         assert 0 < answer[0]["ramEfficiency"] < 0.5 and 0 <= answer[0]["cpuEfficiency"] < 1
         bob = {"Authorization": f"token {hub.user_token('bob')}"}
         assert requests.get(efficiency, params={"user": "alice"}, headers=bob, timeout=30).status_code == 403
+
+        # right-sizing advice is for admins: her session is in it, too few to advise on
+        sizing = f"{hub.url}/services/usage/api/v1/right-sizing"
+        assert requests.get(sizing, headers={"Authorization": f"token {token}"}, timeout=30).status_code == 403
+        admin = {"Authorization": f"token {hub.user_token('admin')}"}
+        rows = requests.get(sizing, params={"window": "today"}, headers=admin, timeout=30).json()["data"]
+        assert [(r["profile"], r["sessions"], r["suggestion"]) for r in rows] == [("cpu", 1, None)]
+        assert rows[0]["ramByteUsageMax"]["max"] == pytest.approx(use["ramByteUsageMax"], rel=0.05)
     finally:
         hub.stop_server("alice")
 
@@ -400,3 +408,39 @@ def test_pods_are_measured_from_the_clusters_prometheus_in_cadvisors_and_dcgms_s
     # Prometheus gone: an error the sampler catches and logs, never a sample of zeros
     with pytest.raises(OSError):
         asyncio.run(source.sample(pods, (t0 + 1800) * 1000, 120))
+
+
+def test_right_sizing_says_which_smaller_choice_most_sessions_fitted_and_what_it_saves(db):
+    """Worked by hand: ten 2-hour sessions on 28 GiB, nine of which peaked at 5 GiB or
+    less, and five on 7 GiB. 90 % of the 28 GiB ones fitted 7 GiB with 10 % to spare:
+    offering 7 GiB first saves 9 sessions x 2 h x 21 GiB = 378 GiB-hours, 1.89 USD at
+    0.005 USD a GiB-hour."""
+    from twoi2c_hub.accounting.models import HOUR_MS
+    from twoi2c_hub.accounting.sizing import right_sizing
+
+    t0 = 1_800_000_000_000 // HOUR_MS * HOUR_MS
+    for i, peak in enumerate([1, 2, 3, 4, 5, 5, 5, 5, 5, 20]):
+        start = t0 + i * 3 * HOUR_MS
+        _session_with_use(db, f"u{i}", start, start + 2 * HOUR_MS, ["g"], (2 * HOUR_MS, 0.25 * (i % 3), peak * GiB),
+                          mem_guarantee_bytes=28 * GiB)  # fmt: skip
+    for i, peak in enumerate([3, 4, 5, 6, 6]):
+        start = t0 + i * 3 * HOUR_MS
+        _session_with_use(db, f"v{i}", start, start + HOUR_MS, ["g"], (HOUR_MS, 1.0, peak * GiB),
+                          mem_guarantee_bytes=7 * GiB)  # fmt: skip
+    big, small = right_sizing(db, t0, t0 + 40 * HOUR_MS, 0.005, "USD")
+    assert (big["profile"], big["reservedBytes"], big["sessions"]) == ("p", 28 * GiB, 10)
+    assert big["ramByteUsageMax"] == {"p50": 5 * GiB, "p90": 5 * GiB, "p99": 20 * GiB, "max": 20 * GiB}
+    assert big["cpuCoreUsageAverage"] == {"p50": 0.25, "p90": 0.5}
+    suggestion = big["suggestion"]
+    assert suggestion["reservedBytes"] == 7 * GiB and suggestion["share"] == 0.9
+    assert suggestion["gibHoursSaved"] == pytest.approx(378)
+    assert suggestion["costSaved"] == pytest.approx(1.89)
+    assert suggestion["text"] == (
+        "90 % of sessions on 'p, 28 GiB' peaked under 6.3 GiB; offering the 7 GiB choice first "
+        "would have cost about 2 USD less."
+    )
+    assert small["reservedBytes"] == 7 * GiB and small["suggestion"] is None  # nothing smaller is offered
+    # without a memory price, the saving in GiB-hours; with too few sessions, no advice
+    (big, _) = right_sizing(db, t0, t0 + 40 * HOUR_MS)
+    assert big["suggestion"]["text"].endswith("would have reserved 378 GiB-hours less.")
+    assert all(row["suggestion"] is None for row in right_sizing(db, t0, t0 + 10 * HOUR_MS, 0.005, "USD"))

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from tornado import web
 
-from ...accounting import activity, opencost, reports, use
+from ...accounting import activity, opencost, reports, sizing, use
 from ...accounting.events import EventError
 from ...accounting.models import DAY_MS
 from ...accounting.posted import parse_events
@@ -62,6 +62,22 @@ class EfficiencyAPI(APIHandler):
             if aggregate == "group" and row["name"] == NO_GROUP:
                 row["name"] = "(no group)"
         self.respond(rows, columns=list(use.EFFICIENCY_COLUMNS), filename=f"efficiency-by-{aggregate}")
+
+
+class RightSizingAPI(APIHandler):
+    """For each profile and memory reservation: how much its sessions used, and where most
+    would have fitted a smaller one, a suggestion with what it would have saved (at the
+    memory price in force at the window's end, where prices are per GiB-hour). For hub
+    admins and the community admins."""
+
+    async def get(self) -> None:
+        user = self.reader()
+        if not self.may_read_all(user):
+            raise web.HTTPError(403, "Right-sizing advice is for hub admins and the community admins.")
+        window = parse.window("window", self.get_argument("window", None), datetime.now(UTC), "lastmonth")
+        price, currency = self.service.memory_price(window.end_ms)
+        rows = await self.run_db(lambda db: sizing.right_sizing(db, *window, price, currency))
+        self.respond(rows)
 
 
 SESSION_COLUMNS = [

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -123,6 +124,15 @@ class UsageService(HubService):
             prometheus=PrometheusPods(url) if url else None,
         )
 
+    def memory_price(self, at_ms: int) -> tuple[float | None, str]:
+        """The price of a GiB-hour of memory in force at `at_ms`, and the currency (None
+        without prices per resource)."""
+        if self.community is None or self.community.pricing is None:
+            return None, ""
+        pricing = self.community.pricing.to_pricing()
+        table = pricing.in_force(datetime.fromtimestamp(at_ms / 1000, UTC).date())
+        return (table.memory_gib_hour if table else None), pricing.currency
+
     def routes(self) -> list[tuple]:
         return [
             ("", handlers.UserPage),
@@ -130,6 +140,7 @@ class UsageService(HubService):
             ("api/v1/allocation", apihandlers.AllocationAPI),
             ("api/v1/sessions", apihandlers.SessionsAPI),
             ("api/v1/efficiency", apihandlers.EfficiencyAPI),
+            ("api/v1/right-sizing", apihandlers.RightSizingAPI),
             ("api/v1/active-users", apihandlers.ActiveUsersAPI),
             ("api/v1/people-digests", apihandlers.PeopleDigestsAPI),
             ("api/v1/events", apihandlers.EventsAPI),
