@@ -8,7 +8,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # prometheus: the usage-quotas peer's half of benchmarks/cost_report.py; faketime: the tests
 # that move the clock across midnight; nginx, caddy, systemd (systemd-analyze), openssl: the
-# one-machine guide's reverse proxy and units checked by their own tools (test_one_machine.py)
+# one-machine guide's reverse proxy and units checked by their own tools (test_one_machine.py;
+# the tests run their own nginx: where systemd runs, Debian also starts nginx and caddy on
+# ports 80 and 443, which `systemctl disable --now nginx caddy` stops)
 DEBIAN_PACKAGES := chromium postgresql sqlite3 prometheus faketime nginx caddy systemd openssl
 
 .PHONY: demo test check test-midnight lint format docs system-packages server-account clean
