@@ -352,7 +352,7 @@ def test_everything_works_under_a_base_url(community_hub):
     assert bob.get(f"{hub.url}/services/cost/", timeout=30).status_code == 200
     # the 404 page leads home, under the prefix
     missing = BeautifulSoup(bob.get(f"{hub.url}/hub/nowhere", timeout=30).content, "html.parser")
-    assert missing.select_one(".twoi2c-error-next a")["href"] == "/community/hub/home"
+    assert missing.select_one(".twoi2c-way-back a")["href"] == "/community/hub/home"
 
 
 def test_the_hub_process_knows_the_ports_its_runner_picked(demo_hub):

@@ -119,6 +119,8 @@ def test_every_page_shows_the_same_menu_for_each_person(hub, username, expected)
         response = session.get(f"{hub.url}/{path}", timeout=30)
         assert response.status_code == 404, path
         assert menu_of(response.text) == (expected, []), path
+        login = BeautifulSoup(response.text, "html.parser").select_one("#login_widget")
+        assert login.get_text(" ", strip=True) == f"{username} Log out", path
         way_back = BeautifulSoup(response.text, "html.parser").select(".twoi2c-way-back a")
         assert [a.get_text(strip=True) for a in way_back] == expected, path
         hrefs = [a["href"] for a in way_back]
