@@ -127,10 +127,14 @@ def test_samples_add_up_to_averages_peaks_and_the_share_measured(db):
 
 @pytest.fixture(scope="module")
 def measured_hub(hub_factory, tmp_path_factory):
-    """The demo community's hub, its servers measured every second."""
+    """The demo community's hub, its servers measured every second, with a budget."""
     config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
     config.setdefault("usage", {})["measure_interval"] = 1
     config["hub"]["logo_file"] = str(examples_dir() / config["hub"]["logo_file"])
+    # a budget: the spawn page then asks the cost service about the person, recent use too
+    weekly = {"name": "researchers-weekly", "applies_to": "group", "names": ["researchers"], "limit": 1000,
+              "period": "7d", "thresholds": [{"at": 100, "action": "deny"}]}  # fmt: skip
+    config["budgets"] = {"budgets": [weekly]}
     path = tmp_path_factory.mktemp("measured") / "community.yaml"
     path.write_text(yaml.safe_dump(config))
     account = server_account.ensure() if os.geteuid() == 0 else None
@@ -238,6 +242,14 @@ def test_a_notebooks_memory_peak_reaches_its_session_and_the_sessions_api(measur
         assert rows[0]["ramByteUsageMax"]["max"] == pytest.approx(use["ramByteUsageMax"], rel=0.05)
     finally:
         hub.stop_server("alice")
+    # the next time she chooses, the spawn page says what her last session used
+    page = BeautifulSoup(hub.login("alice").get(f"{hub.url}/hub/spawn", timeout=30).text, "html.parser")
+    said = page.select_one("[data-profile=cpu] .twoi2c-recent-use").get_text(" ", strip=True)
+    match = re.fullmatch(r"Your last session here used at most (\d+\.\d) GiB of memory and (\d+\.\d) CPU on average\.",
+                         said)  # fmt: skip
+    assert match, said
+    assert float(match.group(1)) == pytest.approx(use["ramByteUsageMax"] / 1024**3, abs=0.1)
+    assert page.select_one("[data-profile=gpu] .twoi2c-recent-use") is None  # nothing measured there
 
 
 def _session_with_use(db, username, started_ms, stopped_ms, groups, use, **resources):

@@ -104,6 +104,27 @@ def figures(use: SessionUse | None, started_ms: int, stopped_ms: int | None) -> 
     }
 
 
+def recent_use(db: DB, username: str, since_ms: int, last: int = 5) -> dict[str, dict]:
+    """profile -> what `username`'s last `last` measured sessions on it since `since_ms`
+    used at most: `sessions`, `ramByteUsageMax` (the largest peak), `cpuCoreUsageAverage`
+    (the largest average). For the spawn page, beside each choice."""
+    rows = db.execute(
+        select(ServerSession.profile, SessionUse.mem_peak_bytes, SessionUse.cpu_core_ms, SessionUse.measured_ms)
+        .join(SessionUse, SessionUse.session_id == ServerSession.id)
+        .where(ServerSession.username == username, ServerSession.started_ms >= since_ms, SessionUse.measured_ms > 0)
+        .order_by(ServerSession.started_ms.desc())
+        .limit(50 * last)
+    )
+    found: dict[str, dict] = {}
+    for profile, peak, cpu_ms, measured in rows:
+        seen = found.setdefault(profile or "", {"sessions": 0, "ramByteUsageMax": 0, "cpuCoreUsageAverage": 0.0})
+        if seen["sessions"] < last:
+            seen["sessions"] += 1
+            seen["ramByteUsageMax"] = max(seen["ramByteUsageMax"], peak)
+            seen["cpuCoreUsageAverage"] = max(seen["cpuCoreUsageAverage"], cpu_ms / measured)
+    return found
+
+
 EFFICIENCY_COLUMNS = (
     "name",
     "sessions",

@@ -38,6 +38,23 @@ class BudgetLine(BaseModel):
     text: str  # the line in words, as the pages show it
 
 
+class RecentUse(BaseModel):
+    """What a person's last measured sessions on one profile used at most."""
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True)
+
+    sessions: int
+    ram_byte_usage_max: int = Field(alias="ramByteUsageMax")
+    cpu_core_usage_average: float = Field(alias="cpuCoreUsageAverage")
+
+    def text(self) -> str:
+        last = "Your last session" if self.sessions == 1 else f"Your last {self.sessions} sessions"
+        return (
+            f"{last} here used at most {self.ram_byte_usage_max / 1024**3:.1f} GiB of memory "
+            f"and {self.cpu_core_usage_average:.1f} CPU on average."
+        )
+
+
 class BudgetAnswer(BaseModel):
     """The decision and the lines it was made from; `allowed` False with a `message` that
     says why (and whom to ask: the community's `contact`)."""
@@ -54,6 +71,8 @@ class BudgetAnswer(BaseModel):
     price_per_hour: float | None = None  # when a server was asked about
     currency: str | None = None
     stop_at: str | None = None  # when running servers stop (action "stop")
+    # profile -> what the person's recent sessions on it used (the spawn page's question only)
+    recent_use: dict[str, RecentUse] | None = Field(None, alias="recentUse")
 
     def decisive_line(self) -> BudgetLine | None:
         """The line of the budget that decided (the first line if none did)."""

@@ -156,6 +156,8 @@ async def render(spawner, context: FormContext) -> str:
         "unavailable": unavailable,
         "hours_left": hours,
         "notes": {p["slug"]: spawner.profile_form_notes(p) for p in offered},
+        # what the person's recent sessions on each profile used (measured, not reserved)
+        "recent_use": {slug: use.text() for slug, use in ((state.recent_use if state else None) or {}).items()},
         "resources": resources,
         "priced_options": priced_options(resources),
     }

@@ -19,12 +19,12 @@ from typing import Any
 
 from traitlets import Bool, Float, default
 
-from ...accounting import budgets
+from ...accounting import budgets, use
 from ...accounting.costs import CostBasis, roll_up_costs
-from ...accounting.models import from_ms
+from ...accounting.models import DAY_MS, from_ms
 from ...accounting.reports import iso
 from ...accounting.storage import record_home_sizes
-from ...catalog.budget_answer import BudgetAnswer
+from ...catalog.budget_answer import BudgetAnswer, RecentUse
 from ...config.loading import ConfigError, load_config
 from ..framework import HubService
 from ..framework.charts import CHART_LIBRARY_ROUTE
@@ -37,6 +37,8 @@ from .metrics import CostMetrics, now_ms
 log = logging.getLogger("twoi2c.cost")
 
 READ_ALL_SCOPE = "custom:cost:read-all"
+# the spawn page says what a person's sessions of this many days used, beside each choice
+RECENT_USE_DAYS = 90
 READ_GROUP_SCOPE = "custom:cost:read-group"  # a group lead's, filtered: ...!group=NAME
 
 
@@ -193,6 +195,10 @@ class CostService(HubService):
             price = self.basis.pricing.hourly(server, from_ms(now).date(), self.basis.instances)
             answer.price_per_hour = round(price.total, 6)
             answer.currency = self.currency
+        if server is None:  # the spawn page's question: beside each choice, what was used of it
+            recent = use.recent_use(db, username, now - RECENT_USE_DAYS * DAY_MS)
+            if recent:
+                answer.recent_use = {profile: RecentUse(**figures) for profile, figures in recent.items()}
         if s is None:
             return answer
         if decision.action == "stop":
