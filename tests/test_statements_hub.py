@@ -48,8 +48,16 @@ def hub(hub_factory, tmp_path_factory):
             "carol": {"groups": ["community-admins"]},
             "lena": {"groups": ["teachers"]},  # leads the students, by name
             "ross": {"groups": ["lab-leads"]},  # leads the researchers, as a member of lab-leads
+            "ferris": {"groups": []},  # holds only what a fleet's token holds of the cost service
         }
     )
+    config["roles"] = [
+        {
+            "name": "fleet-like",
+            "scopes": ["custom:cost:statements", "access:services!service=cost"],
+            "users": ["ferris"],
+        }
+    ]
     config["community_admin_groups"] = ["community-admins"]
     config["group_leads"] = {"students": ["lena"], "researchers": ["group:lab-leads"]}
     config["budgets"] = {
@@ -76,9 +84,10 @@ def hub(hub_factory, tmp_path_factory):
     start = max(now - timedelta(minutes=40), first)
     client.bob_hours = (now - start).total_seconds() / 3600 / 2
     past_session(database, "bob", int(start.timestamp() * 1000), client.bob_hours, ["students"])
-    for name in ("carol", "lena", "ross", "bob", "admin"):
+    people = ("carol", "lena", "ross", "bob", "admin", "ferris")
+    for name in people:
         client.login(name)  # the demo authenticator gives groups at login
-    client.tokens = {name: client.user_token(name) for name in ("carol", "lena", "ross", "bob", "admin")}
+    client.tokens = {name: client.user_token(name) for name in people}
     client.wait_for(lambda: get(client, "/health").status_code == 200, what="the cost service")
     return client
 
@@ -286,3 +295,17 @@ def test_a_group_lead_reads_their_groups_page_and_statement(browser, hub):
         audit(page, f"cost-group-{way}")
 
     every_way(browser, hub, "lena", walk)
+
+
+def test_a_fleets_token_reads_the_statement_without_a_persons_name(hub):
+    token = hub.tokens["ferris"]
+    s = get(hub, f"statements/{hub.last_month}", token).json()["data"]
+    assert "person" not in s["lines"] and "person" not in s["lines"]["totals"]
+    assert [r["name"] for r in s["lines"]["group"]] == ["researchers", "students"]
+    assert s["attributed"] == pytest.approx(sum(sum(v) for v in worked_out().values()))
+    refused = get(hub, f"statements/{hub.last_month}", token, format="csv", lines="person")
+    assert (
+        refused.status_code == 400
+        and refused.json()["message"] == "lines: this statement has group and resource lines for you"
+    )
+    assert "alice" not in get(hub, f"statements/{hub.last_month}", token).text

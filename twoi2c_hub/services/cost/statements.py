@@ -3,9 +3,10 @@ at `api/v1/statements`), each month's printable page (`statements/YYYY-MM`) and 
 (`api/v1/statements/YYYY-MM`: JSON, or CSV of the summary or, with
 `lines=person|group|resource`, of those lines).
 
-Hub admins, the community admins and a fleet's token (`custom:cost:statements`) read
-everyone's statement; a group lead reads their group's (`?group=NAME`: that group's
-people and resources only); anyone else gets 403, in words."""
+Hub admins and the community admins read everyone's statement; a fleet's token
+(`custom:cost:statements`) reads it without the person lines (no name leaves the hub);
+a group lead reads their group's (`?group=NAME`: that group's people and resources
+only); anyone else gets 403, in words."""
 
 from __future__ import annotations
 
@@ -75,7 +76,12 @@ async def compute(handler, month: str, group: str | None) -> dict:
     if group is not None:
         return await handler.run_db(lambda db: group_statement(db, service.basis, year, number, group, now))
     fee = Fee(service.fee.monthly, service.fee.percent)
-    return await handler.run_db(lambda db: statement(db, service.basis, year, number, fee, now))
+    data = await handler.run_db(lambda db: statement(db, service.basis, year, number, fee, now))
+    if not handler.may_read_all(handler.current_user):
+        # a fleet's token: no person's figures, no name leaves the hub
+        data["lines"] = {kind: value for kind, value in data["lines"].items() if kind != "person"}
+        data["lines"]["totals"] = {k: v for k, v in data["lines"]["totals"].items() if k != "person"}
+    return data
 
 
 async def index(handler) -> dict:
@@ -99,7 +105,8 @@ class StatementAPI(APIHandler):
         name = f"statement-{month}" + (f"-{group}" if group else "")
         if kind is not None:
             if kind not in data["lines"]:
-                raise BadParameter("lines", "a group's statement has person and resource lines")
+                has = " and ".join(k for k in LINE_KINDS if k in data["lines"])
+                raise BadParameter("lines", f"this statement has {has} lines for you")
             columns = LINE_COLUMNS[kind] + (list(LINE_HOURS) if group and kind == "person" else [])
             self.respond(data, csv_rows=data["lines"][kind], columns=columns, filename=f"{name}-{kind}")
         else:
