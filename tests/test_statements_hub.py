@@ -280,7 +280,10 @@ def test_a_community_admin_finds_a_statement_from_the_cost_page_and_picks_a_mont
 
 def test_a_group_lead_reads_their_groups_page_and_statement(browser, hub):
     def walk(page, way):
-        page.goto(f"{hub.url}/services/cost/statements/")
+        page.goto(f"{hub.url}/services/cost/")  # their own cost page names the group they lead
+        led = page.locator("#cost-led-groups")
+        expect(led.get_by_role("link", name="students")).to_have_attribute("href", "/services/cost/groups/students")
+        led.get_by_role("link", name="its statements").click()
         expect(page.locator("#statement-group")).to_have_value("students")
         page.fill("#statement-month", hub.last_month)
         page.click("#statement-picker button[type=submit]")
