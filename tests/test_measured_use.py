@@ -213,6 +213,7 @@ def test_a_notebooks_memory_peak_reaches_its_session_and_the_sessions_api(measur
         running = next(r for r in page.select("#usage-sessions tbody tr") if "running" in r.get_text())
         limit = int(hub.server_environ("alice")["MEM_LIMIT"]) / 1024**3  # the limit the server runs with
         shown = running.select_one(".twoi2c-memory-used").get_text(" ", strip=True)
+        assert running.select("td")[3].get_text(strip=True) == "Shared CPU server"  # the profile's name, not its slug
         assert re.fullmatch(r"at most (\d+\.\d) GiB of (\d+\.\d) GiB", shown), shown
         peak_gib, limit_gib = (float(v) for v in re.findall(r"\d+\.\d", shown))
         assert (
@@ -456,3 +457,13 @@ def test_right_sizing_says_which_smaller_choice_most_sessions_fitted_and_what_it
     (big, _) = right_sizing(db, t0, t0 + 40 * HOUR_MS)
     assert big["suggestion"]["text"].endswith("would have reserved 378 GiB-hours less.")
     assert all(row["suggestion"] is None for row in right_sizing(db, t0, t0 + 10 * HOUR_MS, 0.005, "USD"))
+
+
+def test_every_way_a_server_stops_is_said_in_words():
+    from twoi2c_hub.accounting.models import STOP_REASON_WORDS, STOP_REASONS
+
+    assert set(STOP_REASON_WORDS) == set(STOP_REASONS)
+    # a sentence, never the records' own names for them
+    assert all(
+        " " in words and "culler" not in words and "reconciled" not in words for words in STOP_REASON_WORDS.values()
+    )

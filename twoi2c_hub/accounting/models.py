@@ -29,6 +29,16 @@ HOUR_MS = 3_600_000
 
 # how a session ended
 STOP_REASONS = ("user", "admin", "culler", "crash", "hub", "reconciled", "budget")
+# each said as a person reads it, on the pages
+STOP_REASON_WORDS = {
+    "user": "stopped by its owner",
+    "admin": "stopped by an admin",
+    "culler": "stopped after being idle",
+    "crash": "ended on its own (a crash)",
+    "hub": "stopped by the hub (a restart)",
+    "reconciled": "found stopped by the hub",
+    "budget": "stopped: the budget was used up",
+}
 
 
 def to_ms(moment: datetime) -> int:

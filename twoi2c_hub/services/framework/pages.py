@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from ... import navigation
+from ... import catalog, navigation
+from ...accounting.models import STOP_REASON_WORDS
 from ...paths import templates_dir
 
 if TYPE_CHECKING:
@@ -139,4 +140,9 @@ def branding(community: CommunityConfig | None) -> dict[str, Any]:
         "community_funders": [f.model_dump() for f in hub.funders] if hub else [],
         "community_operated_by": hub.operated_by.model_dump() if hub and hub.operated_by else None,
         "community_designed_by": hub.designed_by.model_dump() if hub and hub.designed_by else None,
+        # what people read instead of the names kept in the records
+        "profile_names": (
+            {p["slug"]: p["display_name"] for p in catalog.initialize(community.profile_list())} if community else {}
+        ),
+        "stop_reason_words": STOP_REASON_WORDS,
     }
