@@ -163,6 +163,8 @@ def test_a_community_admin_reads_last_months_statement_line_by_line(hub):
             assert float(rows[0]["cost"]) == pytest.approx(cpu)
     assert get(hub, f"statements/{hub.last_month}", carol, format="csv", lines="x").json()["parameter"] == "lines"
 
+    assert "bill" in get(hub, f"statements/{hub.last_month}", carol, group="").json()["data"]  # "": everyone's
+
     # this month so far: clearly not over, to today
     current = get(hub, f"statements/{hub.this_month}", carol).json()["data"]
     assert current["complete"] is False and current["period_end"] == datetime.now(UTC).date().isoformat()

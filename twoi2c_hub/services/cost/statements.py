@@ -99,7 +99,7 @@ async def index(handler) -> dict:
 
 class StatementAPI(APIHandler):
     async def get(self, month: str) -> None:
-        group = self.param_text("group")
+        group = self.param_text("group") or None  # "" (the whole community): everyone's
         kind = self.param_choice("lines", LINE_KINDS)
         data = await compute(self, month, group)
         name = f"statement-{month}" + (f"-{group}" if group else "")
@@ -121,7 +121,7 @@ class StatementsIndexAPI(APIHandler):
 class StatementPage(PageHandler):
     @web.authenticated
     async def get(self, month: str) -> None:
-        group = self.param_text("group")
+        group = self.param_text("group") or None  # "" (the whole community): everyone's
         data = await compute(self, month, group)
         query = {"group": group} if group else {}
         self.render_page(
@@ -141,7 +141,7 @@ class StatementsIndexPage(PageHandler):
         found = await index(self)
         month = self.get_argument("month", None)
         if month:  # the month picker's form
-            group = self.param_text("group")
+            group = self.param_text("group") or None  # "" (the whole community): everyone's
             month_of(month, now_ms())
             check_reader(self, group)
             query = f"?{urlencode({'group': group})}" if group else ""
