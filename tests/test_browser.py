@@ -143,6 +143,17 @@ def test_usage_pages_draw_their_charts_and_sort_their_tables(page, demo_hub):
     expect(page.locator("#active-chart .main-svg").first).to_be_visible()
     rows = page.locator("#usage-totals tbody tr")
     assert any(text.startswith("bob") for text in rows.all_inner_texts())
+    # each person keeps their colour from chart to chart: the cost page's bars by person
+    # are coloured as the usage page's, whatever their order in the legend
+    colours = "element => Object.fromEntries(element.data.map(t => [t.name, t.marker.color]))"
+    usage_colours = page.locator("#usage-chart").evaluate(colours)
+    page.goto(f"{demo_hub.url}/services/cost/admin?aggregate=user")
+    expect(page.locator("#cost-chart .main-svg").first).to_be_visible(timeout=15_000)
+    cost_colours = page.locator("#cost-chart").evaluate(colours)
+    shared = set(usage_colours) & set(cost_colours) - {"(others)"}
+    assert "bob" in shared and all(usage_colours[n] == cost_colours[n] for n in shared)
+    page.goto(f"{demo_hub.url}/services/usage/admin?aggregate=user")
+    expect(page.locator("#usage-chart .main-svg").first).to_be_visible(timeout=15_000)
     # sorting by sessions puts the largest first, then the smallest on a second click
     header = page.locator("#usage-totals th", has_text="sessions")
     header.click()
