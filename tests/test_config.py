@@ -660,7 +660,7 @@ def test_the_services_ports_are_never_the_hubs_nor_each_others(monkeypatch):
 
 
 NEITHER = "is neither a username nor group:NAME (a group whose members lead it)"
-PRICED = (
+WITH_COST_SERVICE = (
     "hub: {name: H}\nprofiles: [{display_name: A, kubespawner_override: {cpu_guarantee: 1}}]\n"
     "pricing: {prices: [{effective: 2026-01-01, cpu_core_hour: 0.03}]}\n"
 )
@@ -690,7 +690,7 @@ PRICED = (
     ids=["no-lead", "group-name", "entries", "not-a-list"],
 )
 def test_check_config_catches_group_lead_mistakes(leads, expected):
-    assert errors_of(PRICED + f"group_leads: {leads}\n") == expected
+    assert errors_of(WITH_COST_SERVICE + f"group_leads: {leads}\n") == expected
 
 
 def test_group_leads_need_the_cost_service():
@@ -700,7 +700,7 @@ def test_group_leads_need_the_cost_service():
 
 def test_each_groups_leads_hold_the_cost_services_scope_filtered_to_that_group(tmp_path):
     config = tmp_path / "community.yaml"
-    config.write_text(PRICED + "group_leads: {students: [ann, 'group:tas'], Lab 1: [bo]}\n")
+    config.write_text(WITH_COST_SERVICE + "group_leads: {students: [ann, 'group:tas'], Lab 1: [bo]}\n")
     c = Config()
     configure(c, config)
     roles = {r["name"]: r for r in c.JupyterHub.load_roles if r["name"].startswith("group-leads-")}
