@@ -2,6 +2,7 @@
 and the prices; thresholds, top-ups, extensions, the rules that combine several budgets,
 and when a rolling budget lets a person start again."""
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -75,6 +76,10 @@ def test_a_monthly_group_budget_counts_each_members_own_month(db):
     )
     ann = status(db, BASIS, STUDENTS, "ann", "students", NOW)
     assert ann.used == pytest.approx(2 * november_hour) and ann.action == "none"
+    # with a display name, people read it instead of the short name
+    named = status(db, BASIS, dataclasses.replace(STUDENTS, display_name="Students' monthly allowance"), "bob",
+                   "students", NOW)  # fmt: skip
+    assert describe(named, "USD").startswith(f"Students' monthly allowance: {bob.used:,.2f} USD of 9.00 USD")
 
 
 def test_a_running_server_counts_until_now_and_a_top_up_lifts_the_limit(db):

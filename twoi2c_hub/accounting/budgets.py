@@ -49,6 +49,11 @@ class Budget:
     per_person: bool = True
     rolling_days: int | None = None  # None: the calendar month
     thresholds: tuple[Threshold, ...] = (Threshold(80, "warn"), Threshold(100, "deny"))
+    display_name: str | None = None  # what people read; None: the name
+
+    @property
+    def shown(self) -> str:
+        return self.display_name or self.name
 
     @property
     def period_text(self) -> str:
@@ -322,7 +327,7 @@ def spending_over_time(db: DB, basis, s: BudgetStatus, now: int) -> dict:
 def describe(s: BudgetStatus, currency: str) -> str:
     """'students-monthly: 18.40 USD of 20.00 USD used (92 %), resets on 2026-12-01'."""
     text = (
-        f"{s.budget.name}: {amount(s.used, s.budget.unit, currency)} of "
+        f"{s.budget.shown}: {amount(s.used, s.budget.unit, currency)} of "
         f"{amount(s.limit, s.budget.unit, currency)} used ({s.percent:.0f} %)"
     )
     if s.budget.rolling_days is not None:

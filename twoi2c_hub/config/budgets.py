@@ -49,7 +49,9 @@ class BudgetSpec(Strict):
     """One budget."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-    """A short name (lowercase letters, digits, - _ .), shown to people and in the ledger."""
+    """A short name (lowercase letters, digits, - _ .), the ledger's and the API's."""
+    display_name: str | None = Field(default=None, min_length=1, max_length=80)
+    """What people read ("Students' weekly allowance"); unset: the short name."""
     applies_to: Literal["user", "group", "hub"]
     """Whose spending it limits."""
     names: list[str] = Field(default_factory=list)

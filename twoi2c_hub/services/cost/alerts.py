@@ -74,7 +74,7 @@ class Alerter:
                 self.forecast.remove(budget.name, subject)
             if self.section is None:
                 continue
-            whose = f"the hub's budget {budget.name}" if not subject else f"{subject}'s budget {budget.name}"
+            whose = f"the hub's budget {budget.shown}" if not subject else f"{subject}'s budget {budget.shown}"
             # a calendar month's notices are the month's; a rolling window has no periods: a
             # level is said once, and again only after spending fell below it
             period = s.period_start_ms if budget.rolling_days is None else 0

@@ -313,6 +313,7 @@ def budget_of(spec) -> budgets.Budget:
         per_person=spec.per_person,
         rolling_days=spec.rolling_days,
         thresholds=tuple(budgets.Threshold(t.at, t.action, t.grace_minutes * 60) for t in spec.thresholds),
+        display_name=spec.display_name,
     )
 
 
