@@ -20,11 +20,10 @@ from browsing import PHONE, log_in, screenshot
 from bs4 import BeautifulSoup
 from playwright.sync_api import expect
 
+from twoi2c_hub import navigation
 from twoi2c_hub.catalog import INSTANCE_TYPES, user_capacity
 from twoi2c_hub.config import load_config
 from twoi2c_hub.paths import demo_config
-
-pytestmark = pytest.mark.hub
 
 AXE = Axe()
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
@@ -85,6 +84,39 @@ c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0.2}}
     client.config = load_config(folder / "community.yaml")
     client.wait_for(lambda: requests.get(f"{client.url}/services/cost/health", timeout=30).ok, what="the cost service")
     return client
+
+
+def test_the_menu_of_each_person_and_the_page_it_marks():
+    site = navigation.Site(usage=True, cost=True, community_admin_groups=frozenset({"staff"}))
+    labels = lambda **person: [i.label for i in navigation.menu(site, **person)]  # noqa: E731
+    assert labels(admin=False, groups=["students"]) == STUDENT
+    assert labels(admin=False, groups=["students", "staff"]) == COMMUNITY_ADMIN
+    assert labels(admin=True, groups=[]) == HUB_ADMIN
+    # a hub without the cost service: none of its pages
+    assert [i.label for i in navigation.menu(navigation.Site(usage=True), admin=True, groups=[])] == [
+        "Home",
+        "Your usage",
+        "Community usage",
+        "Admin",
+        "API tokens",
+    ]
+    # the fleet's pages for its operators (and hub admins) only
+    fleet = navigation.Site(usage=True, fleet_operator_groups=frozenset({"ops"}))
+    assert "Fleet" in [i.label for i in navigation.menu(fleet, admin=False, groups=["ops"])]
+    assert "Fleet" not in [i.label for i in navigation.menu(fleet, admin=False, groups=["students"])]
+    items = navigation.menu(site, admin=True, groups=[])
+    here = {
+        "/community/services/cost/admin/running": "Running now",
+        "/community/services/cost/admin": "Community costs",
+        "/community/services/cost/statements/2026-11": "Statements",
+        "/community/services/cost/budgets": "Your costs",
+        "/community/hub/home": "Home",
+        "/community/hub/homework": None,
+        "/elsewhere/services/usage/": None,
+    }
+    for path, label in here.items():
+        found = navigation.current(items, "/community/", path)
+        assert (found.label if found else None) == label, path
 
 
 def menu_of(html: str) -> tuple[list[str], list[str]]:
@@ -240,6 +272,7 @@ def test_home_shows_the_last_server_its_cost_the_budget_and_starts_it_again(brow
 def test_home_says_not_available_when_a_part_cannot_be_read():
     """The cost service unreachable, a catalog that fails: each part says so, the page is drawn."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
     from types import SimpleNamespace
 
     from twoi2c_hub.hub.home import HomeFigures
@@ -257,5 +290,7 @@ def test_home_says_not_available_when_a_part_cannot_be_read():
         budget_check_timeout=2,
         user=SimpleNamespace(name="bob"),
     )
-    figures = asyncio.run(HomeFigures(SimpleNamespace(name="bob", spawner=spawner)).read())
+    # in a thread of its own: Chromium's driver (other tests here) keeps a loop in this one
+    with ThreadPoolExecutor(1) as thread:
+        figures = thread.submit(asyncio.run, HomeFigures(SimpleNamespace(name="bob", spawner=spawner)).read()).result()
     assert figures == {"last": {"unavailable": True}, "running": None, "budget": {"unavailable": True}}
