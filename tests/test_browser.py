@@ -154,23 +154,18 @@ def test_usage_pages_draw_their_charts_and_sort_their_tables(page, demo_hub):
     assert "bob" in shared and all(usage_colours[n] == cost_colours[n] for n in shared)
     page.goto(f"{demo_hub.url}/services/usage/admin?aggregate=user")
     expect(page.locator("#usage-chart .main-svg").first).to_be_visible(timeout=15_000)
+    # the figure asked for is the first beside the names (what a phone shows first)
+    headers = page.locator("#usage-totals thead th").all_inner_texts()
+    assert headers[1].startswith("Server hours"), headers
     # sorting by sessions puts the largest first, then the smallest on a second click
     header = page.locator("#usage-totals th", has_text="sessions")
+    column = 1 + next(i for i, text in enumerate(headers) if "sessions" in text.lower())
+    cells = f"#usage-totals tbody tr td:nth-child({column})"
     header.click()
-    values = [
-        float(v)
-        for v in page.locator("#usage-totals tbody tr td:nth-child(2)").evaluate_all(
-            "cells => cells.map(c => c.dataset.value)"
-        )
-    ]
+    values = [float(v) for v in page.locator(cells).evaluate_all("cells => cells.map(c => c.dataset.value)")]
     assert values == sorted(values, reverse=True)
     header.click()
-    values = [
-        float(v)
-        for v in page.locator("#usage-totals tbody tr td:nth-child(2)").evaluate_all(
-            "cells => cells.map(c => c.dataset.value)"
-        )
-    ]
+    values = [float(v) for v in page.locator(cells).evaluate_all("cells => cells.map(c => c.dataset.value)")]
     assert values == sorted(values)
     # a month before the hub existed: the page says so instead of drawing empty axes
     page.goto(f"{demo_hub.url}/services/usage/?start=2020-01-01&end=2020-01-31")
@@ -267,6 +262,17 @@ def test_a_day_of_usage_reads_at_a_glance_on_a_phone_in_light_and_dark(browser, 
         expect(page.locator("#usage-sessions time").first).to_contain_text(re.compile(r"CET|GMT\+1"))
         expect(page.locator(".twoi2c-units")).to_contain_text("a memory GiB-hour is one GiB of memory")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        # the figure asked for is on screen beside the profile, and a table that scrolls says so
+        page.goto(f"{demo_hub.url}/services/usage/?metric=gpu_hours")
+        asked = page.locator("#usage-totals thead th", has_text="GPU hours")
+        box = asked.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+        expect(page.locator(".twoi2c-scroll-hint").first).to_be_visible()
+        page.set_viewport_size({"width": 1280, "height": 800})
+        expect(page.locator(".twoi2c-scroll-hint").first).to_be_hidden()
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(f"{demo_hub.url}/services/usage/?metric=server_hours")
+        expect(page.locator("#usage-chart .main-svg").first).to_be_visible(timeout=15_000)
         # the table sorts from the keyboard, and says how it is sorted
         header = page.locator("#usage-totals th", has_text="CPU core-hours")
         header.locator("button").focus()
