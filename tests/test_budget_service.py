@@ -245,7 +245,8 @@ def test_cost_pages_show_budgets_and_the_admin_gives_a_top_up_through_the_form(h
     page = BeautifulSoup(erin.get(f"{hub.url}/services/cost/", timeout=30).content, "html.parser")
     bar = page.select_one(".twoi2c-budget-status[data-budget=students-weekly]")
     assert bar is not None and "students-weekly" in bar.get_text()
-    assert page.select_one("#cost-totals tbody tr td").get_text() == "cpu"
+    # the profile's name, not its slug
+    assert page.select_one("#cost-totals tbody tr td").get_text() == "Shared CPU server"
     assert erin.get(f"{hub.url}/services/cost/admin", timeout=30).status_code == 403
 
     alice = hub.login("alice")  # researchers: the community admins

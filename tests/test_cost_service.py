@@ -141,7 +141,7 @@ def test_statements_are_for_admins_and_name_a_bad_month(hub):
 
 
 # the columns of a cost table's total row, after its first cell
-COST_COLUMNS = ["server_hours", "gpu_hours", "cpu_cost", "ram_cost", "gpu_cost", "total_cost"]
+COST_COLUMNS = ["total_cost", "server_hours", "gpu_hours", "cpu_cost", "ram_cost", "gpu_cost"]  # the total first
 
 
 def table_figures(page, table_id, columns):
@@ -191,7 +191,7 @@ def test_the_cost_tables_end_with_a_total_row_each_session_counted_once(hub):
     bob = hub.login("bob")
     params = {"start": day.isoformat(), "end": day.isoformat()}
     page = BeautifulSoup(bob.get(f"{hub.url}/services/cost/", params=params, timeout=30).content, "html.parser")
-    columns = ["server_hours", "cpu_cost", "ram_cost", "gpu_cost", "total_cost"]
+    columns = ["total_cost", "server_hours", "cpu_cost", "ram_cost", "gpu_cost"]
     rows, total, _ = table_figures(page, "cost-totals", columns)
     assert len(rows) == 2
     assert total["server_hours"] == pytest.approx(2.0)
