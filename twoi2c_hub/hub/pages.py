@@ -41,14 +41,10 @@ def templates(c: Config, config: CommunityConfig, config_dir: Path) -> None:
             "community_designed_by": hub.designed_by.model_dump() if hub.designed_by else None,
             # the community's own words: Markdown, sanitised (markdown.render)
             "community_access_html": markdown.render(hub.access),
-            "community_admin_groups": list(config.community_admin_groups),
             # the one menu (navigation.menu): this person's items, on every hub page
             "twoi2c_menu": functools.partial(navigation.menu_of_user, navigation.Site.of(config)),
             # the home page's figures for its user (home.py), read when the home page asks
             "twoi2c_home": HomeFigures,
-            # the services' pages
-            "twoi2c_usage": config.usage.enabled,
-            "twoi2c_cost": config.pricing is not None and config.cost.enabled,
             # for the worded "hub is busy" and "hub is full" pages (error.html, 429)
             "twoi2c_active_server_limit": config.spawner.active_server_limit,
             "twoi2c_idle_minutes": config.culling.timeout // 60 if config.culling.enabled else None,
