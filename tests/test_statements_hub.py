@@ -314,3 +314,23 @@ def test_a_fleets_token_reads_the_statement_without_a_persons_name(hub):
         and refused.json()["message"] == "lines: this statement has group and resource lines for you"
     )
     assert "alice" not in get(hub, f"statements/{hub.last_month}", token).text
+
+
+def test_a_group_lead_reads_their_groups_sessions_in_the_usage_service_and_no_other(hub):
+    sessions = f"{hub.url}/services/usage/api/v1/sessions"
+
+    def read(who, group):
+        answer = requests.get(sessions, params={"group": group}, headers={"Authorization": f"token {hub.tokens[who]}"},
+                              timeout=30)  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        return answer.json()["data"]
+
+    students = {who for who, groups, *_ in LAST_MONTH if "students" in groups} | {"bob"}
+    rows = read("lena", "students")
+    assert {r["user"] for r in rows} == students and all("students" in r["groups"] for r in rows)
+    # another group: only what is her own there (nothing); a student: only his own
+    assert read("lena", "researchers") == []
+    assert {r["user"] for r in read("bob", "students")} == {"bob"}
+    assert {r["user"] for r in read("ross", "researchers")} == {
+        who for who, groups, *_ in LAST_MONTH if "researchers" in groups
+    }

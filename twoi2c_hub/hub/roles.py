@@ -28,20 +28,21 @@ def readers(c: Config, name: str, scope: str, what: str, service: str, groups: l
 def group_leads(c: Config, config: CommunityConfig, scope: str, service: str) -> None:
     """A role per group of `group_leads:`: `scope` (defined by the service's wiring, which
     asks for it) filtered to that group (`!group=NAME`) and access to `service`, held by
-    its leads (usernames, and `group:NAME`'s members)."""
-    loaded = []
+    its leads (usernames, and `group:NAME`'s members). Called for each service (usage,
+    cost): a group's one role gathers the scopes of all."""
+    roles = {r.get("name"): r for r in c.JupyterHub.get("load_roles", [])}
     for group, leads in config.group_leads.items():
-        loaded.append(
-            {
-                "name": lead_role_name(group),
-                "description": f"The leads of {group}: its usage, cost, budgets and statements",
-                "scopes": [f"{scope}!group={group}", f"access:services!service={service}"],
-                "users": [name for name in leads if not name.startswith("group:")],
-                "groups": [name.removeprefix("group:") for name in leads if name.startswith("group:")],
-            }
-        )
-    names = {role["name"] for role in loaded}
-    c.JupyterHub.load_roles = [r for r in c.JupyterHub.get("load_roles", []) if r.get("name") not in names] + loaded
+        name = lead_role_name(group)
+        granted = [f"{scope}!group={group}", f"access:services!service={service}"]
+        before = roles.get(name, {}).get("scopes", [])
+        roles[name] = {
+            "name": name,
+            "description": f"The leads of {group}: its usage, cost, budgets and statements",
+            "scopes": [*before, *(s for s in granted if s not in before)],
+            "users": [lead for lead in leads if not lead.startswith("group:")],
+            "groups": [lead.removeprefix("group:") for lead in leads if lead.startswith("group:")],
+        }
+    c.JupyterHub.load_roles = list(roles.values())
 
 
 def roles(c: Config, config: CommunityConfig) -> None:

@@ -23,6 +23,7 @@ IDLE_CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "dele
 # the custom scopes that read everyone's figures in a service (community admins hold them)
 READ_ALL_USAGE = "custom:usage:read-all"
 READ_ALL_COST = "custom:cost:read-all"
+READ_GROUP_USAGE = "custom:usage:read-group"  # a group lead's, filtered to the group
 READ_GROUP_COST = "custom:cost:read-group"  # a group lead's, filtered to the group
 READ_FLEET = "custom:fleet:read"
 # what a fleet's token needs of a hub, and nothing more: its people's digests, its statements
@@ -109,7 +110,7 @@ def usage_service(c: Config, config: CommunityConfig, config_path: Path) -> None
             "command": [sys.executable, "-m", "twoi2c_hub.services.usage", "--config", str(config_path)],
             "environment": environment,
             "oauth_no_confirm": True,
-            "oauth_client_allowed_scopes": [READ_ALL_USAGE],
+            "oauth_client_allowed_scopes": [READ_ALL_USAGE, READ_GROUP_USAGE],
         },
         {
             "name": "usage-service",
@@ -120,6 +121,8 @@ def usage_service(c: Config, config: CommunityConfig, config_path: Path) -> None
         },
     )
     _scope(c, FLEET_DIGESTS, "Read each day's people as the fleet's keyed digests, never a name (a fleet's token)")
+    _scope(c, READ_GROUP_USAGE, "Read the sessions of the groups you lead in the usage service")
+    group_leads(c, config, READ_GROUP_USAGE, "usage")
     readers(
         c,
         "usage-readers",

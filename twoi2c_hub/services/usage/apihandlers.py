@@ -120,12 +120,15 @@ class SessionsAPI(APIHandler):
         state = self.param_choice("state", ("running", "stopped"))
         limit = self.param_int("limit", 100, 1, 1000)
         after = self.param_int("after", None, 0)
+        group = self.param_text("group")
+        # a group's lead reads its people's sessions (`group=` a group they lead)
+        leads = group is not None and not self.may_read_all(user) and group in self.led_groups(user)
         query = dict(
             start_ms=window.start_ms if window else None,
             end_ms=window.end_ms if window else None,
-            username=self.subject(user),
+            username=self.param_text("user") if leads else self.subject(user),
             profile=self.param_text("profile"),
-            group=self.param_text("group"),
+            group=group,
             state=state,
             limit=limit,
             after_id=after,

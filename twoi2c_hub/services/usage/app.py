@@ -47,6 +47,7 @@ class UsageService(HubService):
     description = "The usage service: sessions recorded, usage reported (run by the hub)."
     what = "usage"
     read_all_scope = READ_ALL_SCOPE
+    read_group_scope = "custom:usage:read-group"  # a group lead's: `...!group=NAME`
     error_template = "usage/error.html"
 
     aliases = {**HubService.aliases, "interval": "UsageService.reconcile_interval"}
