@@ -42,6 +42,7 @@ PAGES = {
 ADMIN_PAGES = {
     "services/usage/admin": "Community usage",
     "services/cost/admin": "Community costs",
+    "services/cost/statements/": "Statements",
     "services/cost/admin/running": "Running now",
 }
 MISSING = ["hub/no-such-page", "services/usage/no-such-page", "services/cost/no-such-page"]
@@ -54,6 +55,8 @@ def hub(hub_factory, tmp_path_factory):
     config["culling"] = {"enabled": False}
     config["usage"] = {"reconcile_interval": 1.0, "database_url": f"sqlite:///{folder / 'usage.sqlite'}"}
     config["auth"]["users"]["carol"] = {"groups": ["community-admins"]}
+    config["auth"]["users"]["dana"] = {"groups": ["students"]}
+    config["group_leads"] = {"students": ["dana"]}  # a group lead, not a community admin
     config["community_admin_groups"] = ["community-admins"]
     config["budgets"] = {
         "budgets": [
@@ -100,6 +103,11 @@ def test_the_menu_of_each_person_and_the_page_it_marks():
         "Admin",
         "API tokens",
     ]
+    # a group lead (by name, or as a member of a group that leads): their groups' statements
+    leads = navigation.Site(usage=True, cost=True, group_leads=frozenset({"dana", "group:tas"}))
+    for person in ({"name": "dana", "groups": []}, {"name": "erin", "groups": ["tas"]}):
+        assert [i.label for i in navigation.menu(leads, admin=False, **person)] == [*STUDENT, "Statements"]
+    assert [i.label for i in navigation.menu(leads, admin=False, name="bob", groups=["x"])] == STUDENT
     # the fleet's pages for its operators (and hub admins) only
     fleet = navigation.Site(usage=True, fleet_operator_groups=frozenset({"ops"}))
     assert "Fleet" in [i.label for i in navigation.menu(fleet, admin=False, groups=["ops"])]
@@ -126,11 +134,16 @@ def menu_of(html: str) -> tuple[list[str], list[str]]:
     return [a.get_text(strip=True) for a in links], [a.get_text(strip=True) for a in links if a.get("aria-current")]
 
 
-@pytest.mark.parametrize(("username", "expected"), [("bob", STUDENT), ("carol", COMMUNITY_ADMIN), ("admin", HUB_ADMIN)])
+@pytest.mark.parametrize(
+    ("username", "expected"),
+    [("bob", STUDENT), ("dana", [*STUDENT, "Statements"]), ("carol", COMMUNITY_ADMIN), ("admin", HUB_ADMIN)],
+)
 def test_every_page_shows_the_same_menu_for_each_person(hub, username, expected):
     session = hub.login(username)
     pages = dict(PAGES)
-    if username != "bob":
+    if username == "dana":
+        pages["services/cost/statements/"] = "Statements"  # her group's
+    elif username != "bob":
         pages.update(ADMIN_PAGES)
     if username == "admin":
         pages.update({"hub/admin": "Admin", "hub/token": "API tokens"})

@@ -5,8 +5,8 @@ The hub's pages (share/templates/page.html, through a template variable) and the
 services' pages (services/framework/pages.py) both ask `menu()`; the `menu.html` macro
 draws it, and the 404 pages list it as the way back. A student sees Home, Your usage and
 Your costs; a community admin also the community's usage and costs, the statements and
-what runs now; a hub admin also the hub's Admin page and API tokens; an operator of a
-fleet the fleet's pages.
+what runs now; a group lead (`group_leads:`) the statements of their groups; a hub admin
+also the hub's Admin page and API tokens; an operator of a fleet the fleet's pages.
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ class Site:
     community_admin_groups: frozenset[str] = frozenset()
     # the fleet's pages on this hub (`fleet_view:`), for these groups and hub admins
     fleet_operator_groups: frozenset[str] | None = None
+    # `group_leads:`, who leads a group: usernames and `group:NAME` entries
+    group_leads: frozenset[str] = frozenset()
+
+    def leads_a_group(self, name: str, groups: set[str]) -> bool:
+        return name in self.group_leads or any(f"group:{g}" in self.group_leads for g in groups)
 
     @classmethod
     def of(cls, config: Any) -> Site:
@@ -42,11 +47,12 @@ class Site:
             cost=config.pricing is not None and bool(config.cost.enabled),
             community_admin_groups=frozenset(config.community_admin_groups),
             fleet_operator_groups=frozenset(fleet.operator_groups) if fleet is not None else None,
+            group_leads=frozenset(e for leads in (getattr(config, "group_leads", None) or {}).values() for e in leads),
         )
 
 
-def menu(site: Site, *, admin: bool, groups: Iterable[str]) -> list[MenuItem]:
-    """The menu of a person: a hub admin (`admin`) or a member of `groups`."""
+def menu(site: Site, *, admin: bool, groups: Iterable[str], name: str = "") -> list[MenuItem]:
+    """The menu of a person (`name`): a hub admin (`admin`) or a member of `groups`."""
     groups = set(groups)
     community_admin = admin or bool(groups & site.community_admin_groups)
     items = [MenuItem("Home", "hub/home")]
@@ -62,6 +68,8 @@ def menu(site: Site, *, admin: bool, groups: Iterable[str]) -> list[MenuItem]:
             MenuItem("Statements", "services/cost/statements/"),
             MenuItem("Running now", "services/cost/admin/running"),
         ]
+    elif site.cost and site.leads_a_group(name, groups):
+        items.append(MenuItem("Statements", "services/cost/statements/"))  # their groups'
     if site.fleet_operator_groups is not None and (admin or groups & site.fleet_operator_groups):
         items += [MenuItem("Fleet", "services/fleet/"), MenuItem("Fleet statements", "services/fleet/statements")]
     if admin:
@@ -75,8 +83,8 @@ def menu_of_user(site: Site, user: Any) -> list[MenuItem]:
     if user is None:
         return []
     if isinstance(user, dict):
-        return menu(site, admin=bool(user.get("admin")), groups=user.get("groups") or [])
-    return menu(site, admin=bool(user.admin), groups=[g.name for g in user.groups])
+        return menu(site, admin=bool(user.get("admin")), groups=user.get("groups") or [], name=user.get("name", ""))
+    return menu(site, admin=bool(user.admin), groups=[g.name for g in user.groups], name=user.name)
 
 
 def current(items: list[MenuItem], prefix: str, path: str | None) -> MenuItem | None:
