@@ -248,3 +248,23 @@ def test_cost_report_reports_a_missing_peer_as_skipped_not_a_crash():
     }
     figures["peer"]["theirs"] = {"sequential_p99_ms": 2.0}
     assert cost_report.targets_met(figures)["check_faster_than_the_peer"] is False
+
+
+def test_the_efficiency_benchmark_samples_real_trees_and_checks_its_report_against_plain_sql():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "efficiency.py"), "--servers", "10", "--minutes", "0.02", "--interval",
+         "0.3", "--sessions", "1500", "--users", "40", "--repeat", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    sampling = figures["sampling"]
+    assert sampling["servers_measured_every_round"] == 10 and sampling["rounds"] >= 2
+    assert sampling["round_cpu_ms_median"] > 0
+    assert set(figures["targets_met"]) == {
+        "sampling_at_most_1_percent_of_a_core",
+        "every_server_measured_every_round",
+        "sampling_memory_growth_at_most_50mb",
+        "reports_at_most_a_tenth_of_plain_sql",
+    }
+    # the report's figures were checked against the plain SQL's before being timed
+    assert all(figures["reports"][f"report_30d_by_{a}_ms"] > 0 for a in ("user", "group", "profile"))

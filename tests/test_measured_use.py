@@ -286,6 +286,7 @@ def test_efficiency_is_what_was_used_against_what_was_reserved_over_the_time_mea
     window = (t0, t0 + 10 * HOUR_MS)
     (ann,) = efficiency(db, *window, "user")
     assert ann["name"] == "ann" and ann["sessions"] == 2
+    assert all(type(v) in (str, int, float) for v in ann.values())  # JSON's, on PostgreSQL too
     assert ann["measuredHours"] == pytest.approx(5)
     assert ann["cpuCoreUsageAverage"] == pytest.approx(4.5 / 5)
     assert ann["cpuCoreRequestAverage"] == pytest.approx(9 / 5)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DB
 
 from ..catalog import GiB
@@ -36,20 +36,20 @@ def right_sizing(
     """One row per (profile, memory reservation) with measured sessions started in
     [start_ms, end_ms), largest reservation first within a profile."""
     rows = db.execute(
-        select(ServerSession, SessionUse)
+        select(
+            ServerSession.profile,
+            func.coalesce(ServerSession.mem_guarantee_bytes, ServerSession.mem_limit_bytes),
+            func.coalesce(ServerSession.stopped_ms, SessionUse.last_sample_ms) - ServerSession.started_ms,
+            SessionUse.mem_peak_bytes,
+            SessionUse.cpu_core_ms * 1.0 / SessionUse.measured_ms,
+        )
         .join(SessionUse, SessionUse.session_id == ServerSession.id)
         .where(ServerSession.started_ms >= start_ms, ServerSession.started_ms < end_ms, SessionUse.measured_ms > 0)
-    ).all()
+    )
     choices: dict[tuple[str, int], list[tuple[int, float, float]]] = {}
-    for session, use in rows:
-        reserved = session.mem_guarantee_bytes if session.mem_guarantee_bytes is not None else session.mem_limit_bytes
-        if not reserved:
-            continue
-        end = session.stopped_ms if session.stopped_ms is not None else use.last_sample_ms
-        hours = max(0, end - session.started_ms) / HOUR_MS
-        choices.setdefault((session.profile or "", reserved), []).append(
-            (use.mem_peak_bytes, use.cpu_core_ms / use.measured_ms, hours)
-        )
+    for profile, reserved, duration_ms, peak, cpu in rows:  # tuples, not objects: a month can be many
+        if reserved:
+            choices.setdefault((profile or "", reserved), []).append((peak, float(cpu), max(0, duration_ms) / HOUR_MS))
     sizes: dict[str, list[int]] = {}
     for profile, reserved in choices:
         sizes.setdefault(profile, []).append(reserved)

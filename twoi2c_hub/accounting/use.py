@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session as DB
 
 from ..catalog import GiB
-from .models import HOUR_MS, ServerSession, SessionUse
-from .rollups import NO_GROUP, groups_of
+from .figures import RESERVED_CPU_CORES, RESERVED_MEMORY_BYTES
+from .models import HOUR_MS, ServerSession, SessionGroup, SessionUse
+from .rollups import NO_GROUP
+from .whole_days import greatest, least
 
 
 @dataclass(frozen=True)
@@ -145,56 +147,49 @@ def efficiency(db: DB, start_ms: int, end_ms: int, aggregate: str, username: str
     end_ms) used against what they reserved (the guarantee, else the limit), over the time
     measured. A session's measured figures are spread evenly over its time, so a window
     takes the share of them that its overlap is. Sessions never measured are left out (and
-    not counted); a name with none measured has no row."""
+    not counted); a name with none measured has no row. One query, added up in SQL."""
+    ends = func.coalesce(ServerSession.stopped_ms, SessionUse.last_sample_ms)
+    span = greatest(ends - ServerSession.started_ms, literal(1))
+    share = (least(ends, end_ms) - greatest(ServerSession.started_ms, literal(start_ms))) * 1.0 / span
+    measured = SessionUse.measured_ms * share
+    if aggregate == "group":
+        key = func.coalesce(SessionGroup.group_name, NO_GROUP)
+    else:
+        key = func.coalesce(ServerSession.username if aggregate == "user" else ServerSession.profile, "")
     query = (
-        select(ServerSession, SessionUse)
+        select(
+            key,
+            func.count(),
+            func.sum(measured),
+            func.sum(SessionUse.cpu_core_ms * share),
+            func.sum(RESERVED_CPU_CORES * measured),
+            func.sum(SessionUse.mem_byte_ms * share),
+            func.sum(RESERVED_MEMORY_BYTES * measured),
+        )
+        .select_from(ServerSession)
         .join(SessionUse, SessionUse.session_id == ServerSession.id)
-        .where(ServerSession.started_ms < end_ms, SessionUse.measured_ms > 0)
-        .where((ServerSession.stopped_ms.is_(None)) | (ServerSession.stopped_ms > start_ms))
+        .where(ServerSession.started_ms < end_ms, ends > start_ms, SessionUse.measured_ms > 0)
+        .group_by(key)
+        .order_by(key)
     )
+    if aggregate == "group":
+        query = query.outerjoin(SessionGroup, SessionGroup.session_id == ServerSession.id)
     if username is not None:
         query = query.where(ServerSession.username == username)
-    rows = db.execute(query).all()
-    groups: dict[int, list[str]] = {}
-    if aggregate == "group" and rows:
-        groups = groups_of(db, [session.id for session, _ in rows])
-    totals: dict[str, list[float]] = {}
-    for session, use in rows:
-        end = session.stopped_ms if session.stopped_ms is not None else use.last_sample_ms
-        span = max(1, end - session.started_ms)
-        share = max(0, min(end, end_ms) - max(session.started_ms, start_ms)) / span
-        if share <= 0:
-            continue
-        measured = use.measured_ms * share
-        cpu = session.cpu_guarantee if session.cpu_guarantee is not None else session.cpu_limit or 0.0
-        ram = session.mem_guarantee_bytes if session.mem_guarantee_bytes is not None else session.mem_limit_bytes or 0
-        names = (
-            [session.username]
-            if aggregate == "user"
-            else [session.profile or ""]
-            if aggregate == "profile"
-            else groups.get(session.id) or [NO_GROUP]
-        )
-        for name in names:
-            row = totals.setdefault(name, [0, 0.0, 0.0, 0.0, 0.0, 0.0])
-            row[0] += 1
-            row[1] += measured
-            row[2] += use.cpu_core_ms * share
-            row[3] += cpu * measured
-            row[4] += use.mem_byte_ms * share
-            row[5] += ram * measured
     result = []
-    for name, (count, measured, cpu_used, cpu_asked, ram_used, ram_asked) in sorted(totals.items()):
+    for name, count, *sums in db.execute(query):
+        # floats, whatever the database summed in (PostgreSQL: numeric)
+        measured_ms, cpu_used, cpu_asked, ram_used, ram_asked = (float(v or 0) for v in sums)
         result.append(
             {
                 "name": name,
                 "sessions": count,
-                "measuredHours": measured / HOUR_MS,
-                "cpuCoreUsageAverage": cpu_used / measured,
-                "cpuCoreRequestAverage": cpu_asked / measured,
+                "measuredHours": measured_ms / HOUR_MS,
+                "cpuCoreUsageAverage": cpu_used / measured_ms,
+                "cpuCoreRequestAverage": cpu_asked / measured_ms,
                 "cpuEfficiency": cpu_used / cpu_asked if cpu_asked else None,
-                "ramByteUsageAverage": ram_used / measured,
-                "ramByteRequestAverage": ram_asked / measured,
+                "ramByteUsageAverage": ram_used / measured_ms,
+                "ramByteRequestAverage": ram_asked / measured_ms,
                 "ramEfficiency": ram_used / ram_asked if ram_asked else None,
                 # what was reserved and not used (more used than reserved: none unused)
                 "cpuCoreHoursUnused": max(0.0, cpu_asked - cpu_used) / HOUR_MS,
