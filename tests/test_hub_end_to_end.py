@@ -343,7 +343,7 @@ def test_everything_works_under_a_base_url(community_hub):
     usage_page = BeautifulSoup(usage.content, "html.parser")
     assert "/community/services/usage/static/plotly.min.js" in usage.text
     assert bob.get(f"{hub.url}/services/usage/static/plotly.min.js", timeout=30).status_code == 200
-    assert usage_page.select_one("#usage-totals td").get_text() == "cpu"
+    assert usage_page.select_one("#usage-totals td").get_text() == "Shared CPU server"  # the profile's name
     assert all(
         a["href"].startswith(("/community/", "?", "#"))
         for a in usage_page.select("a[href]")
