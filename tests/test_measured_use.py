@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -241,6 +242,15 @@ def test_a_notebooks_memory_peak_reaches_its_session_and_the_sessions_api(measur
         rows = requests.get(sizing, params={"window": "today"}, headers=admin, timeout=30).json()["data"]
         assert [(r["profile"], r["sessions"], r["suggestion"]) for r in rows] == [("cpu", 1, None)]
         assert rows[0]["ramByteUsageMax"]["max"] == pytest.approx(use["ramByteUsageMax"], rel=0.05)
+        # and on the community's usage page, in words and figures
+        today = datetime.now(UTC).date().isoformat()
+        admin_page = BeautifulSoup(hub.login("admin").get(f"{hub.url}/services/usage/admin",
+                                   params={"start": today, "end": today}, timeout=30).text, "html.parser")  # fmt: skip
+        (line,) = admin_page.select("#usage-right-sizing tbody tr")
+        cells = [td.get_text(strip=True) for td in line.select("td")]
+        assert cells[0] == "Shared CPU server" and cells[2] == "1"
+        assert float(cells[5].removesuffix(" GiB")) == pytest.approx(use["ramByteUsageMax"] / 1024**3, abs=0.1)
+        assert "too few sessions" in admin_page.select_one(".twoi2c-advice-none").get_text()
     finally:
         hub.stop_server("alice")
     # the next time she chooses, the spawn page says what her last session used

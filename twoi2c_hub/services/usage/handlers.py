@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session as DB
 from tornado import web
 
-from ...accounting import activity, reports
+from ...accounting import activity, reports, sizing
 from ...accounting.figures import FIGURES, HOURS, total_of
 from ...accounting.models import DAY_MS
 from ...accounting.opencost import AGGREGATES, iso
@@ -94,6 +94,13 @@ class AdminPage(PageHandler):
         totals, total, series, active, drill_sessions = await self.service.shared_report(
             ("admin", window, aggregate, drill, metric), lambda: self.run_db(figures), ttl=SHARED_SECONDS
         )
+        # what the period's measured servers used, and where a smaller choice would have done
+        price, currency = self.service.memory_price(window.end_ms)
+        advice = await self.service.shared_report(
+            ("right-sizing", window),
+            lambda: self.run_db(lambda db: sizing.right_sizing(db, *window, price, currency)),
+            ttl=SHARED_SECONDS,
+        )
         self.render_page(
             "usage/admin.html",
             totals=totals,
@@ -109,5 +116,6 @@ class AdminPage(PageHandler):
             drill_sessions=drill_sessions,
             window=f"{iso(window.start_ms)},{iso(window.end_ms)}",
             figures=FIGURES,
+            advice=advice,
             is_admin=True,
         )
