@@ -305,6 +305,11 @@ def test_efficiency_is_what_was_used_against_what_was_reserved_over_the_time_mea
     assert ann["ramEfficiency"] == pytest.approx(6 / 18)
     assert ann["cpuCoreHoursUnused"] == pytest.approx(4.5)
     assert ann["ramGiBHoursUnused"] == pytest.approx(12)
+    # cost-weighted at 0.04 a core-hour and 0.005 a GiB-hour: 0.21 used of 0.45 reserved
+    (priced,) = efficiency(db, *window, "user", prices=(0.04, 0.005))
+    assert priced["totalEfficiency"] == pytest.approx(0.21 / 0.45)
+    assert priced["costUnused"] == pytest.approx(4.5 * 0.04 + 12 * 0.005)
+    assert "totalEfficiency" not in ann  # no prices per resource: no money figures
     g1, g2 = efficiency(db, *window, "group")
     assert (g1["name"], g1["cpuEfficiency"]) == ("g1", pytest.approx(0.5))
     assert (g2["name"], g2["sessions"], g2["cpuEfficiency"], g2["ramEfficiency"]) == ("g2", 1, 0.5, 1.0)

@@ -142,12 +142,22 @@ EFFICIENCY_COLUMNS = (
 )
 
 
-def efficiency(db: DB, start_ms: int, end_ms: int, aggregate: str, username: str | None = None) -> list[dict]:
+def efficiency(
+    db: DB,
+    start_ms: int,
+    end_ms: int,
+    aggregate: str,
+    username: str | None = None,
+    prices: tuple[float, float] | None = None,
+) -> list[dict]:
     """Per name (user, group or profile): what the measured sessions overlapping [start_ms,
     end_ms) used against what they reserved (the guarantee, else the limit), over the time
     measured. A session's measured figures are spread evenly over its time, so a window
     takes the share of them that its overlap is. Sessions never measured are left out (and
-    not counted); a name with none measured has no row. One query, added up in SQL."""
+    not counted); a name with none measured has no row. One query, added up in SQL.
+
+    With `prices` (a CPU core-hour's and a memory GiB-hour's), also OpenCost's cost-weighted
+    `totalEfficiency` and what the reserved but unused CPU and memory cost (`costUnused`)."""
     ends = func.coalesce(ServerSession.stopped_ms, SessionUse.last_sample_ms)
     span = greatest(ends - ServerSession.started_ms, literal(1))
     share = (least(ends, end_ms) - greatest(ServerSession.started_ms, literal(start_ms))) * 1.0 / span
@@ -196,4 +206,10 @@ def efficiency(db: DB, start_ms: int, end_ms: int, aggregate: str, username: str
                 "ramGiBHoursUnused": max(0.0, ram_asked - ram_used) / HOUR_MS / GiB,
             }
         )
+        if prices is not None:
+            row, (cpu_price, ram_price) = result[-1], prices
+            asked = (cpu_asked * cpu_price + ram_asked / GiB * ram_price) / HOUR_MS
+            used = (cpu_used * cpu_price + ram_used / GiB * ram_price) / HOUR_MS
+            row["totalEfficiency"] = used / asked if asked else None
+            row["costUnused"] = row["cpuCoreHoursUnused"] * cpu_price + row["ramGiBHoursUnused"] * ram_price
     return result

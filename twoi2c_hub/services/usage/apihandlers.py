@@ -57,11 +57,13 @@ class EfficiencyAPI(APIHandler):
         window = parse.window("window", self.get_argument("window", None), datetime.now(UTC), "7d")
         aggregate = self.param_choice("aggregate", opencost.AGGREGATES, "user")
         subject = self.subject(user)
-        rows = await self.run_db(lambda db: use.efficiency(db, *window, aggregate, subject))
+        prices, currency = self.service.resource_prices(window.end_ms)
+        rows = await self.run_db(lambda db: use.efficiency(db, *window, aggregate, subject, prices))
         for row in rows:
             if aggregate == "group" and row["name"] == NO_GROUP:
                 row["name"] = "(no group)"
-        self.respond(rows, columns=list(use.EFFICIENCY_COLUMNS), filename=f"efficiency-by-{aggregate}")
+        columns = [*use.EFFICIENCY_COLUMNS, *(("totalEfficiency", "costUnused") if prices else ())]
+        self.respond(rows, columns=columns, filename=f"efficiency-by-{aggregate}", currency=currency or None)
 
 
 class RightSizingAPI(APIHandler):

@@ -128,11 +128,19 @@ class UsageService(HubService):
     def memory_price(self, at_ms: int) -> tuple[float | None, str]:
         """The price of a GiB-hour of memory in force at `at_ms`, and the currency (None
         without prices per resource)."""
+        prices, currency = self.resource_prices(at_ms)
+        return (prices[1] if prices else None), currency
+
+    def resource_prices(self, at_ms: int) -> tuple[tuple[float, float] | None, str]:
+        """A CPU core-hour's and a memory GiB-hour's prices in force at `at_ms` (None
+        unless both are priced per resource), and the currency."""
         if self.community is None or self.community.pricing is None:
             return None, ""
         pricing = self.community.pricing.to_pricing()
         table = pricing.in_force(datetime.fromtimestamp(at_ms / 1000, UTC).date())
-        return (table.memory_gib_hour if table else None), pricing.currency
+        if table is None or table.cpu_core_hour is None or table.memory_gib_hour is None:
+            return None, pricing.currency
+        return (table.cpu_core_hour, table.memory_gib_hour), pricing.currency
 
     def routes(self) -> list[tuple]:
         return [
