@@ -368,3 +368,21 @@ def test_the_hub_process_knows_the_ports_its_runner_picked(demo_hub):
     started = re.findall(r"Starting managed service \S+ at http://127.0.0.1:(\d+)", hub.log_file.read_text())
     ports = [int(p) for p in started]
     assert len(ports) >= 2 and len(set(ports)) == len(ports) and not reserved & set(ports)
+
+
+def test_an_operators_own_services_are_in_the_menu_beside_ours(hub_factory):
+    """A service the operator added to the hub (a dashboard) is offered as JupyterHub's menu
+    would, under Services, to those who may use it; ours are menu items already."""
+    extra = """
+c.JupyterHub.services.append({"name": "dashboard", "url": "http://127.0.0.1:9", "display": True})
+c.JupyterHub.load_roles.append({"name": "dashboard-users", "groups": ["students"],
+                                "scopes": ["access:services!service=dashboard"]})
+"""
+    hub = hub_factory(examples_dir() / "demo-community.yaml", "other-services-hub", extra_config=extra)
+
+    def offered(username):
+        page = BeautifulSoup(hub.login(username).get(f"{hub.url}/hub/home", timeout=30).content, "html.parser")
+        return [a.get_text(strip=True) for a in page.select(".twoi2c-other-services a.dropdown-item")]
+
+    assert offered("bob") == ["dashboard"]  # a student, who may use it
+    assert offered("alice") == []  # not one of its users: no Services menu at all
