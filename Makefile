@@ -6,12 +6,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# prometheus: the usage-quotas peer's half of benchmarks/cost_report.py; faketime: the tests
+# prometheus: the usage-quotas peer's half of benchmarks/cost_report.py, and promtool's backfill for
+# the measured-use tests; procps: ps, against which a server's measured memory is checked; faketime: the tests
 # that move the clock across midnight; nginx, caddy, systemd (systemd-analyze), openssl: the
 # one-machine guide's reverse proxy and units checked by their own tools (test_one_machine.py;
 # the tests run their own nginx: where systemd runs, Debian also starts nginx and caddy on
 # ports 80 and 443, which `systemctl disable --now nginx caddy` stops)
-DEBIAN_PACKAGES := chromium postgresql sqlite3 prometheus faketime nginx caddy systemd openssl
+DEBIAN_PACKAGES := chromium postgresql sqlite3 prometheus faketime nginx caddy systemd openssl procps
 
 .PHONY: demo test check test-midnight lint format docs system-packages server-account clean
 

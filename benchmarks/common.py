@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 
 import requests
@@ -20,6 +21,16 @@ def percentile(values: list[float], q: float) -> float | None:
     # rounded first: 0.07 * 100 is 7.000000000000001, whose ceiling is not rank 7
     rank = math.ceil(round(q * len(ordered), 9))
     return ordered[min(len(ordered), max(1, rank)) - 1]
+
+
+def median_ms(run, repeat: int) -> float:
+    """The median wall time of `repeat` calls of `run()`, in milliseconds (2 decimals)."""
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - began) * 1000)
+    return round(statistics.median(times), 2)
 
 
 def wait_for_service(hub, name: str, timeout: float = 120) -> None:

@@ -27,10 +27,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from twoi2c_hub.accounting.db import make_engine, session_maker, upgrade
-from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS, ServerSession, SessionGroup, SessionUse
-from twoi2c_hub.accounting.use import add_sample, efficiency
-from twoi2c_hub.services.usage.measuring import ProcessTrees
+sys.path.insert(0, str(Path(__file__).parent))
+from common import median_ms  # noqa: E402
+
+from twoi2c_hub.accounting.db import make_engine, session_maker, upgrade  # noqa: E402
+from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS, ServerSession, SessionGroup, SessionUse  # noqa: E402
+from twoi2c_hub.accounting.use import add_sample, efficiency  # noqa: E402
+from twoi2c_hub.services.usage.measuring import ProcessTrees  # noqa: E402
 
 GiB = 1024**3
 
@@ -144,15 +147,6 @@ def history(url: str, sessions: int, users: int, now_ms: int, seed: int = 3) -> 
             connection.execute(SessionGroup.__table__.insert(), groups)
             connection.execute(SessionUse.__table__.insert(), uses)
     engine.dispose()
-
-
-def median_ms(run, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - began) * 1000)
-    return round(statistics.median(times), 2)
 
 
 def reports(args, url: str, now_ms: int) -> dict:

@@ -22,7 +22,6 @@ import json
 import random
 import secrets
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ import requests
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import wait_for_service  # noqa: E402
+from common import median_ms, wait_for_service  # noqa: E402
 
 from twoi2c_hub.accounting.costs import CostBasis, roll_up_costs
 from twoi2c_hub.accounting.db import make_engine, session_maker, upgrade
@@ -141,15 +140,6 @@ async def post_concurrently(url, token, events, connections):
         began = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(connections)))
         return len(events) / (time.perf_counter() - began)
-
-
-def median_ms(run, repeat):
-    times = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - began) * 1000)
-    return round(statistics.median(times), 2)
 
 
 def main(argv=None):

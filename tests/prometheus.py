@@ -30,14 +30,15 @@ class BackfilledPrometheus:
             stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{self.url}/-/ready", timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
+        while not self.ready():
             assert self.process.poll() is None and time.monotonic() < deadline, (work / "prometheus.log").read_text()
             time.sleep(0.2)
+
+    def ready(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/-/ready", timeout=5).status_code == 200
+        except requests.ConnectionError:
+            return False  # not listening yet
 
     def stop(self) -> None:
         self.process.terminate()

@@ -152,6 +152,12 @@ def test_usage_pages_draw_their_charts_and_sort_their_tables(page, demo_hub):
     cost_colours = page.locator("#cost-chart").evaluate(colours)
     shared = set(usage_colours) & set(cost_colours) - {"(others)"}
     assert "bob" in shared and all(usage_colours[n] == cost_colours[n] for n in shared)
+    # and on one chart no two people share a colour, whatever their names hash to
+    assert len(set(cost_colours.values())) == len(cost_colours)
+    # bob and dan pick the same colour by their names; twelve names fill the palette
+    distinct = "names => new Set(Object.values(twoi2cColours(names))).size"
+    assert page.evaluate(distinct, ["bob", "dan", "erin", "alice"]) == 4
+    assert page.evaluate(distinct, [f"person{i}" for i in range(12)]) == 12
     page.goto(f"{demo_hub.url}/services/usage/admin?aggregate=user")
     expect(page.locator("#usage-chart .main-svg").first).to_be_visible(timeout=15_000)
     # the figure asked for is the first beside the names (what a phone shows first)

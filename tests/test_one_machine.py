@@ -52,8 +52,8 @@ def replaced(text: str, replacements: dict[str, str]) -> str:
 
 def tool(name: str) -> str:
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    if path is None:
-        pytest.skip(f"{name} is not installed here: make test installs it (DEBIAN_PACKAGES in the Makefile)")
+    # make test installs it (DEBIAN_PACKAGES in the Makefile): missing is a failure, not a skip
+    assert path is not None, f"{name} is not installed: run make test (or apt-get install it)"
     return path
 
 

@@ -109,14 +109,7 @@ def running_cost(spawner, resolved: catalog.ResolvedServer) -> dict | None:
 
 async def budget_left(spawner) -> dict:
     """The budget that decides for the person: what is left and the line in words."""
-    answer = await budget.ask(
-        spawner.budget_check_url,
-        spawner.budget_check_token,
-        spawner.budget_check_timeout,
-        spawner.user.name,
-        spawner.get_groups(),
-        None,
-    )
+    answer = await budget.ask_for(spawner)
     if answer is None:
         return {"unavailable": True}
     line = answer.decisive_line()

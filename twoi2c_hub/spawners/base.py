@@ -235,14 +235,7 @@ class ProfileSpawnerMixin(line.WaitsInLine):
         allow: one call to the service at every start."""
         if not self.budget_check_url:
             return
-        answer = await budget.ask(
-            self.budget_check_url,
-            self.budget_check_token,
-            self.budget_check_timeout,
-            self.user.name,
-            self.get_groups(),
-            resolved.summary(),
-        )
+        answer = await budget.ask_for(self, resolved.summary())
         if answer is None:
             mode = "deny" if self.budget_when_unreadable == "deny" else "allow"
             budget.UNREADABLE.labels(mode).inc()

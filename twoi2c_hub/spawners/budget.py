@@ -55,6 +55,21 @@ async def ask(
     return None
 
 
+async def ask_for(spawner, server: catalog.ServerSummary | None = None) -> BudgetAnswer | None:
+    """`ask` with what `spawner` knows: the service's address and token, the person and
+    their groups (None also when the hub has no budget check)."""
+    if not spawner.budget_check_url:
+        return None
+    return await ask(
+        spawner.budget_check_url,
+        spawner.budget_check_token,
+        spawner.budget_check_timeout,
+        spawner.user.name,
+        spawner.get_groups(),
+        server,
+    )
+
+
 def choice_prices(
     profiles: list[dict], pricing: catalog.Pricing | None, instances: dict
 ) -> dict[str, dict[str, float | None]]:

@@ -120,16 +120,7 @@ async def render(spawner, context: FormContext) -> str:
         selection = {}
     prices = budget.choice_prices(offered, spawner.pricing, spawner.instance_types)
     currency = spawner.pricing.currency if spawner.pricing is not None else ""
-    state = None
-    if spawner.budget_check_url:
-        state = await budget.ask(
-            spawner.budget_check_url,
-            spawner.budget_check_token,
-            spawner.budget_check_timeout,
-            spawner.user.name,
-            spawner.get_groups(),
-            None,
-        )
+    state = await budget.ask_for(spawner)
     notice, over_budget, hours = budget.form_notes(state, prices, currency)
     # drawn again under the refusal of the form just posted (JupyterHub draws it next)
     if context.refused_by_budget and state and state.stops_every_start:
