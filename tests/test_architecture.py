@@ -25,17 +25,20 @@ ALLOWED = {
     "proxy": set(),  # the Python configurable-http-proxy, unthrottled
     "authenticators": set(),
     "navigation": set(),  # the one menu of the hub's and the services' pages
+    "dates": set(),  # dates on pages, in the reader's locale
     # the data layer and the community config: pure models and loading
     "accounting": {"catalog"},
     "config": {"catalog"},
-    "spawners": {"catalog", "paths", "usage_client"},
-    "services": {"accounting", "catalog", "config", "navigation", "paths", "replicate"},  # the fleet reads archives
+    "spawners": {"catalog", "dates", "paths", "usage_client"},
+    # (replicate: the fleet reads archives)
+    "services": {"accounting", "catalog", "config", "dates", "navigation", "paths", "replicate"},
     "replicate": {"accounting", "config"},  # archives, forgetting, converting values
     # the wiring: a community config as JupyterHub's settings
     "hub": {
         "authenticators",
         "catalog",
         "config",
+        "dates",
         "markdown",
         "navigation",
         "network",

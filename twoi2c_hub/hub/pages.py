@@ -9,7 +9,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from .. import catalog, markdown, navigation
+from .. import catalog, dates, markdown, navigation
 from ..config import CommunityConfig
 from ..paths import templates_dir
 from .environment import SettingError
@@ -22,6 +22,11 @@ def templates(c: Config, config: CommunityConfig, config_dir: Path) -> None:
     file (relative to `config_dir`) is served by the hub as its own logo."""
     paths = [str(templates_dir())]
     c.JupyterHub.template_paths = paths + [p for p in c.JupyterHub.get("template_paths", []) if p not in paths]
+    # the filters that write dates for the reader's locale (dates.py), in the hub's Jinja
+    jinja_options = dict(c.JupyterHub.get("jinja_environment_options", {}))
+    extensions = list(jinja_options.get("extensions", []))
+    jinja_options["extensions"] = extensions + [dates.EXTENSION] * (dates.EXTENSION not in extensions)
+    c.JupyterHub.jinja_environment_options = jinja_options
     hub = config.hub
     if hub.logo_file:
         logo = (config_dir / hub.logo_file).resolve()

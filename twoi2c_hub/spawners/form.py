@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 import jinja2
 
-from .. import catalog
+from .. import catalog, dates
 from ..catalog import interfaces, launch
 from ..paths import templates_dir
 from . import budget
@@ -30,6 +30,7 @@ _form_environment = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(templates_dir())),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
+    extensions=[dates.LocalDates],  # dates in the reader's locale
 )
 # a profile list given to a script keeps its order (jinja sorts keys by default)
 _form_environment.policies["json.dumps_kwargs"] = {"sort_keys": False}

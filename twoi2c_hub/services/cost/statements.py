@@ -11,7 +11,6 @@ only); anyone else gets 403, in words."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from urllib.parse import urlencode
 
 from tornado import web
@@ -151,7 +150,6 @@ class StatementsIndexPage(PageHandler):
             "cost/statements.html",
             this_month=found["months"][0] if found["months"] else None,
             latest=now_month(),
-            labels={m: f"{datetime.strptime(m, '%Y-%m'):%B %Y}" for m in found["months"]},
             is_admin=self.may_read_all(self.current_user),
             **found,
         )

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from ... import catalog, navigation
+from ... import catalog, dates, navigation
 from ...accounting.models import STOP_REASON_WORDS
 from ...paths import templates_dir
 
@@ -85,6 +85,7 @@ class Pages:
                 ]
             ),
             autoescape=True,
+            extensions=[dates.LocalDates],  # dates in the reader's locale
         )
 
     def namespace(self, user: Mapping[str, Any] | None, xsrf_token: str) -> dict[str, Any]:

@@ -1,0 +1,183 @@
+"""Dates a person reads, written as their browser's locale writes them (issue 25, item 8).
+
+The server writes each date as a `<time datetime="YYYY-MM-DD">` (a month as "YYYY-MM")
+with an English fallback; one script on every page writes it in the reader's locale. Here
+a German reader (Chromium with de-DE) sees a budget's reset day on the home page, the spawn
+page and the cost page, the statement's month and period and the community's active days
+as German writes them -- checked against the Unicode CLDR's German forms (Babel), not
+against the browser's own formatter -- and every page stays clean under axe-core. Text
+for machines keeps ISO dates: the budget API's words are unchanged."""
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import requests
+import yaml
+from axe_playwright_python.sync_playwright import Axe
+from babel.dates import format_skeleton
+from browsing import log_in, screenshot
+from playwright.sync_api import expect
+
+from twoi2c_hub import dates
+from twoi2c_hub.accounting.db import make_engine, session_maker
+from twoi2c_hub.accounting.events import ServerStart, ServerStarted, ServerStopped
+from twoi2c_hub.accounting.models import HOUR_MS
+from twoi2c_hub.accounting.recording import record
+from twoi2c_hub.paths import demo_config
+
+AXE = Axe()
+
+
+def german_day(day: str) -> str:
+    """How German writes a day with a short month: '1. Jan. 2027'."""
+    return format_skeleton("yMMMd", date.fromisoformat(day), locale="de_DE")
+
+
+def german_month(month: str) -> str:
+    """How German writes a month: 'Dezember 2026'."""
+    return format_skeleton("yMMMM", date.fromisoformat(month + "-01"), locale="de_DE")
+
+
+def next_month(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+# --- the filters ---------------------------------------------------------------------------
+
+
+def test_a_day_and_a_month_are_time_elements_with_a_readable_fallback():
+    assert dates.day("2027-01-01") == '<time class="twoi2c-date" datetime="2027-01-01">1 Jan 2027</time>'
+    assert dates.day(date(2026, 9, 30)) == '<time class="twoi2c-date" datetime="2026-09-30">30 Sep 2026</time>'
+    assert dates.month("2026-12") == '<time class="twoi2c-month" datetime="2026-12">December 2026</time>'
+    # not a date: shown as it is, escaped
+    assert dates.day("2026-02-30") == "2026-02-30"
+    assert dates.day(None) == ""
+    assert dates.month("2026-13") == "2026-13"
+    assert dates.month("<b>") == "&lt;b&gt;"
+
+
+def test_dates_in_text_are_marked_and_the_rest_escaped():
+    text = "students <b>&</b>: 2.00 USD of 5.00 USD used (40 %); resets on 2027-01-01"
+    assert dates.with_dates(text) == (
+        "students &lt;b&gt;&amp;&lt;/b&gt;: 2.00 USD of 5.00 USD used (40 %); resets on "
+        '<time class="twoi2c-date" datetime="2027-01-01">1 Jan 2027</time>'
+    )
+    # a moment, a longer number, an impossible day: left as they are
+    for kept in ("at 2026-12-01T10:00Z", "id 12026-12-01", "on 2026-02-30", "v2026-12-01"):
+        assert dates.with_dates(kept) == kept
+    assert dates.with_dates(None) == ""
+
+
+# --- in Chromium, in German --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hub(hub_factory, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("local-dates")
+    config = demo_config()
+    config["culling"] = {"enabled": False}
+    database = f"sqlite:///{folder / 'usage.sqlite'}"
+    config["usage"] = {"reconcile_interval": 1.0, "database_url": database}
+    config["budgets"] = {
+        "budgets": [{"name": "students-monthly", "display_name": "Students' monthly budget", "applies_to": "group",
+                     "names": ["students"], "limit": 5, "period": "month",
+                     "thresholds": [{"at": 100, "action": "deny"}]}],
+    }  # fmt: skip
+    (folder / "community.yaml").write_text(yaml.safe_dump(config))
+    client = hub_factory(folder / "community.yaml", "local-dates")
+    for service in ("usage", "cost"):
+        client.wait_for(
+            lambda s=service: requests.get(f"{client.url}/services/{s}/health", timeout=10).ok, what=service
+        )
+    # bob used a server for an hour, two hours ago: a day among the community's active days
+    started = datetime.now(UTC) - timedelta(hours=2)
+    start_ms = int(started.timestamp() * 1000)
+    start = ServerStart("bob", "", start_ms, profile="cpu", cpu_guarantee=1.0, cpu_limit=1.0,
+                        mem_guarantee_bytes=2 * 2**30, mem_limit_bytes=4 * 2**30, groups=["students"])  # fmt: skip
+    engine = make_engine(database)
+    with session_maker(engine)() as db:
+        record(db, [ServerStarted(start)])
+        record(db, [ServerStopped("bob", "", start_ms + HOUR_MS, "user", start_ms)])
+        db.commit()
+    engine.dispose()
+    client.used_on = started.date().isoformat()
+    return client
+
+
+def audit(page, name):
+    results = AXE.run(page)
+    bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+    assert not bad, "\n".join(
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:5]}" for v in bad
+    )
+    screenshot(page, name)
+
+
+def expect_german_day(time, day: str):
+    expect(time).to_have_attribute("datetime", day)
+    expect(time).to_have_text(german_day(day))
+
+
+def test_a_german_reader_sees_each_date_as_german_writes_it(browser, hub):
+    reset = next_month(datetime.now(UTC).date()).isoformat()
+    context = browser.new_context(locale="de-DE", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        log_in(page, hub.url, "bob", hub.password)
+        # the budget's reset day, wherever bob reads his budget
+        page.goto(f"{hub.url}/hub/home")
+        budget = page.locator(".twoi2c-home-budget")
+        expect(budget).to_contain_text("Students' monthly budget")
+        expect(budget).to_contain_text("resets on")
+        expect_german_day(budget.locator("time"), reset)
+        expect(budget).not_to_contain_text(reset)  # not the ISO form, nor the English fallback
+        audit(page, "dates-de-home-light-desktop")
+        page.goto(f"{hub.url}/hub/spawn")
+        expect_german_day(page.locator(".twoi2c-budget time"), reset)
+        audit(page, "dates-de-spawn-light-desktop")
+        page.goto(f"{hub.url}/services/cost/")
+        expect_german_day(page.locator(".twoi2c-budget-status time"), reset)
+        audit(page, "dates-de-costs-light-desktop")
+        # the API's words for machines keep the ISO day
+        token = hub.user_token("bob")
+        answer = requests.get(
+            f"{hub.url}/services/cost/api/v1/budgets", headers={"Authorization": f"token {token}"}, timeout=30
+        )
+        assert answer.ok, answer.text
+        assert f"resets on {reset}" in answer.text and "<time" not in answer.text
+
+        # the admin: this month's statement (so far, to today), last month's (whole), the index
+        page.context.clear_cookies()
+        log_in(page, hub.url, "admin", hub.password)
+        month = datetime.now(UTC).strftime("%Y-%m")
+        page.goto(f"{hub.url}/services/cost/statements/{month}")
+        heading = page.locator("h1 time")
+        expect(heading).to_have_attribute("datetime", month)
+        expect(heading).to_have_text(german_month(month))
+        period = page.locator("#statement-period time")
+        expect(period).to_have_count(2)
+        expect(period.first).to_have_text(german_month(month))
+        today = period.nth(1).get_attribute("datetime")
+        assert today in (
+            datetime.now(UTC).date().isoformat(),
+            (datetime.now(UTC) - timedelta(minutes=5)).date().isoformat(),
+        )
+        expect_german_day(period.nth(1), today)
+        audit(page, "dates-de-statement-light-desktop")
+        last = date.fromisoformat(month + "-01") - timedelta(days=1)
+        page.goto(f"{hub.url}/services/cost/statements/{last:%Y-%m}")
+        period = page.locator("#statement-period time")
+        expect(period).to_have_count(2)
+        expect_german_day(period.first, last.replace(day=1).isoformat())
+        expect_german_day(period.nth(1), last.isoformat())
+        page.goto(f"{hub.url}/services/cost/statements/")
+        expect(page.locator("#statement-months time").first).to_have_text(german_month(month))
+        audit(page, "dates-de-statements-light-desktop")
+        # the community's people per day: bob's day among them
+        page.goto(f"{hub.url}/services/usage/admin")
+        day = page.locator(f"time.twoi2c-date[datetime='{hub.used_on}']")
+        expect(day).to_have_count(1)
+        expect(day).to_have_text(german_day(hub.used_on))
+        audit(page, "dates-de-community-usage-light-desktop")
+    finally:
+        context.close()

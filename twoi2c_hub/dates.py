@@ -1,0 +1,74 @@
+"""Dates a person reads on a page, in their browser's own locale.
+
+The server writes each date as `<time datetime="2027-01-01">1 Jan 2027</time>` (a month as
+`<time datetime="2026-12">December 2026</time>`): a readable fallback, and the exact day
+for the one script every page carries (share/templates/local_dates.js, from page.html),
+which writes it as the reader's locale does ("1. Jan. 2027" in German). Text for machines
+and mail -- CSV, the API's JSON, alerts, log lines -- keeps its ISO dates; a page that shows
+such text (a budget's "resets on 2027-01-01") marks each date in it with `with_dates`.
+
+The filters (`day`, `month`, `with_dates`) come with `LocalDates`, a Jinja extension: the
+hub's environment takes it from `JupyterHub.jinja_environment_options`, the services' and
+the spawn form's are made with it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+
+import jinja2.ext
+from markupsafe import Markup, escape
+
+# an ISO day standing alone: not part of a longer number or of a moment (2026-12-01T10:00)
+_ISO_DAY = re.compile(r"(?<![\w-])(\d{4}-\d{2}-\d{2})(?![\w:-])")
+_ISO_MONTH = re.compile(r"\d{4}-\d{2}")
+
+
+def _as_day(value: Any) -> date | None:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+def day(value: Any) -> Markup:
+    """A day (a `date` or 'YYYY-MM-DD') as a `<time>`; anything else escaped as it is."""
+    when = _as_day(value)
+    if when is None:
+        return escape(value or "")
+    return Markup('<time class="twoi2c-date" datetime="{}">{}</time>').format(
+        when.isoformat(), f"{when.day} {when:%b %Y}"
+    )
+
+
+def month(value: Any) -> Markup:
+    """A month ('YYYY-MM') as a `<time>`; anything else escaped as it is."""
+    text = str(value or "")
+    if not _ISO_MONTH.fullmatch(text) or not 1 <= int(text[5:]) <= 12:
+        return escape(text)
+    return Markup('<time class="twoi2c-month" datetime="{}">{}</time>').format(
+        text, f"{date(int(text[:4]), int(text[5:]), 1):%B %Y}"
+    )
+
+
+def with_dates(text: Any) -> Markup:
+    """Text with each ISO day in it as a `<time>`; the rest escaped."""
+    parts = _ISO_DAY.split(str(text or ""))
+    # split with one group: text, day, text, day, ..., text
+    return Markup("").join(day(p) if i % 2 and _as_day(p) else escape(p) for i, p in enumerate(parts))
+
+
+class LocalDates(jinja2.ext.Extension):
+    """The filters `day`, `month` and `with_dates` in a Jinja environment."""
+
+    def __init__(self, environment: jinja2.Environment):
+        super().__init__(environment)
+        environment.filters.update(day=day, month=month, with_dates=with_dates)
+
+
+# the extension as Jinja's `extensions` option names it
+EXTENSION = f"{__name__}.{LocalDates.__name__}"
