@@ -34,7 +34,7 @@ class HomeFigures:
 
     async def read(self) -> dict[str, Any]:
         spawner = getattr(self.user, "spawner", None) if self.user is not None else None
-        figures: dict[str, Any] = {"last": None, "running": None, "budget": None}
+        figures: dict[str, Any] = {"last": None, "running": None, "servers": [], "budget": None}
         if spawner is None or not hasattr(spawner, "get_catalog"):
             return figures
         resolved = None
@@ -45,6 +45,8 @@ class HomeFigures:
             figures["last"] = {"unavailable": True}
         if spawner.active and resolved is not None:
             figures["running"] = running_cost(spawner, resolved)
+        if getattr(self.user, "allow_named_servers", False):
+            figures["servers"] = await running_servers(self.user)
         if getattr(spawner, "budget_check_url", None):
             figures["budget"] = await budget_left(spawner)
         return figures
@@ -105,6 +107,27 @@ def running_cost(spawner, resolved: catalog.ResolvedServer) -> dict | None:
     hours = max(0.0, (now - started).total_seconds() / 3600)
     running.update(price=True, hourly=hourly, so_far=hourly * hours, currency=pricing.currency)
     return running
+
+
+async def running_servers(user) -> list[dict[str, Any]]:
+    """With named servers: each running server of the person (the default one first), its
+    profile and what it has cost so far, each from its own choices."""
+    servers = []
+    for spawner in user.all_spawners():  # a server that is not running is a bare database row
+        if not getattr(spawner, "active", False) or not hasattr(spawner, "get_catalog"):
+            continue
+        server: dict[str, Any] = {"name": spawner.name, "profile": None, "running": None}
+        try:
+            last, resolved = await last_server(spawner)
+        except Exception:
+            log.exception("The home page of %s: server %r could not be read", user.name, spawner.name)
+            last, resolved = None, None
+        if last and not last.get("gone"):
+            server["profile"] = last["profile"]
+        if resolved is not None:
+            server["running"] = running_cost(spawner, resolved)
+        servers.append(server)
+    return servers
 
 
 async def budget_left(spawner) -> dict:
