@@ -12,7 +12,7 @@ from bs4 import BeautifulSoup
 from traitlets.config import Config
 
 from twoi2c_hub import catalog
-from twoi2c_hub.catalog.budget_answer import BudgetAnswer, BudgetLine
+from twoi2c_hub.catalog.budget_answer import BudgetAnswer, BudgetLine, RecentUse
 from twoi2c_hub.config import load_config
 from twoi2c_hub.paths import examples_dir
 from twoi2c_hub.spawners.base import ProfileRefused
@@ -333,3 +333,19 @@ async def test_markup_in_names_is_escaped_in_the_rows_and_the_list():
     for form_kind in ("cards", "fancy-profiles"):
         form = await form_of(spawner(ProfileLocalSpawner, BOB, profile_list=profiles, spawn_form=form_kind))
         assert form.select_one("img") is None and hostile in visible_text(form)
+
+
+async def test_both_forms_say_what_the_persons_recent_sessions_on_a_profile_used(monkeypatch):
+    """The cost service's answer carries what bob's last measured sessions used per profile:
+    the cards and fancy-profiles' list both say it, beside that profile only."""
+    answer = students_budget("none", 8.0)
+    answer.recent_use = {"cpu": RecentUse(sessions=3, ramByteUsageMax=int(2.5 * 1024**3), cpuCoreUsageAverage=0.42)}
+    CostService(monkeypatch, answer)
+    said = "Your last 3 sessions here used at most 2.5 GiB of memory and 0.4 CPU on average."
+    for form_kind, profile in (("cards", ".twoi2c-profile[data-profile=cpu]"),
+                               ("fancy-profiles", ".twoi2c-profile-prices[data-profile=cpu]")):  # fmt: skip
+        made = spawner(ProfileLocalSpawner, BOB, budget_check_url="http://cost/check", spawn_form=form_kind)
+        form = await form_of(made)
+        (line,) = form.select(".twoi2c-recent-use")
+        assert visible_text(line) == said, form_kind
+        assert line in form.select_one(profile).find_all(True), form_kind
