@@ -5,9 +5,13 @@
   does it (`ProcessTrees.sample`, one pass over /proc a round, and each sample added to its
   session in SQLite). Reports the CPU time a round takes, the share of one core that is
   at that interval, and how much the process's memory grew.
-- The report: --sessions measured sessions over a year, then `api/v1/efficiency`'s
-  computation (`accounting.use.efficiency`) by user, group and profile over 30 days,
-  each against the same figures by one plain SQL query (the baseline, median of --repeat).
+- The report: --sessions measured sessions over a year, rolled up as the usage service
+  rolls them up (daily rollups of usage and of measured use; the time it takes is
+  reported, not counted in the report's), then `api/v1/efficiency`'s computation
+  (`accounting.use.efficiency`: whole days from the rollups, partial days from the
+  sessions) by user, group and profile over 30 days -- whole days, and 30 days with a
+  partial day at each end -- each against the same figures by one plain SQL query over
+  every session (the baseline, median of --repeat); the figures are checked equal.
 
 Prints one JSON object with `targets_met` (the issue's: sampling ≤ 1 % of a core at 30 s,
 memory growth ≤ 50 MB, reports ≤ 0.1x the plain SQL). `--servers 20 --minutes 0.05
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import resource
 import statistics
@@ -32,6 +37,8 @@ from common import median_ms  # noqa: E402
 
 from twoi2c_hub.accounting.db import make_engine, session_maker, upgrade  # noqa: E402
 from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS, ServerSession, SessionGroup, SessionUse  # noqa: E402
+from twoi2c_hub.accounting.rollups import roll_up  # noqa: E402
+from twoi2c_hub.accounting.sizing import right_sizing  # noqa: E402
 from twoi2c_hub.accounting.use import add_sample, efficiency  # noqa: E402
 from twoi2c_hub.services.usage.measuring import ProcessTrees  # noqa: E402
 
@@ -149,29 +156,44 @@ def history(url: str, sessions: int, users: int, now_ms: int, seed: int = 3) -> 
     engine.dispose()
 
 
+def same_figures(ours: list[dict], plain: list) -> None:
+    """The report's figures are the plain SQL's (checked, not only timed)."""
+    assert {r["name"]: r["sessions"] for r in ours} == {row[0]: row[1] for row in plain}
+    for row, (_, _, measured, cpu_used, cpu_asked, ram_used, ram_asked) in zip(ours, sorted(plain), strict=True):
+        assert math.isclose(row["measuredHours"], measured / HOUR_MS, rel_tol=1e-9)
+        assert math.isclose(row["cpuEfficiency"], cpu_used / cpu_asked, rel_tol=1e-9)
+        assert math.isclose(row["ramEfficiency"], ram_used / ram_asked, rel_tol=1e-9)
+
+
 def reports(args, url: str, now_ms: int) -> dict:
     began = time.perf_counter()
     history(url, args.sessions, args.users, now_ms)
     figures = {"sessions": args.sessions, "generate_seconds": round(time.perf_counter() - began, 1)}
-    window = (now_ms - 30 * DAY_MS, now_ms)
     engine = make_engine(url)
     with session_maker(engine)() as db:
+        began = time.perf_counter()
+        roll_up(db, now_ms)
+        figures["rollup_seconds"] = round(time.perf_counter() - began, 1)
         connection = db.connection().connection.driver_connection
         connection.execute("ANALYZE")
-        for aggregate, (key, join) in KEYS.items():
-            sql = PLAIN_SQL.format(key=key, join=join)
-            plain = connection.execute(sql, {"s": window[0], "e": window[1]}).fetchall()
-            ours = efficiency(db, *window, aggregate)
-            # the same figures both ways (checked, not only timed)
-            assert {r["name"]: r["sessions"] for r in ours} == {row[0]: row[1] for row in plain}
-            figures[f"report_30d_by_{aggregate}_ms"] = median_ms(lambda a=aggregate: efficiency(db, *window, a),
-                                                                 args.repeat)  # fmt: skip
-            figures[f"plain_sql_30d_by_{aggregate}_ms"] = median_ms(
-                lambda s=sql: connection.execute(s, {"s": window[0], "e": window[1]}).fetchall(), args.repeat
-            )
-            figures[f"report_vs_plain_sql_30d_by_{aggregate}"] = round(
-                figures[f"report_30d_by_{aggregate}_ms"] / figures[f"plain_sql_30d_by_{aggregate}_ms"], 3
-            )
+        windows = {
+            "30d": (now_ms - 30 * DAY_MS, now_ms),
+            "30d_partial_days": (now_ms - 30 * DAY_MS - 9 * HOUR_MS, now_ms - 3 * HOUR_MS),
+        }
+        for label, window in windows.items():
+            for aggregate, (key, join) in KEYS.items():
+                sql = PLAIN_SQL.format(key=key, join=join)
+                bounds = {"s": window[0], "e": window[1]}
+                same_figures(efficiency(db, *window, aggregate), connection.execute(sql, bounds).fetchall())
+                ours = median_ms(lambda a=aggregate, w=window: efficiency(db, *w, a), args.repeat)
+                plain = median_ms(lambda s=sql, b=bounds: connection.execute(s, b).fetchall(), args.repeat)
+                figures[f"report_{label}_by_{aggregate}_ms"] = ours
+                figures[f"plain_sql_{label}_by_{aggregate}_ms"] = plain
+                figures[f"report_vs_plain_sql_{label}_by_{aggregate}"] = round(ours / plain, 3)
+        # right-sizing reads each session started in the window (its percentiles need
+        # every peak): timed for the record, no target
+        window = windows["30d"]
+        figures["right_sizing_30d_ms"] = median_ms(lambda: right_sizing(db, *window), args.repeat)
     engine.dispose()
     return figures
 

@@ -472,7 +472,7 @@ def test_db_upgrade_creates_and_migrates_the_accounting_database(tmp_path):
         assert "latest schema" in result.stdout
     with sqlite3.connect(tmp_path / "usage.sqlite") as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0009",)]
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0010",)]
     assert {
         "sessions",
         "session_groups",
@@ -483,6 +483,8 @@ def test_db_upgrade_creates_and_migrates_the_accounting_database(tmp_path):
         "cost_daily_user_profile",
         "cost_daily_user_group",
         "cost_basis",
+        "use_daily_user_profile",
+        "use_daily_user_group",
     } <= tables
 
 

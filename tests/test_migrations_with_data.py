@@ -17,7 +17,7 @@ from twoi2c_hub.replicate.archive import known_revisions
 
 EARLIER = known_revisions("sqlite://")[:-1]
 # the tables worked out from the sessions (rollups, and the prices they were costed at)
-DERIVED = ("usage_", "cost_")
+DERIVED = ("usage_", "cost_", "use_")
 
 
 @pytest.fixture(scope="module")

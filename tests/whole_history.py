@@ -14,12 +14,13 @@ from twoi2c_hub.accounting.cost_reports import cost
 from twoi2c_hub.accounting.costs import CostBasis, SessionCoster, roll_up_costs
 from twoi2c_hub.accounting.db import make_engine, session_maker
 from twoi2c_hub.accounting.events import GroupsChanged
-from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS, BudgetNotice, LedgerEntry
+from twoi2c_hub.accounting.models import DAY_MS, HOUR_MS, BudgetNotice, LedgerEntry, ServerSession, SessionUse
 from twoi2c_hub.accounting.recording import record
 from twoi2c_hub.accounting.reports import usage
 from twoi2c_hub.accounting.rollups import roll_up
 from twoi2c_hub.accounting.spending import UNITS, PersonHistory
 from twoi2c_hub.accounting.storage import record_home_sizes
+from twoi2c_hub.accounting.use import efficiency
 from twoi2c_hub.replicate.archive import accounting_tables
 
 BASIS = CostBasis(PRICING)
@@ -28,14 +29,21 @@ ANONYMOUS = "anon-3f9a1c2e"
 
 
 def fill(url):
-    """A history with every kind of row: sessions (part rolled up), memberships, costs,
-    the ledger, a notice, a bill and home storage."""
+    """A history with every kind of row: sessions (part rolled up, two in three measured),
+    memberships, costs, the ledger, a notice, a bill and home storage."""
     engine = make_engine(url)
     with session_maker(engine)() as db:
         history = random_sessions(count=300)
         history[0][0].username = ANONYMOUS
         record_all(db, history)
         record(db, [GroupsChanged("user1", T0 + DAY_MS, added=frozenset({"staff"}))])
+        for session in db.scalars(select(ServerSession).where(ServerSession.id % 3 != 0)):
+            ends = session.stopped_ms or NOW
+            measured = (ends - session.started_ms) * 4 // 5
+            db.add(SessionUse(session_id=session.id, samples=3, first_sample_ms=session.started_ms,
+                              last_sample_ms=ends, measured_ms=measured, cpu_core_ms=0.3 * measured,
+                              cpu_seconds_at_last=0.3 * measured / 1000, cpu_peak_cores=1.2,
+                              mem_byte_ms=1.5 * 2**30 * measured, mem_peak_bytes=2 * 2**30))  # fmt: skip
         roll_up(db, T0 + 6 * DAY_MS)  # half the history rolled up, half raw
         roll_up_costs(db, BASIS, T0 + 6 * DAY_MS)
         db.add(LedgerEntry(budget="students", subject="user2", kind="top_up", amount=5.0, until_ms=None,
@@ -68,6 +76,7 @@ def reports(url) -> dict:
             for aggregate in ("user", "group", "profile"):
                 out["usage", a, b, aggregate] = dict(usage(db, a, b, aggregate, NOW))
                 out["cost", a, b, aggregate] = dict(cost(db, BASIS, a, b, aggregate, NOW))
+                out["efficiency", a, b, aggregate] = {row.pop("name"): row for row in efficiency(db, a, b, aggregate)}
             out["active", a, b] = active_users(db, a, b, NOW)
         out["sessions"] = sessions(db, start_ms=T0, end_ms=NOW, limit=1000)
         coster = SessionCoster(BASIS)

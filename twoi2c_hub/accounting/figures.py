@@ -47,6 +47,20 @@ class CostRow(NamedTuple):
         return self.cpu_cost + self.ram_cost + self.gpu_cost
 
 
+class UseRow(NamedTuple):
+    """What a name's measured servers used and reserved over a window, over the time
+    measured: sums weighted by milliseconds measured (`use.efficiency` makes averages and
+    efficiencies of them). A session's figures are spread evenly over its time, so a day
+    or a window holds the share of them that its part of the session is."""
+
+    sessions: float  # measured sessions (a whole number, added up as a float)
+    measured_ms: float
+    cpu_core_ms: float
+    cpu_reserved_core_ms: float  # the guarantee, else the limit, over the time measured
+    mem_byte_ms: float
+    mem_reserved_byte_ms: float
+
+
 FIGURES = UsageRow._fields
 HOURS = FIGURES[1:]  # the figures a usage budget can count
 COST_FIGURES = CostRow._fields

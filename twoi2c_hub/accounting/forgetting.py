@@ -27,8 +27,10 @@ from .models import (
     BudgetNotice,
     DailyUserGroupCost,
     DailyUserGroupUsage,
+    DailyUserGroupUse,
     DailyUserProfileCost,
     DailyUserProfileUsage,
+    DailyUserProfileUse,
     DailyUserUsage,
     GroupMembership,
     HomeUsage,
@@ -39,7 +41,15 @@ from .models import (
 )
 
 PREFIX = "forgotten-"
-_DAILY = [DailyUserUsage, DailyUserProfileUsage, DailyUserGroupUsage, DailyUserProfileCost, DailyUserGroupCost]
+_DAILY = [
+    DailyUserUsage,
+    DailyUserProfileUsage,
+    DailyUserGroupUsage,
+    DailyUserProfileCost,
+    DailyUserGroupCost,
+    DailyUserProfileUse,
+    DailyUserGroupUse,
+]
 _MONTHLY = [MonthlyUserUsage, MonthlyUserCost]
 
 

@@ -362,3 +362,37 @@ class SessionUse(Base):
     # GPU utilisation (0-1) in milliseconds over gpu_measured_ms, where a source has it
     gpu_util_ms: Mapped[float | None] = mapped_column(Float)
     gpu_measured_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class UseFigures:
+    """What every rollup of measured use adds up: a closed session's measured figures
+    spread evenly over its time, each day its share; `sessions`: measured ones started that day."""
+
+    sessions: Mapped[int] = mapped_column(Integer, default=0)
+    measured_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    cpu_core_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    cpu_reserved_core_ms: Mapped[float] = mapped_column(Float, default=0.0)  # the guarantee, else the limit
+    mem_byte_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    mem_reserved_byte_ms: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class DailyUserProfileUse(UseFigures, Base):
+    """Closed sessions' measured use per UTC day, user and profile."""
+
+    __tablename__ = "use_daily_user_profile"
+    __table_args__ = (Index("use_user_profile_by_user", "username", "day"), CLUSTERED)
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    profile: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class DailyUserGroupUse(UseFigures, Base):
+    """Closed sessions' measured use per UTC day, user and group (the groups at session start)."""
+
+    __tablename__ = "use_daily_user_group"
+    __table_args__ = (Index("use_user_group_by_user", "username", "day"), CLUSTERED)
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    group_name: Mapped[str] = mapped_column(String(255), primary_key=True)

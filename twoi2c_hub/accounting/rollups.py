@@ -1,7 +1,8 @@
 """Daily rollups of closed sessions, so reports over long windows stay fast.
 
 A closed session adds its usage to one row per UTC day it ran (per user, per group, per
-profile). Sessions are rolled up once, a little after they close,
+profile), and, if it was measured, its measured use (per user and profile, per user and
+group: `use_rows`). Sessions are rolled up once, a little after they close,
 so that a late exact stop from the spawner can still replace an inferred one.
 """
 
@@ -15,17 +16,21 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as DB
 
-from .figures import FIGURES, SESSION_COLUMNS, add, reserved, resources_of, used
+from ..catalog import GiB
+from .figures import FIGURES, SESSION_COLUMNS, UseRow, add, reserved, resources_of, used
 from .models import (
     DAY_MS,
     DailyGroupUsage,
     DailyProfileUsage,
     DailyUserGroupUsage,
+    DailyUserGroupUse,
     DailyUserProfileUsage,
+    DailyUserProfileUse,
     DailyUserUsage,
     MonthlyUserUsage,
     ServerSession,
     SessionGroup,
+    SessionUse,
     month_of,
 )
 from .recording import mark_rolled_up
@@ -122,6 +127,47 @@ def groups_of(db: DB, session_ids: list[int]) -> dict[int, list[str]]:
     return groups
 
 
+# the figures of the rollups of measured use, and their tables and key columns
+USE_FIGURES = UseRow._fields
+USE_ROLLUPS = {
+    DailyUserProfileUse: ("day", "username", "profile"),
+    DailyUserGroupUse: ("day", "username", "group_name"),
+}
+
+
+def use_rows(db: DB, rows: list, groups: dict[int, list[str]]) -> dict[type, dict]:
+    """The rollup rows of measured use that closed sessions (SESSION_COLUMNS) add: each
+    measured session's figures spread evenly over its time (`accounting.use.efficiency`'s
+    rule), each UTC day its share; it counts as a session on the day it started."""
+    by_id = {r.id: r for r in rows}
+    ids = list(by_id)
+    totals = {table: defaultdict(lambda: [0] * len(USE_FIGURES)) for table in USE_ROLLUPS}
+    for start in range(0, len(ids), 5000):
+        measured = db.execute(
+            select(SessionUse.session_id, SessionUse.measured_ms, SessionUse.cpu_core_ms, SessionUse.mem_byte_ms).where(
+                SessionUse.session_id.in_(ids[start : start + 5000]), SessionUse.measured_ms > 0
+            )
+        )
+        for session_id, measured_ms, cpu_core_ms, mem_byte_ms in measured:
+            r = by_id[session_id]
+            hourly = reserved(resources_of(r))
+            span = max(r.stopped_ms - r.started_ms, 1)
+            for day, ms in day_parts(r.started_ms, r.stopped_ms):
+                share = ms / span
+                figures = (
+                    1 if day == r.started_ms // DAY_MS else 0,
+                    measured_ms * share,
+                    cpu_core_ms * share,
+                    hourly.cpu * measured_ms * share,
+                    mem_byte_ms * share,
+                    hourly.memory_gib * GiB * measured_ms * share,
+                )
+                add(totals[DailyUserProfileUse][(day, r.username, r.profile or "")], figures)
+                for group in groups.get(session_id) or [NO_GROUP]:
+                    add(totals[DailyUserGroupUse][(day, r.username, group)], figures)
+    return totals
+
+
 def roll_up(db: DB, now_ms: int, grace_ms: int = 0, batch: int = 20_000) -> int:
     """Add sessions closed before `now_ms - grace_ms` to the rollups; returns how many."""
     done = 0
@@ -141,6 +187,8 @@ def roll_up(db: DB, now_ms: int, grace_ms: int = 0, batch: int = 20_000) -> int:
                     add(totals[table][key], figures)
         for table, keys in ROLLUPS.items():
             upsert_add(db, table, keys, totals[table])
+        for table, use_totals in use_rows(db, rows, groups).items():
+            upsert_add(db, table, USE_ROLLUPS[table], use_totals, USE_FIGURES)
         mark_rolled_up(db, ids)
         db.commit()
         done += len(rows)

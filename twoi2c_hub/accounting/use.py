@@ -1,19 +1,20 @@
 """What servers used, not what they reserved: samples of a running server's CPU and memory
 added to its session (`SessionUse`), and the figures read back (averages, peaks, the share
-of the session measured)."""
+of the session measured), and the efficiency report over any window."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, literal, select
+from sqlalchemy import ColumnElement, and_, case, false, func, literal, select
 from sqlalchemy.orm import Session as DB
 
 from ..catalog import GiB
-from .figures import RESERVED_CPU_CORES, RESERVED_MEMORY_BYTES
-from .models import HOUR_MS, ServerSession, SessionGroup, SessionUse
-from .rollups import NO_GROUP
-from .whole_days import greatest, least
+from .db import in_one_snapshot
+from .figures import RESERVED_CPU_CORES, RESERVED_MEMORY_BYTES, UseRow
+from .models import HOUR_MS, DailyUserGroupUse, DailyUserProfileUse, ServerSession, SessionGroup, SessionUse
+from .rollups import NO_GROUP, USE_FIGURES
+from .whole_days import Piece, Reading, add_rows, add_up, greatest, least
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,83 @@ EFFICIENCY_COLUMNS = (
 )
 
 
+@dataclass
+class _MeasuredUse(Reading):
+    """Measured use as `whole_days.add_up` reads it: whole days from the daily rollups of
+    measured use, the rest from the sessions and their use, each clipped to its piece; both
+    summed in SQL. A session counts once, in the piece it starts in (`carried_in`: those
+    that started before the window)."""
+
+    row = UseRow
+    rolled_up = "rolled_up"
+
+    def _key(self) -> ColumnElement:
+        if self.aggregate == "group":
+            return func.coalesce(SessionGroup.group_name, NO_GROUP)
+        # an expression, not the column: SQLite would group along the (username, start) index
+        return func.coalesce(ServerSession.username if self.aggregate == "user" else ServerSession.profile, "")
+
+    def rolled(self, days: range) -> None:
+        if self.aggregate == "group":
+            daily = (DailyUserGroupUse, DailyUserGroupUse.group_name)
+        else:
+            table = DailyUserProfileUse
+            # by user, an expression: SQLite would group along the (username, day) index,
+            # reading every day's rows instead of the window's
+            daily = (table, func.coalesce(table.username, "") if self.aggregate == "user" else table.profile)
+        self.add_rollups(daily, None, days, USE_FIGURES)
+
+    def _sessions(self, sums, a: int, b: int, unrolled_only: bool, *conditions) -> None:
+        """Add `sums` by name over the measured sessions overlapping [a, b) for a positive
+        time, where `conditions` hold."""
+        key = self._key()  # one expression for SELECT and GROUP BY (PostgreSQL binds each)
+        ends = func.coalesce(ServerSession.stopped_ms, SessionUse.last_sample_ms)
+        overlap = least(ends, b) - greatest(ServerSession.started_ms, literal(a))
+        closed = and_(
+            ServerSession.stopped_ms.is_not(None),
+            ServerSession.started_ms >= a - self.bounds.max_duration_ms,
+            ServerSession.started_ms < b,
+            ServerSession.stopped_ms > a,
+        )
+        running = and_(ServerSession.stopped_ms.is_(None), ServerSession.started_ms < b)
+        for condition in (closed, running):
+            query = (
+                select(key, *sums)
+                .select_from(ServerSession)
+                .join(SessionUse, SessionUse.session_id == ServerSession.id)
+                .where(condition, SessionUse.measured_ms > 0, overlap > 0, *conditions)
+            )
+            if self.aggregate == "group":
+                query = query.outerjoin(SessionGroup, SessionGroup.session_id == ServerSession.id)
+            if unrolled_only:
+                query = query.where(ServerSession.rolled_up == false())
+            if self.username is not None:
+                query = query.where(ServerSession.username == self.username)
+            add_rows(self.totals, self.db.execute(query.group_by(key)))
+
+    def raw(self, piece: Piece) -> None:
+        a, b = piece.start_ms, piece.end_ms
+        ends = func.coalesce(ServerSession.stopped_ms, SessionUse.last_sample_ms)
+        span = greatest(ends - ServerSession.started_ms, literal(1))
+        share = (least(ends, b) - greatest(ServerSession.started_ms, literal(a))) * 1.0 / span
+        measured = SessionUse.measured_ms * share
+        sums = (
+            func.sum(case((ServerSession.started_ms >= a, 1), else_=0)),
+            func.sum(measured),
+            func.sum(SessionUse.cpu_core_ms * share),
+            func.sum(RESERVED_CPU_CORES * measured),
+            func.sum(SessionUse.mem_byte_ms * share),
+            func.sum(RESERVED_MEMORY_BYTES * measured),
+        )
+        self._sessions(sums, a, b, piece.unrolled_only)
+
+    def carried_in(self, start_ms: int) -> None:
+        """Count the measured sessions that started before `start_ms` and ran past it."""
+        sums = (func.count(), *(literal(0.0) for _ in USE_FIGURES[1:]))
+        self._sessions(sums, start_ms, start_ms + 1, False, ServerSession.started_ms < start_ms)
+
+
+@in_one_snapshot
 def efficiency(
     db: DB,
     start_ms: int,
@@ -152,48 +230,24 @@ def efficiency(
 ) -> list[dict]:
     """Per name (user, group or profile): what the measured sessions overlapping [start_ms,
     end_ms) used against what they reserved (the guarantee, else the limit), over the time
-    measured. A session's measured figures are spread evenly over its time, so a window
-    takes the share of them that its overlap is. Sessions never measured are left out (and
-    not counted); a name with none measured has no row. One query, added up in SQL.
+    measured. A session's measured figures are spread evenly over its time (to its stop,
+    or its last sample while it runs), so a window takes the share of them that its overlap
+    is. Sessions never measured are left out (and not counted); a name with none measured
+    has no row. The whole UTC days are read from the daily rollups, the rest from the
+    sessions (`whole_days`), in one snapshot.
 
     With `prices` (a CPU core-hour's and a memory GiB-hour's), also OpenCost's cost-weighted
     `totalEfficiency` and what the reserved but unused CPU and memory cost (`costUnused`)."""
-    ends = func.coalesce(ServerSession.stopped_ms, SessionUse.last_sample_ms)
-    span = greatest(ends - ServerSession.started_ms, literal(1))
-    share = (least(ends, end_ms) - greatest(ServerSession.started_ms, literal(start_ms))) * 1.0 / span
-    measured = SessionUse.measured_ms * share
-    if aggregate == "group":
-        key = func.coalesce(SessionGroup.group_name, NO_GROUP)
-    else:
-        key = func.coalesce(ServerSession.username if aggregate == "user" else ServerSession.profile, "")
-    query = (
-        select(
-            key,
-            func.count(),
-            func.sum(measured),
-            func.sum(SessionUse.cpu_core_ms * share),
-            func.sum(RESERVED_CPU_CORES * measured),
-            func.sum(SessionUse.mem_byte_ms * share),
-            func.sum(RESERVED_MEMORY_BYTES * measured),
-        )
-        .select_from(ServerSession)
-        .join(SessionUse, SessionUse.session_id == ServerSession.id)
-        .where(ServerSession.started_ms < end_ms, ends > start_ms, SessionUse.measured_ms > 0)
-        .group_by(key)
-        .order_by(key)
-    )
-    if aggregate == "group":
-        query = query.outerjoin(SessionGroup, SessionGroup.session_id == ServerSession.id)
-    if username is not None:
-        query = query.where(ServerSession.username == username)
+    reading = _MeasuredUse(db, aggregate, end_ms, username)
+    reading.carried_in(start_ms)
+    rows = add_up(reading, start_ms, end_ms)
     result = []
-    for name, count, *sums in db.execute(query):
-        # floats, whatever the database summed in (PostgreSQL: numeric)
-        measured_ms, cpu_used, cpu_asked, ram_used, ram_asked = (float(v or 0) for v in sums)
+    for name in sorted(rows):
+        count, measured_ms, cpu_used, cpu_asked, ram_used, ram_asked = rows[name]
         result.append(
             {
                 "name": name,
-                "sessions": count,
+                "sessions": round(count),
                 "measuredHours": measured_ms / HOUR_MS,
                 "cpuCoreUsageAverage": cpu_used / measured_ms,
                 "cpuCoreRequestAverage": cpu_asked / measured_ms,
