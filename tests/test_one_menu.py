@@ -306,4 +306,4 @@ def test_home_says_not_available_when_a_part_cannot_be_read():
     # in a thread of its own: Chromium's driver (other tests here) keeps a loop in this one
     with ThreadPoolExecutor(1) as thread:
         figures = thread.submit(asyncio.run, HomeFigures(SimpleNamespace(name="bob", spawner=spawner)).read()).result()
-    assert figures == {"last": {"unavailable": True}, "running": None, "budget": {"unavailable": True}}
+    assert figures == {"last": {"unavailable": True}, "running": None, "servers": [], "budget": {"unavailable": True}}
