@@ -215,7 +215,8 @@ def test_configure_sets_spawner_profiles_templates_and_culler():
     assert c.DemoAuthenticator.users["alice"] == {"groups": ["researchers"], "admin": False}
 
     services = {s["name"]: s for s in c.JupyterHub.services}
-    assert set(services) == {"idle-culler", "usage", "cost"}  # cost: the demo has prices
+    # cost: the demo has prices; cost-checks: and a budget, checked at every start
+    assert set(services) == {"idle-culler", "usage", "cost", "cost-checks"}
     culler = services["idle-culler"]
     assert culler["command"][1:] == [
         "-m",
@@ -248,9 +249,9 @@ def test_configure_sets_spawner_profiles_templates_and_culler():
     cost_environment = services["cost"]["environment"]
     assert cost_environment["TWOI2C_COST_DATABASE_URL"] == "sqlite:///twoi2c-usage.sqlite"
     assert len(cost_environment["TWOI2C_COST_CHECK_TOKEN"]) == 64
-    # prices on the spawn form; no budgets in the demo, so no check at spawn
+    # prices on the spawn form; the demo's budget is checked at spawn
     assert c.ProfileLocalSpawner.pricing.currency == "USD"
-    assert "budget_check_url" not in c.ProfileLocalSpawner
+    assert c.ProfileLocalSpawner.budget_check_url.endswith("services/cost-checks/api/v1/budgets/check")
     assert roles["cost-readers"]["scopes"] == ["custom:cost:read-all", "access:services!service=cost"]
     assert roles["cost-readers"]["groups"] == ["researchers"]
     assert "access:services!service=cost" in c.JupyterHub.extra_user_scopes
@@ -649,14 +650,14 @@ def test_the_services_ports_are_never_the_hubs_nor_each_others(monkeypatch):
 
     from twoi2c_hub import network
 
-    offered = itertools.chain([41001, 41001, 41002, 41003], itertools.repeat(41001))
+    offered = itertools.chain([41001, 41001, 41002, 41003, 41004], itertools.repeat(41001))
     monkeypatch.setattr(network, "_pick_and_hold", lambda host: next(offered))  # what the OS offers
     monkeypatch.setattr(network, "_handed_out", set())
     monkeypatch.setenv(network.RESERVED_PORTS_VARIABLE, "41002")  # the runner's proxy port
     c = Config()
     configure(c, EXAMPLE)
     ports = [int(s["url"].rsplit(":", 1)[1]) for s in c.JupyterHub.services if "url" in s]
-    assert sorted(ports) == [41001, 41003]  # usage, cost: 41001 once, 41002 never
+    assert sorted(ports) == [41001, 41003, 41004]  # usage, cost, cost-checks: 41001 once, 41002 never
     with pytest.raises(RuntimeError, match="no free TCP port"):
         network.free_port()  # the OS offers only taken ports: a clear error, not a loop
 

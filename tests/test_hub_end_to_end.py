@@ -258,6 +258,10 @@ def test_home_and_every_page_lead_to_usage_and_costs_and_admins_to_the_community
     demo_hub.stop_server("bob")
     home = BeautifulSoup(demo_hub.login("bob").get(f"{demo_hub.url}/hub/home", timeout=30).text, "html.parser")
     assert home.select_one(".twoi2c-last-profile strong").get_text() == "Shared CPU server"
+    # the demo's budget for students, by its display name, not its key
+    budget = home.select_one(".twoi2c-home-budget").get_text(" ", strip=True)
+    assert "Students' monthly allowance:" in budget and "of 20.00 USD used" in budget, budget
+    assert "students-monthly" not in budget
     links = {a.get_text(strip=True): a["href"] for a in home.select(".twoi2c-home-links a")}
     assert links == {"Your usage": "/services/usage/", "Your costs": "/services/cost/"}
     navbar = [a.get_text(strip=True) for a in home.select("#thenavbar .nav-link")]
