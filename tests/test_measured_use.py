@@ -232,6 +232,16 @@ def test_a_notebooks_memory_peak_reaches_its_session_and_the_sessions_api(measur
                               timeout=30).json()["data"]  # fmt: skip
         assert [(r["name"], r["sessions"]) for r in answer] == [("alice", 1)]
         assert 0 < answer[0]["ramEfficiency"] < 0.5 and 0 <= answer[0]["cpuEfficiency"] < 1
+        # her server is a share of the demo's n2-highmem-4 (4 CPUs, 32 GiB, 0.2622 an hour):
+        # what it left unused costs at that price split by the CPU:RAM price ratio
+        sessions = requests.get(f"{hub.url}/services/usage/api/v1/sessions", params={"user": "alice"},
+                                headers={"Authorization": f"token {token}"}, timeout=30).json()["data"]  # fmt: skip
+        assert [s["instance_type"] for s in sessions] == ["n2-highmem-4"]
+        prices = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())["pricing"]["prices"][0]
+        ratio = prices["cpu_core_hour"] / prices["memory_gib_hour"]
+        ram = prices["instances"]["n2-highmem-4"]["on_demand"] / (4 * ratio + 32)
+        unused = answer[0]["cpuCoreHoursUnused"] * ram * ratio + answer[0]["ramGiBHoursUnused"] * ram
+        assert answer[0]["costUnused"] == pytest.approx(unused) and answer[0]["costUnused"] > 0
         bob = {"Authorization": f"token {hub.user_token('bob')}"}
         assert requests.get(efficiency, params={"user": "alice"}, headers=bob, timeout=30).status_code == 403
 
@@ -287,6 +297,7 @@ def test_efficiency_is_what_was_used_against_what_was_reserved_over_the_time_mea
     half of it."""
     from twoi2c_hub.accounting.models import HOUR_MS
     from twoi2c_hub.accounting.use import efficiency
+    from twoi2c_hub.catalog.pricing import Rates
 
     t0, GiB = 1_800_000_000_000 // HOUR_MS * HOUR_MS, 1024**3
     _session_with_use(db, "ann", t0, t0 + 4 * HOUR_MS, ["g1"], (4 * HOUR_MS, 1.0, GiB),
@@ -306,16 +317,66 @@ def test_efficiency_is_what_was_used_against_what_was_reserved_over_the_time_mea
     assert ann["cpuCoreHoursUnused"] == pytest.approx(4.5)
     assert ann["ramGiBHoursUnused"] == pytest.approx(12)
     # cost-weighted at 0.04 a core-hour and 0.005 a GiB-hour: 0.21 used of 0.45 reserved
-    (priced,) = efficiency(db, *window, "user", prices=(0.04, 0.005))
+    (priced,) = efficiency(db, *window, "user", rates=lambda _: Rates(0.04, 0.005, 0.0))
     assert priced["totalEfficiency"] == pytest.approx(0.21 / 0.45)
     assert priced["costUnused"] == pytest.approx(4.5 * 0.04 + 12 * 0.005)
-    assert "totalEfficiency" not in ann  # no prices per resource: no money figures
+    assert "totalEfficiency" not in ann  # no prices: no money figures
     g1, g2 = efficiency(db, *window, "group")
     assert (g1["name"], g1["cpuEfficiency"]) == ("g1", pytest.approx(0.5))
     assert (g2["name"], g2["sessions"], g2["cpuEfficiency"], g2["ramEfficiency"]) == ("g2", 1, 0.5, 1.0)
     assert g2["ramGiBHoursUnused"] == 0
     # a session never measured has no part in it; a person with none has no row
     assert efficiency(db, *window, "user", username="bob") == []
+
+
+def test_what_was_reserved_but_not_used_costs_at_an_instance_types_price_split_as_opencost_splits_it(db):
+    """Worked by hand. The hub prices a CPU core-hour at 0.04 and a GiB-hour at 0.005 (8 to
+    1), and an n2-highmem-4 (4 CPUs, 32 GiB) at 0.48 an hour. Split as OpenCost splits a
+    node's price, by the resource prices' ratio so that the whole machine costs its price:
+    a GiB-hour on it costs 0.48 / (4 * 8 + 32) = 0.0075 and a core-hour 8 times that, 0.06.
+    Ann's server there (2 CPUs and 8 GiB guaranteed) used half a core and 2 GiB for its 4
+    hours: 6 core-hours and 24 GiB-hours unused, 6 * 0.06 + 24 * 0.0075 = 0.54; it used
+    2 * 0.06 + 8 * 0.0075 = 0.18 of the 8 * 0.06 + 32 * 0.0075 = 0.72 it reserved. Her
+    server on no instance type (1 CPU and 2 GiB) used 1 core and 1 GiB for 2 hours: 2
+    GiB-hours unused at the resource price, 0.01; 0.09 used of 0.10. On a hub priced only
+    per instance type, that second server has no price: her money figures are None, not a
+    part of them; the instance's split then takes OpenCost's default CPU:RAM ratio."""
+    from datetime import date
+
+    from twoi2c_hub.accounting.models import HOUR_MS
+    from twoi2c_hub.accounting.use import efficiency
+    from twoi2c_hub.catalog import INSTANCE_TYPES, InstancePrice, PriceTable
+    from twoi2c_hub.catalog.pricing import DEFAULT_CPU_CORE_HOUR, DEFAULT_MEMORY_GIB_HOUR, cpu_and_memory_rates
+
+    t0, GiB = 1_800_000_000_000 // HOUR_MS * HOUR_MS, 1024**3
+    _session_with_use(db, "ann", t0, t0 + 4 * HOUR_MS, [], (4 * HOUR_MS, 0.5, 2 * GiB), cpu_guarantee=2.0,
+                      mem_guarantee_bytes=8 * GiB, instance_type="n2-highmem-4")  # fmt: skip
+    _session_with_use(db, "ann", t0 + 5 * HOUR_MS, t0 + 7 * HOUR_MS, [], (2 * HOUR_MS, 1.0, GiB), cpu_guarantee=1.0,
+                      mem_guarantee_bytes=2 * GiB)  # fmt: skip
+    instance = {"n2-highmem-4": InstancePrice(on_demand=0.48)}
+    table = PriceTable(effective=date(2026, 1, 1), cpu_core_hour=0.04, memory_gib_hour=0.005, instances=instance)
+    on_it = cpu_and_memory_rates(table, INSTANCE_TYPES["n2-highmem-4"], "on_demand")
+    assert (on_it.cpu, on_it.memory) == (pytest.approx(0.06), pytest.approx(0.0075))
+
+    def rates(instance_type, table=table):
+        return cpu_and_memory_rates(table, INSTANCE_TYPES.get(instance_type), "on_demand")
+
+    (ann,) = efficiency(db, t0, t0 + 8 * HOUR_MS, "user", rates=rates)
+    assert ann["sessions"] == 2
+    assert ann["costUnused"] == pytest.approx(0.54 + 0.01)
+    assert ann["totalEfficiency"] == pytest.approx((0.18 + 0.09) / (0.72 + 0.10))
+    # the window of the instance's server alone: only its figures
+    (alone,) = efficiency(db, t0, t0 + 4 * HOUR_MS, "user", rates=rates)
+    assert (alone["costUnused"], alone["totalEfficiency"]) == (pytest.approx(0.54), pytest.approx(0.25))
+
+    only_instances = PriceTable(effective=date(2026, 1, 1), instances=instance)
+    (ann,) = efficiency(db, t0, t0 + 8 * HOUR_MS, "user", rates=lambda name: rates(name, only_instances))
+    assert (ann["costUnused"], ann["totalEfficiency"]) == (None, None)
+    (alone,) = efficiency(db, t0, t0 + 4 * HOUR_MS, "user", rates=lambda name: rates(name, only_instances))
+    ram = 0.48 / (4 * DEFAULT_CPU_CORE_HOUR / DEFAULT_MEMORY_GIB_HOUR + 32)
+    cpu = ram * DEFAULT_CPU_CORE_HOUR / DEFAULT_MEMORY_GIB_HOUR
+    assert alone["costUnused"] == pytest.approx(6 * cpu + 24 * ram)
+    assert alone["totalEfficiency"] == pytest.approx((2 * cpu + 8 * ram) / (8 * cpu + 32 * ram))
 
 
 # the same figures by plain SQL over the sessions and their use: an independent reckoning

@@ -24,6 +24,7 @@ from twoi2c_hub.accounting.models import (
 from twoi2c_hub.accounting.recording import record
 from twoi2c_hub.accounting.rollups import roll_up
 from twoi2c_hub.accounting.use import efficiency
+from twoi2c_hub.catalog.pricing import Rates
 
 GiB = 1024**3
 T0 = 1_800_000_000_000 // DAY_MS * DAY_MS + 5 * HOUR_MS + 17  # not on a midnight
@@ -71,6 +72,7 @@ def random_history(seed: int, count: int = 120) -> list[dict]:
                 "cpu_limit": rng.choice([None, 4.0]),
                 "mem_guarantee_bytes": rng.choice([None, GiB, 3 * GiB]),
                 "mem_limit_bytes": rng.choice([None, 8 * GiB]),
+                "instance_type": rng.choice([None, None, "n2-highmem-4", "n2-standard-8", "unpriced"]),
             }
         )
     return history
@@ -81,7 +83,7 @@ def record_history(db, history: list[dict]) -> None:
         start = ServerStart(username=s["username"], server_name="", started_ms=s["started"], profile=s["profile"],
                             groups=s["groups"], cpu_guarantee=s["cpu_guarantee"], cpu_limit=s["cpu_limit"],
                             mem_guarantee_bytes=s["mem_guarantee_bytes"],
-                            mem_limit_bytes=s["mem_limit_bytes"])  # fmt: skip
+                            mem_limit_bytes=s["mem_limit_bytes"], instance_type=s.get("instance_type"))  # fmt: skip
         events = [ServerStarted(start)]
         if s["stopped"] is not None:
             events.append(ServerStopped(s["username"], "", s["stopped"], "user", s["started"]))
@@ -100,11 +102,16 @@ def record_history(db, history: list[dict]) -> None:
     db.commit()
 
 
+# a core-hour's and a GiB-hour's price on each instance type ("": none); one has no price
+RATES = {"": Rates(0.04, 0.005, 0.0), "n2-highmem-4": Rates(0.06, 0.0075, 0.0), "n2-standard-8": Rates(0.05, 0.01, 0.0)}
+
+
 def reckoned(history: list[dict], a: int, b: int, aggregate: str, person: str | None = None) -> dict[str, list]:
     """name -> [sessions, measured ms, CPU core-ms used, reserved, memory byte-ms used,
-    reserved], worked out session by session: a measured session overlapping [a, b) for a
-    positive time counts once, and adds the share of its figures that the overlap is of its
-    time (to its stop, or its last sample while it runs)."""
+    reserved, {instance type: the same five figures}], worked out session by session: a
+    measured session overlapping [a, b) for a positive time counts once, and adds the share
+    of its figures that the overlap is of its time (to its stop, or its last sample while
+    it runs)."""
     found: dict[str, list] = {}
     for s in history:
         if s["use"] is None or s["use"][0] <= 0 or (person is not None and s["username"] != person):
@@ -121,16 +128,40 @@ def reckoned(history: list[dict], a: int, b: int, aggregate: str, person: str | 
                    mem_reserved * measured * share]  # fmt: skip
         names = {"user": [s["username"]], "profile": [s["profile"] or ""], "group": s["groups"] or [""]}[aggregate]
         for name in names:
-            row = found.setdefault(name, [0] * 6)
+            row = found.setdefault(name, [0] * 6 + [{}])
+            by_type = row[6].setdefault(s.get("instance_type") or "", [0] * 5)
             for i, value in enumerate(figures):
                 row[i] += value
+                if i:
+                    by_type[i - 1] += value
     return found
+
+
+def money(by_type: dict[str, list]) -> tuple:
+    """(costUnused, totalEfficiency) of a name's figures by instance type, each at its rates."""
+    if any(t not in RATES for t in by_type):
+        return None, None
+    unused = used = asked = 0.0
+    for t, (_, cpu, cpu_reserved, mem, mem_reserved) in by_type.items():
+        rate = RATES[t]
+        unused += (
+            max(0, cpu_reserved - cpu) / HOUR_MS * rate.cpu + max(0, mem_reserved - mem) / HOUR_MS / GiB * rate.memory
+        )
+        used += cpu * rate.cpu + mem / GiB * rate.memory
+        asked += cpu_reserved * rate.cpu + mem_reserved / GiB * rate.memory
+    return unused, used / asked if asked else None
 
 
 def assert_same(got: list[dict], wanted: dict[str, list]) -> None:
     assert [row["name"] for row in got] == sorted(wanted)
     for row in got:
-        sessions, measured, cpu, cpu_reserved, mem, mem_reserved = wanted[row["name"]]
+        sessions, measured, cpu, cpu_reserved, mem, mem_reserved, by_type = wanted[row["name"]]
+        if "costUnused" in row:  # asked with RATES: None where a session's instance type has no price
+            unused, total_efficiency = money(by_type)
+            assert (row["costUnused"] is None) == (unused is None)
+            if unused is not None:
+                assert row["costUnused"] == pytest.approx(unused, rel=1e-9, abs=1e-12)
+                assert row["totalEfficiency"] == pytest.approx(total_efficiency, rel=1e-9, abs=1e-12)
         assert row["sessions"] == sessions, row["name"]
         assert row["measuredHours"] == pytest.approx(measured / HOUR_MS, rel=1e-9, abs=1e-12)
         assert row["cpuCoreUsageAverage"] == pytest.approx(cpu / measured, rel=1e-9, abs=1e-12)
@@ -159,9 +190,8 @@ def half_rolled_up(db, history):
 def test_efficiency_over_any_window_is_the_session_by_session_reckoning(half_rolled_up, history, window, aggregate,
                                                                         person):  # fmt: skip
     a, b = window
-    assert_same(
-        efficiency(half_rolled_up, a, b, aggregate, username=person), reckoned(history, a, b, aggregate, person)
-    )
+    wanted = reckoned(history, a, b, aggregate, person)
+    assert_same(efficiency(half_rolled_up, a, b, aggregate, username=person, rates=RATES.get), wanted)
 
 
 def test_the_rollups_hold_every_closed_measured_session_once(db, history):

@@ -377,7 +377,7 @@ class UseFigures:
 
 
 class DailyUserProfileUse(UseFigures, Base):
-    """Closed sessions' measured use per UTC day, user and profile."""
+    """Closed sessions' measured use per UTC day, user, profile and instance type (its price)."""
 
     __tablename__ = "use_daily_user_profile"
     __table_args__ = (Index("use_user_profile_by_user", "username", "day"), CLUSTERED)
@@ -385,10 +385,11 @@ class DailyUserProfileUse(UseFigures, Base):
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(255), primary_key=True)
     profile: Mapped[str] = mapped_column(String(255), primary_key=True)
+    instance_type: Mapped[str] = mapped_column(String(255), primary_key=True)  # "": none (priced per resource)
 
 
 class DailyUserGroupUse(UseFigures, Base):
-    """Closed sessions' measured use per UTC day, user and group (the groups at session start)."""
+    """Closed sessions' measured use per UTC day, user, group (at session start) and instance type."""
 
     __tablename__ = "use_daily_user_group"
     __table_args__ = (Index("use_user_group_by_user", "username", "day"), CLUSTERED)
@@ -396,3 +397,4 @@ class DailyUserGroupUse(UseFigures, Base):
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(255), primary_key=True)
     group_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    instance_type: Mapped[str] = mapped_column(String(255), primary_key=True)

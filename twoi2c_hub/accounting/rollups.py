@@ -130,15 +130,16 @@ def groups_of(db: DB, session_ids: list[int]) -> dict[int, list[str]]:
 # the figures of the rollups of measured use, and their tables and key columns
 USE_FIGURES = UseRow._fields
 USE_ROLLUPS = {
-    DailyUserProfileUse: ("day", "username", "profile"),
-    DailyUserGroupUse: ("day", "username", "group_name"),
+    DailyUserProfileUse: ("day", "username", "profile", "instance_type"),
+    DailyUserGroupUse: ("day", "username", "group_name", "instance_type"),
 }
 
 
 def use_rows(db: DB, rows: list, groups: dict[int, list[str]]) -> dict[type, dict]:
     """The rollup rows of measured use that closed sessions (SESSION_COLUMNS) add: each
     measured session's figures spread evenly over its time (`accounting.use.efficiency`'s
-    rule), each UTC day its share; it counts as a session on the day it started."""
+    rule), each UTC day its share; it counts as a session on the day it started. By
+    instance type too: what was reserved and not used is priced at its rates."""
     by_id = {r.id: r for r in rows}
     ids = list(by_id)
     totals = {table: defaultdict(lambda: [0] * len(USE_FIGURES)) for table in USE_ROLLUPS}
@@ -162,9 +163,10 @@ def use_rows(db: DB, rows: list, groups: dict[int, list[str]]) -> dict[type, dic
                     mem_byte_ms * share,
                     hourly.memory_gib * GiB * measured_ms * share,
                 )
-                add(totals[DailyUserProfileUse][(day, r.username, r.profile or "")], figures)
+                instance_type = r.instance_type or ""
+                add(totals[DailyUserProfileUse][(day, r.username, r.profile or "", instance_type)], figures)
                 for group in groups.get(session_id) or [NO_GROUP]:
-                    add(totals[DailyUserGroupUse][(day, r.username, group)], figures)
+                    add(totals[DailyUserGroupUse][(day, r.username, group, instance_type)], figures)
     return totals
 
 

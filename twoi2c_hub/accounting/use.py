@@ -4,17 +4,20 @@ of the session measured), and the efficiency report over any window."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, case, false, func, literal, select
 from sqlalchemy.orm import Session as DB
 
 from ..catalog import GiB
+from ..catalog.pricing import Rates
 from .db import in_one_snapshot
 from .figures import RESERVED_CPU_CORES, RESERVED_MEMORY_BYTES, UseRow
 from .models import HOUR_MS, DailyUserGroupUse, DailyUserProfileUse, ServerSession, SessionGroup, SessionUse
 from .rollups import NO_GROUP, USE_FIGURES
-from .whole_days import Piece, Reading, add_rows, add_up, greatest, least
+from .whole_days import Piece, Reading, add_up, greatest, least
 
 
 @dataclass(frozen=True)
@@ -161,18 +164,30 @@ class _MeasuredUse(Reading):
 
     def rolled(self, days: range) -> None:
         if self.aggregate == "group":
-            daily = (DailyUserGroupUse, DailyUserGroupUse.group_name)
+            table, key = DailyUserGroupUse, DailyUserGroupUse.group_name
         else:
             table = DailyUserProfileUse
             # by user, an expression: SQLite would group along the (username, day) index,
             # reading every day's rows instead of the window's
-            daily = (table, func.coalesce(table.username, "") if self.aggregate == "user" else table.profile)
-        self.add_rollups(daily, None, days, USE_FIGURES)
+            key = func.coalesce(table.username, "") if self.aggregate == "user" else table.profile
+        sums = (func.sum(getattr(table, figure)) for figure in USE_FIGURES)
+        query = select(key, table.instance_type, *sums).where(table.day >= days.start, table.day < days.stop)
+        if self.username is not None:
+            query = query.where(table.username == self.username)
+        self._add(self.db.execute(query.group_by(key, table.instance_type)))
+
+    def _add(self, rows) -> None:
+        """Add (name, instance type, *figures) rows to the totals, by name and instance type."""
+        for name, instance_type, *values in rows:
+            row = self.totals[name, instance_type]
+            for i, value in enumerate(values):
+                row[i] += float(value or 0)
 
     def _sessions(self, sums, a: int, b: int, unrolled_only: bool, *conditions) -> None:
         """Add `sums` by name over the measured sessions overlapping [a, b) for a positive
         time, where `conditions` hold."""
-        key = self._key()  # one expression for SELECT and GROUP BY (PostgreSQL binds each)
+        # one expression each for SELECT and GROUP BY (PostgreSQL binds each)
+        key, instance_type = self._key(), func.coalesce(ServerSession.instance_type, "")
         ends = func.coalesce(ServerSession.stopped_ms, SessionUse.last_sample_ms)
         overlap = least(ends, b) - greatest(ServerSession.started_ms, literal(a))
         closed = and_(
@@ -184,7 +199,7 @@ class _MeasuredUse(Reading):
         running = and_(ServerSession.stopped_ms.is_(None), ServerSession.started_ms < b)
         for condition in (closed, running):
             query = (
-                select(key, *sums)
+                select(key, instance_type, *sums)
                 .select_from(ServerSession)
                 .join(SessionUse, SessionUse.session_id == ServerSession.id)
                 .where(condition, SessionUse.measured_ms > 0, overlap > 0, *conditions)
@@ -195,7 +210,7 @@ class _MeasuredUse(Reading):
                 query = query.where(ServerSession.rolled_up == false())
             if self.username is not None:
                 query = query.where(ServerSession.username == self.username)
-            add_rows(self.totals, self.db.execute(query.group_by(key)))
+            self._add(self.db.execute(query.group_by(key, instance_type)))
 
     def raw(self, piece: Piece) -> None:
         a, b = piece.start_ms, piece.end_ms
@@ -226,7 +241,7 @@ def efficiency(
     end_ms: int,
     aggregate: str,
     username: str | None = None,
-    prices: tuple[float, float] | None = None,
+    rates: Callable[[str], Rates | None] | None = None,
 ) -> list[dict]:
     """Per name (user, group or profile): what the measured sessions overlapping [start_ms,
     end_ms) used against what they reserved (the guarantee, else the limit), over the time
@@ -236,34 +251,50 @@ def efficiency(
     has no row. The whole UTC days are read from the daily rollups, the rest from the
     sessions (`whole_days`), in one snapshot.
 
-    With `prices` (a CPU core-hour's and a memory GiB-hour's), also OpenCost's cost-weighted
-    `totalEfficiency` and what the reserved but unused CPU and memory cost (`costUnused`)."""
+    With `rates` (instance type, "" for none -> what a CPU core-hour and a memory GiB-hour
+    of a server on it cost: `catalog.pricing.cpu_and_memory_rates`, an instance type's
+    price split OpenCost's way, else the resource prices), also OpenCost's cost-weighted
+    `totalEfficiency` and what the reserved but unused CPU and memory cost (`costUnused`,
+    each instance type's unused core- and GiB-hours at its rates); both None for a name
+    with sessions no rate prices."""
     reading = _MeasuredUse(db, aggregate, end_ms, username)
     reading.carried_in(start_ms)
-    rows = add_up(reading, start_ms, end_ms)
+    by_name: dict[str, list[tuple[str, UseRow]]] = defaultdict(list)
+    for (name, instance_type), figures in add_up(reading, start_ms, end_ms).items():
+        by_name[name].append((instance_type, figures))
     result = []
-    for name in sorted(rows):
-        count, measured_ms, cpu_used, cpu_asked, ram_used, ram_asked = rows[name]
-        result.append(
-            {
-                "name": name,
-                "sessions": round(count),
-                "measuredHours": measured_ms / HOUR_MS,
-                "cpuCoreUsageAverage": cpu_used / measured_ms,
-                "cpuCoreRequestAverage": cpu_asked / measured_ms,
-                "cpuEfficiency": cpu_used / cpu_asked if cpu_asked else None,
-                "ramByteUsageAverage": ram_used / measured_ms,
-                "ramByteRequestAverage": ram_asked / measured_ms,
-                "ramEfficiency": ram_used / ram_asked if ram_asked else None,
-                # what was reserved and not used (more used than reserved: none unused)
-                "cpuCoreHoursUnused": max(0.0, cpu_asked - cpu_used) / HOUR_MS,
-                "ramGiBHoursUnused": max(0.0, ram_asked - ram_used) / HOUR_MS / GiB,
-            }
-        )
-        if prices is not None:
-            row, (cpu_price, ram_price) = result[-1], prices
-            asked = (cpu_asked * cpu_price + ram_asked / GiB * ram_price) / HOUR_MS
-            used = (cpu_used * cpu_price + ram_used / GiB * ram_price) / HOUR_MS
-            row["totalEfficiency"] = used / asked if asked else None
-            row["costUnused"] = row["cpuCoreHoursUnused"] * cpu_price + row["ramGiBHoursUnused"] * ram_price
+    for name in sorted(by_name):
+        parts = by_name[name]
+        count, measured_ms, cpu_used, cpu_asked, ram_used, ram_asked = map(sum, zip(*(f for _, f in parts)))
+        row = {
+            "name": name,
+            "sessions": round(count),
+            "measuredHours": measured_ms / HOUR_MS,
+            "cpuCoreUsageAverage": cpu_used / measured_ms,
+            "cpuCoreRequestAverage": cpu_asked / measured_ms,
+            "cpuEfficiency": cpu_used / cpu_asked if cpu_asked else None,
+            "ramByteUsageAverage": ram_used / measured_ms,
+            "ramByteRequestAverage": ram_asked / measured_ms,
+            "ramEfficiency": ram_used / ram_asked if ram_asked else None,
+            # what was reserved and not used (more used than reserved: none unused)
+            "cpuCoreHoursUnused": max(0.0, cpu_asked - cpu_used) / HOUR_MS,
+            "ramGiBHoursUnused": max(0.0, ram_asked - ram_used) / HOUR_MS / GiB,
+        }
+        if rates is not None:
+            row |= _money(parts, rates)
+        result.append(row)
     return result
+
+
+def _money(parts: list[tuple[str, UseRow]], rates: Callable[[str], Rates | None]) -> dict:
+    """`totalEfficiency` and `costUnused` of a name's figures by instance type."""
+    used = asked = unused = 0.0
+    for instance_type, f in parts:
+        rate = rates(instance_type)
+        if rate is None:
+            return {"totalEfficiency": None, "costUnused": None}
+        used += (f.cpu_core_ms * rate.cpu + f.mem_byte_ms / GiB * rate.memory) / HOUR_MS
+        asked += (f.cpu_reserved_core_ms * rate.cpu + f.mem_reserved_byte_ms / GiB * rate.memory) / HOUR_MS
+        unused += max(0.0, f.cpu_reserved_core_ms - f.cpu_core_ms) / HOUR_MS * rate.cpu
+        unused += max(0.0, f.mem_reserved_byte_ms - f.mem_byte_ms) / HOUR_MS / GiB * rate.memory
+    return {"totalEfficiency": used / asked if asked else None, "costUnused": unused}

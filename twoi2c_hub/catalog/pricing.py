@@ -196,3 +196,18 @@ def charged(server: ServerResources, charge: Charge, instance: InstanceType | No
         cpu = server.cpu_guarantee if server.cpu_guarantee is not None else server.cpu_limit
         memory = server.mem_guarantee if server.mem_guarantee is not None else server.mem_limit
     return Quantities(cpu or 0.0, (memory or 0) / GiB, float(server.gpu_count or 0))
+
+
+def cpu_and_memory_rates(table: PriceTable, instance: InstanceType | None, market: Market) -> Rates | None:
+    """What a CPU core-hour and a memory GiB-hour of a server cost, to put a price on what
+    it reserved but did not use: on a priced instance type, its price split OpenCost's way
+    (`PriceTable.split`, the rates its cost is charged at; with no resource prices in the
+    table, by OpenCost's default CPU:RAM ratio); else the resource prices. None where
+    neither prices both (a hub priced only per instance type, for a server on none)."""
+    instance_price = table.instances.get(instance.name) if instance else None
+    hourly = instance_price.hourly(market) if instance_price else None
+    if instance is not None and hourly is not None:
+        return table.split(hourly, instance)
+    if table.cpu_core_hour is None or table.memory_gib_hour is None:
+        return None
+    return Rates(table.cpu_core_hour, table.memory_gib_hour, 0.0)

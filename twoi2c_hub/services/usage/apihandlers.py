@@ -57,12 +57,12 @@ class EfficiencyAPI(APIHandler):
         window = parse.window("window", self.get_argument("window", None), datetime.now(UTC), "7d")
         aggregate = self.param_choice("aggregate", opencost.AGGREGATES, "user")
         subject = self.subject(user)
-        prices, currency = self.service.resource_prices(window.end_ms)
-        rows = await self.run_db(lambda db: use.efficiency(db, *window, aggregate, subject, prices))
+        rates, currency = self.service.efficiency_rates(window.end_ms)
+        rows = await self.run_db(lambda db: use.efficiency(db, *window, aggregate, subject, rates))
         for row in rows:
             if aggregate == "group" and row["name"] == NO_GROUP:
                 row["name"] = "(no group)"
-        columns = [*use.EFFICIENCY_COLUMNS, *(("totalEfficiency", "costUnused") if prices else ())]
+        columns = [*use.EFFICIENCY_COLUMNS, *(("totalEfficiency", "costUnused") if rates else ())]
         self.respond(rows, columns=columns, filename=f"efficiency-by-{aggregate}", currency=currency or None)
 
 

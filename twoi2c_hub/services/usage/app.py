@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -24,6 +24,7 @@ from traitlets import Float, default
 from ...accounting.fleet import MIN_SECRET_BYTES
 from ...accounting.forgetting import expire, months_before
 from ...accounting.reports import iso
+from ...catalog.pricing import PriceTable, Rates, cpu_and_memory_rates
 from ...config.loading import ConfigError
 from ..framework import HubService
 from ..framework.charts import CHART_LIBRARY_ROUTE
@@ -128,19 +129,25 @@ class UsageService(HubService):
     def memory_price(self, at_ms: int) -> tuple[float | None, str]:
         """The price of a GiB-hour of memory in force at `at_ms`, and the currency (None
         without prices per resource)."""
-        prices, currency = self.resource_prices(at_ms)
-        return (prices[1] if prices else None), currency
+        table, currency = self._prices_in_force(at_ms)
+        return (table.memory_gib_hour if table is not None else None), currency
 
-    def resource_prices(self, at_ms: int) -> tuple[tuple[float, float] | None, str]:
-        """A CPU core-hour's and a memory GiB-hour's prices in force at `at_ms` (None
-        unless both are priced per resource), and the currency."""
+    def efficiency_rates(self, at_ms: int) -> tuple[Callable[[str], Rates | None] | None, str]:
+        """What a CPU core-hour and a memory GiB-hour cost on each instance type ("" for
+        none) at the prices in force at `at_ms` (`cpu_and_memory_rates`: an instance
+        type's price split OpenCost's way, else the resource prices); None without prices.
+        And the currency."""
+        table, currency = self._prices_in_force(at_ms)
+        if table is None:
+            return None, currency
+        instances, market = self.community.instance_catalog(), self.community.pricing.market
+        return (lambda instance_type: cpu_and_memory_rates(table, instances.get(instance_type), market)), currency
+
+    def _prices_in_force(self, at_ms: int) -> tuple[PriceTable | None, str]:
         if self.community is None or self.community.pricing is None:
             return None, ""
         pricing = self.community.pricing.to_pricing()
-        table = pricing.in_force(datetime.fromtimestamp(at_ms / 1000, UTC).date())
-        if table is None or table.cpu_core_hour is None or table.memory_gib_hour is None:
-            return None, pricing.currency
-        return (table.cpu_core_hour, table.memory_gib_hour), pricing.currency
+        return pricing.in_force(datetime.fromtimestamp(at_ms / 1000, UTC).date()), pricing.currency
 
     def routes(self) -> list[tuple]:
         return [

@@ -1,5 +1,6 @@
-"""measured use rolled up daily per user and profile and per user and group; every usage
-rollup rebuilt (issue 26)
+"""measured use rolled up daily per user and profile and per user and group (and instance
+type, whose price puts one on what was reserved but not used); every usage rollup rebuilt
+(issue 26)
 
 The efficiency report reads whole UTC days from these instead of every measured session.
 They are filled as the usage rollups are, by the same pass over closed sessions, so the
@@ -37,9 +38,10 @@ def upgrade():
             sa.Column("day", sa.Integer(), nullable=False),
             sa.Column("username", sa.String(length=255), nullable=False),
             sa.Column(name, sa.String(length=255), nullable=False),
+            sa.Column("instance_type", sa.String(length=255), nullable=False),
             sa.Column("sessions", sa.Integer(), nullable=False),
             *(sa.Column(figure, sa.Float(), nullable=False) for figure in USE),
-            sa.PrimaryKeyConstraint("day", "username", name),
+            sa.PrimaryKeyConstraint("day", "username", name, "instance_type"),
             sqlite_with_rowid=False,
         )
     op.create_index("use_user_profile_by_user", "use_daily_user_profile", ["username", "day"])
