@@ -68,6 +68,22 @@ def test_dates_in_text_are_marked_and_the_rest_escaped():
     assert dates.with_dates(None) == ""
 
 
+def test_the_hubs_templates_get_the_filters_beside_an_operators_own_extensions():
+    from traitlets.config import Config
+
+    from twoi2c_hub import configure
+    from twoi2c_hub.paths import examples_dir
+
+    c = Config()
+    c.JupyterHub.jinja_environment_options = {"extensions": ["jinja2.ext.do"], "trim_blocks": True}
+    for _ in range(2):  # configured twice (a config file that calls it again): named once
+        configure(c, examples_dir() / "demo-community.yaml")
+    assert c.JupyterHub.jinja_environment_options == {
+        "extensions": ["jinja2.ext.do", "twoi2c_hub.dates.LocalDates"],
+        "trim_blocks": True,
+    }
+
+
 # --- in Chromium, in German --------------------------------------------------------------
 
 

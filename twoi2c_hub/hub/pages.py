@@ -25,8 +25,9 @@ def templates(c: Config, config: CommunityConfig, config_dir: Path) -> None:
     # the filters that write dates for the reader's locale (dates.py), in the hub's Jinja
     jinja_options = dict(c.JupyterHub.get("jinja_environment_options", {}))
     extensions = list(jinja_options.get("extensions", []))
-    jinja_options["extensions"] = extensions + [dates.EXTENSION] * (dates.EXTENSION not in extensions)
-    c.JupyterHub.jinja_environment_options = jinja_options
+    if dates.EXTENSION not in extensions:
+        extensions.append(dates.EXTENSION)
+    c.JupyterHub.jinja_environment_options = {**jinja_options, "extensions": extensions}
     hub = config.hub
     if hub.logo_file:
         logo = (config_dir / hub.logo_file).resolve()
