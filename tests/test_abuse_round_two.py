@@ -43,6 +43,8 @@ STATE_CHANGING = {
     # posts from the hub's side: only the service's shared token, never the cookie
     "twoi2c_hub.services.cost.budgethandlers.BudgetCheckAPI": ("cost", "api/v1/budgets/check", "token"),
     "twoi2c_hub.services.usage.apihandlers.EventsAPI": ("usage", "api/v1/events", "token"),
+    # a question, not a change, but a post from the hub's side all the same (the spawn page)
+    "twoi2c_hub.services.usage.apihandlers.RecentUseAPI": ("usage", "api/v1/recent-use", "token"),
 }
 
 

@@ -151,7 +151,7 @@ def raw_json(body) -> bytes:
 
 @FUZZ
 @given(
-    target=st.sampled_from(["usage/api/v1/events", "cost/api/v1/budgets/check"]),
+    target=st.sampled_from(["usage/api/v1/events", "usage/api/v1/recent-use", "cost/api/v1/budgets/check"]),
     body=st.one_of(
         st.builds(raw_json, st.one_of(event("start"), event("stop"), event("groups"), budget_check)),
         st.builds(raw_json, st.lists(st.one_of(event("start"), event("stop")), max_size=3)),

@@ -142,6 +142,20 @@ def measured_hub(hub_factory, tmp_path_factory):
     return hub_factory(path, "measured-hub", server_account=account)
 
 
+@pytest.fixture(scope="module")
+def unbudgeted_hub(hub_factory, tmp_path_factory):
+    """The demo community's hub with no budgets (so no budget check), its servers measured
+    every second."""
+    config = yaml.safe_load((examples_dir() / "demo-community.yaml").read_text())
+    config.setdefault("usage", {})["measure_interval"] = 1
+    config["hub"]["logo_file"] = str(examples_dir() / config["hub"]["logo_file"])
+    config.pop("budgets", None)
+    path = tmp_path_factory.mktemp("unbudgeted") / "community.yaml"
+    path.write_text(yaml.safe_dump(config))
+    account = server_account.ensure() if os.geteuid() == 0 else None
+    return hub_factory(path, "unbudgeted-hub", server_account=account)
+
+
 def start_kernel(base: str, token: str) -> str:
     """A new kernel of the server at `base` (through the proxy): its id."""
     kernel = requests.post(f"{base}/api/kernels", headers={"Authorization": f"token {token}"}, json={}, timeout=60)
@@ -544,3 +558,41 @@ def test_every_way_a_server_stops_is_said_in_words():
     assert all(
         " " in words and "culler" not in words and "reconciled" not in words for words in STOP_REASON_WORDS.values()
     )
+
+
+@pytest.mark.hub
+def test_the_spawn_page_says_what_recent_sessions_used_on_a_hub_without_budgets(unbudgeted_hub):
+    """No budgets, so no budget check to carry it: the spawn page asks the usage service
+    what the person's last sessions on each profile used, and says it beside that profile."""
+    hub = unbudgeted_hub
+    services = set(hub.api("GET", "/services", token=hub.user_token("admin")).json())
+    assert "cost-checks" not in services and "usage" in services
+    response = hub.api("POST", "/users/alice/server", json={"profile": "cpu", "resources": "mem_6_9_gib"})
+    assert response.status_code in (201, 202), response.text
+    hub.wait_for(lambda: (hub.server("alice") or {}).get("ready"), timeout=90, what="alice's server")
+    token = hub.user_token("alice")
+
+    def measured():
+        answer = requests.get(f"{hub.url}/services/usage/api/v1/sessions", params={"user": "alice"},
+                              headers={"Authorization": f"token {token}"}, timeout=30)  # fmt: skip
+        sessions = [s for s in answer.json()["data"] if s["stopped"] is None]
+        use = sessions[0]["use"] if sessions else None
+        return use if use and use["samples"] >= 3 else None
+
+    try:
+        hub.wait_for(measured, timeout=30, what="alice's server measured")
+    finally:
+        hub.stop_server("alice")
+    answer = requests.get(f"{hub.url}/services/usage/api/v1/sessions", params={"user": "alice"},
+                          headers={"Authorization": f"token {token}"}, timeout=30).json()["data"]  # fmt: skip
+    (use,) = [s["use"] for s in answer if s["profile"] == "cpu"]
+    page = BeautifulSoup(hub.login("alice").get(f"{hub.url}/hub/spawn", timeout=30).text, "html.parser")
+    said = page.select_one("[data-profile=cpu] .twoi2c-recent-use").get_text(" ", strip=True)
+    assert said == (
+        f"Your last session here used at most {use['ramByteUsageMax'] / 1024**3:.1f} GiB of memory "
+        f"and {use['cpuCoreUsageAverage']:.1f} CPU on average."
+    )
+    assert page.select_one("[data-profile=gpu] .twoi2c-recent-use") is None  # nothing measured there
+    # bob has no session: nothing is said beside any choice
+    page = BeautifulSoup(hub.login("bob").get(f"{hub.url}/hub/spawn", timeout=30).text, "html.parser")
+    assert page.select(".twoi2c-recent-use") == []

@@ -110,6 +110,9 @@ def figures(use: SessionUse | None, started_ms: int, stopped_ms: int | None) -> 
     }
 
 
+RECENT_USE_DAYS = 90  # how far back the spawn page looks for a person's recent sessions
+
+
 def recent_use(db: DB, username: str, since_ms: int, last: int = 5) -> dict[str, dict]:
     """profile -> what `username`'s last `last` measured sessions on it since `since_ms`
     used at most: `sessions`, `ramByteUsageMax` (the largest peak), `cpuCoreUsageAverage`

@@ -136,6 +136,7 @@ def usage_service(c: Config, config: CommunityConfig, config_path: Path) -> None
     events_url = f"http://127.0.0.1:{port}{{base_url}}services/usage/api/v1/events"
     spawner.usage_events_url = events_url
     spawner.usage_events_token = events_token
+    spawner.usage_recent_use_url = f"http://127.0.0.1:{port}{{base_url}}services/usage/api/v1/recent-use"
     if config.auth.provider in ("github", "cilogon", "oidc", "external"):
         # group changes at login and refresh, dated exactly (the service also reads groups
         # from the hub at every reconciliation)

@@ -81,6 +81,18 @@ class ProfileSpawnerMixin(line.WaitsInLine):
 
     usage_events_timeout = Float(5, config=True, help="Seconds before an event post is given up.")
 
+    usage_recent_use_url = Unicode(
+        "",
+        config=True,
+        help="""The usage service's api/v1/recent-use: what the person's last sessions on each
+        profile used, said beside each choice on the spawn page of a hub without budgets (with
+        budgets, the budget check's answer carries it). Asked with the events token.""",
+    )
+
+    usage_recent_use_timeout = Float(
+        2, config=True, help="Seconds the spawn page waits for recent use before it is drawn without."
+    )
+
     budget_check_url = Unicode(
         "",
         config=True,

@@ -18,7 +18,7 @@ from prometheus_client import Counter
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from .. import catalog
-from ..catalog.budget_answer import BudgetAnswer
+from ..catalog.budget_answer import BudgetAnswer, RecentUse
 from ..catalog.plain import by_choice
 from ..catalog.pricing import amount
 from ..usage_client import hub_url
@@ -68,6 +68,31 @@ async def ask_for(spawner, server: catalog.ServerSummary | None = None) -> Budge
         spawner.get_groups(),
         server,
     )
+
+
+async def recent_use(spawner, state: BudgetAnswer | None) -> dict[str, RecentUse]:
+    """profile -> what the person's last measured sessions on it used, for the spawn page:
+    from the budget check's answer `state` on a hub with budgets, else from the usage
+    service; nothing if neither can say."""
+    if spawner.budget_check_url:
+        return (state.recent_use if state else None) or {}
+    if not spawner.usage_recent_use_url:
+        return {}
+    request = HTTPRequest(
+        hub_url(spawner.usage_recent_use_url),
+        method="POST",
+        body=json.dumps({"username": spawner.user.name}),
+        headers={"Authorization": f"token {spawner.usage_events_token}", "Content-Type": "application/json"},
+        request_timeout=spawner.usage_recent_use_timeout,
+        connect_timeout=spawner.usage_recent_use_timeout,
+    )
+    try:
+        response = await AsyncHTTPClient().fetch(request)
+        answer = json.loads(response.body)["data"]
+        return {profile: RecentUse.model_validate(figures) for profile, figures in answer.items()}
+    except Exception as e:  # the page is drawn without it
+        log.warning("Recent use of %s unreadable: %s", spawner.user.name, e)
+        return {}
 
 
 def choice_prices(

@@ -149,7 +149,7 @@ async def render(spawner, context: FormContext) -> str:
         "hours_left": hours,
         "notes": {p["slug"]: spawner.profile_form_notes(p) for p in offered},
         # what the person's recent sessions on each profile used (measured, not reserved)
-        "recent_use": {slug: use.text() for slug, use in ((state.recent_use if state else None) or {}).items()},
+        "recent_use": {slug: use.text() for slug, use in (await budget.recent_use(spawner, state)).items()},
         "resources": resources,
         "priced_options": priced_options(resources),
     }

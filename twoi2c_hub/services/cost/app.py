@@ -37,8 +37,6 @@ from .metrics import CostMetrics, now_ms
 log = logging.getLogger("twoi2c.cost")
 
 READ_ALL_SCOPE = "custom:cost:read-all"
-# the spawn page says what a person's sessions of this many days used, beside each choice
-RECENT_USE_DAYS = 90
 READ_GROUP_SCOPE = "custom:cost:read-group"  # a group lead's, filtered: ...!group=NAME
 
 
@@ -196,7 +194,7 @@ class CostService(HubService):
             answer.price_per_hour = round(price.total, 6)
             answer.currency = self.currency
         if server is None:  # the spawn page's question: beside each choice, what was used of it
-            recent = use.recent_use(db, username, now - RECENT_USE_DAYS * DAY_MS)
+            recent = use.recent_use(db, username, now - use.RECENT_USE_DAYS * DAY_MS)
             if recent:
                 answer.recent_use = {profile: RecentUse(**figures) for profile, figures in recent.items()}
         if s is None:

@@ -228,3 +228,23 @@ class EventsAPI(TokenPostHandler):
         recorded = await self.service.intake.submit(events)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"code": 200, "recorded": recorded}))
+
+
+class RecentUseAPI(TokenPostHandler):
+    """What a person's last measured sessions on each profile used (`accounting.use.
+    recent_use`), for the spawn page beside each choice: asked by the spawners with the
+    events token, on hubs without budgets (with budgets, the budget check answers it)."""
+
+    what = "Asking for recent use"
+
+    def expected_token(self) -> str:
+        return self.service.events_token
+
+    async def post(self) -> None:
+        body = self.json_body()
+        username = body.get("username") if isinstance(body, dict) else None
+        if not isinstance(username, str) or not username or not username.isprintable():
+            raise BadParameter("username", "is required: the person's name, printable text")
+        username = parse.text("username", username)
+        since = now_ms() - use.RECENT_USE_DAYS * DAY_MS
+        self.respond(await self.run_db(lambda db: use.recent_use(db, username, since)))

@@ -160,6 +160,7 @@ class UsageService(HubService):
             ("api/v1/active-users", apihandlers.ActiveUsersAPI),
             ("api/v1/people-digests", apihandlers.PeopleDigestsAPI),
             ("api/v1/events", apihandlers.EventsAPI),
+            ("api/v1/recent-use", apihandlers.RecentUseAPI),
             CHART_LIBRARY_ROUTE,
         ]
 
