@@ -17,8 +17,6 @@ BIN = Path("/usr/lib/postgresql/15/bin")
 
 class PostgresServer:
     def __init__(self, tag: str):
-        import psycopg
-
         account = pwd.getpwnam("postgres")
         self.directory = Path(tempfile.mkdtemp(prefix="twoi2c-pg-"))
         os.chown(self.directory, account.pw_uid, account.pw_gid)
@@ -41,6 +39,14 @@ class PostgresServer:
             **as_postgres,
         )
         self.port = free_port()
+        self.tag = tag
+        self.as_postgres = as_postgres
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (again) on its data directory and port; return once it answers."""
+        import psycopg
+
         self.process = subprocess.Popen(
             [
                 BIN / "postgres",
@@ -55,10 +61,10 @@ class PostgresServer:
                 "-c",
                 "fsync=off",
             ],
-            stdout=open(self.directory / "postgres.log", "wb"),
+            stdout=open(self.directory / "postgres.log", "ab"),
             stderr=subprocess.STDOUT,
-            env={**os.environ, TAG_VARIABLE: tag},
-            **as_postgres,
+            env={**os.environ, TAG_VARIABLE: self.tag},
+            **self.as_postgres,
         )
         deadline = time.monotonic() + 30
         while True:
@@ -69,6 +75,14 @@ class PostgresServer:
                 if time.monotonic() > deadline or self.process.poll() is not None:
                     raise RuntimeError((self.directory / "postgres.log").read_text()) from None
                 time.sleep(0.1)
+
+    def restart(self, down: float = 0) -> None:
+        """Stop the server as a node upgrade does (a fast shutdown: open connections are
+        ended), leave it down `down` seconds, and start it again on the same port."""
+        self.process.send_signal(2)
+        self.process.wait(30)
+        time.sleep(down)
+        self.start()
 
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"

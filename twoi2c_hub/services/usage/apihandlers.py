@@ -18,7 +18,7 @@ from ...accounting.rollups import NO_GROUP
 from ..framework import APIHandler, BadParameter, TokenPostHandler
 from ..framework import params as parse
 from ..framework.params import check_steps
-from .intake import now_ms
+from .intake import DatabaseUnavailable, now_ms
 
 
 class AllocationAPI(APIHandler):
@@ -225,7 +225,10 @@ class EventsAPI(TokenPostHandler):
         except EventError as e:
             self.service.metrics.errors.labels("events").inc()
             raise BadParameter(e.field, e.problem) from None
-        recorded = await self.service.intake.submit(events)
+        try:
+            recorded = await self.service.intake.submit(events)
+        except DatabaseUnavailable as e:
+            raise web.HTTPError(503, f"{e}; the hub's state is reconciled once it is back") from None
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"code": 200, "recorded": recorded}))
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from ...accounting.events import Event, ServerStarted, ServerStopped
 from ...accounting.recording import record
 from .metrics import UsageMetrics
+
+log = logging.getLogger("twoi2c.usage")
 
 
 def now_ms() -> int:
@@ -34,11 +38,18 @@ class EventIntake:
 
     QUIET_PASSES = 6
     MAX_PASSES = 64
+    # events held while the database cannot take them (a full disk, PostgreSQL restarting);
+    # beyond this many, posts are refused (503) and the reconciliation catches up instead
+    MAX_HELD = 100_000
+    RETRY_SECONDS = 2.0
 
     def __init__(self, open_db: sessionmaker, metrics: UsageMetrics):
         self.open_db = open_db
         self.metrics = metrics
         self._waiting: list[tuple[Sequence[Event], asyncio.Future]] = []
+        # accepted, in order, not yet written: the database was unavailable
+        self.held: list[Event] = []
+        self._retrying: asyncio.TimerHandle | None = None
 
     async def submit(self, events: Sequence[Event]) -> int:
         future = asyncio.get_running_loop().create_future()
@@ -57,18 +68,67 @@ class EventIntake:
 
     def _commit_waiting(self) -> None:
         batch, self._waiting = self._waiting, []
+        if self.held:  # written after what is held, in the order they came
+            self._hold(batch)
+            return
         try:
             self.record([event for events, _ in batch for event in events])
+        except OperationalError as e:
+            log.warning("The database cannot take events now (%s); holding them, retrying", e.orig or e)
+            self._hold(batch)
         except Exception:
             # one bad request must not fail the others: record each request on its own
             for events, future in batch:
                 try:
                     future.set_result(self.record(events))
+                except OperationalError:
+                    self._hold([(events, future)])
                 except Exception as e:
                     future.set_exception(e)
         else:
             for events, future in batch:
                 future.set_result(len(events))
+
+    def _hold(self, batch: list[tuple[Sequence[Event], asyncio.Future]]) -> None:
+        """Keep `batch` to write once the database takes it: answered at once (as held),
+        written in order by `_retry`; refused when too much is held already."""
+        for events, future in batch:
+            if len(self.held) + len(events) > self.MAX_HELD:
+                future.set_exception(DatabaseUnavailable(len(self.held)))
+                continue
+            self.held.extend(events)
+            future.set_result(len(events))
+        self.metrics.held.set(len(self.held))
+        if self.held and self._retrying is None:
+            self._retrying = asyncio.get_running_loop().call_later(self.RETRY_SECONDS, self._retry)
+
+    def _retry(self) -> None:
+        """Write what is held, in order, a batch at a time; again later if it still fails."""
+        self._retrying = None
+        while self.held:
+            batch = self.held[:1000]
+            try:
+                self.record(batch)
+            except OperationalError:
+                self._retrying = asyncio.get_running_loop().call_later(self.RETRY_SECONDS, self._retry)
+                break
+            except Exception:
+                for event in batch:  # one event the database refuses: the others are written
+                    try:
+                        self.record([event])
+                    except OperationalError:
+                        break
+                    except Exception as e:
+                        log.error("Dropping a held event the database refuses: %s (%s)", event, e)
+                else:
+                    del self.held[: len(batch)]
+                    continue
+                self._retrying = asyncio.get_running_loop().call_later(self.RETRY_SECONDS, self._retry)
+                break
+            del self.held[: len(batch)]
+        if not self.held:
+            log.info("The held events are written")
+        self.metrics.held.set(len(self.held))
 
     def record(self, events: Sequence[Event]) -> int:
         """Record `events` in one transaction: all or nothing."""
@@ -78,3 +138,10 @@ class EventIntake:
         for event in events:
             self.metrics.events.labels(_kind(event)).inc()
         return len(events)
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot take events and too many are held already."""
+
+    def __init__(self, held: int):
+        super().__init__(f"the accounting database is unavailable, and {held} events wait already")

@@ -1,0 +1,170 @@
+"""Faults survived: events held while the database is down, the proxy's words while the hub
+restarts, services that end with their hub, and a short run of benchmarks/faults.py."""
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+from postgres import PostgresServer
+from prometheus_client import CollectorRegistry
+from sqlalchemy import text
+
+from twoi2c_hub.accounting.db import make_engine, session_maker, upgrade
+from twoi2c_hub.accounting.events import ServerStart, ServerStarted, ServerStopped
+from twoi2c_hub.network import free_port
+from twoi2c_hub.services.usage.intake import DatabaseUnavailable, EventIntake
+from twoi2c_hub.services.usage.metrics import UsageMetrics
+
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+
+
+def sessions(engine) -> list[tuple]:
+    with engine.connect() as connection:
+        query = "SELECT username, started_ms, stopped_ms, stop_reason FROM sessions ORDER BY username"
+        return [tuple(row) for row in connection.execute(text(query))]
+
+
+@pytest.mark.postgres
+def test_events_are_held_while_postgresql_is_down_and_written_in_order_after():
+    """PostgreSQL stops (a node upgrade): posts are answered, nothing is lost, and once
+    it is back the events are written in the order they came (a start before its stop)."""
+    server = PostgresServer("test-faults-" + uuid.uuid4().hex)
+    try:
+        url = server.new_database()
+        upgrade(url)
+        engine = make_engine(url)
+        metrics = UsageMetrics(CollectorRegistry())
+        intake = EventIntake(session_maker(engine), metrics)
+        intake.RETRY_SECONDS = 0.2
+        start = ServerStart("ann", "", 1_000_000, profile="cpu", cpu_guarantee=1.0, groups=["students"])
+        later = ServerStart("bob", "", 2_000_000, profile="cpu", cpu_guarantee=1.0, groups=["students"])
+
+        async def scenario():
+            assert await intake.submit([ServerStarted(start)]) == 1  # written at once
+            server.process.send_signal(2)
+            server.process.wait(30)
+            # while it is down: answered (held), in order; bob's start, then ann's stop
+            assert await intake.submit([ServerStarted(later)]) == 1
+            assert await intake.submit([ServerStopped("ann", "", 4_600_000, "user", start.started_ms)]) == 1
+            assert len(intake.held) == 2
+            assert metrics.held._value.get() == 2
+            await asyncio.sleep(1)  # retries fail meanwhile, and keep everything
+            assert len(intake.held) == 2
+            server.start()
+            deadline = time.monotonic() + 30
+            while intake.held and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert intake.held == [] and metrics.held._value.get() == 0
+
+        asyncio.run(scenario())
+        assert sessions(engine) == [("ann", 1_000_000, 4_600_000, "user"), ("bob", 2_000_000, None, None)]
+        engine.dispose()
+    finally:
+        server.stop()
+
+
+def test_too_many_held_events_are_refused_in_words(tmp_path):
+    """Beyond MAX_HELD the post is refused (the API answers 503 with these words) and
+    what was held stays held."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'usage.sqlite'}")  # no tables: every write fails
+    (tmp_path / "usage.sqlite").write_bytes(b"")
+    intake = EventIntake(session_maker(engine), UsageMetrics(CollectorRegistry()))
+    intake.MAX_HELD = 2
+    start = ServerStart("ann", "", 1_000_000, profile="cpu", groups=[])
+
+    async def scenario():
+        intake.held = [ServerStarted(start)] * 2  # as if the database had been failing
+        with pytest.raises(DatabaseUnavailable, match="2 events wait already"):
+            await intake.submit([ServerStarted(start)])
+        assert len(intake.held) == 2
+
+    asyncio.run(scenario())
+
+
+class Answering(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"the hub")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_the_proxy_says_the_hub_is_restarting_not_404_or_a_bare_503(tmp_path):
+    """The proxy started before the hub's route (a hub restarting), and the hub's route
+    with nothing answering: both a 503 in words with Retry-After; then the hub answers."""
+    port, api_port, hub_port = free_port(), free_port(), free_port()
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "twoi2c_hub.proxy", "--ip", "127.0.0.1", "--port", str(port),
+         "--api-ip", "127.0.0.1", "--api-port", str(api_port),
+         "--error-target", f"http://127.0.0.1:{hub_port}/hub/error"],
+        env={"CONFIGPROXY_AUTH_TOKEN": "secret", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                first = requests.get(f"http://127.0.0.1:{port}/hub/login", timeout=5)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and proxy.poll() is None
+                time.sleep(0.2)
+        api = f"http://127.0.0.1:{api_port}/api/routes"
+        headers = {"Authorization": "token secret"}
+
+        def restarting(answer):
+            return (
+                answer.status_code == 503
+                and answer.headers["Retry-After"] == "5"
+                and "<h1>The hub is restarting</h1>" in answer.text
+            )
+
+        assert restarting(first), (first.status_code, first.text[:300])
+        requests.post(f"{api}/", json={"target": f"http://127.0.0.1:{hub_port}"}, headers=headers, timeout=5)
+        assert restarting(requests.get(f"http://127.0.0.1:{port}/hub/login", timeout=10))  # nothing answers
+        hub = ThreadingHTTPServer(("127.0.0.1", hub_port), Answering)
+        threading.Thread(target=hub.serve_forever, daemon=True).start()
+        try:
+            answer = requests.get(f"http://127.0.0.1:{port}/hub/login", timeout=10)
+            assert (answer.status_code, answer.text) == (200, "the hub")
+        finally:
+            hub.shutdown()
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
+
+
+@pytest.mark.hub
+@pytest.mark.postgres
+def test_faults_benchmark_short_run_loses_nothing():
+    """Two rounds of benchmarks/faults.py with few people: the hub killed -9 (and
+    restarted as its supervisor would) and the accounting database's disk full. Every
+    server is one session with the right start and stop, the people whose budget is used
+    up are refused, the pages people saw during the restart say so in words, and no service
+    of the killed hub is left running beside the new one's."""
+    command = [sys.executable, str(BENCHMARKS / "faults.py"), "--people", "6", "--window", "12", "--hold", "6",
+               "--give-up", "240", "--faults", "hub-kill,disk-full", "--disk-full-seconds", "12"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(figures["rounds"]) == {"hub-kill", "disk-full"}
+    for kind, round_ in figures["rounds"].items():
+        assert round_["sessions"] == {"lost": [], "duplicated": [], "wrong_start": [], "stop_late": [],
+                                      "left_open": []}, kind  # fmt: skip
+        assert round_["spent_people"] == 2 and round_["servers_started"] + round_["refused_by_budget"] == 6, kind
+        assert round_["budget_decisions"]["wrong"] == [], kind
+        assert round_["pages_seen"]["bad"] == 0, round_["pages_seen"]
+        assert round_["processes_not_one_each"] == {}, kind
+        assert round_["fault"]["back_after_s"] is not None and "error" not in round_["fault"], round_["fault"]
+    disk = figures["rounds"]["disk-full"]["fault"]
+    assert disk["lasted_s"] >= 12
+    assert figures["targets_met"] is True
