@@ -1,15 +1,20 @@
-"""A service's background loops (`every`) and its quick end (`exit_at_once`)."""
+"""A service's background loops (`every`), its quick end (`exit_at_once`), and its end
+with the hub that started it (`stop_with_the_hub`)."""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("twoi2c.service")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 async def every(
@@ -47,3 +52,32 @@ def exit_at_once(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def stop_with_the_hub(stop: Callable[[], Any]) -> bool:
+    """Call `stop()` when the JupyterHub that started this service ends, even by kill -9.
+
+    A hub that is killed leaves the services it started running, with tokens the next hub
+    no longer accepts: the hub restarted by its supervisor starts new ones, and the old
+    ones would go on reconciling, sampling and rolling up beside them (measured with
+    benchmarks/faults.py: two of each after a hub's kill -9). Linux sends this process
+    SIGTERM when its parent ends (prctl PR_SET_PDEATHSIG); the service's usual stop
+    follows. Only for a service whose parent is a jupyterhub process (a service run by
+    hand or by systemd is left alone); True when watching."""
+    parent = os.getppid()
+    try:
+        command = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    # `python -m jupyterhub ...`, or the `jupyterhub` script (`python .../bin/jupyterhub ...`)
+    if not any(Path(os.fsdecode(part)).name == "jupyterhub" for part in command[:3]):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent:  # the hub ended before the watch was set
+        stop()
+    return True

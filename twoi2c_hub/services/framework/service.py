@@ -42,7 +42,7 @@ from ...accounting.db import make_engine, session_maker, upgrade
 from ...config.loading import ConfigError, load_config
 from .handlers import HealthHandler, MetricsHandler, NotFoundHandler
 from .hubapi import HubAPI
-from .lifecycle import every
+from .lifecycle import every, stop_with_the_hub
 from .pages import Pages, branding
 
 log = logging.getLogger("twoi2c.service")
@@ -359,6 +359,8 @@ class HubService(Application):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopped.set)
+        if stop_with_the_hub(stopped.set):
+            log.info("%s service: stops when the hub that started it ends", self.name)
         loops = [asyncio.ensure_future(loop) for loop in [self.watch_database(), *self.background()]]
         await stopped.wait()
         for loop in loops:
