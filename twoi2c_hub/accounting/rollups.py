@@ -170,27 +170,33 @@ def use_rows(db: DB, rows: list, groups: dict[int, list[str]]) -> dict[type, dic
     return totals
 
 
+def add_usage(db: DB, rows: list, groups: dict[int, list[str]]) -> None:
+    """Add closed sessions' (SESSION_COLUMNS) usage to the usage rollups."""
+    totals = {table: defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0]) for table in ROLLUPS}
+    for r in rows:
+        hourly = reserved(resources_of(r))
+        profile, session_groups = r.profile or "", groups.get(r.id) or [NO_GROUP]
+        start_day = r.started_ms // DAY_MS
+        # a session that ended as it began still counts, on its day
+        parts = list(day_parts(r.started_ms, r.stopped_ms)) or [(start_day, 0)]
+        for day, ms in parts:
+            figures = used(hourly, ms, started=day == start_day)
+            for table, key in _keys(day, r.username, profile, session_groups):
+                add(totals[table][key], figures)
+    for table, keys in ROLLUPS.items():
+        upsert_add(db, table, keys, totals[table])
+
+
 def roll_up(db: DB, now_ms: int, grace_ms: int = 0, batch: int = 20_000) -> int:
     """Add sessions closed before `now_ms - grace_ms` to the rollups; returns how many."""
     done = 0
     for rows in closed_sessions(db, ServerSession.rolled_up, now_ms - grace_ms, batch):
         ids = [r.id for r in rows]
         groups = groups_of(db, ids)
-        totals = {table: defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0]) for table in ROLLUPS}
-        for r in rows:
-            hourly = reserved(resources_of(r))
-            profile, session_groups = r.profile or "", groups.get(r.id) or [NO_GROUP]
-            start_day = r.started_ms // DAY_MS
-            # a session that ended as it began still counts, on its day
-            parts = list(day_parts(r.started_ms, r.stopped_ms)) or [(start_day, 0)]
-            for day, ms in parts:
-                figures = used(hourly, ms, started=day == start_day)
-                for table, key in _keys(day, r.username, profile, session_groups):
-                    add(totals[table][key], figures)
-        for table, keys in ROLLUPS.items():
-            upsert_add(db, table, keys, totals[table])
-        for table, use_totals in use_rows(db, rows, groups).items():
-            upsert_add(db, table, USE_ROLLUPS[table], use_totals, USE_FIGURES)
+        # one after the other, each one's totals let go before the next's are made
+        add_usage(db, rows, groups)
+        for table, totals in use_rows(db, rows, groups).items():
+            upsert_add(db, table, USE_ROLLUPS[table], totals, USE_FIGURES)
         mark_rolled_up(db, ids)
         db.commit()
         done += len(rows)
