@@ -596,3 +596,26 @@ def test_the_spawn_page_says_what_recent_sessions_used_on_a_hub_without_budgets(
     # bob has no session: nothing is said beside any choice
     page = BeautifulSoup(hub.login("bob").get(f"{hub.url}/hub/spawn", timeout=30).text, "html.parser")
     assert page.select(".twoi2c-recent-use") == []
+
+
+def test_recent_use_comes_from_the_budget_check_or_the_usage_service_and_never_holds_the_page():
+    """With budgets, the check's answer says it (the usage service is not asked); without,
+    the usage service; a usage service that does not answer leaves the page without it, at
+    once."""
+    from types import SimpleNamespace
+
+    from twoi2c_hub.catalog.budget_answer import BudgetAnswer, RecentUse
+    from twoi2c_hub.network import free_port
+    from twoi2c_hub.spawners import budget
+
+    nowhere = f"http://127.0.0.1:{free_port()}/services/usage/api/v1/recent-use"  # nothing listens
+    spawner = SimpleNamespace(budget_check_url="", usage_recent_use_url=nowhere, usage_events_token="t",
+                              usage_recent_use_timeout=1.0, user=SimpleNamespace(name="alice"))  # fmt: skip
+    began = time.monotonic()
+    assert asyncio.run(budget.recent_use(spawner, None)) == {}
+    assert time.monotonic() - began < 1.5
+    used = {"cpu": RecentUse(sessions=2, ramByteUsageMax=2**30, cpuCoreUsageAverage=0.5)}
+    answer = BudgetAnswer(allowed=True, action="none", recentUse=used)
+    spawner.budget_check_url = "http://127.0.0.1:1/check"
+    assert asyncio.run(budget.recent_use(spawner, answer)) == used
+    assert asyncio.run(budget.recent_use(spawner, None)) == {}  # the check could not be made

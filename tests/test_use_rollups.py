@@ -2,7 +2,8 @@
 whole UTC days from those rollups and only the partial days at its edges (and the sessions
 not rolled up yet) from the sessions: over any window, by user, group or profile, for
 everyone or one person, with part of the history rolled up, it gives what a plain
-reckoning over every session and its use gives (SQLite and PostgreSQL)."""
+reckoning over every session and its use gives, the cost of what was reserved but not
+used at each instance type's rates included (SQLite and PostgreSQL)."""
 
 import random
 
