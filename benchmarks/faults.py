@@ -458,7 +458,9 @@ def check_round(people: list[dict], sessions: dict[str, list[tuple]], spent: set
     by_status: dict[str, int] = {}
     for p in pages:
         by_status[str(p["status"] or p["error"])] = by_status.get(str(p["status"] or p["error"]), 0) + 1
-    hub_restart = fault.kind == "hub-kill"
+    # the hub's own restart, or its proxy's (restarted by the hub, without routes until the
+    # hub adds them again): then, and only then, the proxy's worded "restarting" page
+    hub_restart = fault.kind in ("hub-kill", "proxy-kill")
     bad_pages = [
         p for p in pages
         if p["traceback"] or (p["status"] and p["status"] >= 500

@@ -168,3 +168,41 @@ def test_faults_benchmark_short_run_loses_nothing():
     disk = figures["rounds"]["disk-full"]["fault"]
     assert disk["lasted_s"] >= 12
     assert figures["targets_met"] is True
+
+
+def test_a_start_still_pending_is_not_a_session_until_it_runs(tmp_path):
+    """The reconciliation pass that sees a server still starting (which a budget may yet
+    refuse) opens no session for it, and does not close the one its start event opened;
+    once it runs, a pass records it if no event did."""
+    from twoi2c_hub.services.usage.reconciler import Reconciler
+
+    url = f"sqlite:///{tmp_path / 'usage.sqlite'}"
+    upgrade(url)
+    engine = make_engine(url)
+    reconciler = Reconciler(session_maker(engine), hub_api=None, catalog=[], interval=15,
+                            metrics=UsageMetrics(CollectorRegistry()))  # fmt: skip
+    started = "2026-12-04T10:00:00.000000Z"
+    started_ms = 1796378400000
+
+    def hub(pending, ready):
+        server = {"started": started, "pending": pending, "ready": ready, "last_activity": started, "user_options": {}}
+        return [{"name": "ann", "groups": ["students"], "servers": {"": server}}]
+
+    now = started_ms + 50
+    assert reconciler.record_hub_state(hub("spawn", False), now) == {"opened": 0, "closed": 0}
+    assert sessions(engine) == []
+    # the spawner's start event arrives while the hub still waits for the server to answer
+    with session_maker(engine)() as db:
+        from twoi2c_hub.accounting.recording import record
+
+        record(db, [ServerStarted(ServerStart("ann", "", started_ms, profile="cpu", groups=["students"]))])
+        db.commit()
+    assert reconciler.record_hub_state(hub("spawn", False), now + 1000) == {"opened": 0, "closed": 0}
+    assert sessions(engine) == [("ann", started_ms, None, None)]
+    # a start no event told of, seen running: opened
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM session_groups"))
+        connection.execute(text("DELETE FROM sessions"))
+    assert reconciler.record_hub_state(hub(None, True), now + 2000)["opened"] == 1
+    assert sessions(engine) == [("ann", started_ms, None, None)]
+    engine.dispose()
