@@ -206,3 +206,44 @@ def test_a_start_still_pending_is_not_a_session_until_it_runs(tmp_path):
     assert reconciler.record_hub_state(hub(None, True), now + 2000)["opened"] == 1
     assert sessions(engine) == [("ann", started_ms, None, None)]
     engine.dispose()
+
+
+def test_budget_checks_answer_while_event_posts_hang_on_a_stopped_usage_service():
+    """A usage service that is stopped (SIGSTOP: its socket accepts, nothing answers) holds
+    every event post until its timeout; 30 of them at once must not hold up a spawn-time
+    budget check, which answers from its own service at once and says what it said."""
+    import socket
+
+    from tornado.web import Application, RequestHandler
+
+    from twoi2c_hub.spawners.budget import ask
+    from twoi2c_hub.usage_client import UsageEventPoster
+
+    stopped = socket.socket()
+    stopped.bind(("127.0.0.1", 0))
+    stopped.listen(100)  # accepted by the kernel, never answered
+
+    class Check(RequestHandler):
+        def post(self):
+            self.finish({"data": {"allowed": False, "action": "deny", "message": "Your budget is used up."}})
+
+    async def scenario():
+        checks = Application([(r"/check", Check)]).listen(0, "127.0.0.1")
+        check_port = next(iter(checks._sockets.values())).getsockname()[1]
+        poster = UsageEventPoster(f"http://127.0.0.1:{stopped.getsockname()[1]}/events", "token", timeout=5)
+        posts = [poster.post({"type": "stop", "username": f"p{i}"}) for i in range(30)]
+        await asyncio.sleep(0.2)  # the posts are in flight, waiting on the stopped service
+        began = time.monotonic()
+        answer = await ask(f"http://127.0.0.1:{check_port}/check", "token", 3, "ann", ["students"], None)
+        took = time.monotonic() - began
+        assert answer is not None and (answer.allowed, answer.message) == (False, "Your budget is used up.")
+        assert took < 1.5, f"the budget check waited {took:.1f} s behind the event posts"
+        assert not any(post.done() for post in posts)  # still hanging, as the service is
+        for post in posts:
+            post.cancel()
+        checks.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        stopped.close()

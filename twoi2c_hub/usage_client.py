@@ -10,12 +10,31 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import weakref
 from datetime import UTC
 from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.ioloop import IOLoop
 
 log = logging.getLogger("twoi2c.usage-client")
+
+# each event loop's clients, by purpose (see `http_client`)
+_CLIENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def http_client(purpose: str, max_clients: int = 100) -> AsyncHTTPClient:
+    """An HTTP client of its own for `purpose` ("usage", "budget"), on this event loop.
+
+    Tornado's shared client sends at most 10 requests at once for the whole hub. Events
+    posted to a usage service that does not answer (stopped, not dead) took all 10 for
+    their 5 s timeouts, and the spawn-time budget checks queued behind them and timed out:
+    people whose budget was used up got servers (benchmarks/faults.py, the usage-stop
+    round). Each purpose now waits only on its own service."""
+    clients = _CLIENTS.setdefault(IOLoop.current(), {})
+    if purpose not in clients:
+        clients[purpose] = AsyncHTTPClient(force_instance=True, max_clients=max_clients)
+    return clients[purpose]
 
 
 def hub_url(url: str) -> str:
@@ -63,7 +82,7 @@ class UsageEventPoster:
             connect_timeout=self.timeout,
         )
         try:
-            await AsyncHTTPClient().fetch(request)
+            await http_client("usage").fetch(request)
         except Exception as e:
             log.warning(
                 "Usage event %s for %s not delivered (%s); reconciliation will catch up",

@@ -15,13 +15,13 @@ import logging
 from datetime import UTC, datetime
 
 from prometheus_client import Counter
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import HTTPClientError, HTTPRequest
 
 from .. import catalog
 from ..catalog.budget_answer import BudgetAnswer, RecentUse
 from ..catalog.plain import by_choice
 from ..catalog.pricing import amount
-from ..usage_client import hub_url
+from ..usage_client import http_client, hub_url
 
 log = logging.getLogger("twoi2c.budget")
 
@@ -46,7 +46,7 @@ async def ask(
         connect_timeout=timeout,
     )
     try:
-        response = await AsyncHTTPClient().fetch(request)
+        response = await http_client("budget").fetch(request)
         return BudgetAnswer.model_validate(json.loads(response.body)["data"])
     except HTTPClientError as e:
         log.warning("Budget check for %s failed: %s %s", username, e.code, e.response.body[:200] if e.response else "")
@@ -87,7 +87,7 @@ async def recent_use(spawner, state: BudgetAnswer | None) -> dict[str, RecentUse
         connect_timeout=spawner.usage_recent_use_timeout,
     )
     try:
-        response = await AsyncHTTPClient().fetch(request)
+        response = await http_client("recent-use").fetch(request)
         answer = json.loads(response.body)["data"]
         return {profile: RecentUse.model_validate(figures) for profile, figures in answer.items()}
     except Exception as e:  # the page is drawn without it
