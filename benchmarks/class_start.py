@@ -277,14 +277,19 @@ def sessions_recorded(database: Path, expected: int, timeout: float = 120) -> di
 
 
 def service_processes(hub: LocalHub, services: tuple[str, ...]) -> dict[str, list[int]]:
-    """The hub's process and each service's, by name."""
+    """The hub's process and each service's, by name. The cost service's spawn-time check
+    is a process of its own (`cost_checks_service`): summed with the cost service's, as
+    they were until 2026-12-04, the two made the "cost service" 320-346 MB through the
+    soaks, when each was 165-180 MB."""
     processes = {"hub": [hub.process.pid]}
     for service in services:
         wait_for_service(hub, service)
-        processes[f"{service}_service"] = [
-            p for p in tagged_processes(hub.tag)
-            if f"twoi2c_hub.services.{service}" in Path(f"/proc/{p}/cmdline").read_text("latin-1")
-        ]  # fmt: skip
+        for pid in tagged_processes(hub.tag):
+            command = Path(f"/proc/{pid}/cmdline").read_text("latin-1").split("\0")
+            if f"twoi2c_hub.services.{service}" not in command:
+                continue
+            name = f"{service}_checks_service" if "--checks-only" in command else f"{service}_service"
+            processes.setdefault(name, []).append(pid)
     return processes
 
 
@@ -400,6 +405,11 @@ def main(argv=None) -> int:
         help="seconds a person takes on our spawn form before pressing Start (uniform)",
     )  # fmt: skip
     parser.add_argument(
+        "--within", type=float, default=1.2,
+        help="targets: our time to server p99 and hub peak RSS at most this times plain JupyterHub's"
+        " (1.1 for a class of 1,000)",
+    )  # fmt: skip
+    parser.add_argument(
         "--soak-minutes", type=float, help="instead: our hub for this long, people coming and going (soak mode)"
     )
     parser.add_argument(
@@ -445,8 +455,12 @@ def main(argv=None) -> int:
             "no_errors": ours["errors"] == 0,
             "every_session_recorded_once": sessions["recorded"] == ours["servers_started"]
             and sessions["duplicated"] == 0,
-            "time_to_server_p99_within_1.2x": (figures["time_to_server_p99_ratio"] or 99) <= 1.2,
-            "hub_peak_rss_within_1.2x": (figures["hub_peak_rss_ratio"] or 99) <= 1.2,
+            f"time_to_server_p99_within_{args.within}x": (figures["time_to_server_p99_ratio"] or 99) <= args.within,
+            f"hub_peak_rss_within_{args.within}x": (figures["hub_peak_rss_ratio"] or 99) <= args.within,
+            # each service process: usage, cost, and the cost service's spawn-time check
+            "services_peak_rss_at_most_200mb": all(
+                ours[name]["peak_rss_mb"] <= 200 for name in ("usage_service", "cost_service", "cost_checks_service")
+            ),
         }
         print(json.dumps(figures))
         return 0

@@ -128,7 +128,9 @@ def test_class_start_runs_both_hubs_and_counts_every_session():
         assert figures[hub]["hub"]["cpu_seconds"] > 0 and figures[hub]["hub"]["peak_rss_mb"] > 0
     # every server our hub started is one session in the usage service, stopped, none twice
     assert figures["ours"]["sessions"] == {"recorded": 6, "stopped": 6, "duplicated": 0}
-    assert figures["ours"]["usage_service"]["peak_rss_mb"] > 0 and figures["ours"]["cost_service"]["cpu_seconds"] > 0
+    assert figures["ours"]["usage_service"]["peak_rss_mb"] > 0 and figures["ours"]["cost_service"]["peak_rss_mb"] > 0
+    # the budget is checked at every start, by the cost service's process for it
+    assert figures["ours"]["cost_checks_service"]["cpu_seconds"] > 0
     # ours has the form's step, plain JupyterHub has none
     assert len(figures["time_to_server_p99_ratio_by_round"]) == 1
     assert set(figures["ours"]["phases"]) == {"spawn_page", "form_submitted", "progress_to_ready"}
@@ -142,7 +144,9 @@ def test_class_start_runs_both_hubs_and_counts_every_session():
         "every_session_recorded_once",
         "time_to_server_p99_within_1.2x",
         "hub_peak_rss_within_1.2x",
+        "services_peak_rss_at_most_200mb",
     }
+    assert 0 < figures["ours"]["cost_checks_service"]["peak_rss_mb"] < 200
 
 
 @pytest.mark.hub
@@ -157,7 +161,8 @@ def test_class_start_soak_mode_samples_memory_and_counts_every_session():
     assert soak["servers_started"] > 4
     started = soak["servers_started"]
     assert soak["sessions"] == {"recorded": started, "stopped": started, "duplicated": 0}
-    assert set(soak["memory"]) == {"hub", "usage_service", "cost_service", "proxy"}
+    # the cost service and its spawn-time check are two processes, each measured alone
+    assert set(soak["memory"]) == {"hub", "usage_service", "cost_service", "cost_checks_service", "proxy"}
     for figures in soak["memory"].values():
         assert 0 < figures["rss_after_warm_up_mb"] <= figures["peak_rss_mb"]
         assert 0 < figures["rss_at_end_mb"] <= figures["peak_rss_mb"]
@@ -171,7 +176,7 @@ def test_class_start_soak_mode_samples_memory_and_counts_every_session():
     }
     # objects counted in the hub and both services after the warm-up and at the end
     growth = soak["growth_after_warm_up"]
-    assert {name.split(":")[0] for name in growth} == {"hub", "usage_service", "cost_service"}
+    assert {name.split(":")[0] for name in growth} == {"hub", "usage_service", "cost_service", "cost_checks_service"}
     assert all("objects" in found for found in growth.values()), growth
     for found in growth.values():  # each heap figure after the warm-up and at the end
         assert found["heap"]["python_blocks"][0] > 0 and found["heap"]["threads"][1] >= 1, found
