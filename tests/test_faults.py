@@ -34,8 +34,10 @@ def sessions(engine) -> list[tuple]:
 
 @pytest.mark.postgres
 def test_events_are_held_while_postgresql_is_down_and_written_in_order_after():
-    """PostgreSQL stops (a node upgrade): posts are answered, nothing is lost, and once
-    it is back the events are written in the order they came (a start before its stop)."""
+    """PostgreSQL stops (a node upgrade): posts are answered, nothing is lost, and once it
+    is back the events are written one by one in the order they came: ann's start before
+    her stop (the other way round her stop would find no session and it would stay open),
+    and a post that comes while events are still held after them."""
     server = PostgresServer("test-faults-" + uuid.uuid4().hex)
     try:
         url = server.new_database()
@@ -43,50 +45,96 @@ def test_events_are_held_while_postgresql_is_down_and_written_in_order_after():
         engine = make_engine(url)
         metrics = UsageMetrics(CollectorRegistry())
         intake = EventIntake(session_maker(engine), metrics)
-        intake.RETRY_SECONDS = 0.2
-        start = ServerStart("ann", "", 1_000_000, profile="cpu", cpu_guarantee=1.0, groups=["students"])
-        later = ServerStart("bob", "", 2_000_000, profile="cpu", cpu_guarantee=1.0, groups=["students"])
+        intake.RETRY_SECONDS = 3600  # retried by hand below
+        intake.RETRY_BATCH = 1
+        ann = ServerStart("ann", "", 1_000_000, profile="cpu", cpu_guarantee=1.0, groups=["students"])
+        bob = ServerStart("bob", "", 2_000_000, profile="cpu", cpu_guarantee=1.0, groups=["students"])
+        cat = ServerStart("cat", "", 3_000_000, profile="cpu", cpu_guarantee=1.0, groups=["students"])
 
         async def scenario():
-            assert await intake.submit([ServerStarted(start)]) == 1  # written at once
+            assert await intake.submit([ServerStarted(bob)]) == 1  # written at once
             server.process.send_signal(2)
             server.process.wait(30)
-            # while it is down: answered (held), in order; bob's start, then ann's stop
-            assert await intake.submit([ServerStarted(later)]) == 1
-            assert await intake.submit([ServerStopped("ann", "", 4_600_000, "user", start.started_ms)]) == 1
-            assert len(intake.held) == 2
-            assert metrics.held._value.get() == 2
-            await asyncio.sleep(1)  # retries fail meanwhile, and keep everything
+            assert await intake.submit([ServerStarted(ann)]) == 1  # held, answered
+            assert await intake.submit([ServerStopped("ann", "", 4_600_000, "user", ann.started_ms)]) == 1
+            assert len(intake.held) == 2 and metrics.held._value.get() == 2
+            intake._retry()  # fails: kept, nothing lost
             assert len(intake.held) == 2
             server.start()
-            deadline = time.monotonic() + 30
-            while intake.held and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-            assert intake.held == [] and metrics.held._value.get() == 0
+            assert await intake.submit([ServerStarted(cat)]) == 1  # behind the held ones
+            assert [type(e).__name__ for e in intake.held] == ["ServerStarted", "ServerStopped", "ServerStarted"]
+            intake._retry()  # one at a time, in order
+            assert len(intake.held) == 2
+            while intake.held:
+                intake._retry()
+            assert metrics.held._value.get() == 0
+            intake._retrying.cancel() if intake._retrying else None
 
         asyncio.run(scenario())
-        assert sessions(engine) == [("ann", 1_000_000, 4_600_000, "user"), ("bob", 2_000_000, None, None)]
+        assert sessions(engine) == [
+            ("ann", 1_000_000, 4_600_000, "user"),
+            ("bob", 2_000_000, None, None),
+            ("cat", 3_000_000, None, None),
+        ]
         engine.dispose()
     finally:
         server.stop()
 
 
-def test_too_many_held_events_are_refused_in_words(tmp_path):
-    """Beyond MAX_HELD the post is refused (the API answers 503 with these words) and
-    what was held stays held."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'usage.sqlite'}")  # no tables: every write fails
+def broken_intake(tmp_path) -> EventIntake:
+    """An intake whose database cannot take a write (a file with no tables)."""
     (tmp_path / "usage.sqlite").write_bytes(b"")
-    intake = EventIntake(session_maker(engine), UsageMetrics(CollectorRegistry()))
-    intake.MAX_HELD = 2
+    engine = make_engine(f"sqlite:///{tmp_path / 'usage.sqlite'}")
+    return EventIntake(session_maker(engine), UsageMetrics(CollectorRegistry()))
+
+
+def test_held_events_stop_at_their_limit_and_the_refusal_says_why(tmp_path):
+    """Up to HELD_AT_MOST events are held, exactly; the next post is refused with words
+    (the events API answers it as a 503), and what was held stays held."""
+    intake = broken_intake(tmp_path)
+    intake.HELD_AT_MOST = 2
     start = ServerStart("ann", "", 1_000_000, profile="cpu", groups=[])
 
     async def scenario():
-        intake.held = [ServerStarted(start)] * 2  # as if the database had been failing
-        with pytest.raises(DatabaseUnavailable, match="2 events wait already"):
+        assert await intake.submit([ServerStarted(start)]) == 1
+        assert await intake.submit([ServerStarted(start)]) == 1  # the second: at the limit
+        with pytest.raises(DatabaseUnavailable, match="unavailable, and 2 events wait already"):
             await intake.submit([ServerStarted(start)])
         assert len(intake.held) == 2
+        intake._retrying.cancel()
 
     asyncio.run(scenario())
+
+
+def test_events_still_held_when_the_service_stops_are_said_lost(tmp_path, caplog):
+    """Held events that cannot be written as the service stops are not dropped silently."""
+    intake = broken_intake(tmp_path)
+    intake.held = [ServerStarted(ServerStart("ann", "", 1_000_000, profile="cpu", groups=[]))] * 3
+    intake.last_write()
+    assert "3 accepted events could not be written before the service stopped and are lost" in caplog.text
+
+
+def test_the_reconciliation_waits_for_held_events(tmp_path):
+    """While events are held the reconciliation does not run (it would close their servers
+    at a guess that their exact stops could no longer replace); once written, it runs."""
+    from twoi2c_hub.services.usage.reconciler import Reconciler
+
+    calls = []
+
+    class Hub:
+        async def paged(self, path, params):
+            calls.append(path)
+            for user in []:
+                yield user
+
+    written = [False]
+    reconciler = Reconciler(session_maker(make_engine(f"sqlite:///{tmp_path / 'u.sqlite'}")), hub_api=Hub(),
+                            catalog=[], interval=15, metrics=UsageMetrics(CollectorRegistry()),
+                            held_events_written=lambda: written[0])  # fmt: skip
+    upgrade(f"sqlite:///{tmp_path / 'u.sqlite'}")
+    assert asyncio.run(reconciler.reconcile()) == {} and calls == []
+    written[0] = True
+    assert asyncio.run(reconciler.reconcile()) == {"opened": 0, "closed": 0} and calls == ["/users"]
 
 
 class Answering(BaseHTTPRequestHandler):
@@ -129,6 +177,10 @@ def test_the_proxy_says_the_hub_is_restarting_not_404_or_a_bare_503(tmp_path):
             )
 
         assert restarting(first), (first.status_code, first.text[:300])
+        # a hub under /x/: an address outside it is still a plain 404, not "restarting"
+        requests.post(f"{api}/x/", json={"target": f"http://127.0.0.1:{hub_port}"}, headers=headers, timeout=5)
+        elsewhere = requests.get(f"http://127.0.0.1:{port}/other", timeout=10)
+        assert elsewhere.status_code == 404 and "restarting" not in elsewhere.text
         requests.post(f"{api}/", json={"target": f"http://127.0.0.1:{hub_port}"}, headers=headers, timeout=5)
         assert restarting(requests.get(f"http://127.0.0.1:{port}/hub/login", timeout=10))  # nothing answers
         hub = ThreadingHTTPServer(("127.0.0.1", hub_port), Answering)
@@ -210,7 +262,7 @@ def test_a_start_still_pending_is_not_a_session_until_it_runs(tmp_path):
 
 def test_budget_checks_answer_while_event_posts_hang_on_a_stopped_usage_service():
     """A usage service that is stopped (SIGSTOP: its socket accepts, nothing answers) holds
-    every event post until its timeout; 30 of them at once must not hold up a spawn-time
+    every event post until its timeout; 150 of them at once must not hold up a spawn-time
     budget check, which answers from its own service at once and says what it said."""
     import socket
 
@@ -231,7 +283,8 @@ def test_budget_checks_answer_while_event_posts_hang_on_a_stopped_usage_service(
         checks = Application([(r"/check", Check)]).listen(0, "127.0.0.1")
         check_port = next(iter(checks._sockets.values())).getsockname()[1]
         poster = UsageEventPoster(f"http://127.0.0.1:{stopped.getsockname()[1]}/events", "token", timeout=5)
-        posts = [poster.post({"type": "stop", "username": f"p{i}"}) for i in range(30)]
+        # more than one client's 100 requests at once: a shared client would queue the check
+        posts = [poster.post({"type": "stop", "username": f"p{i}"}) for i in range(150)]
         await asyncio.sleep(0.2)  # the posts are in flight, waiting on the stopped service
         began = time.monotonic()
         answer = await ask(f"http://127.0.0.1:{check_port}/check", "token", 3, "ann", ["students"], None)
@@ -247,3 +300,49 @@ def test_budget_checks_answer_while_event_posts_hang_on_a_stopped_usage_service(
         asyncio.run(scenario())
     finally:
         stopped.close()
+
+
+PARENT = """import subprocess, sys, time
+child = subprocess.Popen([sys.executable, sys.argv[1], sys.argv[2]])
+time.sleep(120)
+"""
+CHILD = """import signal, sys, time
+from pathlib import Path
+from twoi2c_hub.services.framework.lifecycle import stop_with_the_hub
+signal.signal(signal.SIGTERM, lambda *_: (Path(sys.argv[1]).write_text("stopped"), sys.exit(0)))
+Path(sys.argv[1]).write_text("watching" if stop_with_the_hub(lambda: None) else "not watching")
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("parent_name, expected", [("jupyterhub", "stopped"), ("something-else", "not watching")])
+def test_a_service_stops_when_the_jupyterhub_that_started_it_is_killed(tmp_path, parent_name, expected):
+    """A service whose parent is a jupyterhub process gets SIGTERM when that process is
+    killed -9; under any other parent it does not watch (and runs on)."""
+    import os
+    import signal
+
+    (tmp_path / parent_name).write_text(PARENT)
+    (tmp_path / "service.py").write_text(CHILD)
+    said = tmp_path / "said"
+    parent = subprocess.Popen([sys.executable, str(tmp_path / parent_name), str(tmp_path / "service.py"), str(said)])
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not said.exists() or not said.read_text():
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.1)
+        assert said.read_text() == ("watching" if expected == "stopped" else "not watching")
+        children += [int(p) for p in Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()]
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while said.read_text() != expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert said.read_text() == expected
+    finally:
+        for pid in children:  # the service left running under another parent
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

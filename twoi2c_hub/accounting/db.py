@@ -33,7 +33,9 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # a server that does not answer (a host gone, not a port closed) fails a connection in
+    # 5 s, not the system's TCP timeout: the usage service retries held events on its loop
+    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
 
 
 def alembic_config(url: str, migrations: Path = MIGRATIONS) -> AlembicConfig:

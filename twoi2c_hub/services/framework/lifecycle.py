@@ -54,6 +54,22 @@ def exit_at_once(code: int) -> None:
     os._exit(code)
 
 
+def _parent() -> tuple[int, bool]:
+    """This process's parent, and whether it is a jupyterhub process (`python -m
+    jupyterhub ...`, or the `jupyterhub` script: `python .../bin/jupyterhub ...`)."""
+    parent = os.getppid()
+    try:
+        command = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return parent, False
+    return parent, any(Path(os.fsdecode(part)).name == "jupyterhub" for part in command[:3])
+
+
+# read as the service's modules are imported, its first moments: a hub killed while the
+# service starts is still known to have been its parent
+PARENT, PARENT_IS_A_HUB = _parent()
+
+
 def stop_with_the_hub(stop: Callable[[], Any]) -> bool:
     """Call `stop()` when the JupyterHub that started this service ends, even by kill -9.
 
@@ -62,15 +78,12 @@ def stop_with_the_hub(stop: Callable[[], Any]) -> bool:
     ones would go on reconciling, sampling and rolling up beside them (measured with
     benchmarks/faults.py: two of each after a hub's kill -9). Linux sends this process
     SIGTERM when its parent ends (prctl PR_SET_PDEATHSIG); the service's usual stop
-    follows. Only for a service whose parent is a jupyterhub process (a service run by
-    hand or by systemd is left alone); True when watching."""
-    parent = os.getppid()
-    try:
-        command = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    # `python -m jupyterhub ...`, or the `jupyterhub` script (`python .../bin/jupyterhub ...`)
-    if not any(Path(os.fsdecode(part)).name == "jupyterhub" for part in command[:3]):
+    follows. Strictly, when the parent's *thread* that started it ends: JupyterHub 6
+    starts its managed services with Popen on its main thread (jupyterhub/services/
+    service.py, _ServiceSpawner.start), whose end is the hub's. Only for a service whose
+    parent is a jupyterhub process (a service run by hand or by systemd is left alone);
+    True when watching."""
+    if not PARENT_IS_A_HUB:
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -78,6 +91,6 @@ def stop_with_the_hub(stop: Callable[[], Any]) -> bool:
             return False
     except (OSError, AttributeError):
         return False
-    if os.getppid() != parent:  # the hub ended before the watch was set
+    if os.getppid() != PARENT:  # the hub ended before the watch was set
         stop()
     return True

@@ -336,6 +336,9 @@ class HubService(Application):
             host = "" if url.hostname != "localhost" else "127.0.0.1"
         return url.port, host
 
+    def stopping(self) -> None:
+        """Last work as the service stops, its loops ended and its port closed."""
+
     async def serve(self) -> None:
         """Serve until SIGTERM or SIGINT."""
         port, host = self.listen_address()
@@ -367,5 +370,6 @@ class HubService(Application):
             loop.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
         server.stop()
+        self.stopping()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()

@@ -106,6 +106,9 @@ class UsageService(HubService):
     def intake(self) -> EventIntake:
         return EventIntake(self.open_db, self.metrics)
 
+    def stopping(self) -> None:
+        self.intake.last_write()  # what the database could not take yet
+
     @cached_property
     def reconciler(self) -> Reconciler:
         return Reconciler(
@@ -114,6 +117,7 @@ class UsageService(HubService):
             catalog=self.community.profile_list() if self.community else [],
             interval=self.reconcile_interval,
             metrics=self.metrics,
+            held_events_written=self.intake.write_held,
         )
 
     @cached_property

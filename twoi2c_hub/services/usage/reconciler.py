@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import func, select, text
@@ -48,12 +49,15 @@ class Reconciler:
         catalog: list[dict],
         interval: float,
         metrics: UsageMetrics,
+        held_events_written: Callable[[], bool] | None = None,
     ):
         self.open_db = open_db
         self.hub_api = hub_api
         self.catalog = catalog
         self.interval = interval
         self.metrics = metrics
+        # writes the events the intake holds, True when none is left (EventIntake.write_held)
+        self.held_events_written = held_events_written
         self.last_reconciled_ms: int | None = None
 
     async def hub_users(self) -> list[dict]:
@@ -73,6 +77,11 @@ class Reconciler:
         return ServerStart.from_summary(user["name"], server_name, started_ms, summary, groups)
 
     async def reconcile(self) -> dict[str, int]:
+        if self.held_events_written is not None and not self.held_events_written():
+            # the spawners' events wait to be written (the database was down): a pass now
+            # would close their servers at a guess that their exact stops could not replace
+            log.info("Events are still held; reconciling once they are written")
+            return {}
         try:
             users = await self.hub_users()
         except (HTTPClientError, OSError) as e:
