@@ -23,9 +23,13 @@ budget, recorded as a past session): their starts must be refused.
 Each round reports: servers started; sessions recorded (each exactly once, started
 between pressing Start and the server answering, stopped within the reconciliation
 interval of the server stopping); budget decisions against a recomputation from the
-recorded sessions (decisions while a part was down are counted apart: the hub allows
-starts it cannot check, `when_unreadable: allow`); the pages people saw that were not
-what they asked for, by status, with any 5xx page or stack trace named; the seconds
+recorded sessions (a used-up budget's start allowed while the check could not be made is
+counted apart, `allowed_unchecked_while_down`: the hub allows starts it cannot check,
+`when_unreadable: allow`; any other difference is wrong); the sessions by who recorded
+them (the spawners' events, or the reconciliation catching up); the pages people saw
+that were not what they asked for, by status, with any 5xx page or stack trace named
+(the proxy's worded "restarting" page is expected while the hub or its proxy restarts),
+and the requests that got no answer at all; the seconds
 until every part answered again after the fault ended; processes left over (a service
 of a killed hub still running). One JSON object, with `targets_met`.
 """
@@ -166,11 +170,16 @@ async def person(hub_url: str, name: str, password: str, delay: float, hold: flo
                     if time.monotonic() < using_until:
                         await asyncio.sleep(min(5, using_until - time.monotonic()))
                         continue
+                    me.setdefault("stop_tried_ms", now_ms())
                     await page("stop", "DELETE", f"/hub/api/users/{name}/server", (202, 204),
                                headers={"X-XSRFToken": xsrf()})  # fmt: skip
                     me["stop_asked_ms"] = now_ms()
                 elif server and server.get("pending"):
                     await follow(page, name, xsrf())
+                elif me["ready_ms"]:  # their server is gone (stopped while the hub was down)
+                    me["stop_asked_ms"] = me["stop_asked_ms"] or me.get("stop_tried_ms") or now_ms()
+                    me["stopped_ms"] = now_ms()
+                    return
                 elif me["decision"] == "denied":
                     return
                 else:
@@ -423,7 +432,7 @@ def check_round(people: list[dict], sessions: dict[str, list[tuple]], spent: set
     """Sessions once and right, budget decisions right, the pages people saw."""
     slack_ms = (RECONCILE_SECONDS + 5) * 1000
     lost, duplicated, wrong_start, late_stops, open_sessions = [], [], [], [], []
-    decisions = {"right": 0, "wrong": [], "while_down": 0}
+    decisions = {"right": 0, "wrong": [], "while_down": 0, "allowed_unchecked_while_down": 0}
     fault_window = (fault.began_ms, (fault.back_ms or now_ms()) + 5000)
     for me in people:
         mine = [s for s in sessions[me["name"]] if me["asked_ms"] and s[0] >= me["asked_ms"] - 60_000]
@@ -448,24 +457,37 @@ def check_round(people: list[dict], sessions: dict[str, list[tuple]], spent: set
             continue
         past = [s for s in sessions[me["name"]] if s[0] < me["asked_ms"] - 60_000]
         should = "denied" if server_hours_before(past, me["asked_ms"]) >= BUDGET_HOURS else "allowed"
-        if fault_window[0] <= me["decided_ms"] <= fault_window[1]:
-            decisions["while_down"] += 1
-        elif should == me["decision"]:
+        during = fault_window[0] <= me["decided_ms"] <= fault_window[1]
+        if should == me["decision"]:
             decisions["right"] += 1
+        elif during and me["decision"] == "allowed":
+            decisions["allowed_unchecked_while_down"] += 1  # when_unreadable: allow
         else:
-            decisions["wrong"].append({"name": me["name"], "was": me["decision"], "should": should})
+            decisions["wrong"].append({"name": me["name"], "was": me["decision"], "should": should,
+                                       "while_down": during})  # fmt: skip
+        decisions["while_down"] += during
     pages = [p for me in people for p in me["pages"]]
+    by_source: dict[str, int] = {}  # the spawners' events, or the reconciliation's catching up
+    for me in people:
+        for started, _, source in sessions[me["name"]]:
+            if me["asked_ms"] and started >= me["asked_ms"] - 60_000:
+                by_source[source] = by_source.get(source, 0) + 1
     by_status: dict[str, int] = {}
     for p in pages:
         by_status[str(p["status"] or p["error"])] = by_status.get(str(p["status"] or p["error"]), 0) + 1
     # the hub's own restart, or its proxy's (restarted by the hub, without routes until the
     # hub adds them again): then, and only then, the proxy's worded "restarting" page
     hub_restart = fault.kind in ("hub-kill", "proxy-kill")
-    bad_pages = [
-        p for p in pages
-        if p["traceback"] or (p["status"] and p["status"] >= 500
-                              and not (hub_restart and p["status"] == 503 and "restarting" in p["words"]))
-    ]  # fmt: skip
+
+    def excused(p) -> bool:  # the worded restarting page, while the hub or its proxy restarts
+        in_fault = fault_window[0] <= p["at_ms"] <= fault_window[1]
+        return hub_restart and in_fault and p["status"] == 503 and "restarting" in p["words"]
+
+    bad_pages = [p for p in pages if p["traceback"] or (p["status"] and p["status"] >= 500 and not excused(p))]
+    # no answer at all (the proxy down, or replaced by the restarted hub's), and refusals
+    # other than the budget's, are not 5xx pages but are counted
+    no_answer = [p for p in pages if p["status"] is None]
+    other_4xx = [p for p in pages if p["status"] and 400 <= p["status"] < 500]
     return {
         "people": len(people),
         "servers_started": sum(1 for me in people if me["ready_ms"]),
@@ -480,10 +502,14 @@ def check_round(people: list[dict], sessions: dict[str, list[tuple]], spent: set
             "left_open": open_sessions,
         },  # fmt: skip
         "budget_decisions": decisions,
+        "sessions_recorded_by": by_source,
         "pages_seen": {
             "by_status": by_status,
             "bad": len(bad_pages),
             "bad_examples": bad_pages[:5],
+            "no_answer": len(no_answer),
+            "other_4xx": len(other_4xx),
+            "other_4xx_examples": other_4xx[:3],
             "examples": list({p["words"]: p for p in pages}.values())[:6],
         },  # fmt: skip
         "time_to_server": summary([(me["ready_ms"] - me["asked_ms"]) / 1000 for me in people if me["ready_ms"]]),
