@@ -273,3 +273,25 @@ def test_the_efficiency_benchmark_samples_real_trees_and_checks_its_report_again
     }
     # the report's figures were checked against the plain SQL's before being timed
     assert all(figures["reports"][f"report_30d_by_{a}_ms"] > 0 for a in ("user", "group", "profile"))
+
+
+@pytest.mark.hub
+def test_sampling_through_the_usage_service_measures_every_server_every_round():
+    command = [sys.executable, str(BENCHMARKS / "sampling_service.py"), "--servers", "4", "--minutes", "0.4",
+               "--interval", "2", "--baseline-minutes", "0.2"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    sampled = figures["sampled"]
+    # 0.4 min at 2 s: 12 rounds; each of the 4 servers measured in (nearly) each
+    assert sampled["expected_rounds"] == 12 and sampled["servers_measured_every_round"] == 4
+    assert 11 <= sampled["samples_per_server"]["min"] <= sampled["samples_per_server"]["max"] <= 14
+    assert 0 < sampled["usage_service"]["peak_rss_mb"] < 200
+    # the service with sampling on works more than with it off, on the same servers
+    assert sampled["usage_service"]["cpu_seconds"] > figures["sampling_off"]["usage_service"]["cpu_seconds"]
+    assert "samples_per_server" not in figures["sampling_off"]
+    assert set(figures["targets_met"]) == {
+        "sampling_at_most_1_percent_of_a_core",
+        "usage_service_rss_at_most_200mb",
+        "every_server_measured_every_round",
+    }
