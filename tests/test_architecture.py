@@ -25,7 +25,7 @@ ALLOWED = {
     "proxy": set(),  # the Python configurable-http-proxy, unthrottled
     "authenticators": set(),
     "navigation": set(),  # the one menu of the hub's and the services' pages
-    "dates": set(),  # dates on pages, in the reader's locale
+    "dates": set(),  # dates and numbers on pages, in the reader's locale
     # the data layer and the community config: pure models and loading
     "accounting": {"catalog"},
     "config": {"catalog"},

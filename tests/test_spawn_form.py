@@ -83,7 +83,7 @@ async def test_each_memory_and_cpu_choice_shows_its_price_as_text_beside_its_own
         row = choice_row(form, "cpu", "resources", choice)
         assert row.select_one("input[type=radio][name=profile-option-cpu--resources]")["value"] == choice
         assert row.find_parent("option") is None and row.find_parent("select") is None
-        price = row.select_one(".twoi2c-price").get_text(strip=True)
+        price = row.select_one(".twoi2c-price").get_text(" ", strip=True)
         assert price == f"{N2_HIGHMEM_4 * share:.2f} USD an hour"
         assert price == f"{hourly(ALICE, {'profile': 'cpu', 'resources': choice}):.2f} USD an hour"
         # its name says its memory and CPUs, in the label of its radio: visible text
@@ -92,7 +92,7 @@ async def test_each_memory_and_cpu_choice_shows_its_price_as_text_beside_its_own
     # a choice named in words has its resources in plain words beside it
     whole = choice_row(form, "cpu", "resources", "whole-node")
     assert whole.select_one(".twoi2c-resources").get_text(strip=True) == "100 GiB memory, 14 CPUs guaranteed, up to 15"
-    assert whole.select_one(".twoi2c-price").get_text(strip=True) == (
+    assert whole.select_one(".twoi2c-price").get_text(" ", strip=True) == (
         f"{hourly(ALICE, {'profile': 'cpu', 'resources': 'whole-node'}):.2f} USD an hour"
     )
     # nothing of a price or of resources in plain words is left inside an option
@@ -109,7 +109,9 @@ async def test_the_gpu_profile_on_kubernetes_shows_its_resources_and_price_and_m
     assert resources == "14 GiB memory, 3.5 CPUs guaranteed, up to 4, 1 GPU"
     # charged on its requests: 3.5 cores, 14 GiB and a T4
     price = 3.5 * CPU_CORE_HOUR + 14 * MEMORY_GIB_HOUR + T4_HOUR
-    assert card.select_one(".twoi2c-price").get_text(strip=True) == f"{price:.2f} USD an hour"
+    assert card.select_one(".twoi2c-price").get_text(" ", strip=True) == f"{price:.2f} USD an hour"
+    # the figure carries its value, for the reader's locale (twoi2c_hub/dates.py)
+    assert card.select_one(".twoi2c-price data.twoi2c-number")["value"] == f"{price:.2f}"
     assert price == pytest.approx(hourly(ALICE, {"profile": "gpu"}))
     assert card.select_one(".twoi2c-refused") is None
 
@@ -244,12 +246,12 @@ async def test_a_restricting_budget_disables_the_choices_it_cannot_pay_for_with_
     large = choice_row(form, "cpu", "resources", "mem_28_gib")
     assert not small.select_one("input").has_attr("disabled")
     hours = 0.2 / hourly(BOB, {"profile": "cpu", "resources": "mem_6_9_gib"})
-    assert small.select_one(".twoi2c-hours-left").get_text(strip=True) == (
+    assert small.select_one(".twoi2c-hours-left").get_text(" ", strip=True) == (
         f"your budget left buys about {hours:.1f} hours"
     )
     assert large.select_one("input").has_attr("disabled")
     price = hourly(BOB, {"profile": "cpu", "resources": "mem_28_gib"})
-    assert large.select_one(".twoi2c-price").get_text(strip=True) == f"{price:.2f} USD an hour"
+    assert large.select_one(".twoi2c-price").get_text(" ", strip=True) == f"{price:.2f} USD an hour"
     assert large.select_one(".twoi2c-refused").get_text(strip=True) == (
         f"Not available: {price:.2f} USD an hour: more than the 0.20 USD left of your budget."
     )
@@ -298,7 +300,7 @@ async def test_fancy_profiles_gets_what_the_hub_can_give_and_the_prices_are_ours
     for choice in ("mem_6_9_gib", "mem_14_gib", "mem_28_gib", "whole-node"):
         row = listing.select_one(f"[data-profile=cpu] [data-choice='{choice}']")
         price = hourly(ALICE, {"profile": "cpu", "resources": choice})
-        assert row.select_one(".twoi2c-price").get_text(strip=True) == f"{price:.2f} USD an hour"
+        assert row.select_one(".twoi2c-price").get_text(" ", strip=True) == f"{price:.2f} USD an hour"
     gpu = listing.select_one("[data-profile=gpu]")
     assert visible_text(gpu) == (
         "GPU server — 14 GiB memory, 3.5 CPUs guaranteed, up to 4, 1 GPU"
@@ -308,7 +310,7 @@ async def test_fancy_profiles_gets_what_the_hub_can_give_and_the_prices_are_ours
     made = spawner(ProfileKubeSpawner, ALICE, spawn_form="fancy-profiles")
     form = await form_of(made)
     price = hourly(ALICE, {"profile": "gpu"})
-    assert form.select_one(".twoi2c-price-list [data-profile=gpu] .twoi2c-price").get_text(strip=True) == (
+    assert form.select_one(".twoi2c-price-list [data-profile=gpu] .twoi2c-price").get_text(" ", strip=True) == (
         f"{price:.2f} USD an hour"
     )
     assert '"slug": "gpu"' in str(form)

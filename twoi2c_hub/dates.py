@@ -1,4 +1,4 @@
-"""Dates a person reads on a page, in their browser's own locale.
+"""Dates and numbers a person reads on a page, in their browser's own locale.
 
 The server writes each date as `<time datetime="2027-01-01">1 Jan 2027</time>` (a month as
 `<time datetime="2026-12">December 2026</time>`): a readable fallback, and the exact day
@@ -7,13 +7,20 @@ which writes it as the reader's locale does ("1. Jan. 2027" in German). Text for
 and mail -- CSV, the API's JSON, alerts, log lines -- keeps its ISO dates; a page that shows
 such text (a budget's "resets on 2027-01-01") marks each date in it with `with_dates`.
 
-The filters (`day`, `month`, `with_dates`) come with `LocalDates`, a Jinja extension: the
-hub's environment takes it from `JupyterHub.jinja_environment_options`, the services' and
-the spawn form's are made with it.
+A number (money, hours, a percentage, GiB) is written the same way, with `number`:
+`<data class="twoi2c-number" value="1234.56">1,234.56</data>`, the value rounded to the
+decimals shown, which the same script writes with Intl.NumberFormat and as many decimals
+("1.234,56" in German). A currency code or a unit stays text beside it. Text with both
+(a budget's line in words, made for alerts) is marked with `with_dates_and_numbers`.
+
+The filters (`day`, `month`, `with_dates`, `number`, `with_dates_and_numbers`) come with
+`LocalDates`, a Jinja extension: the hub's environment takes it from
+`JupyterHub.jinja_environment_options`, the services' and the spawn form's are made with it.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date
 from typing import Any
@@ -24,6 +31,9 @@ from markupsafe import Markup, escape
 # an ISO day standing alone: not part of a longer number or of a moment (2026-12-01T10:00)
 _ISO_DAY = re.compile(r"(?<![\w-])(\d{4}-\d{2}-\d{2})(?![\w:-])")
 _ISO_MONTH = re.compile(r"\d{4}-\d{2}")
+# a figure in words written by Python ("1,234.56", "2.00"): with decimals, so a year or a
+# name's digits ("cohort 2026", "gpu-2") are never taken for one; not inside a longer token
+_FIGURE = re.compile(r"(?<![\w.,-])(\d{1,3}(?:,\d{3})*\.\d+|\d+\.\d+)(?![\w-]|[.,]\d)")
 
 
 def _as_day(value: Any) -> date | None:
@@ -62,12 +72,44 @@ def with_dates(text: Any) -> Markup:
     return Markup("").join(day(p) if i % 2 and _as_day(p) else escape(p) for i, p in enumerate(parts))
 
 
+def number(value: Any, decimals: int | None = 2) -> Markup:
+    """A number as a `<data>` whose value is rounded to `decimals` (None: as few as it
+    needs, like 0.5 or 2), written here as English does ("1,234.56"); not a number: escaped."""
+    try:
+        figure = float(value)
+    except (TypeError, ValueError):
+        figure = math.nan
+    if isinstance(value, bool) or not math.isfinite(figure):
+        return escape("" if value is None else value)
+    if decimals is None:
+        machine = f"{figure:.6f}".rstrip("0").rstrip(".")
+        decimals = len(machine.partition(".")[2])
+    else:
+        machine = f"{figure:.{decimals}f}"
+    if float(machine) == 0:
+        machine = machine.lstrip("-")  # no "-0.00"
+    return Markup('<data class="twoi2c-number" value="{}">{}</data>').format(machine, f"{float(machine):,.{decimals}f}")
+
+
+def with_dates_and_numbers(text: Any) -> Markup:
+    """Text with each ISO day in it as a `<time>` and each figure with decimals as a
+    `<data>` (its decimals kept); the rest escaped."""
+    parts = _FIGURE.split(str(text or ""))
+    # split with one group: text, figure, text, figure, ..., text
+    return Markup("").join(
+        number(p.replace(",", ""), len(p.partition(".")[2])) if i % 2 else with_dates(p) for i, p in enumerate(parts)
+    )
+
+
 class LocalDates(jinja2.ext.Extension):
-    """The filters `day`, `month` and `with_dates` in a Jinja environment."""
+    """The filters `day`, `month`, `with_dates`, `number` and `with_dates_and_numbers` in a
+    Jinja environment."""
 
     def __init__(self, environment: jinja2.Environment):
         super().__init__(environment)
-        environment.filters.update(day=day, month=month, with_dates=with_dates)
+        environment.filters.update(
+            day=day, month=month, with_dates=with_dates, number=number, with_dates_and_numbers=with_dates_and_numbers
+        )
 
 
 # the extension as Jinja's `extensions` option names it

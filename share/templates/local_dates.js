@@ -3,6 +3,8 @@
 // month (twoi2c-month, "2026-12") as "December 2026" or "Dezember 2026", and a moment
 // (twoi2c-time, UTC) in the reader's time zone with its name, the UTC one kept as a tooltip.
 // Days and months are calendar days of UTC: written in UTC, never shifted by a time zone.
+// Numbers the server wrote (<data class="twoi2c-number" value="1234.56">) with the reader's
+// separators and as many decimals as the value has: "1,234.56" or "1.234,56".
 (function () {
   var formats = {
     "twoi2c-date": new Intl.DateTimeFormat(undefined, {year: "numeric", month: "short", day: "numeric", timeZone: "UTC"}),
@@ -17,5 +19,13 @@
     if (isNaN(moment)) return;
     if (kind === "twoi2c-time") t.title = t.textContent;
     t.textContent = formats[kind].format(moment);
+  });
+  var numbers = {};  // one format per number of decimals
+  document.querySelectorAll("data.twoi2c-number").forEach(function (d) {
+    var value = d.getAttribute("value") || "";
+    if (!/^-?\d+(\.\d+)?$/.test(value)) return;
+    var decimals = (value.split(".")[1] || "").length;
+    numbers[decimals] = numbers[decimals] || new Intl.NumberFormat(undefined, {minimumFractionDigits: decimals, maximumFractionDigits: decimals});
+    d.textContent = numbers[decimals].format(Number(value));
   });
 })();
