@@ -271,7 +271,7 @@ def test_a_notebooks_memory_peak_reaches_its_session_and_the_sessions_api(measur
         admin_page = BeautifulSoup(hub.login("admin").get(f"{hub.url}/services/usage/admin",
                                    params={"start": today, "end": today}, timeout=30).text, "html.parser")  # fmt: skip
         (line,) = admin_page.select("#usage-right-sizing tbody tr")
-        cells = [td.get_text(strip=True) for td in line.select("td")]
+        cells = [td.get_text(" ", strip=True) for td in line.select("td")]
         assert cells[0] == "Shared CPU server" and cells[2] == "1"
         assert float(cells[5].removesuffix(" GiB")) == pytest.approx(use["ramByteUsageMax"] / 1024**3, abs=0.1)
         assert "too few sessions" in admin_page.select_one(".twoi2c-advice-none").get_text()
