@@ -67,8 +67,14 @@ async def start_servers(hub_url: str, token: str, people: list[str], timeout: fl
 
         await asyncio.gather(*(start(n) for n in people))
         while time.monotonic() - began < timeout:
-            async with http.get(f"{hub_url}/hub/api/users", params={"state": "ready", "limit": 10000}) as r:
-                ready = {u["name"] for u in await r.json()}
+            ready: set[str] = set()
+            while True:  # the hub gives at most 200 users a page
+                params = {"state": "ready", "limit": 200, "offset": len(ready)}
+                async with http.get(f"{hub_url}/hub/api/users", params=params) as r:
+                    page = {u["name"] for u in await r.json()}
+                ready |= page
+                if len(page) < 200:
+                    break
             if ready >= set(people):
                 return time.monotonic() - began
             await asyncio.sleep(2)

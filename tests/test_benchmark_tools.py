@@ -285,7 +285,7 @@ def test_sampling_through_the_usage_service_measures_every_server_every_round():
     sampled = figures["sampled"]
     # 0.4 min at 2 s: 12 rounds; each of the 4 servers measured in (nearly) each
     assert sampled["expected_rounds"] == 12 and sampled["servers_measured_every_round"] == 4
-    assert 11 <= sampled["samples_per_server"]["min"] <= sampled["samples_per_server"]["max"] <= 14
+    assert 11 <= sampled["samples_per_server"]["min"] <= sampled["samples_per_server"]["max"] <= 16
     assert 0 < sampled["usage_service"]["peak_rss_mb"] < 200
     # the service with sampling on works more than with it off, on the same servers
     assert sampled["usage_service"]["cpu_seconds"] > figures["sampling_off"]["usage_service"]["cpu_seconds"]
