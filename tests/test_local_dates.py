@@ -106,8 +106,12 @@ def test_figures_in_text_are_marked_beside_its_dates_and_the_rest_escaped():
     assert dates.with_dates_and_numbers("1.5 CPU core-hours") == (
         '<data class="twoi2c-number" value="1.5">1.5</data> CPU core-hours'
     )
-    # whole numbers (a year, a name's digits) and versions are not figures
-    for kept in ("cohort 2026", "gpu-2.5", "v1.2", "image 1.2.3", "40 %"):
+    assert dates.with_dates_and_numbers("'R 4.3' peaked under 6.3 GiB; 1,500 GPU-hours") == (
+        '&#39;R 4.3&#39; peaked under <data class="twoi2c-number" value="6.3">6.3</data> GiB; '
+        '<data class="twoi2c-number" value="1500">1,500</data> GPU-hours'
+    )
+    # small whole numbers, a year, a name's digits, versions, a number without a unit: left
+    for kept in ("cohort 2026", "gpu-2.5 GiB", "v1.2 USD", "image 1.2.3 GiB", "40 %", "Python 3.11 image", "2.5"):
         assert dates.with_dates_and_numbers(kept) == kept
     assert dates.with_dates_and_numbers(None) == ""
 

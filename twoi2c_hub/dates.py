@@ -31,9 +31,13 @@ from markupsafe import Markup, escape
 # an ISO day standing alone: not part of a longer number or of a moment (2026-12-01T10:00)
 _ISO_DAY = re.compile(r"(?<![\w-])(\d{4}-\d{2}-\d{2})(?![\w:-])")
 _ISO_MONTH = re.compile(r"\d{4}-\d{2}")
-# a figure in words written by Python ("1,234.56", "2.00"): with decimals, so a year or a
-# name's digits ("cohort 2026", "gpu-2") are never taken for one; not inside a longer token
-_FIGURE = re.compile(r"(?<![\w.,-])(\d{1,3}(?:,\d{3})*\.\d+|\d+\.\d+)(?![\w-]|[.,]\d)")
+# a figure in words written by Python ("1,234.56 USD", "2.00 USD", "6.3 GiB", "1,500 GPU-hours"):
+# with decimals or group commas, and followed by a currency code or a unit, so a year or the
+# digits of a name ("cohort 2026", "gpu-2", "'Python 3.11'") are never taken for one
+_FIGURE = re.compile(
+    r"(?<![\w.,-])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+)(?![\w-]|[.,]\d)"
+    r"(?=\s?(?:[A-Z]{3}\b|GiB|CPU|GPU|server-hours|memory GiB|hours?\b|%))"
+)
 
 
 def _as_day(value: Any) -> date | None:
@@ -92,8 +96,9 @@ def number(value: Any, decimals: int | None = 2) -> Markup:
 
 
 def with_dates_and_numbers(text: Any) -> Markup:
-    """Text with each ISO day in it as a `<time>` and each figure with decimals as a
-    `<data>` (its decimals kept); the rest escaped."""
+    """Text with each ISO day in it as a `<time>` and each figure of an amount (decimals or
+    group commas, then a currency or a unit) as a `<data>`, its decimals kept; the rest
+    escaped."""
     parts = _FIGURE.split(str(text or ""))
     # split with one group: text, figure, text, figure, ..., text
     return Markup("").join(
