@@ -45,6 +45,11 @@ def german_month(month: str) -> str:
     return format_skeleton("yMMMM", date.fromisoformat(month + "-01"), locale="de_DE")
 
 
+def german_day_month(day: date) -> str:
+    """How German writes a day of a month on a chart's axis: '1. März'."""
+    return format_skeleton("MMMd", day, locale="de_DE")
+
+
 def german_number(value: float, decimals: int) -> str:
     """How German writes a number with `decimals` decimals: '1.234,56'."""
     pattern = "#,##0" + ("." + "0" * decimals if decimals else "")
@@ -253,9 +258,10 @@ def test_a_german_reader_sees_each_date_as_german_writes_it(browser, hub):
         audit(page, "dates-de-statements-light-desktop")
         # the community's people per day: bob's day among them
         page.goto(f"{hub.url}/services/usage/admin")
+        # (and in the charts as tables: usage per day, people per day)
         day = page.locator(f"time.twoi2c-date[datetime='{hub.used_on}']")
-        expect(day).to_have_count(1)
-        expect(day).to_have_text(german_day(hub.used_on))
+        expect(day).not_to_have_count(0)
+        expect(day).to_have_text([german_day(hub.used_on)] * day.count())
         audit(page, "dates-de-community-usage-light-desktop")
     finally:
         context.close()
@@ -288,6 +294,12 @@ def test_a_german_reader_sees_money_and_hours_as_german_writes_them(browser, hub
         # the chart's numbers use the same separators: decimal comma, group point
         separators = page.locator("#cost-chart").evaluate("element => element.layout.separators")
         assert separators == get_decimal_symbol("de_DE") + get_group_symbol("de_DE") == ",."
+        # and its date axis the day and month as German writes them ("1. März"), each tick a day
+        # of the period
+        first = date.fromisoformat(start)
+        days = {german_day_month(first + timedelta(days=n)) for n in range((date.fromisoformat(end) - first).days + 1)}
+        ticks = page.locator("#cost-chart .xtick text").all_text_contents()
+        assert ticks and set(ticks) <= days, ticks
         audit(page, "numbers-de-costs-light-desktop")
 
         # sorted by server hours, by their values: carol's "6.960" (read as words, 6.96) before
