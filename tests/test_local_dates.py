@@ -195,6 +195,14 @@ def audit(page, name):
     screenshot(page, name)
 
 
+def expect_german_numbers(page):
+    """Every number on the page as German writes its value, with the decimals it has."""
+    figures = page.locator("data.twoi2c-number")
+    expect(figures).not_to_have_count(0)
+    values = figures.evaluate_all("figures => figures.map(f => f.getAttribute('value'))")
+    expect(figures).to_have_text([german_number(float(v), len(v.partition(".")[2])) for v in values])
+
+
 def expect_german_day(time, day: str):
     expect(time).to_have_attribute("datetime", day)
     expect(time).to_have_text(german_day(day))
@@ -214,12 +222,15 @@ def test_a_german_reader_sees_each_date_as_german_writes_it(browser, hub):
         expect_german_day(budget.locator("time"), reset)
         expect(budget).not_to_contain_text(reset)  # not the ISO form, nor the English fallback
         expect(budget).to_contain_text(f"of {german_number(5, 2)} USD")  # the limit, "5,00"
+        expect_german_numbers(page)
         audit(page, "dates-de-home-light-desktop")
         page.goto(f"{hub.url}/hub/spawn")
         expect_german_day(page.locator(".twoi2c-budget time"), reset)
+        expect_german_numbers(page)
         audit(page, "dates-de-spawn-light-desktop")
         page.goto(f"{hub.url}/services/cost/")
         expect_german_day(page.locator(".twoi2c-budget-status time"), reset)
+        expect_german_numbers(page)
         audit(page, "dates-de-costs-light-desktop")
         # the API's words for machines keep the ISO day
         token = hub.user_token("bob")
@@ -246,6 +257,7 @@ def test_a_german_reader_sees_each_date_as_german_writes_it(browser, hub):
             (datetime.now(UTC) - timedelta(minutes=5)).date().isoformat(),
         )
         expect_german_day(period.nth(1), today)
+        expect_german_numbers(page)
         audit(page, "dates-de-statement-light-desktop")
         last = date.fromisoformat(month + "-01") - timedelta(days=1)
         page.goto(f"{hub.url}/services/cost/statements/{last:%Y-%m}")
