@@ -354,7 +354,8 @@ async def test_a_start_from_the_form_asks_the_cost_service_once_and_the_form_onc
     server: one call per start, however recently the form asked."""
     spawner, cost = budget_spawner(monkeypatch, "none")
     form = await spawner.get_options_form()
-    assert "students-weekly: 10.00 USD of 100.00 USD used" in form
+    notice = BeautifulSoup(form, "html.parser").get_text(" ", strip=True)
+    assert "students-weekly: 10.00 USD of 100.00 USD used" in notice
     posted(spawner)
     resolved = await spawner.resolve_selection(spawner.user_options)
     assert cost.asked == [None, resolved.summary()]

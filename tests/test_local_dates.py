@@ -22,7 +22,7 @@ import yaml
 from axe_playwright_python.sync_playwright import Axe
 from babel.dates import format_skeleton
 from babel.numbers import format_decimal, get_decimal_symbol, get_group_symbol
-from browsing import log_in, screenshot
+from browsing import PHONE, log_in, screenshot
 from playwright.sync_api import expect
 
 from twoi2c_hub import dates
@@ -81,7 +81,9 @@ def test_dates_in_text_are_marked_and_the_rest_escaped():
         '<time class="twoi2c-date" datetime="2027-01-01">1 Jan 2027</time>'
     )
     # a moment, a longer number, an impossible day: left as they are
-    for kept in ("at 2026-12-01T10:00Z", "id 12026-12-01", "on 2026-02-30", "v2026-12-01"):
+    # and a name with a day in it: an image tag, a path, a version
+    for kept in ("at 2026-12-01T10:00Z", "id 12026-12-01", "on 2026-02-30", "v2026-12-01",
+                 "quay.io/jupyter/scipy-notebook:2025-01-06", "/data/2025-01-06/x", "r.2025-01-06"):  # fmt: skip
         assert dates.with_dates(kept) == kept
     assert dates.with_dates(None) == ""
 
@@ -334,5 +336,32 @@ def test_a_german_reader_sees_money_and_hours_as_german_writes_them(browser, hub
         expect(hours).to_have_text(german_number(value, hours_shown(value)))
         assert page.locator("#usage-chart").evaluate("element => element.layout.separators") == ",."
         audit(page, "numbers-de-community-usage-light-desktop")
+    finally:
+        context.close()
+
+
+DESKTOP = {"width": 1280, "height": 900}
+SCHEMES = [("dark", DESKTOP, "dark-desktop"), ("light", PHONE, "light-phone"), ("dark", PHONE, "dark-phone")]
+
+
+@pytest.mark.parametrize("scheme, viewport, name", SCHEMES)
+def test_a_german_reader_in_dark_and_on_a_phone_sees_the_same_german_figures(browser, hub, scheme, viewport, name):
+    """The home page and the cost page, in dark and on a phone: the days and every number
+    as German writes them, axe clean (the light desktop pages are above)."""
+    reset = next_month(datetime.now(UTC).date()).isoformat()
+    context = browser.new_context(locale="de-DE", viewport=viewport, color_scheme=scheme)
+    page = context.new_page()
+    try:
+        log_in(page, hub.url, "bob", hub.password)
+        page.goto(f"{hub.url}/hub/home")
+        expect_german_day(page.locator(".twoi2c-home-budget time"), reset)
+        expect_german_numbers(page)
+        audit(page, f"dates-de-home-{name}")
+        page.goto(f"{hub.url}/services/cost/")
+        expect_german_day(page.locator(".twoi2c-budget-status time"), reset)
+        expect_german_numbers(page)
+        # the budget by its display name, never its key
+        expect(page.locator(".twoi2c-budget-status strong")).to_have_text("Students' monthly budget · bob")
+        audit(page, f"dates-de-costs-{name}")
     finally:
         context.close()

@@ -28,8 +28,9 @@ from typing import Any
 import jinja2.ext
 from markupsafe import Markup, escape
 
-# an ISO day standing alone: not part of a longer number or of a moment (2026-12-01T10:00)
-_ISO_DAY = re.compile(r"(?<![\w-])(\d{4}-\d{2}-\d{2})(?![\w:-])")
+# an ISO day standing alone: not part of a longer number, of a moment (2026-12-01T10:00),
+# nor of a name (an image tag, quay.io/jupyter/scipy-notebook:2025-01-06, a path, a version)
+_ISO_DAY = re.compile(r"(?<![\w:/.@-])(\d{4}-\d{2}-\d{2})(?![\w:/-])")
 _ISO_MONTH = re.compile(r"\d{4}-\d{2}")
 # a figure in words written by Python ("1,234.56 USD", "2.00 USD", "6.3 GiB", "1,500 GPU-hours"):
 # with decimals or group commas, and followed by a currency code or a unit, so a year or the
