@@ -22,6 +22,7 @@ class BudgetLine(BaseModel):
     model_config = ConfigDict(populate_by_name=True, frozen=True)
 
     budget: str
+    display_name: str | None = Field(None, alias="displayName")  # what people read (None: `budget`)
     applies_to: str = Field(alias="appliesTo")
     subject: str
     unit: str  # "money" or a resource-hours unit ("cpu_core_hours", ...)

@@ -32,6 +32,7 @@ from .metrics import now_ms
 def budget_line(s: budgets.BudgetStatus, currency: str) -> BudgetLine:
     return BudgetLine(
         budget=s.budget.name,
+        display_name=s.budget.shown,
         applies_to=s.budget.applies_to,
         subject=s.subject,
         unit=s.budget.unit,
