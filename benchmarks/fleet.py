@@ -453,6 +453,12 @@ def collect(work: Path, environment: dict) -> tuple[float, float, float, str]:
     return said, seconds, peak[0], output
 
 
+def days_pulled(output: str) -> int:
+    """The days of people a collection read, summed over the hubs ("hub-1: 70 days (...)";
+    a hub with nothing new reads none)."""
+    return sum(int(days) for days in re.findall(r": (\d+) days \(", output))
+
+
 def peak_rss_mb(pid: int) -> float | None:
     """The process's peak RSS since it started (VmHWM), None once it ended."""
     try:
@@ -530,11 +536,14 @@ def main(argv=None):
         environment = {SECRET_ENV: secret, **dict(tokens.values())}
 
         full, full_command, full_rss, output = collect(work, environment)
-        incremental, incremental_command, incremental_rss, _ = collect(work, environment)
+        incremental, incremental_command, incremental_rss, incremental_output = collect(work, environment)
         figures |= {
             "full_collection_seconds": round(full, 2),
             "incremental_collection_seconds": round(incremental, 2),
             "incremental_to_full": round(incremental / full, 3),
+            # what each pulled: the days of people it read from the hubs (the collector's lines)
+            "days_pulled_full": days_pulled(output),
+            "days_pulled_incremental": days_pulled(incremental_output),
             "full_command_seconds": round(full_command, 2),
             "incremental_command_seconds": round(incremental_command, 2),
             "collector_peak_rss_mb": round(max(full_rss, incremental_rss), 1),

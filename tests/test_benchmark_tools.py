@@ -88,9 +88,9 @@ def test_the_fleet_benchmark_collects_real_services_and_its_figures_are_the_unio
     assert figures["page_weekly_active_users"] == figures["weekly_active_users"] > 0
     # people on two hubs of a cluster: the hubs' sum counts them twice, the fleet once
     assert figures["weekly_active_users_hubs_summed"] >= figures["weekly_active_users"]
-    # the incremental pull takes less than the full one (the ratio of the unrounded times:
-    # at this size both round to 0.1 s, and the rounded figures tied in a clean-clone run)
-    assert figures["sessions"] > 500 and figures["incremental_to_full"] < 1
+    # the incremental pull reads only the days not yet read (its time, 0.1 s at this size
+    # like the full one's, is the benchmark's figure, not a test's)
+    assert figures["sessions"] > 500 and 0 <= figures["days_pulled_incremental"] < figures["days_pulled_full"]
     assert figures["fleet_service_peak_rss_mb"] > 0 and figures["collector_peak_rss_mb"] > 0
     assert set(figures["targets_met"]) == {
         "exact",
