@@ -65,3 +65,18 @@ def pytest_terminal_summary(terminalreporter):
     directory = screenshots_dir()
     if any(directory.glob("*.png")):
         terminalreporter.write_line(f"Screenshots of the pages: {directory}")
+
+
+def audit(page, name):
+    """No serious or critical axe-core violation on the page as it is now; then its
+    screenshot, as `name`.png."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+    assert not bad, "\n".join(
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:5]}: "
+        + v["nodes"][0]["failureSummary"]
+        for v in bad
+    )
+    screenshot(page, name)

@@ -2,6 +2,7 @@
 restarts, services that end with their hub, and a short run of benchmarks/faults.py."""
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -144,7 +145,7 @@ class Answering(BaseHTTPRequestHandler):
         self.wfile.write(b"the hub")
 
     def log_message(self, *args):
-        pass
+        """Quiet: the test reads the answers, not the server's log."""
 
 
 def test_the_proxy_says_the_hub_is_restarting_not_404_or_a_bare_503(tmp_path):
@@ -342,7 +343,5 @@ def test_a_service_stops_when_the_jupyterhub_that_started_it_is_killed(tmp_path,
         assert said.read_text() == expected
     finally:
         for pid in children:  # the service left running under another parent
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass

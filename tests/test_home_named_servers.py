@@ -14,15 +14,13 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from axe_playwright_python.sync_playwright import Axe
-from browsing import log_in, screenshot
+from browsing import audit, log_in
 from playwright.sync_api import expect
 
 from twoi2c_hub.catalog import INSTANCE_TYPES, user_capacity
 from twoi2c_hub.config import load_config
 from twoi2c_hub.paths import demo_config
 
-AXE = Axe()
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 BUDGET_USD = 5.0
 # bob's two servers and their choices: the default one and a named one, with less memory
@@ -57,15 +55,6 @@ c.ProfileLocalSpawner.cmd = {tiny!r}
     client.config = load_config(folder / "community.yaml")
     client.wait_for(lambda: requests.get(f"{client.url}/services/cost/health", timeout=30).ok, what="the cost service")
     return client
-
-
-def audit(page, name):
-    results = AXE.run(page)
-    bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
-    assert not bad, "\n".join(
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}" for v in bad
-    )
-    screenshot(page, name)
 
 
 def server_url(name: str) -> str:

@@ -19,10 +19,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import requests
 import yaml
-from axe_playwright_python.sync_playwright import Axe
 from babel.dates import format_skeleton
 from babel.numbers import format_decimal, get_decimal_symbol, get_group_symbol
-from browsing import PHONE, log_in, screenshot
+from browsing import PHONE, audit, log_in
 from playwright.sync_api import expect
 
 from twoi2c_hub import dates
@@ -31,8 +30,6 @@ from twoi2c_hub.accounting.events import ServerStart, ServerStarted, ServerStopp
 from twoi2c_hub.accounting.models import HOUR_MS
 from twoi2c_hub.accounting.recording import record
 from twoi2c_hub.paths import demo_config
-
-AXE = Axe()
 
 
 def german_day(day: str) -> str:
@@ -186,15 +183,6 @@ def hub(hub_factory, tmp_path_factory):
     client.used_on = started.date().isoformat()
     client.long_window = (long_ago.date().isoformat(), (long_ago + timedelta(days=289)).date().isoformat())
     return client
-
-
-def audit(page, name):
-    results = AXE.run(page)
-    bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
-    assert not bad, "\n".join(
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:5]}" for v in bad
-    )
-    screenshot(page, name)
 
 
 def expect_german_numbers(page):
