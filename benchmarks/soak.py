@@ -123,7 +123,7 @@ if os.environ.get("TWOI2C_TRACE_MEMORY"):  # the soak's --trace-memory
         # at each signal: the live objects counted by type; with allocations traced, the
         # first signal starts tracing (after the warm-up: nothing slows the start), the
         # next ones write snapshots of what is allocated, to compare
-        stem = os.path.join(os.environ["TWOI2C_TRACE_MEMORY"], f"{os.getpid()}-{time.time():.0f}")
+        stem = os.path.join(os.environ["TWOI2C_TRACE_MEMORY"], f"{os.getpid()}-{time.time_ns()}")
         gc.collect()
         counts = collections.Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
         with open(stem + ".objects.json", "w") as f:
@@ -187,23 +187,26 @@ def snapshots(processes: dict[str, list[int]]) -> None:
 
 
 def memory_growth(trace: Path, processes: dict[str, list[int]], top: int = 8) -> dict[str, dict[str, list[str]]]:
-    """Per process, between the warm-up and the end: the types whose live objects grew
-    most in number, the heap's figures then and at the end and, when traced, the Python
-    allocations that grew from a minute after the warm-up to the end, most first, by
-    line."""
+    """Per process: the types whose live objects grew most in number between the warm-up
+    and the end (`objects`) and over the last half (`objects_last_half`, when counted half
+    way too), the heap's figures at each count and, when traced, the Python allocations
+    that grew from a minute after the warm-up to the end, most first, by line."""
     import tracemalloc
+
+    def grown(was: dict, now: dict) -> list[str]:
+        most = sorted(((now[k] - was.get(k, 0), k) for k in now), reverse=True)[:top]
+        return [f"+{n} {kind} (now {now[kind]})" for n, kind in most if n > 0]
 
     result = {}
     for name, pids in processes.items():
         for pid in pids:
             found = {}
-            counted = sorted(trace.glob(f"{pid}-*.objects.json"))
+            counted = [json.loads(f.read_text()) for f in sorted(trace.glob(f"{pid}-*.objects.json"))]
             if len(counted) >= 2:
-                first, last = (json.loads(f.read_text()) for f in (counted[0], counted[-1]))
-                was, now = first["objects"], last["objects"]
-                grown = sorted(((now[k] - was.get(k, 0), k) for k in now), reverse=True)[:top]
-                found["objects"] = [f"+{n} {kind} (now {now[kind]})" for n, kind in grown if n > 0]
-                found["heap"] = {k: [round(first["heap"][k], 1), round(v, 1)] for k, v in last["heap"].items()}
+                found["objects"] = grown(counted[0]["objects"], counted[-1]["objects"])
+                if len(counted) >= 3:
+                    found["objects_last_half"] = grown(counted[-2]["objects"], counted[-1]["objects"])
+                found["heap"] = {k: [round(c["heap"][k], 1) for c in counted] for k in counted[-1]["heap"]}
             taken = sorted(trace.glob(f"{pid}-*.snapshot"))
             if len(taken) >= 2:  # what grew between the first snapshot and the last, by line
                 first, last = (tracemalloc.Snapshot.load(str(f)) for f in (taken[0], taken[-1]))
@@ -235,9 +238,15 @@ def soak(work: Path, people: list[str], password: str, minutes: float, trace: st
         memory = MemoryWatch(processes, every=min(5, minutes))  # a short run: more often
         traced = {k: v for k, v in processes.items() if k != "proxy"}
         end = max(warm_up + 2, minutes * 60 - 20)
-        # objects counted at the warm-up and the end; allocations traced from the warm-up
-        # on, compared between a minute later (or half way) and the end
-        moments = {"": (), "objects": (warm_up, end), "allocations": (warm_up, min(warm_up + 60, end - 1), end)}[trace]
+        # objects counted after the warm-up, half way through what follows, and at the
+        # end; allocations traced from the warm-up on, compared between a minute later
+        # (or half way) and the end
+        half_way = (warm_up + end) / 2
+        moments = {
+            "": (),
+            "objects": (warm_up, half_way, end),
+            "allocations": (warm_up, min(warm_up + 60, end - 1), end),
+        }[trace]
         timers = [threading.Timer(at, snapshots, args=(traced,)) for at in moments]
         for timer in timers:
             timer.start()
@@ -282,9 +291,10 @@ def soak(work: Path, people: list[str], password: str, minutes: float, trace: st
 
 def python_objects_flat(growth: dict) -> bool:
     """Every traced process ends with at most 2 % more Python memory blocks than it had
-    after the warm-up (and at least one process was traced)."""
+    at the count before (half way through the time after the warm-up: the last half), and
+    at least one process was traced."""
     heaps = [found["heap"]["python_blocks"] for found in growth.values() if "heap" in found]
-    return bool(heaps) and all(end <= 1.02 * after_warm_up for after_warm_up, end in heaps)
+    return bool(heaps) and all(blocks[-1] <= 1.02 * blocks[-2] for blocks in heaps)
 
 
 def levelling_off(memory: dict) -> bool:
