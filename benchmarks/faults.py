@@ -264,8 +264,10 @@ def spend_budgets(database_url: str, spent: list[str]) -> None:
 
 
 def part_pids(hub: LocalHub) -> dict[str, list[int]]:
-    """The processes of each part: the hub, its proxy and its services."""
+    """The processes of each part: the hub, its proxy and its services (a part with none
+    is listed, with none)."""
     found = {"hub": [hub.process.pid] if hub.process and hub.process.poll() is None else []}
+    found.update({part: [] for part in PARTS})
     for pid in tagged_processes(hub.tag):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_text("latin-1").replace("\0", " ")
@@ -516,6 +518,22 @@ def check_round(people: list[dict], sessions: dict[str, list[tuple]], spent: set
     }
 
 
+def sqlite_intact(database_url: str) -> bool:
+    """SQLite's own check of the whole database file: every page, index and constraint."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DatabaseError
+
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            found = [row[0] for row in connection.execute(text("PRAGMA integrity_check"))]
+    except DatabaseError:  # "database disk image is malformed": too damaged to check
+        found = []
+    finally:
+        engine.dispose()
+    return found == ["ok"]
+
+
 def one_round(kind: str, args, work: Path, postgres: PostgresServer, number: int) -> dict:
     """A class start with one fault in it, on a hub of its own."""
     work = work / f"{number:02d}-{kind}"
@@ -547,6 +565,8 @@ def one_round(kind: str, args, work: Path, postgres: PostgresServer, number: int
         figures = check_round(people_seen, sessions, spent, fault)
         figures["fault"] = fault.figures()
         figures["processes_not_one_each"] = leftovers
+        if disk:  # the database that ran out of room is whole
+            figures["database_intact"] = sqlite_intact(database_url)
         return figures
     finally:
         hub.stop()
@@ -563,7 +583,7 @@ def met(rounds: dict[str, dict]) -> dict:
             not s["lost"] and not s["duplicated"] and not s["left_open"] and not s["wrong_start"]
             and not s["stop_late"] and not r["budget_decisions"]["wrong"] and r["pages_seen"]["bad"] == 0
             and not r["gave_up"] and r["fault"]["back_after_s"] is not None and r["fault"]["back_after_s"] <= 60
-            and not r["processes_not_one_each"]
+            and not r["processes_not_one_each"] and r.get("database_intact", True)
         )  # fmt: skip
     return result
 

@@ -220,7 +220,33 @@ def test_faults_benchmark_short_run_loses_nothing():
         assert round_["fault"]["back_after_s"] is not None and "error" not in round_["fault"], round_["fault"]
     disk = figures["rounds"]["disk-full"]["fault"]
     assert disk["lasted_s"] >= 12
+    assert figures["rounds"]["disk-full"]["database_intact"] is True
     assert figures["targets_met"] is True
+
+
+def test_the_faults_benchmark_tells_a_damaged_database(tmp_path, monkeypatch):
+    """The full-disk round's check of the database: a whole usage database passes, one
+    with a page overwritten does not."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from faults import sqlite_intact
+
+    url = f"sqlite:///{tmp_path / 'usage.sqlite'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with session_maker(engine)() as db:
+        from twoi2c_hub.accounting.recording import record
+
+        record(db, [ServerStarted(ServerStart(f"p{i:04d}", "", i, profile="cpu", groups=["students"]))
+                    for i in range(2000)])  # fmt: skip
+        db.commit()
+    engine.dispose()
+    assert sqlite_intact(url)
+    data = bytearray((tmp_path / "usage.sqlite").read_bytes())
+    page = 4096
+    middle = len(data) // page // 2 * page
+    data[middle + 8 : middle + 200] = b"\xff" * 192  # a page's cell pointers, overwritten
+    (tmp_path / "usage.sqlite").write_bytes(bytes(data))
+    assert not sqlite_intact(url)
 
 
 def test_a_start_still_pending_is_not_a_session_until_it_runs(tmp_path):
