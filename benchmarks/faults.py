@@ -337,7 +337,7 @@ class Fault:
 
     def __init__(self, kind: str, hub: LocalHub, postgres: PostgresServer | None, disk: SmallDisk | None, args):
         self.kind, self.hub, self.postgres, self.disk, self.args = kind, hub, postgres, disk, args
-        self.began_ms = self.ended_ms = self.back_ms = None
+        self.began_ms = self.ended_ms = self.back_ms = self.at_s = None
         self.down: dict[str, float] = {}
 
     def hit(self) -> None:
@@ -383,6 +383,7 @@ class Fault:
         self.back_ms = now_ms() if good >= 2 else None
 
     def run(self, at: float) -> None:
+        self.at_s = at
         time.sleep(at)
         try:
             self.hit()
@@ -394,6 +395,7 @@ class Fault:
     def figures(self) -> dict:
         return {
             "at_ms": self.began_ms,
+            "into_arrivals_s": round(self.at_s, 1) if self.at_s is not None else None,
             "lasted_s": round((self.ended_ms - self.began_ms) / 1000, 1),
             "back_after_s": round((self.back_ms - self.ended_ms) / 1000, 1) if self.back_ms else None,
             "parts_down_after_end_s": self.down,
@@ -553,7 +555,7 @@ def one_round(kind: str, args, work: Path, postgres: PostgresServer, number: int
         hub.start(timeout=120)
         for service in ("usage", "cost", "cost-checks"):
             wait_for_service(hub, service)
-        at = random.Random(number).uniform(0.2, 0.8) * args.window
+        at = random.Random(number + 1000 * args.seed).uniform(0.2, 0.8) * args.window  # into the arrivals
         injector = threading.Thread(target=fault.run, args=(at,))
         injector.start()
         people_seen = in_client_process(a_class, hub.url, password, people, args.window, args.hold, args.give_up)
@@ -598,6 +600,7 @@ def main(argv=None) -> int:
     parser.add_argument("--stop-seconds", type=float, default=30)
     parser.add_argument("--postgres-down", type=float, default=15)
     parser.add_argument("--disk-full-seconds", type=float, default=60)
+    parser.add_argument("--seed", type=int, default=0, help="another seed: each fault at another moment")
     args = parser.parse_args(argv)
     kinds = [k for k in args.faults.split(",") if k]
     unknown = set(kinds) - set(FAULTS)
@@ -616,7 +619,7 @@ def main(argv=None) -> int:
     targets = met(rounds)
     print(json.dumps({
         "benchmark": "faults",
-        "people": args.people, "window_s": args.window, "hold_s": args.hold,
+        "people": args.people, "window_s": args.window, "hold_s": args.hold, "seed": args.seed,
         "rounds": rounds,
         "targets": {"per_round": targets},
         "targets_met": bool(targets) and all(targets.values()),
