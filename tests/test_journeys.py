@@ -10,8 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 import yaml
-from axe_playwright_python.sync_playwright import Axe
-from browsing import PHONE, log_in, screenshot
+from browsing import PHONE, audit, log_in
 from playwright.sync_api import expect
 
 from twoi2c_hub.accounting.db import make_engine, session_maker
@@ -22,7 +21,6 @@ from twoi2c_hub.paths import demo_config
 
 pytestmark = pytest.mark.hub
 
-AXE = Axe()
 SUPPORT = "https://example.org/demo-community/support"
 
 
@@ -129,18 +127,6 @@ def journey_hub(request, hub_factory, tmp_path_factory):
         record_session(database, username, noon, hours, ["researchers"], profile="gpu", gpus=1)
     hub.sessions["bob"].append(record_session(database, "bob", noon, 4.0, ["students"]))  # CPU only: no GPU hours
     return hub
-
-
-def audit(page, name):
-    """No serious or critical axe-core violation on the page as it is now; then its screenshot."""
-    results = AXE.run(page)
-    bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
-    assert not bad, "\n".join(
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:5]}: "
-        + v["nodes"][0]["failureSummary"]
-        for v in bad
-    )
-    screenshot(page, name)
 
 
 def audit_every_way(browser, hub, url, name, username=None, ready=None):
