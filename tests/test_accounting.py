@@ -253,3 +253,19 @@ def test_one_persons_whole_days_are_read_from_the_rollups_not_the_sessions(db):
     for aggregate, rows in wanted.items():
         assert allocation(db, a, b, aggregate, NOW, username="user2") == rows
     assert any(r["cpu_core_hours"] for r in wanted["profile"])  # there was something to lose
+
+
+def test_an_sqlite_pool_hands_out_the_connection_used_last(tmp_path):
+    """Each SQLite connection has its own page cache: the pool reuses the warm one (LIFO)
+    rather than cycling through all of them, each caching the same pages."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'lifo.sqlite'}")
+    try:
+        first, second = engine.raw_connection(), engine.raw_connection()
+        used_last = second.driver_connection
+        first.close()
+        second.close()  # back in the pool after `first`
+        again = engine.raw_connection()
+        assert again.driver_connection is used_last
+        again.close()
+    finally:
+        engine.dispose()

@@ -306,6 +306,18 @@ def test_the_checks_database_work_runs_at_the_hubs_priority_and_reports_below_it
     assert os.SCHED_IDLE in policies(checks_only=False)
 
 
+def test_every_service_process_shares_two_malloc_arenas(hub):
+    """glibc would give each allocating thread an arena of its own, each keeping what was
+    freed in it; the hub starts its services with two (MALLOC_ARENA_MAX)."""
+    services = [
+        p for p in tagged_processes(hub.hub.tag) if b"twoi2c_hub.services." in Path(f"/proc/{p}/cmdline").read_bytes()
+    ]
+    assert len(services) >= 3  # usage, cost, cost-checks
+    for pid in services:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert b"MALLOC_ARENA_MAX=2" in environ, Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
 # the hub's largest page of a list (JupyterHub's `api_page_max_limit`, 200 by default)
 CROWDED_PAGE = 2
 

@@ -22,7 +22,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and foreign keys."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        # each SQLite connection keeps its own page cache: the pool hands out the one used
+        # last (LIFO), so the few connections a service needs stay warm and the others'
+        # caches stay empty, rather than every pooled connection caching the same pages
+        engine = create_engine(url, connect_args={"timeout": 30}, pool_use_lifo=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_settings(connection: Any, _record: Any) -> None:

@@ -74,6 +74,9 @@ def _service(c: Config, service: dict, role: dict | None) -> None:
     # (libpq's variables: a URL in the config file carries no password)
     if "environment" in service:
         service["environment"].update({k: os.environ[k] for k in PG_ENVIRONMENT if k in os.environ})
+        # glibc gives each thread that allocates an arena of its own (up to 8 a core), each
+        # keeping what was freed in it: the services' few database threads share two
+        service["environment"].setdefault("MALLOC_ARENA_MAX", os.environ.get("MALLOC_ARENA_MAX", "2"))
     c.JupyterHub.services = [s for s in c.JupyterHub.get("services", []) if s.get("name") != name] + [service]
     if role:
         c.JupyterHub.load_roles = [r for r in c.JupyterHub.get("load_roles", []) if r.get("name") != role["name"]]
