@@ -309,10 +309,12 @@ def test_the_service_token_and_secret_variables_reach_the_fleet_service_only_by_
     token = secrets.token_hex(8)
     monkeypatch.setenv("TWOI2C_TEST_H_TOKEN", token)
     monkeypatch.setenv("TWOI2C_TEST_UNRELATED", "no")
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # the operator's own, given to every service
     c = Config()
     configure(c, str(tmp_path / "community.yaml"))
     (service,) = [s for s in c.JupyterHub.services if s["name"] == "fleet"]
-    assert service["environment"] == {"TWOI2C_TEST_H_TOKEN": token}  # the secret is unset here
+    # the secret is unset here
+    assert service["environment"] == {"TWOI2C_TEST_H_TOKEN": token, "MALLOC_ARENA_MAX": "4"}
     (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == "fleet-operators"]
     assert role["groups"] == ["staff"] and "custom:fleet:read" in role["scopes"]
     assert "access:services!service=fleet" not in c.JupyterHub.get("extra_user_scopes", set())
