@@ -125,9 +125,10 @@ if os.environ.get("TWOI2C_TRACE_MEMORY"):  # the soak's --trace-memory
         # next ones write snapshots of what is allocated, to compare
         stem = os.path.join(os.environ["TWOI2C_TRACE_MEMORY"], f"{os.getpid()}-{time.time_ns()}")
         gc.collect()
+        heap = _heap()  # before the count, whose own allocations C's heap would keep
         counts = collections.Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
         with open(stem + ".objects.json", "w") as f:
-            json.dump({"objects": counts, "heap": _heap()}, f)
+            json.dump({"objects": counts, "heap": heap}, f)
         if not os.environ.get("TWOI2C_TRACE_ALLOCATIONS"):
             return
         if not tracemalloc.is_tracing():

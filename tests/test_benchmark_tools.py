@@ -302,3 +302,22 @@ def test_sampling_through_the_usage_service_measures_every_server_every_round():
         "usage_service_rss_at_most_200mb",
         "every_server_measured_every_round",
     }
+
+
+def test_the_check_memory_benchmark_asks_a_real_check_process_while_sessions_grow():
+    command = [sys.executable, str(BENCHMARKS / "check_memory.py"), "--quiet", "3", "--growing", "4",
+               "--per-second", "25", "--steady", "3"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    quiet, growing, steady = figures["phases"]
+    assert [quiet["sessions"], growing["sessions"], steady["sessions"]] == [0, 100, 100]
+    # 20 checks at a time (about a second apart), each answered, counted all along
+    assert quiet["checks_answered"] % 20 == 0 and steady["checks_answered"] % 20 == 0
+    assert 20 <= quiet["checks_answered"] < growing["checks_answered"] < steady["checks_answered"]
+    assert figures["checks_not_answered_200"] == 0 and figures["targets_met"]["every_check_answered"]
+    for phase in figures["phases"]:  # the process's own heap figures, counted at each phase's end
+        assert 0 < phase["heap_at_end"]["sqlite_mb"] < phase["heap_at_end"]["malloc_in_use_mb"]
+        assert phase["heap_at_end"]["rss_anonymous_mb"] < phase["rss_end_mb"]
+    assert figures["baseline_rss_mb"] == quiet["rss_end_mb"]
+    assert figures["growth_with_data_unchanged_mb"] == round(steady["rss_end_mb"] - steady["rss_start_mb"], 1)
