@@ -145,9 +145,8 @@ async def run(check: CheckProcess, phases: list[tuple[str, float, int]]) -> dict
             began = time.monotonic()
             if per_second:
                 check.add_sessions(per_second)
-            asked = [client.fetch(check.url, method="POST", body=body(), headers=headers, raise_error=False)]
-            asked += [client.fetch(check.url, method="POST", body=body(), headers=headers, raise_error=False)
-                      for _ in range(19)]  # fmt: skip
+            asked = (client.fetch(check.url, method="POST", body=body(), headers=headers, raise_error=False)
+                     for _ in range(20))  # fmt: skip
             for response in await asyncio.gather(*asked):
                 answered += response.code == 200
                 refused += response.code != 200
