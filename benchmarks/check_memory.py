@@ -9,11 +9,13 @@ default) as the pages it reads grow, so a process's SQLite heap is bounded by it
 connections (the pool's) times that cache, and the soak's database (10,000 sessions) is
 too small to fill them.
 
-    benchmarks/check_memory.py --quiet 60 --growing 420 --per-second 120 --steady 120
+    benchmarks/check_memory.py --quiet 60 --growing 420 --per-second 120 --steady 120 --baseline
 
-One JSON object: for each phase, the sessions in the database, the checks answered, the
-process's resident memory (its figure after the first, quiet, phase is the baseline), and
-its heap at the phase's end (SQLite's own, C's in use and freed-but-kept).
+One JSON object: for each phase, the sessions in the database, the checks answered and
+their latency, the process's resident memory (its figure after the first, quiet, phase is
+the baseline), and its heap at the phase's end (SQLite's own, C's in use and
+freed-but-kept). With --baseline, the same phases first for a check process whose SQLite
+connections keep SQLite's default page cache (2 MB each) rather than the check's own.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import random
 import secrets
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,7 +56,7 @@ class CheckProcess:
     """The budget-check service (`--checks-only`) on a fresh database, as the hub starts
     it (two malloc arenas), with the soak's heap counter answering SIGUSR2."""
 
-    def __init__(self, work: Path, people: int):
+    def __init__(self, work: Path, people: int, arguments: list[str]):
         self.work, self.people = work, people
         self.database = work / "usage.sqlite"
         url = f"sqlite:///{self.database}"
@@ -80,7 +83,10 @@ class CheckProcess:
         }
         command = [sys.executable, "-m", "twoi2c_hub.services.cost", "--config", str(work / "community.yaml")]
         self.process = subprocess.Popen(
-            [*command, "--checks-only"], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [*command, "--checks-only", *arguments],
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.db = sqlite3.connect(self.database)
         self.next_start = int(time.time() * 1000) // DAY_MS * DAY_MS + 60_000
@@ -140,6 +146,7 @@ async def run(check: CheckProcess, phases: list[tuple[str, float, int]]) -> dict
     answered, refused, figures = 0, 0, []
     for name, seconds, per_second in phases:
         rss: list[float] = []
+        latency: list[float] = []
         until = time.monotonic() + seconds
         while time.monotonic() < until:
             began = time.monotonic()
@@ -148,6 +155,7 @@ async def run(check: CheckProcess, phases: list[tuple[str, float, int]]) -> dict
             asked = (client.fetch(check.url, method="POST", body=body(), headers=headers, raise_error=False)
                      for _ in range(20))  # fmt: skip
             for response in await asyncio.gather(*asked):
+                latency.append(response.request_time)
                 answered += response.code == 200
                 refused += response.code != 200
             rss.append(check.rss_mb())
@@ -159,6 +167,8 @@ async def run(check: CheckProcess, phases: list[tuple[str, float, int]]) -> dict
                 "sessions_added_per_second": per_second,
                 "sessions": check.sessions(),
                 "checks_answered": answered,
+                "check_ms_p50": round(1000 * statistics.median(latency), 1),
+                "check_ms_p99": round(1000 * statistics.quantiles(latency, n=100)[98], 1),
                 "rss_start_mb": round(rss[0], 1),
                 "rss_end_mb": round(rss[-1], 1),
                 "heap_at_end": await check.heap(),
@@ -167,16 +177,10 @@ async def run(check: CheckProcess, phases: list[tuple[str, float, int]]) -> dict
     return {"phases": figures, "checks_not_answered_200": refused}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--people", type=int, default=300)
-    parser.add_argument("--quiet", type=float, default=60, help="seconds of checks before sessions are added")
-    parser.add_argument("--growing", type=float, default=420, help="seconds of checks while sessions are added")
-    parser.add_argument("--per-second", type=int, default=120, help="sessions added a second while growing")
-    parser.add_argument("--steady", type=float, default=120, help="seconds of checks after, the data unchanged")
-    args = parser.parse_args(argv)
+def measure(args: argparse.Namespace, arguments: list[str]) -> dict:
+    """The phases against a fresh check process started with `arguments`."""
     random.seed(1)
-    check = CheckProcess(Path(tempfile.mkdtemp(prefix="twoi2c-check-memory-")), args.people)
+    check = CheckProcess(Path(tempfile.mkdtemp(prefix="twoi2c-check-memory-")), args.people, arguments)
     phases = [("quiet", args.quiet, 0), ("growing", args.growing, args.per_second), ("steady", args.steady, 0)]
     try:
         figures = asyncio.run(run(check, phases))
@@ -193,6 +197,26 @@ def main(argv=None) -> int:
         # with the data unchanged, as many checks again add (almost) nothing: no leak per check
         "flat_with_data_unchanged": figures["growth_with_data_unchanged_mb"] <= 0.01 * steady["rss_end_mb"],
     }
+    return figures
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--people", type=int, default=300)
+    parser.add_argument("--quiet", type=float, default=60, help="seconds of checks before sessions are added")
+    parser.add_argument("--growing", type=float, default=420, help="seconds of checks while sessions are added")
+    parser.add_argument("--per-second", type=int, default=120, help="sessions added a second while growing")
+    parser.add_argument("--steady", type=float, default=120, help="seconds of checks after, the data unchanged")
+    parser.add_argument("--baseline", action="store_true", help="first the same with SQLite's default page cache")
+    args = parser.parse_args(argv)
+    if args.baseline:
+        default_cache = measure(args, ["--BudgetCheckService.sqlite_page_cache_kib=0"])
+    figures = measure(args, [])
+    if args.baseline:
+        figures["sqlite_default_cache"] = default_cache
+        figures["targets_met"]["smaller_than_with_sqlite_default_cache"] = (
+            figures["growth_while_data_grows_mb"] < default_cache["growth_while_data_grows_mb"]
+        )
     print(json.dumps(figures))
     return 0
 

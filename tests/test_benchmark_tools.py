@@ -306,7 +306,7 @@ def test_sampling_through_the_usage_service_measures_every_server_every_round():
 
 def test_the_check_memory_benchmark_asks_a_real_check_process_while_sessions_grow():
     command = [sys.executable, str(BENCHMARKS / "check_memory.py"), "--quiet", "3", "--growing", "4",
-               "--per-second", "25", "--steady", "3"]  # fmt: skip
+               "--per-second", "25", "--steady", "3", "--baseline"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
@@ -321,3 +321,11 @@ def test_the_check_memory_benchmark_asks_a_real_check_process_while_sessions_gro
         assert phase["heap_at_end"]["rss_anonymous_mb"] < phase["rss_end_mb"]
     assert figures["baseline_rss_mb"] == quiet["rss_end_mb"]
     assert figures["growth_with_data_unchanged_mb"] == round(steady["rss_end_mb"] - steady["rss_start_mb"], 1)
+    assert 0 < quiet["check_ms_p50"] <= quiet["check_ms_p99"] < 60_000
+    # the baseline: the same phases, on a process of its own, with SQLite's default cache
+    default_cache = figures["sqlite_default_cache"]
+    assert [p["sessions"] for p in default_cache["phases"]] == [0, 100, 100]
+    assert default_cache["checks_not_answered_200"] == 0
+    assert figures["targets_met"]["smaller_than_with_sqlite_default_cache"] == (
+        figures["growth_while_data_grows_mb"] < default_cache["growth_while_data_grows_mb"]
+    )

@@ -1,6 +1,7 @@
 """The hub-service framework: what it relies on in JupyterHub, and its shared rules."""
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -140,6 +141,28 @@ def test_the_cost_services_interval_comes_from_the_community_config_unless_the_c
     assert (from_config.niceness, from_config.idle_db_work) == (10, True)
     for service in (from_config, from_command_line, checks):
         service.engine.dispose()
+
+
+def test_the_budget_checks_sqlite_connections_keep_a_small_page_cache(tmp_path):
+    """A check reads a few pages of one person's sessions, which the system's file cache
+    holds anyway: its connections keep 256 KiB each, so its memory stops growing early in
+    a class; the reports keep SQLite's default 2 MB (benchmarks/check_memory.py)."""
+    url = f"sqlite:///{tmp_path / 'usage.sqlite'}"
+    config = community_file(tmp_path)
+
+    def page_cache(service) -> int:
+        with service.engine.connect() as connection:
+            size = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+        service.engine.dispose()
+        return size
+
+    reports = CostService(community_config=config, database_url=url)
+    assert page_cache(reports) == sqlite3.connect(":memory:").execute("PRAGMA cache_size").fetchone()[0]
+    assert page_cache(BudgetCheckService(community_config=config, database_url=url)) == -256  # KiB
+    operator = BudgetCheckService()
+    operator.initialize(["--config", config, "--database-url", url, "--BudgetCheckService.sqlite_page_cache_kib=1024"])
+    operator.prepare()
+    assert page_cache(operator) == -1024
 
 
 async def test_a_failing_background_run_is_logged_counted_and_the_loop_goes_on(caplog):

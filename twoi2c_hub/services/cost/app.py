@@ -292,6 +292,13 @@ class BudgetCheckService(CostService):
     def _idle_db_work_default(self) -> bool:
         return False  # a spawn waits for it: not behind a report's CPU
 
+    @default("sqlite_page_cache_kib")
+    def _page_cache_default(self) -> int:
+        # a check reads one person's sessions this month, a few pages the system's file
+        # cache holds anyway: a small cache of its own bounds the process's memory soon,
+        # where SQLite's 2 MB for each of its connections filled over hours of a class
+        return 256
+
     def routes(self) -> list[tuple]:
         return [("api/v1/budgets/check", budgethandlers.BudgetCheckAPI)]
 

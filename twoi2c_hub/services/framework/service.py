@@ -111,6 +111,13 @@ class HubService(Application):
         config=True,
         help="""Database work (reports) at once; more requests wait for a free worker.""",
     )
+    sqlite_page_cache_kib = Integer(
+        0,
+        config=True,
+        help="""Each SQLite connection's page cache, in KiB (0: SQLite's default, 2 MB). The
+        system's file cache holds the database's pages as well; a service that reads a few
+        pages per request needs little of its own.""",
+    )
     niceness = Integer(
         10,
         config=True,
@@ -151,7 +158,7 @@ class HubService(Application):
     def engine(self) -> Engine:
         if self.migrates:
             upgrade(self.database_url)
-        return make_engine(self.database_url)
+        return make_engine(self.database_url, self.sqlite_page_cache_kib)
 
     @cached_property
     def open_db(self) -> sessionmaker:
