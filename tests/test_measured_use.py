@@ -192,7 +192,7 @@ def test_a_notebooks_memory_peak_reaches_its_session_and_the_sessions_api(measur
     hub.wait_for(lambda: (hub.server("alice") or {}).get("ready"), timeout=90, what="alice's server")
     token = hub.user_token("alice")
     base = f"{hub.url}/user/alice"
-    allocate = 400
+    allocate, burn = 400, 3.0  # MiB held, CPU seconds burned
     try:
         kernel = start_kernel(base, token)
         asyncio.run(run_in_kernel(base, token, kernel, "import time"))  # the kernel runs: the tree's size before
@@ -210,17 +210,19 @@ def test_a_notebooks_memory_peak_reaches_its_session_and_the_sessions_api(measur
             f"block = bytearray({allocate} * 1024 * 1024)\n"
             "block[::4096] = b'x' * len(block[::4096])\n"
             "began = time.process_time()\n"
-            "while time.process_time() < began + 1.0: pass\n"
+            f"while time.process_time() < began + {burn}: pass\n"
             "time.sleep(2.5)\n"
             "del block\n"
         )))  # fmt: skip
         use = hub.wait_for(lambda: measured(before["samples"] + 3), timeout=30, what="more samples")
         assert use["ramByteUsageMax"] == pytest.approx(base_rss + allocate * MiB, rel=0.1)
         assert 0 < use["ramByteUsageAverage"] < use["ramByteUsageMax"]
-        # the second of CPU the notebook burned (and touching the memory, and the server idling)
+        # the seconds of CPU the notebook burned, and touching the memory and the server's own
+        # work around it: up to about 2 s more on a machine busy with the rest of the suite,
+        # less than the burn counted twice
         used = use["cpuCoreUsageAverage"] * use["measuredSeconds"] - before["cpuCoreUsageAverage"] * before[
             "measuredSeconds"]  # fmt: skip
-        assert 0.9 <= used <= 2.5
+        assert 0.9 * burn <= used <= burn + 2.5
         assert 0 < use["measuredShare"] <= 1
 
         # alice reads it on her usage page, against her server's limit, and in the CSV
