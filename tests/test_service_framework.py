@@ -4,13 +4,16 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import jinja2
 import jinja2.meta
 import pytest
 import yaml
+from traitlets import TraitError
 
+from twoi2c_hub.accounting.db import make_engine
 from twoi2c_hub.config.loading import ConfigError, load_config
 from twoi2c_hub.paths import demo_config
 from twoi2c_hub.services.cost.app import BudgetCheckService, CostService
@@ -151,18 +154,25 @@ def test_the_budget_checks_sqlite_connections_keep_a_small_page_cache(tmp_path):
     config = community_file(tmp_path)
 
     def page_cache(service) -> int:
-        with service.engine.connect() as connection:
-            size = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+        """Its connections' cache size, the same for each (two held at once)."""
+        with service.engine.connect() as first, service.engine.connect() as second:
+            sizes = {c.exec_driver_sql("PRAGMA cache_size").scalar() for c in (first, second)}
         service.engine.dispose()
+        (size,) = sizes
         return size
 
-    reports = CostService(community_config=config, database_url=url)
-    assert page_cache(reports) == sqlite3.connect(":memory:").execute("PRAGMA cache_size").fetchone()[0]
+    with closing(sqlite3.connect(":memory:")) as plain:
+        (sqlite_default,) = plain.execute("PRAGMA cache_size").fetchone()
+    assert page_cache(CostService(community_config=config, database_url=url)) == sqlite_default
     assert page_cache(BudgetCheckService(community_config=config, database_url=url)) == -256  # KiB
     operator = BudgetCheckService()
     operator.initialize(["--config", config, "--database-url", url, "--BudgetCheckService.sqlite_page_cache_kib=1024"])
     operator.prepare()
     assert page_cache(operator) == -1024
+    with pytest.raises(TraitError):  # SQLite's own negative form is not this setting's
+        BudgetCheckService(community_config=config, database_url=url, sqlite_page_cache_kib=-256)
+    with pytest.raises(ValueError, match="page cache"):
+        make_engine(url, page_cache_kib=-256)
 
 
 async def test_a_failing_background_run_is_logged_counted_and_the_loop_goes_on(caplog):

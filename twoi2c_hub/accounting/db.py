@@ -22,6 +22,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def make_engine(url: str, page_cache_kib: int = 0) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and foreign keys, and each
     connection a page cache of `page_cache_kib` (0: SQLite's own default, 2 MB)."""
+    if page_cache_kib < 0:
+        raise ValueError(f"a page cache of {page_cache_kib} KiB: give 0 (SQLite's default) or more")
     if url.startswith("sqlite"):
         # each SQLite connection keeps its own page cache: the pool hands out the one used
         # last (LIFO), so the few connections a service needs stay warm and the others'

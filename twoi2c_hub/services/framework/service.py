@@ -113,6 +113,7 @@ class HubService(Application):
     )
     sqlite_page_cache_kib = Integer(
         0,
+        min=0,
         config=True,
         help="""Each SQLite connection's page cache, in KiB (0: SQLite's default, 2 MB). The
         system's file cache holds the database's pages as well; a service that reads a few
