@@ -3,8 +3,9 @@ asked as the spawners ask it (20 checks a second, 20 at once), while sessions ar
 to its database far faster than a class makes them; then as many checks again with the
 data unchanged.
 
-The 90-minute soak (soak.py) sees the check's memory still growing at its end. This asks
-why and whether it stops: each SQLite connection fills a page cache of its own (2 MB by
+The 90-minute soak (soak.py) saw the check's memory still growing at its end (until the
+check's connections got a small page cache of their own). This asks why and whether it
+stops: each SQLite connection fills a page cache of its own (2 MB by
 default) as the pages it reads grow, so a process's SQLite heap is bounded by its
 connections (the pool's) times that cache, and the soak's database (10,000 sessions) is
 too small to fill them.
@@ -36,7 +37,7 @@ import time
 from pathlib import Path
 
 import yaml
-from soak import TRACER
+from soak import TRACER, rss_kib
 from tornado.httpclient import AsyncHTTPClient
 
 from twoi2c_hub.accounting.db import upgrade
@@ -105,8 +106,7 @@ class CheckProcess:
         return self.db.execute("SELECT count(*) FROM sessions").fetchone()[0]
 
     def rss_mb(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1]) / 1024
+        return rss_kib(self.process.pid) / 1024
 
     async def heap(self) -> dict:
         """The process's heap figures (soak.TRACER's), counted now."""
@@ -180,12 +180,13 @@ async def run(check: CheckProcess, phases: list[tuple[str, float, int]]) -> dict
 def measure(args: argparse.Namespace, arguments: list[str]) -> dict:
     """The phases against a fresh check process started with `arguments`."""
     random.seed(1)
-    check = CheckProcess(Path(tempfile.mkdtemp(prefix="twoi2c-check-memory-")), args.people, arguments)
     phases = [("quiet", args.quiet, 0), ("growing", args.growing, args.per_second), ("steady", args.steady, 0)]
-    try:
-        figures = asyncio.run(run(check, phases))
-    finally:
-        check.stop()
+    with tempfile.TemporaryDirectory(prefix="twoi2c-check-memory-") as work:
+        check = CheckProcess(Path(work), args.people, arguments)
+        try:
+            figures = asyncio.run(run(check, phases))
+        finally:
+            check.stop()
     quiet, growing, steady = figures["phases"]
     baseline = quiet["rss_end_mb"]
     figures["baseline_rss_mb"] = baseline

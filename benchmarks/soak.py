@@ -55,6 +55,12 @@ async def people_coming_and_going(hub_url: str, password: str, people: list[str]
     return out
 
 
+def rss_kib(pid: int) -> int:
+    """The process's resident memory now, in KiB (/proc's VmRSS)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1])
+
+
 class MemoryWatch:
     """Resident memory of processes every `every` seconds, for the soak's slopes."""
 
@@ -71,9 +77,8 @@ class MemoryWatch:
                 total = 0
                 for pid in pids:
                     try:
-                        status = Path(f"/proc/{pid}/status").read_text()
-                        total += int(next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1])
-                    except (OSError, StopIteration):
+                        total += rss_kib(pid)
+                    except (OSError, StopIteration):  # ended, or ending
                         pass
                 self.samples[name].append((now, total / 1024))
             if stop.wait(self.every):
